@@ -1,0 +1,41 @@
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {InputError} from '../errors.js'
+import type {Recipe} from '../recipe/schema.js'
+import {atomicWriteFile} from '../util/fsx.js'
+import type {StageName, StageResult} from './stage.js'
+
+/** What a finished build made: the recipe it came from and every stage's cache entry. Publish reads this. */
+export interface BuildRecord {
+  recipeId: string
+  recipeDigest: string
+  recipe: Recipe
+  toolVersion: string
+  sourceDateEpoch: number
+  /** when the build finished (informational; not part of any digest) */
+  finishedAt: string
+  stages: Partial<Record<StageName, StageResult>>
+}
+
+export function buildRecordPath(cacheDir: string, recipeId: string): string {
+  return join(cacheDir, 'builds', `${recipeId}.json`)
+}
+
+export async function writeBuildRecord(cacheDir: string, rec: BuildRecord): Promise<string> {
+  const path = buildRecordPath(cacheDir, rec.recipeId)
+  await atomicWriteFile(path, JSON.stringify(rec, null, 2) + '\n')
+  return path
+}
+
+/** Reads a build record from a path, or the last build of a recipe id in the cache. */
+export async function readBuildRecord(cacheDir: string, recipeIdOrPath: string): Promise<BuildRecord> {
+  const path = recipeIdOrPath.endsWith('.json') ? recipeIdOrPath : buildRecordPath(cacheDir, recipeIdOrPath)
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as BuildRecord
+  } catch (e) {
+    throw new InputError(`no build record at ${path} (${(e as Error).message})`, {
+      hint: `run \`cvm-image build ${recipeIdOrPath.replace(/\.json$/, '')}\` first, or pass the path of a build record`,
+    })
+  }
+}

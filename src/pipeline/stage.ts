@@ -1,0 +1,77 @@
+import type {LoadedRecipe, ProjectDirs} from '../recipe/load.js'
+import type {Json} from '../util/fsx.js'
+
+/** The stages of a build, in order (DESIGN.md "The pipeline"). Publish is not cached: it is a side effect at a target. */
+export const STAGE_NAMES = ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate'] as const
+export type StageName = (typeof STAGE_NAMES)[number]
+
+/** Options from the command line that stages read. A stage that reads one must put it in its inputs(). */
+export interface BuildOptions {
+  /** a kernel git (local path or URL) to resolve upstream commits from */
+  kernelGit?: string
+  /** the sha256 the user vouches for when the recipe's base is unpinned */
+  baseSha256?: string
+  /** a local file to use as the base image instead of downloading it */
+  baseFile?: string
+  /** validation modes to run instead of the recipe's */
+  modes?: string[]
+  /** user@host of a remote validation host */
+  validateHost?: string
+  /** pinned host key of the validation host: SHA256:... fingerprint */
+  validateHostKey?: string
+  /** skip validation: the validate stage reports every check as skipped */
+  skipValidation?: boolean
+  /** make -j */
+  jobs?: number
+}
+
+/** Everything a stage may read. Stages never read the environment or the clock directly. */
+export interface BuildContext {
+  recipe: LoadedRecipe
+  dirs: ProjectDirs
+  options: BuildOptions
+  /** the cache root; stages may keep their own sub-caches under cacheDir/<name> (e.g. ccache, downloads) */
+  cacheDir: string
+}
+
+/** The finished output of a stage: a directory in the cache plus its result metadata. */
+export interface StageResult {
+  stage: StageName
+  key: string
+  dir: string
+  /** what run() returned, kept as result.json */
+  meta: Json
+}
+
+export interface StageIO {
+  /** an empty directory to write outputs to; renamed into the cache when run() returns */
+  out: string
+  /** the results of the stages named in needs */
+  upstream: Partial<Record<StageName, StageResult>>
+  /** a scratch directory, removed afterwards whatever happens */
+  work: string
+  /** progress for people (one short line, replaced as it changes) */
+  progress(line: string): void
+  /** a line for the stage's log (kept in the cache entry as stage.log) */
+  log(line: string): void
+  /** the stage log's path, to hand to long-running tools */
+  logFile: string
+  signal: AbortSignal
+}
+
+export interface Stage {
+  name: StageName
+  title: string
+  /** bump when the stage's code changes what it produces: it is part of the cache key */
+  version: number
+  /** the stages whose outputs this one reads; their keys are part of this one's key */
+  needs: StageName[]
+  /**
+   * Everything besides upstream outputs that determines this stage's output, as JSON:
+   * the recipe fields it reads, digests of the files it reads (templates, patches), options.
+   * Must be cheap: `plan` calls it for every stage and must stay under a second.
+   */
+  inputs(ctx: BuildContext): Promise<Json> | Json
+  /** Does the work. Returns the metadata to keep as result.json. */
+  run(ctx: BuildContext, io: StageIO): Promise<Json>
+}

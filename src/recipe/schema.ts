@@ -1,0 +1,148 @@
+import {z} from 'zod'
+
+/**
+ * The one place that defines a recipe's fields. Parsing, validation messages and
+ * `recipes show` all come from this schema.
+ */
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256: 64 lowercase hex digits')
+/** null means: upstream publishes no checksum we could confirm; a build needs --base-sha256 or a local file */
+const pinnedSha256 = sha256.nullable()
+const url = z.string().regex(/^(https?|ftp|git|ssh|file):\/\/\S+$/, 'must be a URL (https://, http://, git://, file://)')
+
+export const RECIPE_STATUSES = ['buildable-here', 'needs-source-access', 'needs-subscription'] as const
+export const BASE_FORMATS = ['tar', 'tar.gz', 'tar.xz', 'tar.zst', 'qcow2', 'raw', 'vmdk'] as const
+export const IMAGE_FORMATS = ['raw', 'qcow2', 'gce'] as const
+export const VALIDATION_MODES = ['emulated', 'sev', 'sev-es'] as const
+export const CONFIG_BASES = ['lean', 'defconfig', 'distro'] as const
+
+export const MmdebstrapBase = z.strictObject({
+  kind: z.literal('mmdebstrap'),
+  suite: z.string().min(1),
+  mirror: url,
+  variant: z.enum(['extract', 'custom', 'essential', 'apt', 'required', 'minbase', 'buildd', 'important', 'standard']).default('minbase'),
+  components: z.array(z.string().min(1)).default(['main']),
+  /** packages a cloud image has (systemd, cloud-init, openssh-server, ...) */
+  packages: z.array(z.string().min(1)).default([]),
+})
+
+export const ImageBase = z.strictObject({
+  kind: z.literal('image'),
+  /** the distro's published guest image or rootfs tarball */
+  url,
+  sha256: pinnedSha256,
+  format: z.enum(BASE_FORMATS),
+  /** where the URL and checksum come from, or how to get the image where it is not public */
+  notes: z.string().optional(),
+})
+
+export const Base = z.discriminatedUnion('kind', [MmdebstrapBase, ImageBase])
+
+export const DebianPackageSource = z.strictObject({
+  kind: z.literal('debian-package'),
+  /** e.g. linux-source-6.1: fetched with apt into the cache, never installed on the host */
+  package: z.string().min(1),
+  suite: z.string().min(1),
+  mirror: url,
+  /** the package version; unset means the suite's current one */
+  version: z.string().optional(),
+})
+
+export const TarballSource = z.strictObject({
+  kind: z.literal('tarball'),
+  url,
+  sha256: pinnedSha256,
+})
+
+export const GitSource = z.strictObject({
+  kind: z.literal('git'),
+  url,
+  /** tag, branch or commit */
+  ref: z.string().min(1),
+})
+
+export const KernelSource = z.discriminatedUnion('kind', [DebianPackageSource, TarballSource, GitSource])
+
+export const Kernel = z.strictObject({
+  /** kernels/<line>/series.yaml holds the backport series for this line */
+  line: z.string().regex(/^\d+\.\d+$/, 'must be a kernel line such as 5.10'),
+  /** the upstream version the distro's source is based on, e.g. 5.4.0 or 6.1 */
+  upstream_version: z.string().regex(/^\d+\.\d+(\.\d+)?$/, 'must be a version such as 5.4 or 5.4.0'),
+  source: KernelSource,
+  /** series files under kernels/, applied in order; default [<line>/series.yaml] */
+  series: z.array(z.string().min(1)).optional(),
+  config: z.strictObject({
+    base: z.enum(CONFIG_BASES).default('lean'),
+    /** names of kernels/features/<name>.yaml */
+    features: z.array(z.string().min(1)).min(1),
+    /** extra options, e.g. {CONFIG_HZ_100: y} */
+    options: z.record(z.string().regex(/^CONFIG_[A-Z0-9_]+$/, 'must be a Kconfig symbol such as CONFIG_NVME_CORE'), z.string()).default({}),
+  }),
+  localversion: z.string().regex(/^[-.+~A-Za-z0-9]*$/, 'may hold letters, digits and - . + ~ only').default('-cvm'),
+  /** what SEV-ES guest support this line has, or what it needs backported */
+  sev_es: z.string().min(1),
+})
+
+export const Boot = z.strictObject({
+  /** the kernel command line in the UKI; root= is added by assemble */
+  cmdline: z.string().default('console=ttyS0 console=tty0'),
+})
+
+export const Image = z.strictObject({
+  size_gib: z.number().int().min(1).max(2048),
+  formats: z.array(z.enum(IMAGE_FORMATS)).min(1).default(['raw', 'qcow2', 'gce']),
+  hostname: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a host name').default('cvm'),
+  /** globs of base paths the new kernel replaces (distro kernels, modules, initrds) */
+  remove: z.array(z.string().min(1)).default([]),
+  /** how the image's package manager is kept from replacing the CVM kernel */
+  kernel_hold: z.strictObject({
+    method: z.enum(['apt-preferences', 'dnf-exclude', 'zypper-lock', 'none']),
+    /** packages to pin away, e.g. linux-image-* */
+    packages: z.array(z.string().min(1)).default([]),
+    note: z.string().optional(),
+  }),
+  /** allow tar entries that point outside the root (e.g. absolute symlinks a distro ships) */
+  allow_absolute_symlinks: z.boolean().default(true),
+})
+
+export const Validate = z.strictObject({
+  modes: z.array(z.enum(VALIDATION_MODES)).min(1).default(['emulated']),
+  memory_mib: z.number().int().min(256).default(2048),
+  cpus: z.number().int().min(1).default(2),
+  boot_timeout_s: z.number().int().min(10).default(600),
+})
+
+export const Publish = z.strictObject({
+  /** release version; default: <recipe id>-<build key prefix> */
+  version: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
+})
+
+export const Recipe = z.strictObject({
+  /** the file name without .yaml */
+  id: z.string(),
+  name: z.string().min(1),
+  extends: z.string().optional(),
+  /** a recipe only to be extended, never built */
+  abstract: z.boolean().default(false),
+  status: z.enum(RECIPE_STATUSES),
+  status_note: z.string().optional(),
+  /** the distro this recipe forks and the kernel it ships (from the seed's table) */
+  distro: z.strictObject({
+    family: z.enum(['debian', 'ubuntu', 'rhel', 'sles', 'cos']),
+    release: z.string().min(1),
+    kernel: z.string().min(1),
+  }),
+  source_date_epoch: z.number().int().min(0),
+  base: Base,
+  kernel: Kernel,
+  boot: Boot.default({cmdline: 'console=ttyS0 console=tty0'}),
+  image: Image,
+  validate: Validate.default({modes: ['emulated'], memory_mib: 2048, cpus: 2, boot_timeout_s: 600}),
+  publish: Publish.default({}),
+})
+
+export type Recipe = z.infer<typeof Recipe>
+export type RecipeBase = z.infer<typeof Base>
+export type KernelSourceSpec = z.infer<typeof KernelSource>
+export type ValidationMode = (typeof VALIDATION_MODES)[number]
+export type ImageFormat = (typeof IMAGE_FORMATS)[number]

@@ -1,0 +1,55 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {mkdir, open, rename, rm, writeFile} from 'node:fs/promises'
+import {dirname, join, basename} from 'node:path'
+
+export type Json = null | boolean | number | string | Json[] | {[k: string]: Json}
+
+/** JSON with sorted keys, so equal values hash equally. */
+export function canonicalJson(v: unknown): string {
+  return JSON.stringify(sortKeys(v))
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys)
+  if (v && typeof v === 'object') {
+    const o: Record<string, unknown> = {}
+    for (const k of Object.keys(v).sort()) {
+      const x = (v as Record<string, unknown>)[k]
+      if (x !== undefined) o[k] = sortKeys(x)
+    }
+    return o
+  }
+  return v
+}
+
+export function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256')
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer)
+  return h.digest('hex')
+}
+
+/** A sibling temp path for atomic writes: same directory, so rename is atomic. */
+export function tempSibling(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+}
+
+/** Write a file atomically: temp file, fsync, rename. A reader sees the old or the new file, never half. */
+export async function atomicWriteFile(path: string, data: string | Buffer): Promise<void> {
+  await mkdir(dirname(path), {recursive: true})
+  const tmp = tempSibling(path)
+  try {
+    await writeFile(tmp, data)
+    const fh = await open(tmp, 'r')
+    await fh.sync()
+    await fh.close()
+    await rename(tmp, path)
+  } catch (e) {
+    await rm(tmp, {force: true})
+    throw e
+  }
+}
