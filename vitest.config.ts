@@ -1,0 +1,12 @@
+import {defineConfig} from 'vitest/config'
+
+// Test files run one at a time: the integration tests build kernels and boot QEMU on a 2-core machine.
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    fileParallelism: false,
+    testTimeout: 60_000,
+    hookTimeout: 1_800_000,
+    reporters: ['default'],
+  },
+})
