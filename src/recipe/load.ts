@@ -162,7 +162,7 @@ export class RecipeStore {
    * The position for a problem at path: a scalar value where the whole path exists (a wrong value),
    * else the key of the deepest part that exists (an unknown key, or the map that lacks a field).
    */
-  private at(p: ParsedFile, path: (string | number)[], message: string): RecipeProblem {
+  private at(p: ParsedFile, path: (string | number)[], message: string, atKey = false): RecipeProblem {
     let node: unknown = p.doc.contents
     let target: unknown = node
     let complete = true
@@ -182,7 +182,7 @@ export class RecipeStore {
         break
       }
     }
-    if (complete && isScalar(node)) target = node
+    if (complete && !atKey && isScalar(node)) target = node
     const range = (target as {range?: [number, number, number]} | undefined)?.range
     const pos = range ? p.lines.linePos(range[0]) : {line: 1, col: 1}
     return {file: p.file, line: pos.line, col: pos.col, message}
@@ -204,7 +204,7 @@ export class RecipeStore {
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((k) => {
         const full = [...path, k]
-        return this.at(this.owner(chain, full), full, `unknown key "${[...path, k].join('.')}" (remove it or fix its spelling; see the recipe format in README.md)`)
+        return this.at(this.owner(chain, full), full, `unknown key "${[...path, k].join('.')}" (remove it or fix its spelling; see the recipe format in README.md)`, true)
       })
     }
     const owner = this.owner(chain, path)
