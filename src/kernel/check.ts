@@ -4,7 +4,7 @@ import {readFile} from 'node:fs/promises'
 import {InputError} from '../errors.js'
 import {parseDotConfig, valueOf, type DotConfig} from './dotconfig.js'
 import {loadFeatures, type Feature} from './features.js'
-import {configVersion, contains, formatVersion, parseVersion, type KernelVersion} from './version.js'
+import {atLeast, configVersion, contains, formatVersion, parseVersion, type KernelVersion} from './version.js'
 
 export type FeatureStatus = 'supported' | 'needs-backport' | 'needs-config'
 
@@ -62,7 +62,8 @@ export function judge(f: Feature, version: KernelVersion, config: DotConfig | un
     const stable = f.stable.length ? ` or stable ${f.stable.join(', ')}` : ''
     return {...base, status: 'needs-backport', reason: `${formatVersion(version)} predates mainline ${f.mainline}${stable}`}
   }
-  if (!config) return {...base, status: 'supported', reason: `in mainline since ${f.mainline} (options not checked: give a .config)`}
+  const since = atLeast(version, f.mainline) ? `mainline ${f.mainline}` : `stable ${f.stable.find((s) => s.startsWith(`${version.major}.${version.minor}.`)) ?? f.stable.join(', ')}`
+  if (!config) return {...base, status: 'supported', reason: `in ${since} (options not checked: give a .config)`}
   const missing = Object.entries(f.requires)
     .map(([option, want]) => ({option, want, have: valueOf(config, option)}))
     .filter((m) => !m.want.includes(m.have))

@@ -11,10 +11,16 @@ import {valueOf, type DotConfig} from './dotconfig.js'
 export interface SymbolDefinition {
   file: string
   line: number
-  /** every dependency expression: the entry's own and its enclosing if/menu/choice blocks */
-  depends: string[]
+  /** every dependency expression and where it is written: the entry's own and its enclosing if/menu/choice blocks */
+  depends: Dependency[]
   /** false when no prompt exists: only select or a default sets the symbol */
   hasPrompt: boolean
+}
+
+export interface Dependency {
+  expr: string
+  /** file:line */
+  at: string
 }
 
 export interface KconfigDb {
@@ -30,17 +36,17 @@ export function readKconfig(tree: string, srcarch = 'x86'): KconfigDb {
   return db
 }
 
-function parseFile(db: KconfigDb, tree: string, rel: string, outer: string[], srcarch: string, seen: Set<string>): void {
+function parseFile(db: KconfigDb, tree: string, rel: string, outer: Dependency[], srcarch: string, seen: Set<string>): void {
   const path = join(tree, rel)
   if (seen.has(path) || !existsSync(path)) return
   seen.add(path)
   const lines = joinContinuations(readFileSync(path, 'utf8').split('\n'))
   // the dependency stack of enclosing if/menu/choice blocks (a menu's own "depends on" is added to its frame)
-  const stack: Array<{kind: 'if' | 'menu' | 'choice'; deps: string[]}> = []
+  const stack: Array<{kind: 'if' | 'menu' | 'choice'; deps: Dependency[]}> = []
   let entry: {sym: string; def: SymbolDefinition} | undefined
   let inHelp = false
   let helpIndent = -1
-  let frameOpen: {deps: string[]} | undefined
+  let frameOpen: {deps: Dependency[]} | undefined
   const enclosing = () => [...outer, ...stack.flatMap((s) => s.deps)]
 
   for (const [i, raw] of lines.entries()) {
@@ -71,12 +77,12 @@ function parseFile(db: KconfigDb, tree: string, rel: string, outer: string[], sr
       case 'if':
         entry = undefined
         frameOpen = undefined
-        stack.push({kind: 'if', deps: [arg]})
+        stack.push({kind: 'if', deps: [{expr: arg, at: `${rel}:${i + 1}`}]})
         break
       case 'menu':
       case 'choice': {
         entry = undefined
-        const frame = {kind: kw, deps: [] as string[]}
+        const frame = {kind: kw, deps: [] as Dependency[]}
         stack.push(frame)
         frameOpen = frame
         break
@@ -101,9 +107,9 @@ function parseFile(db: KconfigDb, tree: string, rel: string, outer: string[], sr
       }
       case 'depends':
         if (rest[0] === 'on') {
-          const expr = rest.slice(1).join(' ')
-          if (entry) entry.def.depends.push(expr)
-          else if (frameOpen) frameOpen.deps.push(expr)
+          const dep = {expr: rest.slice(1).join(' '), at: `${rel}:${i + 1}`}
+          if (entry) entry.def.depends.push(dep)
+          else if (frameOpen) frameOpen.deps.push(dep)
         }
         break
       case 'bool':
@@ -303,10 +309,10 @@ export function explainDrop(db: KconfigDb, option: string, config: DotConfig): D
   const defs = db.definitions.get(sym) ?? []
   const unmet: UnmetDependency[] = []
   for (const d of defs) {
-    for (const expr of d.depends) {
+    for (const {expr, at} of d.depends) {
       if (evaluate(expr, config) > 0) continue
       const off = culprits(parseExpr(tokenize(expr)), config).map((c) => describeCulprit(c, config))
-      unmet.push({expr, at: `${d.file}:${d.line}`, off})
+      unmet.push({expr, at, off})
     }
   }
   return {option, unknown: defs.length === 0, unmet, hasPrompt: defs.some((d) => d.hasPrompt), selectedBy: db.selectedBy.get(sym) ?? []}
