@@ -58,7 +58,7 @@ export async function configureKernel(r: ConfigureRequest): Promise<ConfigureRes
   if (dropped.length) {
     const db = readKconfig(r.tree)
     const lines = dropped.map((q) => {
-      const why = renderDrop(explainDrop(db, q.option, values))
+      const why = renderDrop(explainDrop(db, q.option, values, q.want))
       return `  ${q.option}: wanted ${q.want.join(' or ')} (${q.from}), got ${valueOf(values, q.option)}: ${why}`
     })
     throw new InputError(`kernel config: ${dropped.length} required option${dropped.length === 1 ? '' : 's'} dropped by Kconfig: ${dropped.map((q) => q.option).join(', ')}`, {
