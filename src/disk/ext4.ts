@@ -58,7 +58,8 @@ export async function makeRootFilesystem(opts: RootFsOptions): Promise<void> {
   await mkdir(tree, {recursive: true})
   await writeFile(conf, MKE2FS_CONF)
   try {
-    await run('fakeroot', ['-s', state, '--', 'tar', '--extract', '--file', opts.tarball, '--directory', tree, '--numeric-owner', '--same-owner', '--same-permissions', '--no-xattrs'], {
+    // --delay-directory-restore: entries appended after their directory (the CVM files) must not leave it with the unpack time as mtime
+    await run('fakeroot', ['-s', state, '--', 'tar', '--extract', '--file', opts.tarball, '--directory', tree, '--numeric-owner', '--same-owner', '--same-permissions', '--no-xattrs', '--delay-directory-restore'], {
       what: 'unpack the rootfs under fakeroot',
       env,
       logFile: opts.logFile,

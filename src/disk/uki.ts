@@ -1,7 +1,7 @@
 import {existsSync} from 'node:fs'
-import {stat} from 'node:fs/promises'
+import {readFile, stat, writeFile} from 'node:fs/promises'
 
-import {HostError} from '../errors.js'
+import {HostError, StageError} from '../errors.js'
 import {run} from '../util/exec.js'
 
 /**
@@ -42,4 +42,37 @@ export async function buildUki(parts: UkiParts, out: string, opts: {sourceDateEp
     args.push('--add-section', `.initrd=${parts.initrd}`, '--change-section-vma', `.initrd=0x${initrdVma.toString(16)}`)
   }
   await run('objcopy', [...args, stub, out], {what: 'build the unified kernel image', env: {SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch)}, logFile: opts.logFile})
+  await writeFile(out, pinPeTimestamp(await readFile(out), opts.sourceDateEpoch))
+}
+
+/**
+ * objcopy (binutils 2.40) stamps the PE header with the current time whatever SOURCE_DATE_EPOCH
+ * says: write SOURCE_DATE_EPOCH there and recompute the PE checksum, so the UKI is reproducible.
+ */
+export function pinPeTimestamp(pe: Buffer, epoch: number): Buffer {
+  const peOffset = pe.readUInt32LE(0x3c)
+  if (pe.readUInt32LE(peOffset) !== 0x00004550) throw new StageError('objcopy produced a UKI without a PE header')
+  const coff = peOffset + 4
+  pe.writeUInt32LE(epoch >>> 0, coff + 4)
+  const checksumAt = coff + 20 + 64
+  pe.writeUInt32LE(0, checksumAt)
+  pe.writeUInt32LE(peChecksum(pe, checksumAt), checksumAt)
+  return pe
+}
+
+/** The PE image checksum: 16-bit one's-complement style sum over the file, plus its length. */
+function peChecksum(pe: Buffer, checksumAt: number): number {
+  let sum = 0
+  const words = Math.floor(pe.length / 2)
+  for (let i = 0; i < words; i++) {
+    const at = i * 2
+    if (at === checksumAt || at === checksumAt + 2) continue
+    sum += pe.readUInt16LE(at)
+    sum = (sum & 0xffff) + (sum >>> 16)
+  }
+  if (pe.length % 2) {
+    sum += pe[pe.length - 1]
+    sum = (sum & 0xffff) + (sum >>> 16)
+  }
+  return ((sum & 0xffff) + pe.length) >>> 0
 }
