@@ -101,11 +101,16 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   written.catch(() => undefined)
 
   const extract = tar.extract()
-  const reading = pipeline(createReadStream(opts.input), extract as unknown as NodeJS.WritableStream)
-  reading.catch(() => undefined)
+  const source = createReadStream(opts.input)
+  source.on('error', (e) => extract.destroy(e))
+  // the loop below sees every read error; this keeps a late duplicate (after the loop has stopped) from crashing the process
+  extract.on('error', () => undefined)
+  source.pipe(extract as unknown as NodeJS.WritableStream)
 
   try {
     for await (const entry of extract) {
+      // a damaged archive errors the entry too; the extractor's own error is the one reported below
+      entry.on('error', () => undefined)
       const h = entry.header
       const raw = h.name
       lastName = raw
@@ -188,8 +193,8 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
         if (!header.size) await drain(entry)
       }
     }
-    await reading
   } catch (e) {
+    source.destroy()
     pack.destroy()
     if (e instanceof InputError) throw e
     throw new InputError(`rootfs tarball ${opts.input} could not be read after entry "${lastName}": ${(e as Error).message}`, {
@@ -326,7 +331,9 @@ function packEntry(pack: Pack, header: Header, body: Buffer | AsyncIterable<unkn
       }
       sink.end(undefined)
     })().catch((e) => {
-      sink.destroy(e as Error)
+      // the caller reports e; the sink only has to stop
+      sink.on('error', () => undefined)
+      sink.destroy()
       reject(e)
     })
   })
