@@ -108,3 +108,9 @@ export function checkHostKey(host: string, port: number, keyBlob: Buffer, pin: H
     hint: pinHint(file),
   })
 }
+
+/** Reads the one-flag form the CLI takes: a SHA256:... fingerprint, or else the path of a known_hosts file. */
+export function hostKeyPinFromFlag(value: string | undefined): HostKeyPin {
+  if (!value) return {}
+  return value.startsWith('SHA256:') ? {hostKey: checkFingerprintSyntax(value)} : {knownHostsFile: value}
+}

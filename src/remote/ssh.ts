@@ -9,7 +9,7 @@ import {HostError, InputError, StageError} from '../errors.js'
 import {checkFingerprintSyntax, checkHostKey, type HostKeyPin} from './host-key.js'
 import {shellQuote} from './quote.js'
 
-export {fingerprint} from './host-key.js'
+export {fingerprint, hostKeyPinFromFlag, type HostKeyPin} from './host-key.js'
 export {shellQuote} from './quote.js'
 
 /** user@host[:port] of an SSH server. */
@@ -76,11 +76,10 @@ function cb<T = void>(fn: (done: (err: Error | undefined | null, v?: T) => void)
   return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))))
 }
 
+const ZEROS = Buffer.alloc(CHUNK)
+
 function isAllZero(buf: Buffer, len: number): boolean {
-  for (let i = 0; i < len; i += 8) {
-    if (i + 8 <= len ? buf.readBigUInt64LE(i) !== 0n : buf.subarray(i, len).some((b) => b !== 0)) return false
-  }
-  return true
+  return buf.subarray(0, len).equals(ZEROS.subarray(0, len))
 }
 
 /** One authenticated SSH connection: remote commands and SFTP file operations. */
