@@ -1,7 +1,7 @@
 // Kernel build times: a cold build of the debian-12 kernel (empty ccache) and the rebuild after one
 // patch of its series changed (ccache warm). Prints the figures; asserts nothing.
 // Run: npm run bench -- kernel-build   (CVM_BENCH_CACHE=<dir> keeps the cache somewhere else)
-import {cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {availableParallelism, cpus} from 'node:os'
 import {join} from 'node:path'
 
@@ -41,3 +41,4 @@ writeFileSync(marker, readFileSync(marker, 'utf8').replace('applied\\n', 'applie
 const rebuild = await build('rebuild after changing one patch (6.1/cvm-marker.patch), ccache warm')
 console.log(`figures: cores=${cpus().length} ${coldCache ? 'cold_s' : 'first_build_s'}=${cold.toFixed(0)} rebuild_s=${rebuild.toFixed(0)}${coldCache ? ` speedup=${(cold / rebuild).toFixed(1)}x` : ''}`)
 console.log((await ccacheStats(join(cacheDir, 'ccache'))).split('\n').filter((l) => /hit|miss|Hits|Misses/i.test(l)).join('\n'))
+rmSync(root, {recursive: true, force: true})
