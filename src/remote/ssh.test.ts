@@ -73,6 +73,19 @@ describe('exec', () => {
     expect(shellQuote(['x', 'a b'])).toBe("x 'a b'")
   })
 
+  it('streams output lines as they come', async () => {
+    const lines: string[] = []
+    await session.exec(['sh', '-c', 'echo one; echo two >&2; printf three'], {onLine: (l) => lines.push(l)})
+    expect(lines.sort()).toEqual(['one', 'three', 'two'])
+  })
+
+  it('opens a TCP tunnel through the server', async () => {
+    const ch = await session.tunnel('127.0.0.1', sshd.port)
+    const banner = await new Promise<string>((resolve) => ch.once('data', (d: Buffer) => resolve(d.toString())))
+    expect(banner).toMatch(/^SSH-2.0-OpenSSH/)
+    ch.close()
+  })
+
   it('reports a failing command with its exit code', async () => {
     await expect(session.exec(['sh', '-c', 'echo boom >&2; exit 3'])).rejects.toThrow(/exited with 3/)
     expect((await session.exec(['false'], {reject: false})).exitCode).toBe(1)
