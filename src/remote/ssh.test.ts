@@ -1,3 +1,4 @@
+import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {readFile, stat, truncate, writeFile} from 'node:fs/promises'
@@ -6,7 +7,8 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {startSshd, type TestSshd} from '../../test/helpers/sshd.js'
-import {HostError} from '../errors.js'
+import {HostError, InputError} from '../errors.js'
+import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
 import {connect, parseSshAddress, shellQuote, type SshSession} from './ssh.js'
 
@@ -62,6 +64,30 @@ describe('host key pinning against a real sshd', () => {
     expect(err).toBeInstanceOf(HostError)
     expect(err.message).toMatch(/CHANGED/)
     expect(err.message).toContain(sshd.hostKeyFingerprint)
+  })
+})
+
+describe('authentication', () => {
+  it('authenticates through a real ssh-agent holding the key', async () => {
+    const sock = join(sshd.dir, 'agent.sock')
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], {stdio: 'ignore'})
+    try {
+      for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100))
+      await run('ssh-add', ['-q', sshd.userKeyPath], {env: {SSH_AUTH_SOCK: sock}})
+      const s = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {hostKey: sshd.hostKeyFingerprint, agent: sock})
+      expect((await s.exec(['id', '-un'])).stdout.trim()).toBe(sshd.user)
+      await s.close()
+    } finally {
+      agent.kill('SIGTERM')
+    }
+  })
+
+  it('refuses with a clear message when the key is not authorized', async () => {
+    const other = join(sshd.dir, 'other_key')
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other])
+    const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {hostKey: sshd.hostKeyFingerprint, privateKey: other}).catch((e) => e)
+    expect(err).toBeInstanceOf(InputError)
+    expect(err.message).toMatch(/authentication .* failed/)
   })
 })
 
