@@ -177,3 +177,26 @@ describe('sftp target refusals', () => {
     expect(existsSync(join(work, 'never'))).toBe(false)
   })
 })
+
+describe('publish to an SFTP-only account (no commands: digests are read back)', () => {
+  let sftpOnly: TestSshd
+  beforeAll(async () => {
+    sftpOnly = await startSshd({sftpOnly: true})
+  })
+  afterAll(async () => {
+    await sftpOnly?.stop()
+  })
+
+  it('verifies by reading back, and a re-run is a no-op', async () => {
+    const dest = join(work, 'sftp-only')
+    const spec = `sftp://${sftpOnly.user}@127.0.0.1:${sftpOnly.port}${dest}`
+    const ssh = {knownHostsFile: sftpOnly.knownHostsFile, privateKey: sftpOnly.userKeyPath}
+    const r = await publish(passed.record, spec, {stagingDir, ssh, formats: ['qcow2', 'gce']})
+    expect(r.files.map((f) => f.action)).toEqual(['uploaded', 'uploaded', 'uploaded', 'uploaded', 'uploaded'])
+    const dir = join(dest, passed.record.recipeId, r.version)
+    for (const f of r.files) expect(await sha256File(join(dir, f.name)), f.name).toBe(f.sha256)
+    const again = await publish(passed.record, spec, {stagingDir, ssh, formats: ['qcow2', 'gce']})
+    expect(again.unchanged).toBe(true)
+    expect(again.bytesUploaded).toBe(0)
+  })
+})
