@@ -124,7 +124,7 @@ describe.each(targets)('publish to a $kind target', (t) => {
 
   it('a publish killed mid-upload shows no partial file under a final name, and a re-run completes it', async () => {
     const cache = join(work, `cache-kill-${t.kind}`)
-    const fx = await makeBuildRecordFixture(cache, {recipeId: 'killed', seed: `kill-${t.kind}`, formats: ['qcow2', 'raw', 'gce']})
+    const fx = await makeBuildRecordFixture(cache, {recipeId: 'killed', seed: 'kill', formats: ['qcow2', 'raw', 'gce']})
     const version = `1700000000-${fx.record.stages.assemble!.key.slice(0, 12)}`
     const dir = releaseDir(fx.record, version)
     const killed = await publishAndKill({recordPath: fx.path, target: t.spec(), throttleMs: t.throttleMs, options: opts()}, (e) => e.file === 'disk.raw' && e.done >= t.killAfter)
