@@ -45,7 +45,7 @@ try {
   await s.upload(dense, join(work, 'dense.remote'), {resume: false})
   const secs = (performance.now() - t0) / 1000
   console.log(`${'SFTP upload of 256 MiB of random data'.padEnd(58)} ${secs.toFixed(2).padStart(7)} s  (${(256 / secs).toFixed(0)} MiB/s)`)
-  await time('remote sha256sum of 256 MiB over exec', () => s.sha256(join(work, 'dense.remote')))
+  await time('remote sha256 of 256 MiB over exec (openssl dgst)', () => s.sha256(join(work, 'dense.remote')))
   await time('sha256 of 256 MiB by SFTP read-back', () => s.sha256ByReadBack(join(work, 'dense.remote')))
   await s.close()
 } finally {

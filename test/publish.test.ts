@@ -1,4 +1,4 @@
-import {existsSync} from 'node:fs'
+import {existsSync, writeFileSync} from 'node:fs'
 import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -148,6 +148,27 @@ describe.each(targets)('publish to a $kind target', (t) => {
     expect(r.files.find((f) => f.name === 'disk.qcow2')!.sha256).toBe(qcowBetween)
     expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([])
     for (const f of r.files) expect(await sha256File(join(dir, f.name)), f.name).toBe(f.sha256)
+    await rm(cache, {recursive: true, force: true})
+  })
+
+  it('never replaces a file that another publisher put under a final name meanwhile', async () => {
+    const cache = join(work, `cache-race-${t.kind}`)
+    const fx = await makeBuildRecordFixture(cache, {recipeId: 'raced', seed: 'race', formats: ['qcow2']})
+    const dir = releaseDir(fx.record, `1700000000-${fx.record.stages.assemble!.key.slice(0, 12)}`)
+    let intruded = false
+    const err = await publish(fx.record, t.spec(), {
+      ...opts(),
+      onProgress: () => {
+        if (intruded) return
+        intruded = true
+        writeFileSync(join(dir, 'disk.qcow2'), 'another build\n') // a second publisher wins the race for this name
+      },
+    }).catch((e) => e)
+    expect(intruded).toBe(true)
+    expect(err).toBeInstanceOf(ConflictError)
+    expect(err.message).toMatch(/another publisher put a different disk\.qcow2/)
+    expect(await readFile(join(dir, 'disk.qcow2'), 'utf8')).toBe('another build\n')
+    expect(await readdir(dir)).toEqual(['disk.qcow2']) // no manifest, no temp file left behind
     await rm(cache, {recursive: true, force: true})
   })
 

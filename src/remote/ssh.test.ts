@@ -163,6 +163,19 @@ describe('SFTP upload', () => {
     expect((await readFile(remote)).equals(data)).toBe(true)
   })
 
+  it('renames without replacing an existing file', async () => {
+    const a = join(sshd.dir, 'nc-a')
+    const b = join(sshd.dir, 'nc-b')
+    await writeFile(a, 'mine')
+    await writeFile(b, 'theirs')
+    expect(await session.renameNoClobber(a, b)).toBe(false)
+    expect(await readFile(b, 'utf8')).toBe('theirs')
+    expect(existsSync(a)).toBe(true)
+    expect(await session.renameNoClobber(a, join(sshd.dir, 'nc-c'))).toBe(true)
+    expect(existsSync(a)).toBe(false)
+    expect(await readFile(join(sshd.dir, 'nc-c'), 'utf8')).toBe('mine')
+  })
+
   it('verify names both digests when the remote bytes differ', async () => {
     const remote = join(sshd.dir, 'differs.bin')
     await writeFile(remote, 'abc')

@@ -188,6 +188,21 @@ export class SshSession {
     }
   }
 
+  /**
+   * Renames only if `to` does not exist, atomically (SFTP v3 rename: OpenSSH does link + unlink), so two
+   * writers can never replace each other's file. Returns false, changing nothing, when `to` exists.
+   */
+  async renameNoClobber(from: string, to: string): Promise<boolean> {
+    const sftp = await this.sftp()
+    try {
+      await cb((done) => sftp.rename(from, to, done))
+      return true
+    } catch (e) {
+      if (await this.stat(to)) return false
+      throw e
+    }
+  }
+
   /** Removes a file; a missing file is not an error. */
   async remove(path: string): Promise<void> {
     const sftp = await this.sftp()
