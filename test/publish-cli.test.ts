@@ -5,12 +5,15 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import type {PublishResult} from '../src/publish/index.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {repoRoot} from './helpers/paths.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
+
+// each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
+vi.setConfig({testTimeout: 240_000})
 
 const exec = promisify(execFile)
 const bin = join(repoRoot, 'bin', 'run.js')

@@ -3,7 +3,7 @@ import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {ConflictError} from '../src/errors.js'
 import type {BuildRecord} from '../src/pipeline/build-record.js'
@@ -15,6 +15,9 @@ import {sha256File} from '../src/util/fsx.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {publishAndKill} from './helpers/publish-run.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
+
+// each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
+vi.setConfig({testTimeout: 240_000})
 
 let work: string
 let sshd: TestSshd
