@@ -82,7 +82,8 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   const removal = new RemovalGlobs(opts.remove)
   const epoch = opts.sourceDateEpoch
   const clamp = (d: Date | undefined) => new Date(Math.min(d ? Math.floor(d.getTime() / 1000) : epoch, epoch) * 1000)
-  const additionNames = new Set(opts.additions.map((a) => a.name))
+  // files and links the CVM brings replace the base's; directories merge with the base's
+  const additionNames = new Set(opts.additions.filter((a) => a.kind !== 'directory').map((a) => a.name))
   const capture = new Set(opts.capture ?? [])
 
   /** kind of every name kept so far: hardlinks must point back at one, additions must not collide */
@@ -282,7 +283,8 @@ type PlannedAddition = Addition & {original?: string; mode?: number}
 function planAdditions(additions: readonly Addition[], kept: Map<string, EntryKind>, symlinks: Map<string, string>): PlannedAddition[] {
   const planned = new Map<string, PlannedAddition>()
   for (const a of additions) {
-    const name = resolveParents(a.name, symlinks)
+    // a directory is wanted where the base has one, even behind a symlink (lib -> usr/lib): never over a link
+    const name = a.kind === 'directory' ? resolveName(a.name, symlinks) : resolveParents(a.name, symlinks)
     if (a.kind === 'directory' && kept.get(name) === 'directory') continue
     const existing = kept.get(name)
     if (existing === 'directory' && a.kind !== 'directory') {
@@ -309,6 +311,17 @@ export function resolveParents(name: string, symlinks: Map<string, string>): str
     current = [dest, current.slice(link.length + 1)].filter(Boolean).join('/')
   }
   throw new InputError(`cannot place "${name}": more than ${SYMLINK_HOPS} symlinks on its path in the base`)
+}
+
+/** Follows symlinks on the whole name, the last component included. */
+function resolveName(name: string, symlinks: Map<string, string>): string {
+  let current = resolveParents(name, symlinks)
+  for (let hop = 0; hop < SYMLINK_HOPS && symlinks.has(current); hop++) {
+    const dest = symlinkDestination(current, symlinks.get(current)!)
+    if (dest === undefined) throw new InputError(`cannot place "${name}": the base's symlink "${current}" leaves the root`)
+    current = resolveParents(dest, symlinks)
+  }
+  return current
 }
 
 async function drain(stream: AsyncIterable<unknown>): Promise<void> {
