@@ -151,7 +151,10 @@ describe(`assemble debian-12 as an unprivileged user`, () => {
     expect(root.uuid.toLowerCase()).toBe(first.meta.rootPartUuid)
     expect(esp.start).toBe(2048)
     expect(statSync(disk).size).toBe(recipe.recipe.image.size_gib * 1024 ** 3)
-    expect(first.meta.cmdline).toBe(`root=PARTUUID=${first.meta.rootPartUuid} rw ${recipe.recipe.boot.cmdline}`)
+    const args = String(first.meta.cmdline).split(' ')
+    expect(args[0]).toBe(`root=PARTUUID=${first.meta.rootPartUuid}`)
+    expect(args.filter((a) => a === 'rw')).toHaveLength(1)
+    for (const a of recipe.recipe.boot.cmdline.split(/\s+/).filter(Boolean)) expect(args).toContain(a)
   })
 
   it('the ESP holds the UKI at \\EFI\\BOOT\\BOOTX64.EFI, with the kernel, cmdline and os-release as sections', async () => {
@@ -197,6 +200,9 @@ describe(`assemble debian-12 as an unprivileged user`, () => {
     expect(debugfs(disk, off, 'ls /etc/ssh')).not.toMatch(/ssh_host_/)
     expect(debugfs(disk, off, 'stat /etc/systemd/system/multi-user.target.wants/systemd-networkd.service')).toMatch(/Type: symlink/)
     expect(debugfs(disk, off, 'stat /boot/efi')).toMatch(/Type: directory/)
+    expect(debugfs(disk, off, 'cat /etc/default/locale')).toMatch(/^LANG=C\.UTF-8$/m)
+    expect(debugfs(disk, off, 'cat /etc/cloud/cloud.cfg.d/90-cvm-image.cfg')).toMatch(/^locale: C\.UTF-8$/m)
+    expect(debugfs(disk, off, 'stat /etc/systemd/system/sysinit.target.wants/systemd-network-generator.service')).toMatch(/Type: symlink/)
   })
 
   it('owners, modes, device nodes, hardlinks, symlinks and xattrs of the base survive', async () => {

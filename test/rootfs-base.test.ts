@@ -79,7 +79,9 @@ afterAll(async () => {
 })
 
 function imageRecipe(format: string, pin: string | null) {
-  return debian12Recipe({base: {kind: 'image', url: `http://127.0.0.1:${port}/rootfs.${format}`, sha256: pin, format}})
+  return debian12Recipe((r) => {
+    r.base = {kind: 'image', url: `http://127.0.0.1:${port}/rootfs.${format}`, sha256: pin, format}
+  })
 }
 
 let runs = 0
@@ -166,7 +168,10 @@ describe('base stage from a rootfs tarball URL', () => {
 
   it('the cache key of an image base is its digest, not its URL', async () => {
     const a = await baseStage.inputs({...(await runBase('tar', tarSha())).ctx})
-    const b = await baseStage.inputs({recipe: debian12Recipe({base: {kind: 'image', url: 'http://mirror.example/x.tar', sha256: tarSha(), format: 'tar'}}), dirs: projectDirs(repoRoot), options: {}, cacheDir: dir})
+    const other = debian12Recipe((r) => {
+      r.base = {kind: 'image', url: 'http://mirror.example/x.tar', sha256: tarSha(), format: 'tar'}
+    })
+    const b = await baseStage.inputs({recipe: other, dirs: projectDirs(repoRoot), options: {}, cacheDir: dir})
     expect(a).toEqual(b)
   })
 })
