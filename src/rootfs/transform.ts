@@ -7,7 +7,7 @@ import tar, {type Header as TarHeader, type Pack} from 'tar-stream'
 
 type Header = Partial<TarHeader> & {name: string}
 
-import {InputError} from '../errors.js'
+import {InputError, StageError} from '../errors.js'
 import {canonicalEntryName, parentsOf, RemovalGlobs, symlinkDestination} from './entry-path.js'
 import {XATTR_PREFIX, installBinaryPax, xattrValue} from './tar-pax.js'
 
@@ -98,8 +98,14 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
 
   const pack = tar.pack()
   const written = pipeline(pack as unknown as Readable, createWriteStream(opts.output))
-  // If the writer fails, stop reading: the error surfaces from `written` below.
-  written.catch(() => undefined)
+  let writeError: Error | undefined
+  written.catch((e: Error) => {
+    writeError ??= e
+  })
+  // a failed write (disk full) must end the transform, not leave it waiting for the pack to take an entry
+  const writeFailure = written.then(() => new Promise<never>(() => undefined))
+  writeFailure.catch(() => undefined)
+  const put = (header: Header, body: Buffer | AsyncIterable<unknown> | Readable) => Promise.race([packEntry(pack, header, body), writeFailure])
 
   const extract = tar.extract()
   const source = createReadStream(opts.input)
@@ -188,9 +194,9 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
         const chunks: Buffer[] = []
         for await (const c of entry) chunks.push(c as Buffer)
         captured[name] = Buffer.concat(chunks)
-        await packEntry(pack, header, captured[name])
+        await put(header, captured[name])
       } else {
-        await packEntry(pack, header, header.size ? entry : Buffer.alloc(0))
+        await put(header, header.size ? entry : Buffer.alloc(0))
         if (!header.size) await drain(entry)
       }
     }
@@ -198,6 +204,7 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
     source.destroy()
     pack.destroy()
     if (e instanceof InputError) throw e
+    if (writeError) throw new StageError(`cannot write ${opts.output}: ${writeError.message}`, {cause: writeError, hint: 'check the free space where the build cache lives'})
     throw new InputError(`rootfs tarball ${opts.input} could not be read after entry "${lastName}": ${(e as Error).message}`, {
       cause: e,
       hint: 'the archive is damaged or truncated: download or build the base again',
@@ -209,13 +216,13 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   for (const addition of planAdditions(opts.additions, kept, symlinks)) {
     const header: Header = {name: addition.name, mode: addition.mode ?? 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: new Date(epoch * 1000)}
     if (addition.kind === 'directory') {
-      await packEntry(pack, {...header, name: `${addition.name}/`, type: 'directory'}, Buffer.alloc(0))
+      await put({...header, name: `${addition.name}/`, type: 'directory'}, Buffer.alloc(0))
     } else if (addition.kind === 'symlink') {
-      await packEntry(pack, {...header, type: 'symlink', linkname: addition.target, mode: 0o777}, Buffer.alloc(0))
+      await put({...header, type: 'symlink', linkname: addition.target, mode: 0o777}, Buffer.alloc(0))
     } else if (addition.kind === 'file') {
-      await packEntry(pack, {...header, type: 'file', size: addition.content.length}, addition.content)
+      await put({...header, type: 'file', size: addition.content.length}, addition.content)
     } else {
-      await packEntry(pack, {...header, type: 'file', size: addition.size}, createReadStream(addition.source))
+      await put({...header, type: 'file', size: addition.size}, createReadStream(addition.source))
     }
     if (addition.original) placed[addition.original] = addition.name
     kept.set(addition.name, addition.kind === 'directory' ? 'directory' : addition.kind === 'symlink' ? 'symlink' : 'file')
