@@ -101,11 +101,13 @@ export async function checkNetwork(ctx: CheckContext): Promise<Outcome> {
   const route = firstLine(r.stdout, /^default /)
   if (!addr) return fail(`no global IPv4 address: ${r.stdout.trim() || r.stderr.trim()}`)
   if (!route) return fail(`no default route (${addr})`)
-  return pass(`${addr.replace(/\s+/g, ' ')}; ${route}`)
+  return pass(`${addr.replace(/\\.*$/, '').replace(/\s+/g, ' ').trim()}; ${route}`)
 }
 
 export async function checkCloudInit(ctx: CheckContext): Promise<Outcome> {
-  const st = await sh(ctx, 'cloud-init status --wait --long')
+  // 22.4's `status --wait` returns as soon as a module has failed, before the final stage:
+  // result.json is written when cloud-init has finished, so wait for it, then ask for the status
+  const st = await sh(ctx, 'cloud-init status --wait >/dev/null 2>&1; while [ ! -e /run/cloud-init/result.json ]; do sleep 1; done; cloud-init status --long')
   const status = firstLine(st.stdout, /^status:/) ?? `no status (exit ${st.exitCode}: ${st.stderr.trim()})`
   const detail = firstLine(st.stdout, /^detail:/)
   const rj = await ctx.guest.exec(['cat', '/run/cloud-init/result.json'], {timeoutMs: ctx.timeoutMs})
