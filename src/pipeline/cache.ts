@@ -72,11 +72,11 @@ export class StageCache {
   }
 
   /** Remembers the inputs a recipe's stage was last built from, so `plan` can say what changed. */
-  async recordInputs(recipeId: string, stage: StageName, key: string, inputs: Json): Promise<void> {
-    await atomicWriteFile(join(this.root, 'recipes', recipeId, `${stage}.json`), JSON.stringify({key, inputs}, null, 2) + '\n')
+  async recordInputs(recipeId: string, stage: StageName, key: string, inputs: Json, upstream: Record<string, string>): Promise<void> {
+    await atomicWriteFile(join(this.root, 'recipes', recipeId, `${stage}.json`), JSON.stringify({key, inputs, upstream}, null, 2) + '\n')
   }
 
-  async lastInputs(recipeId: string, stage: StageName): Promise<{key: string; inputs: Json} | undefined> {
+  async lastInputs(recipeId: string, stage: StageName): Promise<{key: string; inputs: Json; upstream: Record<string, string>} | undefined> {
     try {
       return JSON.parse(await readFile(join(this.root, 'recipes', recipeId, `${stage}.json`), 'utf8'))
     } catch {

@@ -1,7 +1,7 @@
 import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {join, relative, isAbsolute} from 'node:path'
 
-import {isMap, LineCounter, parseDocument, type Document} from 'yaml'
+import {isMap, isScalar, isSeq, LineCounter, parseDocument, type Document} from 'yaml'
 import type {z} from 'zod'
 
 import {InputError} from '../errors.js'
@@ -90,7 +90,7 @@ export class RecipeStore {
   }
 
   tryLoad(id: string): LoadedRecipe | {problems: RecipeProblem[]} {
-    if (!/^[a-z0-9][a-z0-9._-]*$/.test(id) || !this.ids().includes(id)) {
+    if (!/^[_a-z0-9][a-z0-9._-]*$/.test(id) || !this.ids().includes(id)) {
       throw new InputError(`no recipe named "${id}" in ${displayPath(this.dirs.recipes)}`, {
         hint: `known recipes: ${this.concreteIds().join(', ') || '(none)'}; \`cvm-image recipes\` lists them`,
       })
@@ -158,23 +158,32 @@ export class RecipeStore {
     return out
   }
 
-  /** The position of the deepest node along path in the nearest file of the chain that has it. */
-  private at(p: ParsedFile, path: (string | number)[], message: string, keyOf?: string): RecipeProblem {
-    let node: unknown
-    for (let n = path.length; n >= 0 && !node; n--) {
-      const parentPath = path.slice(0, n)
-      const parent = parentPath.length ? p.doc.getIn(parentPath, true) : p.doc.contents
-      if (!parent) continue
-      // Point at the key itself when the value is a child of a map.
-      const key = n < path.length ? path[n] : keyOf
-      if (key !== undefined && isMap(parent)) {
-        const pair = parent.items.find((it) => (it.key as {value?: unknown})?.value === key)
-        if (pair) node = pair.key
+  /**
+   * The position for a problem at path: a scalar value where the whole path exists (a wrong value),
+   * else the key of the deepest part that exists (an unknown key, or the map that lacks a field).
+   */
+  private at(p: ParsedFile, path: (string | number)[], message: string, atKey = false): RecipeProblem {
+    let node: unknown = p.doc.contents
+    let target: unknown = node
+    let complete = true
+    for (const seg of path) {
+      if (isMap(node)) {
+        const pair = node.items.find((it) => (it.key as {value?: unknown})?.value === seg)
+        if (!pair) {
+          complete = false
+          break
+        }
+        target = pair.key
+        node = pair.value
+      } else if (isSeq(node) && typeof seg === 'number' && node.items[seg]) {
+        target = node = node.items[seg]
+      } else {
+        complete = false
+        break
       }
-      if (!node && n === path.length) node = parent
-      if (!node && n < path.length) node = parent
     }
-    const range = (node as {range?: [number, number, number]} | undefined)?.range
+    if (complete && !atKey && isScalar(node)) target = node
+    const range = (target as {range?: [number, number, number]} | undefined)?.range
     const pos = range ? p.lines.linePos(range[0]) : {line: 1, col: 1}
     return {file: p.file, line: pos.line, col: pos.col, message}
   }
@@ -195,7 +204,7 @@ export class RecipeStore {
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((k) => {
         const full = [...path, k]
-        return this.at(this.owner(chain, full), full, `unknown key "${[...path, k].join('.')}" (remove it or fix its spelling; see the recipe format in README.md)`)
+        return this.at(this.owner(chain, full), full, `unknown key "${[...path, k].join('.')}" (remove it or fix its spelling; see the recipe format in README.md)`, true)
       })
     }
     const owner = this.owner(chain, path)
@@ -235,7 +244,7 @@ export class RecipeStore {
     r.kernel.config.features.forEach((f, i) => {
       if (!features.includes(f)) {
         const path = ['kernel', 'config', 'features', i]
-        out.push(this.at(this.owner(chain, path), path, `unknown kernel feature "${f}" (use one of ${features.sort().join(', ')})`))
+        out.push(this.at(this.owner(chain, path), path, `unknown kernel feature "${f}" (use one of ${features.sort().join(', ') || '(none: kernels/features/ is empty)'})`))
       }
     })
     ;(r.kernel.series ?? []).forEach((s, i) => {

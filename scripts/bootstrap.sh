@@ -1,0 +1,50 @@
+# Sourced by ./cvm-image and scripts/test: makes a checkout runnable on a fresh Debian 12 machine.
+# Installs the npm packages (npm ci) when the lockfile changed, compiles when a source is newer
+# than dist/, and installs missing Debian packages (cvm-image doctor --install) when run as root.
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+need_node() {
+  if ! command -v node >/dev/null 2>&1; then
+    echo "cvm-image: Node.js 20 or 22 is needed (node not found). Install it, then run this again." >&2
+    exit 3
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "cvm-image: Node.js $(node --version) is too old: 20 or newer is needed." >&2
+    exit 3
+  fi
+}
+
+ensure_npm() {
+  local stamp="$top/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; then
+    echo "cvm-image: installing npm packages (npm ci)" >&2
+    (cd "$top" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}
+
+ensure_dist() {
+  if [ ! -f "$top/dist/commands/build.js" ] || [ -n "$(find "$top/src" "$top/package.json" "$top/tsconfig.json" -newer "$top/dist/commands/build.js" -print -quit)" ]; then
+    echo "cvm-image: compiling (tsc)" >&2
+    (cd "$top" && npx tsc -p tsconfig.json >&2)
+    touch "$top/dist/commands/build.js"
+  fi
+}
+
+ensure_host_tools() {
+  if node "$top/bin/run.js" doctor --json >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    node "$top/bin/run.js" doctor --install >&2
+  else
+    node "$top/bin/run.js" doctor >&2 || true
+    echo "cvm-image: host tools are missing: run this as root once (or: sudo $top/cvm-image doctor --install)" >&2
+    exit 3
+  fi
+}
+
+need_node
+ensure_npm
+ensure_dist
+ensure_host_tools

@@ -1,0 +1,38 @@
+import {availableParallelism} from 'node:os'
+
+import type {BuildContext, BuildOptions} from '../pipeline/stage.js'
+import {StageCache} from '../pipeline/cache.js'
+import {RecipeStore, type ProjectDirs} from '../recipe/load.js'
+import {resolveCacheDir} from './flags.js'
+
+export interface BuildInputFlagValues {
+  'cache-dir'?: string
+  'kernel-git'?: string
+  'base-sha256'?: string
+  'base-file'?: string
+  mode?: string[]
+  host?: string
+  'host-key'?: string
+  'no-validate'?: boolean
+  jobs?: number
+}
+
+export function buildOptions(f: BuildInputFlagValues): BuildOptions {
+  return {
+    kernelGit: f['kernel-git'],
+    baseSha256: f['base-sha256'],
+    baseFile: f['base-file'],
+    modes: f.mode,
+    validateHost: f.host,
+    validateHostKey: f['host-key'],
+    skipValidation: f['no-validate'] || undefined,
+    jobs: f.jobs ?? availableParallelism(),
+  }
+}
+
+/** Loads and checks the recipe (all problems at once) and the cache a command works on. */
+export function makeBuildContext(dirs: ProjectDirs, recipeId: string, f: BuildInputFlagValues): {ctx: BuildContext; cache: StageCache} {
+  const recipe = new RecipeStore(dirs).load(recipeId)
+  const cacheDir = resolveCacheDir(f['cache-dir'])
+  return {ctx: {recipe, dirs, options: buildOptions(f), cacheDir}, cache: new StageCache(cacheDir)}
+}

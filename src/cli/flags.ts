@@ -1,0 +1,32 @@
+import {homedir} from 'node:os'
+import {join, resolve} from 'node:path'
+
+import {Flags} from '@oclif/core'
+
+/** ~/.cache/cvm-image, or $XDG_CACHE_HOME/cvm-image. */
+export function defaultCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cvm-image')
+}
+
+export const cacheDirFlag = Flags.directory({
+  description: 'where stage outputs are cached [default: $XDG_CACHE_HOME/cvm-image or ~/.cache/cvm-image]',
+  env: 'CVM_IMAGE_CACHE',
+})
+
+export function resolveCacheDir(flag: string | undefined): string {
+  return resolve(flag ?? defaultCacheDir())
+}
+
+/** Flags that change what a build reads; plan and build share them so plan's keys are build's keys. */
+export const buildInputFlags = {
+  'cache-dir': cacheDirFlag,
+  'kernel-git': Flags.string({description: 'kernel git (local clone or URL) to resolve upstream commits of the series from', env: 'CVM_IMAGE_KERNEL_GIT'}),
+  'base-sha256': Flags.string({description: 'sha256 you vouch for when the recipe\'s base image is unpinned'}),
+  'base-file': Flags.file({description: 'a local copy of the recipe\'s base image to use instead of downloading it', exists: true}),
+  mode: Flags.string({description: 'validation mode to run instead of the recipe\'s (repeatable)', options: ['emulated', 'sev', 'sev-es'], multiple: true}),
+  host: Flags.string({description: 'validate on this AMD host over SSH (user@host[:port]) instead of locally'}),
+  'host-key': Flags.string({description: 'the validation host\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file'}),
+  'no-validate': Flags.boolean({description: 'skip validation (every check reported skipped; publish then needs --allow-unvalidated)'}),
+  jobs: Flags.integer({description: 'parallel compile jobs [default: the number of cores]', min: 1}),
+  force: Flags.string({description: 'rerun this stage even if cached (repeatable; "all" for every stage)', multiple: true}),
+}

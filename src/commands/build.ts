@@ -1,0 +1,96 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {makeBuildContext} from '../cli/build-context.js'
+import {buildInputFlags} from '../cli/flags.js'
+import {InputError, StageError} from '../errors.js'
+import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
+import {parseForce} from '../pipeline/plan.js'
+import {chooseRenderer, runStages, type StageOutcome} from '../pipeline/run.js'
+import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
+import {STAGES} from '../pipeline/stages/index.js'
+import {toolVersion} from '../version.js'
+
+export interface BuildResult {
+  recipe: string
+  recipeDigest: string
+  buildRecord: string
+  stages: StageOutcome[]
+  validation?: unknown
+  published?: unknown
+}
+
+export default class Build extends BaseCommand {
+  static summary = 'Build, validate and publish a CVM image from a recipe.'
+  static description = `Runs the stages base, kernel-source, patch, configure, compile, assemble and validate from the
+cache (a stage whose inputs did not change is not run again), then publishes the validated image.
+Ctrl-C stops the build; the next build resumes from the last finished stage.`
+  static examples = [
+    '<%= config.bin %> build debian-12',
+    '<%= config.bin %> build debian-12 --publish sftp://release@images.example.com/cvm --publish-host-key SHA256:...',
+    '<%= config.bin %> build debian-12 --force compile --no-publish --json',
+  ]
+  static args = {id: Args.string({description: 'recipe id (see `cvm-image recipes`)', required: true})}
+  static flags = {
+    ...buildInputFlags,
+    publish: Flags.string({description: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path', default: './out'}),
+    'no-publish': Flags.boolean({description: 'stop after validation'}),
+    'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file'}),
+    'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or was skipped (recorded in the manifest)'}),
+    until: Flags.string({description: 'stop after this stage', options: [...STAGE_NAMES]}),
+    'lock-timeout': Flags.integer({description: 'seconds to wait for another build holding a stage lock', default: 6 * 3600}),
+  }
+
+  async run(): Promise<BuildResult> {
+    const {args, flags} = await this.parse(Build)
+    const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, flags)
+    const {recipe} = ctx.recipe
+    if (recipe.abstract) throw new InputError(`recipe ${args.id} is abstract: it is only extended by other recipes`, {hint: 'build one of the recipes `cvm-image recipes` lists'})
+
+    const abort = new AbortController()
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (abort.signal.aborted) process.exit(130)
+      process.stderr.write(`\ncvm-image: ${sig}: stopping (again to quit at once)\n`)
+      abort.abort()
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    try {
+      const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stdout.isTTY), ci: Boolean(process.env.CI)})
+      const {results, outcomes} = await runStages(ctx, cache, STAGES, {
+        force: parseForce(flags.force),
+        renderer,
+        signal: abort.signal,
+        lockTimeoutMs: flags['lock-timeout'] * 1000,
+        until: flags.until as StageName | undefined,
+      })
+      const record: BuildRecord = {
+        recipeId: recipe.id,
+        recipeDigest: ctx.recipe.digest,
+        recipe,
+        toolVersion: toolVersion(),
+        sourceDateEpoch: recipe.source_date_epoch,
+        finishedAt: new Date().toISOString(),
+        stages: results,
+      }
+      const buildRecord = await writeBuildRecord(cache.root, record)
+      const validation = results.validate?.meta
+      const result: BuildResult = {recipe: recipe.id, recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
+      if (!this.jsonEnabled()) this.summarize(result)
+      const verdict = (validation as {verdict?: string} | undefined)?.verdict
+      if (verdict === 'failed') {
+        throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
+      }
+      return result
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  }
+
+  private summarize(r: BuildResult): void {
+    this.log(`\n${r.recipe}: ${r.stages.filter((s) => s.status === 'ran').length} stage(s) ran, ${r.stages.filter((s) => s.status === 'cached').length} cached`)
+    for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
+    this.log(`build record: ${r.buildRecord}`)
+  }
+}

@@ -1,0 +1,34 @@
+import {access, constants} from 'node:fs/promises'
+
+import {HostError} from '../errors.js'
+import {run, which} from '../util/exec.js'
+import {REQUIREMENTS, type Requirement} from './requirements.js'
+
+export interface ToolStatus extends Requirement {
+  found: boolean
+  path?: string
+}
+
+export async function checkTools(reqs: Requirement[] = REQUIREMENTS): Promise<ToolStatus[]> {
+  return Promise.all(
+    reqs.map(async (r) => {
+      const path = r.tool.startsWith('/') ? await access(r.tool, constants.R_OK).then(() => r.tool, () => undefined) : await which(r.tool)
+      return {...r, found: path !== undefined, path}
+    }),
+  )
+}
+
+export function missingPackages(status: ToolStatus[]): string[] {
+  return [...new Set(status.filter((s) => !s.found).map((s) => s.package))].sort()
+}
+
+/** apt-get install of the missing packages; needs root. */
+export async function installPackages(pkgs: string[], onLine?: (l: string) => void): Promise<void> {
+  if (!pkgs.length) return
+  if (process.getuid?.() !== 0) {
+    throw new HostError(`installing ${pkgs.join(' ')} needs root`, {hint: `run as root, or: sudo apt-get install -y ${pkgs.join(' ')}`})
+  }
+  const env = {DEBIAN_FRONTEND: 'noninteractive'}
+  await run('apt-get', ['update', '-q'], {env, onLine, what: 'refresh the package lists'})
+  await run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...pkgs], {env, onLine, what: 'install host tools'})
+}

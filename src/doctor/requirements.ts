@@ -1,0 +1,46 @@
+import type {StageName} from '../pipeline/stage.js'
+
+/** A host tool (a command on PATH or a file) a stage needs, and the Debian package that provides it. */
+export interface Requirement {
+  /** a command name, or an absolute path for files such as firmware */
+  tool: string
+  package: string
+  stages: (StageName | 'publish' | 'tests')[]
+  why: string
+}
+
+// Data, not code: which host tools each stage runs (DESIGN.md "Real components").
+export const REQUIREMENTS: Requirement[] = [
+  {tool: 'mmdebstrap', package: 'mmdebstrap', stages: ['base'], why: 'build a Debian rootfs tarball'},
+  {tool: 'apt-get', package: 'apt', stages: ['base', 'kernel-source'], why: 'fetch Debian packages'},
+  {tool: 'xz', package: 'xz-utils', stages: ['base', 'kernel-source'], why: 'unpack .xz archives'},
+  {tool: 'zstd', package: 'zstd', stages: ['base'], why: 'unpack .zst archives'},
+  {tool: 'git', package: 'git', stages: ['kernel-source', 'patch'], why: 'fetch upstream commits'},
+  {tool: 'patch', package: 'patch', stages: ['patch'], why: 'apply the backport series'},
+  {tool: 'make', package: 'build-essential', stages: ['configure', 'compile'], why: 'run kbuild'},
+  {tool: 'gcc', package: 'build-essential', stages: ['configure', 'compile'], why: 'compile the kernel'},
+  {tool: 'flex', package: 'flex', stages: ['configure'], why: 'build Kconfig'},
+  {tool: 'bison', package: 'bison', stages: ['configure'], why: 'build Kconfig'},
+  {tool: 'bc', package: 'bc', stages: ['compile'], why: 'kbuild arithmetic'},
+  {tool: '/usr/include/libelf.h', package: 'libelf-dev', stages: ['compile'], why: 'objtool'},
+  {tool: '/usr/include/openssl/ssl.h', package: 'libssl-dev', stages: ['compile'], why: 'kernel signing tools'},
+  {tool: 'cpio', package: 'cpio', stages: ['compile'], why: 'kernel headers archive'},
+  {tool: 'depmod', package: 'kmod', stages: ['compile'], why: 'module dependency lists'},
+  {tool: 'ccache', package: 'ccache', stages: ['compile'], why: 'fast rebuilds'},
+  {tool: 'fakeroot', package: 'fakeroot', stages: ['assemble'], why: 'keep ownership without root'},
+  {tool: 'mke2fs', package: 'e2fsprogs', stages: ['assemble'], why: 'make the ext4 root from a tree'},
+  {tool: 'debugfs', package: 'e2fsprogs', stages: ['tests'], why: 'read the ext4 root back'},
+  {tool: 'mkfs.vfat', package: 'dosfstools', stages: ['assemble', 'validate'], why: 'make the ESP and the seed disk'},
+  {tool: 'mcopy', package: 'mtools', stages: ['assemble', 'validate'], why: 'write FAT files without mounting'},
+  {tool: 'sfdisk', package: 'fdisk', stages: ['assemble'], why: 'write the GPT'},
+  {tool: 'objcopy', package: 'binutils', stages: ['assemble'], why: 'put the UKI together'},
+  {tool: '/usr/lib/systemd/boot/efi/linuxx64.efi.stub', package: 'systemd-boot-efi', stages: ['assemble'], why: "systemd's EFI stub for the UKI"},
+  {tool: 'qemu-system-x86_64', package: 'qemu-system-x86', stages: ['validate'], why: 'boot the image'},
+  {tool: 'qemu-img', package: 'qemu-utils', stages: ['validate', 'publish'], why: 'overlays and qcow2'},
+  {tool: '/usr/share/OVMF/OVMF_CODE_4M.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
+  {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},
+  {tool: 'tar', package: 'tar', stages: ['publish'], why: 'the GCE oldgnu sparse tarball'},
+  {tool: 'gzip', package: 'gzip', stages: ['publish'], why: 'the GCE tarball'},
+  {tool: '/usr/sbin/sshd', package: 'openssh-server', stages: ['tests'], why: 'the loopback SSH host in tests'},
+  {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
+]

@@ -1,0 +1,84 @@
+import {existsSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {InputError} from '../errors.js'
+import type {Json} from '../util/fsx.js'
+import {StageCache} from './cache.js'
+import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from './stage.js'
+
+export interface PlannedStage {
+  stage: Stage
+  name: StageName
+  key: string
+  inputs: Json
+  upstream: Record<string, string>
+  cached: boolean
+  /** why it will run, or "cached" */
+  reason: string
+}
+
+export type ForceSpec = StageName[] | 'all'
+
+export function parseForce(values: string[] | undefined): ForceSpec {
+  if (!values?.length) return []
+  if (values.includes('all')) return 'all'
+  for (const v of values) {
+    if (!(STAGE_NAMES as readonly string[]).includes(v)) {
+      throw new InputError(`--force ${v}: no stage of that name`, {hint: `use one of ${STAGE_NAMES.join(', ')}, or all`})
+    }
+  }
+  return values as StageName[]
+}
+
+/**
+ * Computes every stage's cache key from its declared inputs and its upstream keys, and says
+ * whether it is cached and, if not, why it will run. Reads only: creates, locks and changes nothing.
+ */
+export async function planBuild(ctx: BuildContext, cache: StageCache, stages: Stage[], force: ForceSpec = []): Promise<PlannedStage[]> {
+  const planned: PlannedStage[] = []
+  const byName = new Map<StageName, PlannedStage>()
+  for (const stage of stages) {
+    const inputs = await stage.inputs(ctx)
+    const upstream: Record<string, string> = {}
+    for (const n of stage.needs) {
+      const up = byName.get(n)
+      if (!up) throw new Error(`stage ${stage.name} needs ${n}, which is not before it`)
+      upstream[n] = up.key
+    }
+    const key = StageCache.key(stage.name, stage.version, inputs, upstream)
+    const present = existsSync(join(cache.entryDir(stage.name, key), 'result.json'))
+    const forced = force === 'all' || force.includes(stage.name)
+    let reason = 'cached'
+    if (forced) reason = 'forced by --force'
+    else if (!present) reason = await whyNotCached(cache, ctx.recipe.recipe.id, stage, inputs, upstream, byName)
+    const p: PlannedStage = {stage, name: stage.name, key, inputs, upstream, cached: present && !forced, reason}
+    planned.push(p)
+    byName.set(stage.name, p)
+  }
+  return planned
+}
+
+async function whyNotCached(cache: StageCache, recipeId: string, stage: Stage, inputs: Json, upstream: Record<string, string>, byName: Map<StageName, PlannedStage>): Promise<string> {
+  const last = await cache.lastInputs(recipeId, stage.name)
+  if (!last) return 'never built for this recipe'
+  const changed = diffPaths(last.inputs, inputs)
+  const lastUp = last.upstream ?? {}
+  const upChanged = Object.keys(upstream).filter((n) => lastUp[n] !== undefined && lastUp[n] !== upstream[n])
+  const parts: string[] = []
+  if (changed.length) parts.push(`inputs changed: ${changed.slice(0, 6).join(', ')}${changed.length > 6 ? `, +${changed.length - 6} more` : ''}`)
+  if (upChanged.length) parts.push(`upstream changed: ${upChanged.join(', ')}`)
+  const upRunning = stage.needs.filter((n) => !byName.get(n)?.cached)
+  if (!parts.length && upRunning.length) parts.push(`upstream will run: ${upRunning.join(', ')}`)
+  if (!parts.length) parts.push(last.key === undefined ? 'no cache entry' : 'cache entry missing (removed or interrupted)')
+  return parts.join('; ')
+}
+
+/** Dotted paths whose values differ between two JSON values. */
+export function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v)
+  if (isObj(a) && isObj(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+    return keys.flatMap((k) => diffPaths(a[k], b[k], prefix ? `${prefix}.${k}` : k))
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || '(all)']
+}

@@ -1,0 +1,168 @@
+import {createWriteStream, type WriteStream} from 'node:fs'
+import {mkdir, rename, rm} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
+
+import {StageError, isCvmError} from '../errors.js'
+import type {StageCache} from './cache.js'
+import {planBuild, type ForceSpec, type PlannedStage} from './plan.js'
+import type {BuildContext, Stage, StageIO, StageName, StageResult} from './stage.js'
+
+export type RendererChoice = 'default' | 'simple' | 'silent'
+
+/** listr2's live renderer on a TTY; a line per event when not a TTY or under CI; nothing with --json. */
+export function chooseRenderer(opts: {json: boolean; isTTY: boolean; ci: boolean}): RendererChoice {
+  if (opts.json) return 'silent'
+  return opts.isTTY && !opts.ci ? 'default' : 'simple'
+}
+
+export interface StageOutcome {
+  stage: StageName
+  key: string
+  /** ran now, or taken from the cache */
+  status: 'ran' | 'cached'
+  seconds: number
+  dir: string
+}
+
+export interface RunOptions {
+  force?: ForceSpec
+  renderer?: RendererChoice
+  signal?: AbortSignal
+  /** how long to wait for another build holding a stage's lock */
+  lockTimeoutMs?: number
+  /** stop after this stage */
+  until?: StageName
+}
+
+export interface RunResult {
+  results: Partial<Record<StageName, StageResult>>
+  outcomes: StageOutcome[]
+  plan: PlannedStage[]
+}
+
+/** How often a non-TTY renderer may print a stage's progress line (a kernel build makes thousands). */
+const PROGRESS_EVERY_MS = 15_000
+
+/**
+ * Runs the stages in order from the cache: a cached stage is taken as it is; any other runs in a
+ * temp directory that becomes its cache entry only when it finished. On failure the temp
+ * directory is kept under failed/<stage> for its logs and never becomes an entry.
+ */
+export async function runStages(ctx: BuildContext, cache: StageCache, stages: Stage[], opts: RunOptions = {}): Promise<RunResult> {
+  await cache.sweep()
+  const until = opts.until ? stages.findIndex((s) => s.name === opts.until) : -1
+  const selected = until >= 0 ? stages.slice(0, until + 1) : stages
+  const plan = await planBuild(ctx, cache, selected, opts.force ?? [])
+  const results: Partial<Record<StageName, StageResult>> = {}
+  const outcomes: StageOutcome[] = []
+  const renderer = opts.renderer ?? 'simple'
+
+  const tasks = new Listr(
+    plan.map((p) => ({
+      title: p.stage.title,
+      task: async (_: unknown, task: {title: string; output: string; skip(msg?: string): void}) => {
+        const started = Date.now()
+        let result = p.cached ? await cache.lookup(p.name, p.key) : undefined
+        if (result) {
+          results[p.name] = result
+          outcomes.push({stage: p.name, key: p.key, status: 'cached', seconds: 0, dir: result.dir})
+          task.title = `${p.stage.title} [cached ${p.key.slice(0, 12)}]`
+          return
+        }
+        const release = await cache.lock(p.name, p.key, {
+          waitMs: opts.lockTimeoutMs ?? 6 * 3600_000,
+          signal: opts.signal,
+          onWait: (holder) => {
+            task.output = `waiting for another build of the same inputs (${holder.trim()})`
+          },
+        })
+        try {
+          // Another build may have finished this stage while we waited for its lock.
+          result = isForced(opts.force, p.name) ? undefined : await cache.lookup(p.name, p.key)
+          if (!result) result = await runOne(ctx, cache, p, results, task, renderer, opts.signal)
+        } finally {
+          await release()
+        }
+        results[p.name] = result
+        const seconds = (Date.now() - started) / 1000
+        outcomes.push({stage: p.name, key: p.key, status: 'ran', seconds, dir: result.dir})
+        task.title = `${p.stage.title} [${p.key.slice(0, 12)}]`
+      },
+    })),
+    {
+      concurrent: false,
+      exitOnError: true,
+      renderer: renderer as ListrRendererValue,
+      rendererOptions: {timer: PRESET_TIMER, collapseSubtasks: false, outputBar: 1, persistentOutput: false},
+      // listr2 has no knowledge of our stage's bookkeeping: rethrow our own errors unchanged
+      registerSignalListeners: false,
+    } as never,
+  )
+  await tasks.run()
+  return {results, outcomes, plan}
+}
+
+function isForced(force: ForceSpec | undefined, name: StageName): boolean {
+  return force === 'all' || (force ?? []).includes(name)
+}
+
+async function runOne(
+  ctx: BuildContext,
+  cache: StageCache,
+  p: PlannedStage,
+  results: Partial<Record<StageName, StageResult>>,
+  task: {output: string},
+  renderer: RendererChoice,
+  signal?: AbortSignal,
+): Promise<StageResult> {
+  const temp = await cache.makeTemp(p.name, p.key)
+  const out = join(temp, 'out')
+  const work = join(temp, 'work')
+  await mkdir(out, {recursive: true})
+  await mkdir(work, {recursive: true})
+  const logFile = join(temp, 'stage.log')
+  const log: WriteStream = createWriteStream(logFile, {flags: 'a'})
+  let lastShown = 0
+  const io: StageIO = {
+    out,
+    work,
+    upstream: Object.fromEntries(p.stage.needs.map((n) => [n, results[n]])),
+    logFile,
+    signal: signal ?? new AbortController().signal,
+    log: (line) => {
+      log.write(line + '\n')
+    },
+    progress: (line) => {
+      const now = Date.now()
+      if (renderer === 'simple' && now - lastShown < PROGRESS_EVERY_MS) return
+      lastShown = now
+      task.output = line
+    },
+  }
+  try {
+    const meta = await p.stage.run(ctx, io)
+    await new Promise<void>((r) => log.end(r))
+    await rm(work, {recursive: true, force: true})
+    await rename(logFile, join(out, 'stage.log'))
+    const result = await cache.commit(p.name, p.key, out, meta)
+    await rm(temp, {recursive: true, force: true})
+    await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream)
+    return result
+  } catch (e) {
+    await new Promise<void>((r) => log.end(r))
+    // Keep the failed attempt's outputs and log for inspection; it never becomes a cache entry.
+    const kept = join(cache.root, 'failed', p.name)
+    await rm(kept, {recursive: true, force: true})
+    await rm(work, {recursive: true, force: true}).catch(() => {})
+    await mkdir(join(cache.root, 'failed'), {recursive: true})
+    await rename(temp, kept).catch(() => rm(temp, {recursive: true, force: true}))
+    if (signal?.aborted) throw new StageError(`stage ${p.name} interrupted`, {hint: `the next build resumes from the last finished stage; its partial output was discarded`})
+    if (isCvmError(e)) {
+      const withLog = e.hint ? e : Object.assign(e, {hint: `stage log: ${join(kept, 'stage.log')}`})
+      throw withLog
+    }
+    throw new StageError(`stage ${p.name} failed: ${(e as Error).message}`, {cause: e, hint: `stage log: ${join(kept, 'stage.log')}`})
+  }
+}
