@@ -1,0 +1,76 @@
+import {existsSync} from 'node:fs'
+import {mkdir, readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {StageError} from '../errors.js'
+import type {ImageFormat} from '../recipe/schema.js'
+import {atomicWriteFile, sha256File} from '../util/fsx.js'
+import {rawToGceTarball} from './gce.js'
+import {rawToQcow2} from './qcow2.js'
+
+/** bump when a conversion changes its output bytes: it names the staging directory */
+export const FORMATS_VERSION = 1
+
+/** One file to publish, made from the assembled disk. */
+export interface ImageArtifact {
+  format: ImageFormat
+  /** the file name at the target */
+  name: string
+  /** the local file */
+  path: string
+  size: number
+  sha256: string
+}
+
+export interface PrepareOptions {
+  /** where conversions are kept between runs, keyed by the disk's sha256 (so a re-run converts nothing) */
+  stagingDir: string
+  sourceDateEpoch: number
+  /** the GCE tarball's file name without .tar.gz */
+  gceName: string
+  signal?: AbortSignal
+  progress?: (line: string) => void
+}
+
+export function publishedName(format: ImageFormat, gceName: string): string {
+  return format === 'raw' ? 'disk.raw' : format === 'qcow2' ? 'disk.qcow2' : `${gceName}.tar.gz`
+}
+
+/**
+ * Makes every requested format from the raw disk and hashes it. The raw disk itself is checked against
+ * the sha256 assemble recorded: a cache entry that changed since is refused, not published.
+ */
+export async function prepareFormats(disk: {path: string; sha256: string}, formats: readonly ImageFormat[], opts: PrepareOptions): Promise<ImageArtifact[]> {
+  const dir = join(opts.stagingDir, `${disk.sha256.slice(0, 16)}-${opts.sourceDateEpoch}-v${FORMATS_VERSION}`)
+  await mkdir(dir, {recursive: true})
+  const artifacts: ImageArtifact[] = []
+  for (const format of formats) {
+    const name = publishedName(format, opts.gceName)
+    if (format === 'raw') {
+      opts.progress?.('hashing disk.raw')
+      const sha256 = await sha256File(disk.path)
+      if (sha256 !== disk.sha256) {
+        throw new StageError(`${disk.path} has sha256 ${sha256}, but assemble recorded ${disk.sha256}`, {hint: 'the build cache was changed after the build; rebuild with `cvm-image build <id> --force assemble`'})
+      }
+      artifacts.push({format, name, path: disk.path, size: (await stat(disk.path)).size, sha256})
+      continue
+    }
+    const path = join(dir, format === 'qcow2' ? 'disk.qcow2' : 'gce.tar.gz')
+    if (!existsSync(path)) {
+      opts.progress?.(`converting to ${format}`)
+      if (format === 'qcow2') await rawToQcow2(disk.path, path, opts)
+      else await rawToGceTarball(disk.path, path, opts)
+    }
+    artifacts.push({format, name, path, size: (await stat(path)).size, sha256: await cachedSha256(path)})
+  }
+  return artifacts
+}
+
+/** sha256 of a staged file, kept beside it (the file never changes once renamed into place) */
+async function cachedSha256(path: string): Promise<string> {
+  const side = `${path}.sha256`
+  if (existsSync(side)) return (await readFile(side, 'utf8')).trim()
+  const digest = await sha256File(path)
+  await atomicWriteFile(side, digest + '\n')
+  return digest
+}

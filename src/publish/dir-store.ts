@@ -1,0 +1,118 @@
+import {createHash} from 'node:crypto'
+import {mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {sha256File} from '../util/fsx.js'
+import type {ReleaseStore, TransferProgress} from './store.js'
+import {describeTarget, type PublishTarget} from './target.js'
+
+const CHUNK = 1024 * 1024
+const ZEROS = Buffer.alloc(CHUNK)
+
+/** A release directory on a local (or mounted) file system. */
+export class DirReleaseStore implements ReleaseStore {
+  readonly dir: string
+  readonly location: string
+
+  constructor(target: PublishTarget & {kind: 'dir'}, releasePath: string[]) {
+    this.dir = join(target.path, ...releasePath)
+    this.location = describeTarget({kind: 'dir', path: this.dir})
+  }
+
+  async prepare(): Promise<void> {
+    await mkdir(this.dir, {recursive: true})
+  }
+
+  async size(name: string): Promise<number | undefined> {
+    return stat(join(this.dir, name)).then(
+      (s) => s.size,
+      () => undefined,
+    )
+  }
+
+  sha256(name: string): Promise<string> {
+    return sha256File(join(this.dir, name))
+  }
+
+  readFile(name: string): Promise<Buffer> {
+    return readFile(join(this.dir, name))
+  }
+
+  async list(): Promise<string[]> {
+    return (await readdir(this.dir).catch(() => [] as string[])).sort()
+  }
+
+  /** A sparse copy (zero blocks become holes) that continues a partial destination whose bytes match. */
+  async upload(localPath: string, name: string, opts: {onProgress?: (p: TransferProgress) => void; signal?: AbortSignal}) {
+    const dst = join(this.dir, name)
+    const total = (await stat(localPath)).size
+    const existing = await this.size(name)
+    let start = 0
+    if (existing !== undefined && existing > 0 && existing <= total && (await prefixSha256(dst, existing)) === (await prefixSha256(localPath, existing))) start = existing
+    const src = await open(localPath, 'r')
+    const out = await open(dst, start > 0 ? 'r+' : 'w')
+    let bytesSent = 0
+    try {
+      const buf = Buffer.allocUnsafe(CHUNK)
+      for (let pos = start; pos < total; pos += CHUNK) {
+        if (opts.signal?.aborted) throw new Error(`copy of ${localPath} cancelled`)
+        const {bytesRead} = await src.read(buf, 0, Math.min(CHUNK, total - pos), pos)
+        if (bytesRead === 0) break
+        if (!buf.subarray(0, bytesRead).equals(ZEROS.subarray(0, bytesRead))) {
+          await out.write(buf, 0, bytesRead, pos)
+          bytesSent += bytesRead
+        }
+        opts.onProgress?.({done: pos + bytesRead, total})
+      }
+      await out.truncate(total)
+      await out.sync()
+    } finally {
+      await src.close()
+      await out.close()
+    }
+    return {bytesSent, resumedFrom: start}
+  }
+
+  async writeFile(name: string, data: Buffer): Promise<void> {
+    const fh = await open(join(this.dir, name), 'w')
+    try {
+      await fh.writeFile(data)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await rename(join(this.dir, from), join(this.dir, to))
+  }
+
+  async remove(name: string): Promise<void> {
+    await rm(join(this.dir, name), {force: true})
+  }
+
+  async close(): Promise<void> {
+    // make the renames durable: fsync the directory
+    const fh = await open(this.dir, 'r').catch(() => undefined)
+    await fh?.sync().catch(() => undefined)
+    await fh?.close()
+  }
+}
+
+async function prefixSha256(path: string, length: number): Promise<string> {
+  const h = createHash('sha256')
+  const fh = await open(path, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK)
+    for (let pos = 0; pos < length; ) {
+      const {bytesRead} = await fh.read(buf, 0, Math.min(CHUNK, length - pos), pos)
+      if (bytesRead === 0) break
+      h.update(buf.subarray(0, bytesRead))
+      pos += bytesRead
+    }
+  } finally {
+    await fh.close()
+  }
+  return h.digest('hex')
+}
+

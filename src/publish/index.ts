@@ -1,0 +1,6 @@
+export {publish, partialName, MANIFEST_NAME, CHECKSUMS_NAME, type PublishOptions, type PublishResult, type FileAction} from './publish.js'
+export {parseTarget, describeTarget, DEFAULT_TARGET, type PublishTarget} from './target.js'
+export {releaseVersion} from './version.js'
+export {guestOsFeatures, type GuestOsFeature} from './guest-os-features.js'
+export type {Manifest} from './manifest.js'
+export type {ProvenanceStatement} from './provenance.js'

@@ -1,0 +1,216 @@
+import {existsSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {prepareFormats, type ImageArtifact} from '../formats/index.js'
+import {ConflictError, InputError, StageError} from '../errors.js'
+import type {BuildRecord} from '../pipeline/build-record.js'
+import type {ImageFormat} from '../recipe/schema.js'
+import type {ConnectOptions} from '../remote/ssh.js'
+import {sha256} from '../util/fsx.js'
+import {guestOsFeatures} from './guest-os-features.js'
+import {readBuiltKernelConfig} from './kernel-config.js'
+import {buildManifest, type Manifest} from './manifest.js'
+import {buildProvenance, PROVENANCE_NAME} from './provenance.js'
+import {openReleaseStore, type ReleaseStore} from './store.js'
+import {describeTarget, parseTarget, type PublishTarget} from './target.js'
+import {gateOnValidation} from './validation-gate.js'
+import {releaseVersion} from './version.js'
+
+export const MANIFEST_NAME = 'manifest.json'
+export const CHECKSUMS_NAME = 'SHA256SUMS'
+
+export interface PublishOptions {
+  /** publish an image whose validation failed or did not run; the manifest records it */
+  allowUnvalidated?: boolean
+  /** formats to publish instead of recipe.image.formats */
+  formats?: ImageFormat[]
+  /** where converted formats are kept between runs (default: $TMPDIR/cvm-image-publish); the CLI passes <cache>/publish */
+  stagingDir?: string
+  /** host key pin and credentials for sftp:// targets */
+  ssh?: ConnectOptions
+  /** bytes of one file moving to the target */
+  onProgress?: (p: {file: string; done: number; total: number}) => void
+  /** one line per step, for people */
+  log?: (line: string) => void
+  signal?: AbortSignal
+}
+
+export type FileAction = 'uploaded' | 'resumed' | 'present'
+
+/** What `publish` did, file by file: the --json result. */
+export interface PublishResult {
+  recipeId: string
+  version: string
+  /** the target as given, normalized */
+  target: string
+  /** the release directory: <target>/<recipe id>/<version> */
+  location: string
+  files: {name: string; sha256: string; size: number; action: FileAction}[]
+  /** bytes put on the wire (or copied); 0 when the release was already there */
+  bytesUploaded: number
+  /** true when every file was already at the target with the same bytes */
+  unchanged: boolean
+  manifest: Manifest
+}
+
+interface PlannedFile {
+  name: string
+  sha256: string
+  size: number
+  /** a local file (artifacts) or bytes made here (provenance, checksums, manifest) */
+  path?: string
+  data?: Buffer
+}
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v, null, 2) + '\n')
+
+function fromBytes(name: string, data: Buffer): PlannedFile {
+  return {name, data, sha256: sha256(data), size: data.length}
+}
+
+/** A temp name per content, so a re-run resumes its own partial upload and never another build's. */
+export function partialName(f: {name: string; sha256: string}): string {
+  return `.${f.name}.${f.sha256.slice(0, 12)}.partial`
+}
+
+/**
+ * Publishes a finished build to a target: its disk in the recipe's formats, provenance.intoto.json,
+ * SHA256SUMS and manifest.json under <target>/<recipe id>/<version>/. Every file goes up under a temp
+ * name, is verified by sha256 where it landed, then renamed; manifest.json comes last, so a release
+ * with a manifest is complete. A re-run completes an interrupted release, an identical one uploads
+ * nothing, and different bytes under an existing version are refused with a ConflictError.
+ */
+export async function publish(record: BuildRecord, target: string | PublishTarget, opts: PublishOptions = {}): Promise<PublishResult> {
+  const log = opts.log ?? (() => undefined)
+  const tgt = typeof target === 'string' ? parseTarget(target) : target
+  const validation = gateOnValidation(record, opts.allowUnvalidated ?? false)
+  const assemble = record.stages.assemble
+  const diskPath = assemble ? join(assemble.dir, 'disk.raw') : undefined
+  if (!assemble || !diskPath || !existsSync(diskPath)) {
+    throw new InputError(`build record of ${record.recipeId} has no assembled disk${diskPath ? ` (${diskPath} is missing)` : ''}`, {
+      hint: `run \`cvm-image build ${record.recipeId}\` again: the cache entry may have been removed`,
+    })
+  }
+  const assembleMeta = assemble.meta as {diskSha256?: string; ukiSha256?: string}
+  if (!assembleMeta.diskSha256) throw new StageError(`assemble result of ${record.recipeId} records no diskSha256`, {hint: 'rebuild with a current cvm-image'})
+  const version = releaseVersion(record)
+  const formats = opts.formats ?? record.recipe.image.formats
+
+  const artifacts = await prepareFormats({path: diskPath, sha256: assembleMeta.diskSha256}, formats, {
+    stagingDir: opts.stagingDir ?? join(tmpdir(), 'cvm-image-publish'),
+    sourceDateEpoch: record.sourceDateEpoch,
+    gceName: `${record.recipeId}-${version}`,
+    signal: opts.signal,
+    progress: log,
+  })
+
+  const kernelConfig = await readBuiltKernelConfig(record)
+  const features = guestOsFeatures({
+    config: kernelConfig?.config,
+    recipeFeatures: record.recipe.kernel?.config.features ?? [],
+    kernelVersion: (record.stages.compile?.meta as {version?: string} | undefined)?.version ?? (record.stages['kernel-source']?.meta as {version?: string} | undefined)?.version,
+    validation,
+  })
+  const draft = buildManifest({record, version, disk: {sha256: assembleMeta.diskSha256}, artifacts, validation, guestOsFeatures: features, provenance: {name: PROVENANCE_NAME, sha256: ''}})
+  const provenance = fromBytes(
+    PROVENANCE_NAME,
+    json(buildProvenance({record, version, artifacts, base: draft.base, kernelSource: {...draft.kernel.source, version: draft.kernel.version}, patches: draft.kernel.patches, ukiSha256: draft.boot.ukiSha256, allowUnvalidated: validation.allowedUnvalidated})),
+  )
+  const manifest: Manifest = {...draft, provenance: {name: PROVENANCE_NAME, sha256: provenance.sha256}}
+  const checksums = fromBytes(CHECKSUMS_NAME, Buffer.from([...artifacts, provenance].map((f) => `${f.sha256}  ${f.name}\n`).sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('')))
+  const manifestFile = fromBytes(MANIFEST_NAME, json(manifest))
+  // order matters: manifest.json last marks the release complete
+  const files: PlannedFile[] = [...artifacts.map((a: ImageArtifact) => ({name: a.name, sha256: a.sha256, size: a.size, path: a.path})), provenance, checksums, manifestFile]
+
+  const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {})
+  try {
+    await store.prepare()
+    const present = await findPresent(store, files, manifestFile)
+    const results: PublishResult['files'] = []
+    let bytesUploaded = 0
+    for (const f of files) {
+      if (present.has(f.name)) {
+        results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
+        continue
+      }
+      const {bytesSent, resumedFrom} = await place(store, f, opts)
+      bytesUploaded += bytesSent
+      log(`${resumedFrom > 0 ? 'resumed' : 'uploaded'} ${f.name} (${bytesSent} bytes sent) to ${store.location}`)
+      results.push({name: f.name, sha256: f.sha256, size: f.size, action: resumedFrom > 0 ? 'resumed' : 'uploaded'})
+    }
+    await removeStalePartials(store, files)
+    return {
+      recipeId: record.recipeId,
+      version,
+      target: describeTarget(tgt),
+      location: store.location,
+      files: results,
+      bytesUploaded,
+      unchanged: results.every((r) => r.action === 'present'),
+      manifest,
+    }
+  } finally {
+    await store.close()
+  }
+}
+
+/**
+ * Which files are already at the target with the same bytes. A matching manifest.json means a complete
+ * identical release (its artifacts were verified before it was written), so only sizes are checked;
+ * otherwise every existing file is hashed where it lies. Any difference is a conflict, reported whole.
+ */
+async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFile: PlannedFile): Promise<Set<string>> {
+  const existing = new Set(await store.list())
+  const present = new Set<string>()
+  const conflicts: string[] = []
+  const completeAndSame = existing.has(manifestFile.name) && (await store.readFile(manifestFile.name)).equals(manifestFile.data!)
+  for (const f of files) {
+    if (!existing.has(f.name)) continue
+    const size = await store.size(f.name)
+    if (size !== f.size) {
+      conflicts.push(`${f.name}: ${size} bytes at the target, ${f.size} bytes here`)
+      continue
+    }
+    const theirs = completeAndSame ? f.sha256 : f.data ? sha256(await store.readFile(f.name)) : await store.sha256(f.name)
+    if (theirs !== f.sha256) conflicts.push(`${f.name}: sha256 ${theirs} at the target, ${f.sha256} here`)
+    else present.add(f.name)
+  }
+  if (conflicts.length > 0) {
+    throw new ConflictError(`refusing to publish: ${store.location} already holds a different release under this version`, {
+      details: conflicts.map((c) => `  ${c}`),
+      hint: 'a published version is immutable: set publish.version in the recipe to a new version, publish to another target, or remove that release by hand if it was a mistake',
+    })
+  }
+  return present
+}
+
+/** Uploads under a temp name (resuming a partial one), verifies the sha256 at the target, renames into place. */
+async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions): Promise<{bytesSent: number; resumedFrom: number}> {
+  const temp = partialName(f)
+  let sent = {bytesSent: 0, resumedFrom: 0}
+  if (f.path) {
+    sent = await store.upload(f.path, temp, {signal: opts.signal, onProgress: (p) => opts.onProgress?.({file: f.name, ...p})})
+  } else {
+    await store.writeFile(temp, f.data!)
+    sent = {bytesSent: f.size, resumedFrom: 0}
+  }
+  const size = await store.size(temp)
+  const got = size === f.size ? (f.data ? sha256(await store.readFile(temp)) : await store.sha256(temp)) : undefined
+  if (got !== f.sha256) {
+    await store.remove(temp)
+    throw new StageError(`${f.name} arrived at ${store.location} ${got ? `with sha256 ${got}, expected ${f.sha256}` : `with ${size} bytes, expected ${f.size}`}`, {
+      hint: 'the transfer or the target corrupted it; run publish again (the partial upload was removed)',
+    })
+  }
+  await store.rename(temp, f.name)
+  return sent
+}
+
+async function removeStalePartials(store: ReleaseStore, files: PlannedFile[]): Promise<void> {
+  const ours = new Set(files.map((f) => f.name))
+  for (const name of await store.list()) {
+    const m = /^\.(.+)\.[0-9a-f]{12}\.partial$/.exec(name)
+    if (m && ours.has(m[1])) await store.remove(name)
+  }
+}

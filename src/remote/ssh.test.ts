@@ -1,0 +1,132 @@
+import {randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {startSshd, type TestSshd} from '../../test/helpers/sshd.js'
+import {HostError} from '../errors.js'
+import {sha256File} from '../util/fsx.js'
+import {connect, parseSshAddress, shellQuote, type SshSession} from './ssh.js'
+
+let sshd: TestSshd
+let session: SshSession
+
+beforeAll(async () => {
+  sshd = await startSshd()
+  session = await connect({user: sshd.user, host: sshd.host, port: sshd.port}, {hostKey: sshd.hostKeyFingerprint, privateKey: sshd.userKeyPath})
+})
+
+afterAll(async () => {
+  await session?.close()
+  await sshd?.stop()
+})
+
+describe('parseSshAddress', () => {
+  it('reads user@host[:port] and refuses anything else', () => {
+    expect(parseSshAddress('root@10.0.0.5')).toEqual({user: 'root', host: '10.0.0.5', port: 22})
+    expect(parseSshAddress('me@[::1]:2222')).toEqual({user: 'me', host: '::1', port: 2222})
+    expect(() => parseSshAddress('host-without-user')).toThrow(/not an SSH address/)
+  })
+})
+
+describe('host key pinning against a real sshd', () => {
+  it('accepts the host through a known_hosts file', async () => {
+    const s = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {knownHostsFile: sshd.knownHostsFile, privateKey: sshd.userKeyPath})
+    expect((await s.exec(['echo', 'hi'])).stdout).toBe('hi\n')
+    await s.close()
+  })
+
+  it('refuses a key that is not the pinned fingerprint, naming the key it saw', async () => {
+    const wrong = 'SHA256:' + randomBytes(32).toString('base64').replace(/=+$/, '')
+    const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {hostKey: wrong, privateKey: sshd.userKeyPath}).catch((e) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect(err.message).toContain(sshd.hostKeyFingerprint)
+    expect(err.message).toContain(wrong)
+  })
+
+  it('refuses an unknown host (no known_hosts entry) and says how to pin it', async () => {
+    const empty = join(sshd.dir, 'empty_known_hosts')
+    await writeFile(empty, '')
+    const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {knownHostsFile: empty, privateKey: sshd.userKeyPath}).catch((e) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect(err.message).toMatch(/unknown/)
+    expect(err.hint).toContain(`--host-key ${sshd.hostKeyFingerprint}`)
+  })
+
+  it('refuses a changed key (known_hosts holds another key for the host)', async () => {
+    const other = join(sshd.dir, 'changed_known_hosts')
+    await writeFile(other, `[127.0.0.1]:${sshd.port} ssh-ed25519 ${Buffer.concat([Buffer.from('\0\0\0\x0bssh-ed25519\0\0\0\x20', 'latin1'), randomBytes(32)]).toString('base64')}\n`)
+    const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {knownHostsFile: other, privateKey: sshd.userKeyPath}).catch((e) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect(err.message).toMatch(/CHANGED/)
+    expect(err.message).toContain(sshd.hostKeyFingerprint)
+  })
+})
+
+describe('exec', () => {
+  it('passes each argument through the remote shell unchanged', async () => {
+    const args = ['a b', "it's", '$HOME', '`id`', ';', '"q"', '']
+    const r = await session.exec(['printf', '[%s]\\n', ...args])
+    expect(r.stdout).toBe(args.map((a) => `[${a}]\n`).join(''))
+    expect(shellQuote(['x', 'a b'])).toBe("x 'a b'")
+  })
+
+  it('reports a failing command with its exit code', async () => {
+    await expect(session.exec(['sh', '-c', 'echo boom >&2; exit 3'])).rejects.toThrow(/exited with 3/)
+    expect((await session.exec(['false'], {reject: false})).exitCode).toBe(1)
+  })
+})
+
+describe('SFTP upload', () => {
+  it('uploads with progress, keeps holes, verifies and removes', async () => {
+    const local = join(sshd.dir, 'local.bin')
+    // 8 MiB: data, a 6 MiB hole, data at the end
+    await writeFile(local, randomBytes(1024 * 1024))
+    await truncate(local, 8 * 1024 * 1024)
+    const fh = await import('node:fs/promises').then((m) => m.open(local, 'r+'))
+    await fh.write(randomBytes(1024 * 1024), 0, 1024 * 1024, 7 * 1024 * 1024)
+    await fh.close()
+    const remote = join(sshd.dir, 'remote', 'sub', 'up.bin')
+    await session.mkdirp(join(sshd.dir, 'remote', 'sub'))
+    const seen: number[] = []
+    const r = await session.upload(local, remote, {onProgress: (p) => seen.push(p.done)})
+    expect(r).toEqual({bytesSent: 2 * 1024 * 1024, resumedFrom: 0, size: 8 * 1024 * 1024})
+    expect(seen.at(-1)).toBe(8 * 1024 * 1024)
+    const digest = await sha256File(local)
+    expect(await session.sha256(remote)).toBe(digest)
+    expect(await session.sha256ByReadBack(remote)).toBe(digest)
+    await session.verify(remote, digest, 8 * 1024 * 1024)
+    // the hole was not written: fewer blocks than bytes
+    expect((await stat(remote)).blocks * 512).toBeLessThan(8 * 1024 * 1024)
+    await session.remove(remote)
+    expect(existsSync(remote)).toBe(false)
+    await session.remove(remote) // a missing file is fine
+  })
+
+  it('resumes a partial upload whose prefix matches, and restarts one that does not', async () => {
+    const local = join(sshd.dir, 'resume.bin')
+    const data = randomBytes(3 * 1024 * 1024)
+    await writeFile(local, data)
+    const remote = join(sshd.dir, 'resume.part')
+    await writeFile(remote, data.subarray(0, 1024 * 1024 + 17))
+    const r = await session.upload(local, remote)
+    expect(r.resumedFrom).toBe(1024 * 1024 + 17)
+    expect(r.bytesSent).toBe(data.length - r.resumedFrom)
+    expect((await readFile(remote)).equals(data)).toBe(true)
+
+    const corrupt = Buffer.from(data.subarray(0, 1024 * 1024))
+    corrupt[100] ^= 0xff
+    await writeFile(remote, corrupt)
+    const again = await session.upload(local, remote)
+    expect(again.resumedFrom).toBe(0)
+    expect((await readFile(remote)).equals(data)).toBe(true)
+  })
+
+  it('verify names both digests when the remote bytes differ', async () => {
+    const remote = join(sshd.dir, 'differs.bin')
+    await writeFile(remote, 'abc')
+    await expect(session.verify(remote, '0'.repeat(64), 3)).rejects.toThrow(/sha256 ba7816bf.*expected 0{64}/)
+  })
+})

@@ -1,0 +1,104 @@
+import {mkdir, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {writeBuildRecord, type BuildRecord} from '../../src/pipeline/build-record.js'
+import type {StageName, StageResult} from '../../src/pipeline/stage.js'
+import {Recipe} from '../../src/recipe/schema.js'
+import {sha256} from '../../src/util/fsx.js'
+import type {Json} from '../../src/util/fsx.js'
+import {makeGptDisk, pseudoRandom} from './disk-fixture.js'
+
+export interface FixtureOptions {
+  recipeId?: string
+  /** different seeds give different disk bytes */
+  seed?: string
+  /** passed (default), failed, skipped, or missing (no validate stage) */
+  validation?: 'passed' | 'failed' | 'skipped' | 'missing'
+  /** recipe.publish.version */
+  version?: string
+  formats?: ('raw' | 'qcow2' | 'gce')[]
+  features?: string[]
+  /** lines of the kernel .config */
+  config?: string[]
+}
+
+const CONFIG = ['CONFIG_X86_64=y', 'CONFIG_AMD_MEM_ENCRYPT=y', 'CONFIG_EFI_STUB=y', 'CONFIG_BLK_DEV_NVME=y', 'CONFIG_SWIOTLB=y', 'CONFIG_GVE=m', '# CONFIG_SCSI_VIRTIO is not set']
+
+/**
+ * A build record over real files in a cache dir: a 1 GiB sparse GPT disk.raw, a UKI-sized blob,
+ * a kernel .config, patch and base metadata with real sha256s. No other stage needs to have run.
+ */
+export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions = {}): Promise<{record: BuildRecord; path: string}> {
+  const recipeId = o.recipeId ?? 'debian-12-test'
+  const seed = o.seed ?? 'one'
+  const recipe = Recipe.parse({
+    id: recipeId,
+    name: 'Debian 12 (publish fixture)',
+    status: 'buildable-here',
+    distro: {family: 'debian', release: '12', kernel: '6.1'},
+    source_date_epoch: 1700000000,
+    base: {kind: 'mmdebstrap', suite: 'bookworm', mirror: 'http://deb.debian.org/debian'},
+    kernel: {
+      line: '6.1',
+      upstream_version: '6.1',
+      source: {kind: 'debian-package', package: 'linux-source-6.1', suite: 'bookworm', mirror: 'http://deb.debian.org/debian'},
+      config: {base: 'lean', features: o.features ?? ['sev', 'sev-es', 'nvme-swiotlb']},
+      sev_es: 'in 6.1',
+    },
+    image: {size_gib: 1, formats: o.formats ?? ['raw', 'qcow2', 'gce'], kernel_hold: {method: 'apt-preferences', packages: ['linux-image-*']}},
+    publish: o.version ? {version: o.version} : {},
+  })
+  const key = (stage: string) => sha256(`${recipeId}:${seed}:${stage}`)
+  const stages: Partial<Record<StageName, StageResult>> = {}
+  const put = async (stage: StageName, meta: Json, files: Record<string, Buffer | string> = {}) => {
+    const dir = join(cacheDir, 'stages', stage, key(stage))
+    await mkdir(dir, {recursive: true})
+    for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data)
+    await writeFile(join(dir, 'result.json'), JSON.stringify(meta, null, 2))
+    stages[stage] = {stage, key: key(stage), dir, meta}
+    return dir
+  }
+
+  const rootfs = pseudoRandom(`rootfs:${seed}`, 10_240)
+  await put('base', {source: 'mmdebstrap bookworm minbase', sha256: sha256(rootfs), entries: 1}, {'rootfs.tar': rootfs})
+  const tarball = pseudoRandom('linux-source-6.1', 4096)
+  await put('kernel-source', {kind: 'debian-package', version: '6.1.192', digest: sha256(tarball), package: 'linux-source-6.1'})
+  const localPatch = Buffer.from('--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n')
+  const applied = [
+    {id: '3d2d861eb03e8ee96dc430a54361c900cbe28afd', subject: 'nvme-pci: set min_align_mask', sha256: sha256('3d2d861eb03e patch text')},
+    {file: '6.1/patches/0001-local.patch', subject: 'local fix', sha256: sha256(localPatch)},
+  ]
+  await put('patch', {applied, skipped: []})
+  const config = (o.config ?? CONFIG).join('\n') + '\n'
+  await put('configure', {base: 'lean', features: recipe.kernel.config.features, digest: sha256(config), verified: ['CONFIG_AMD_MEM_ENCRYPT']}, {config})
+  await put('compile', {release: '6.1.192-cvm', version: '6.1.192', sourceDigest: sha256(tarball), patches: applied, configDigest: sha256(config), vmlinuzSha256: sha256('vmlinuz')}, {config})
+
+  const assembleDir = join(cacheDir, 'stages', 'assemble', key('assemble'))
+  await mkdir(assembleDir, {recursive: true})
+  const disk = await makeGptDisk(join(assembleDir, 'disk.raw'), 1, `disk:${seed}`)
+  const uki = pseudoRandom(`uki:${seed}`, 64 * 1024)
+  await put('assemble', {diskSha256: disk.sha256, ukiSha256: sha256(uki), cmdline: 'console=ttyS0 root=PARTUUID=0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f ro', rootPartUuid: '0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f', sizeGiB: 1}, {'uki.efi': uki})
+
+  const v = o.validation ?? 'passed'
+  if (v !== 'missing') {
+    const verdict = v === 'skipped' ? 'skip' : 'pass'
+    const checks = [
+      {mode: 'emulated', name: 'booted-kernel', verdict, evidence: 'Linux version 6.1.192-cvm'},
+      {mode: 'emulated', name: 'nvme-bounce-integrity', verdict: v === 'failed' ? 'fail' : verdict, evidence: 'sha256 mismatch at offset 4097'},
+      {mode: 'sev', name: 'memory-encryption', verdict: 'skip', evidence: 'host has no SEV'},
+    ]
+    await put('validate', {verdict: v, modes: ['emulated'], checks, finishedAt: '2026-11-26T08:00:00.000Z', host: {kind: 'local-tcg'}}, {'report.json': '{}'})
+  }
+
+  const record: BuildRecord = {
+    recipeId,
+    recipeDigest: sha256(`recipe:${recipeId}:${o.version ?? ''}`),
+    recipe,
+    toolVersion: '0.1.0',
+    sourceDateEpoch: recipe.source_date_epoch,
+    finishedAt: '2026-11-26T08:01:00.000Z',
+    stages,
+  }
+  const path = await writeBuildRecord(cacheDir, record)
+  return {record, path}
+}

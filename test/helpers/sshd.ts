@@ -1,0 +1,137 @@
+import {spawn, type ChildProcess} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {chmod, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {createServer} from 'node:net'
+import {tmpdir, userInfo} from 'node:os'
+import {join} from 'node:path'
+
+import {run} from '../../src/util/exec.js'
+
+/** A real OpenSSH server on 127.0.0.1 for tests: its own host key, one authorized user key. */
+export interface TestSshd {
+  host: string
+  port: number
+  user: string
+  /** SHA256:<base64> of the server's host key, as `ssh-keygen -l` prints it */
+  hostKeyFingerprint: string
+  /** a known_hosts file holding the server's key as [127.0.0.1]:port */
+  knownHostsFile: string
+  /** private key (OpenSSH format, no passphrase) the server accepts for `user` */
+  userKeyPath: string
+  /** a temp directory the test may use (also the server's home of test files) */
+  dir: string
+  /** the server's stderr so far (sshd -e logs there) */
+  log(): string
+  /** stops the server and removes its temp directory */
+  stop(): Promise<void>
+}
+
+const SSHD = '/usr/sbin/sshd'
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+function fingerprintOfPublicKeyLine(line: string): string {
+  const blob = Buffer.from(line.trim().split(/\s+/)[1], 'base64')
+  return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')
+}
+
+/**
+ * Starts /usr/sbin/sshd -D -e with a config of its own on a free 127.0.0.1 port, as the current user
+ * (root in CI, where PermitRootLogin must be yes). Resolves once the server is listening.
+ */
+export async function startSshd(): Promise<TestSshd> {
+  if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: apt-get install -y openssh-server`)
+  const dir = await mkdtemp(join(tmpdir(), 'cvm-sshd-'))
+  await chmod(dir, 0o755)
+  const user = userInfo().username
+  const hostKey = join(dir, 'ssh_host_ed25519_key')
+  const userKey = join(dir, 'id_ed25519')
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cvm-test-host', '-f', hostKey], {what: 'make a test host key'})
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cvm-test-user', '-f', userKey], {what: 'make a test user key'})
+  const authorizedKeys = join(dir, 'authorized_keys')
+  await writeFile(authorizedKeys, await readFile(`${userKey}.pub`))
+  await chmod(authorizedKeys, 0o600)
+  // privilege separation needs this directory when sshd starts as root
+  if (process.getuid?.() === 0) await mkdir('/run/sshd', {recursive: true, mode: 0o755})
+
+  const sftpServer = existsSync('/usr/lib/openssh/sftp-server') ? '/usr/lib/openssh/sftp-server' : 'internal-sftp'
+  const port = await freePort()
+  const config = join(dir, 'sshd_config')
+  await writeFile(
+    config,
+    [
+      `ListenAddress 127.0.0.1:${port}`,
+      `HostKey ${hostKey}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${authorizedKeys}`,
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'PermitRootLogin yes',
+      'StrictModes no',
+      'UsePAM no',
+      'AllowTcpForwarding yes',
+      'PrintMotd no',
+      'LogLevel VERBOSE',
+      `Subsystem sftp ${sftpServer}`,
+      '',
+    ].join('\n'),
+  )
+
+  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', config], {stdio: ['ignore', 'ignore', 'pipe']})
+  let log = ''
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sshd did not start within 10 s:\n${log}`)), 10_000)
+    const onData = () => {
+      if (log.includes('Server listening')) {
+        clearTimeout(timer)
+        child.stderr!.off('data', onData)
+        resolve()
+      }
+    }
+    child.stderr!.on('data', onData)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`sshd exited with ${code} before listening:\n${log}`))
+    })
+  })
+
+  const hostPub = await readFile(`${hostKey}.pub`, 'utf8')
+  const knownHostsFile = join(dir, 'known_hosts')
+  const [type, b64] = hostPub.trim().split(/\s+/)
+  await writeFile(knownHostsFile, `[127.0.0.1]:${port} ${type} ${b64}\n`)
+
+  let stopped = false
+  return {
+    host: '127.0.0.1',
+    port,
+    user,
+    hostKeyFingerprint: fingerprintOfPublicKeyLine(hostPub),
+    knownHostsFile,
+    userKeyPath: userKey,
+    dir,
+    log: () => log,
+    async stop() {
+      if (stopped) return
+      stopped = true
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r))
+        child.kill('SIGTERM')
+        await exited
+      }
+      await rm(dir, {recursive: true, force: true})
+    },
+  }
+}
