@@ -64,10 +64,21 @@ const SCRATCH_SIZE = '64M'
  * the serial logs. The service behind `cvm-image validate` and the validate stage.
  */
 export async function validateImage(req: ValidateRequest): Promise<ValidationReport> {
+  const host = req.host ?? new LocalHost()
+  // this machine's temp files (seed, UKI) when QEMU runs elsewhere
+  const local = host.remote ? new LocalHost() : host
+  try {
+    return await validateOn(req, host, local)
+  } finally {
+    await host.cleanup()
+    if (local !== host) await local.cleanup()
+  }
+}
+
+async function validateOn(req: ValidateRequest, host: ValidationHost, local: ValidationHost): Promise<ValidationReport> {
   const started = Date.now()
   const log = req.log ?? (() => {})
   const progress = req.progress ?? log
-  const host = req.host ?? new LocalHost()
   const seedMethod: SeedMethod = req.seed ?? 'disk'
   if (seedMethod === 'http' && host.remote) throw new HostError('the HTTP seed works only when QEMU runs on this machine', {hint: 'use --seed disk with --host'})
   await mkdir(req.outDir, {recursive: true})
@@ -80,7 +91,7 @@ export async function validateImage(req: ValidateRequest): Promise<ValidationRep
   const sha256BeforeP = req.expected?.diskSha256 ? Promise.resolve(req.expected.diskSha256) : sha256File(req.disk)
   sha256BeforeP.catch(() => {})
   const work = await host.tempDir()
-  const localWork = host.remote ? await new LocalHost().tempDir() : work
+  const localWork = host.remote ? await local.tempDir() : work
   const uki = await extractUki(req.disk, localWork, req.signal)
   if (req.expected?.ukiSha256 && req.expected.ukiSha256 !== uki.sha256) {
     throw new StageError(`the UKI on the ESP of ${req.disk} (sha256 ${uki.sha256}) is not the one assemble built (${req.expected.ukiSha256})`, {
@@ -113,7 +124,7 @@ export async function validateImage(req: ValidateRequest): Promise<ValidationRep
           : // under SEV the firmware measures what it boots: boot the disk as published, SWIOTLB is forced by the kernel
             [{name: 'disk', forcedSwiotlb: false, full: true}]
       for (const boot of boots) {
-        const r = await runBoot({req, host, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks, log, progress})
+        const r = await runBoot({req, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks, log, progress})
         modes.push(r)
       }
     }
@@ -122,11 +133,10 @@ export async function validateImage(req: ValidateRequest): Promise<ValidationRep
   } finally {
     for (const [i, m] of modes.entries()) {
       // the first boot's console is the stage's serial.log; further boots keep their tag
-      const local = join(req.outDir, i === 0 ? 'serial.log' : `serial-${m.boot}.log`)
-      await host.getFile(m.serialLog, local).catch(() => {})
-      m.serialLog = local
+      const keptLog = join(req.outDir, i === 0 ? 'serial.log' : `serial-${m.boot}.log`)
+      await host.getFile(m.serialLog, keptLog).catch(() => {})
+      m.serialLog = keptLog
     }
-    await host.cleanup()
   }
   if (verdictError) throw verdictError
 
@@ -156,6 +166,9 @@ export async function validateImage(req: ValidateRequest): Promise<ValidationRep
   return report
 }
 
+const FULL_CHECKS = ['kernel', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'cloud-init', 'nvme-integrity', 'swiotlb-bounce', 'kexec', 'poweroff']
+const DISK_BOOT_CHECKS = ['kernel', 'cmdline', 'poweroff']
+
 interface BootPlan {
   /** uki: -kernel with extra arguments; disk: firmware boots \EFI\BOOT\BOOTX64.EFI */
   name: 'uki' | 'disk'
@@ -168,6 +181,7 @@ interface BootPlan {
 interface BootArgs {
   req: ValidateRequest
   host: ValidationHost
+  local: ValidationHost
   mode: ValidationMode
   accel: 'tcg' | 'kvm'
   boot: BootPlan
@@ -191,7 +205,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
   const keys = generateRunKeys()
   const seed = await renderSeed(req.templatesDir, keys, {hostname: req.hostname ?? 'cvm'})
 
-  const localSeedDir = host.remote ? await new LocalHost().tempDir() : work
+  const localSeedDir = host.remote ? await a.local.tempDir() : work
   const bootDir = join(work, tag)
   await host.exec('mkdir', ['-p', bootDir])
   const disks: QemuSpec['disks'] = [{path: a.hostDisk, format: 'raw', serial: 'cvmroot', snapshot: true}]
@@ -237,6 +251,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
   const onAbort = () => void qemu.kill()
   req.signal?.addEventListener('abort', onAbort, {once: true})
   let guest: GuestSession | undefined
+  let guestAlive = true
   const connect = async () => {
     a.progress(`${tag}: waiting for the guest's SSH (${a.accel})`)
     return GuestSession.waitFor(host, sshPort, keys, {timeoutMs: bootTimeoutMs, signal: req.signal, qemuExited: qemu.exited, onAttempt: (e) => a.log(`${tag}: ssh: ${e}`)})
@@ -257,9 +272,15 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     try {
       guest = await connect()
     } catch (e) {
-      throw new StageError(`${tag}: ${(e as Error).message}`, {details: tailLines(await serialText(host, serialLog), 15).map((l) => `  serial| ${l}`), hint: `serial log: ${serialLog}`})
+      if (req.signal?.aborted) throw e
+      // a guest that never answers is a failed boot, reported like any check; the rest did not run
+      const tail = tailLines(await serialText(host, serialLog), 5).join(' | ')
+      a.checks.push({mode, name: check('boot'), verdict: 'fail', evidence: `${(e as Error).message}; serial log ends: ${tail}`, durationMs: Date.now() - t0})
+      for (const name of boot.full ? FULL_CHECKS : DISK_BOOT_CHECKS) a.checks.push({mode, name: check(name), verdict: 'skip', evidence: 'not run: the guest did not boot to SSH', durationMs: 0})
+      return report
     }
     report.bootToSshMs = Date.now() - t0
+    a.checks.push({mode, name: check('boot'), verdict: 'pass', evidence: `SSH (run key, pinned run host key) answered ${(report.bootToSshMs / 1000).toFixed(1)} s after QEMU started (${a.accel}; seed: ${report.seed})`, durationMs: report.bootToSshMs})
     a.log(`${tag}: SSH answered ${report.bootToSshMs} ms after QEMU started`)
     const ctx: CheckContext = {mode, guest, expected: req.expected ?? {}, forcedSwiotlb: boot.forcedSwiotlb, timeoutMs: checkTimeoutMs, ukiKernel: a.parts}
     await record('kernel', () => checkKernel(ctx))
@@ -279,13 +300,15 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       await record('nvme-integrity', async () => nvmeIntegrityOutcome((io = await runDirectIo(ctx))))
       await record('swiotlb-bounce', async () => (io ? bounceOutcome(io) : {verdict: 'skip', evidence: 'the O_DIRECT run did not complete'}))
       await record('kexec', async () => {
-        const o = await kexecRoundTrip(ctx, host, connect, bootTimeoutMs)
-        guest = o.guest ?? guest
+        // from kexec -e until SSH answers again the old session is dead
+        const o = await kexecRoundTrip(ctx, connect, () => (guestAlive = false))
+        if (o.guest) [guest, guestAlive] = [o.guest, true]
         ctx.guest = guest!
         return o.outcome
       })
     }
-    await record('poweroff', () => powerOff(guest!, qemu, host, serialLog, checkTimeoutMs))
+    if (guestAlive) await record('poweroff', () => powerOff(guest!, qemu, host, serialLog, checkTimeoutMs))
+    else a.checks.push({mode, name: check('poweroff'), verdict: 'skip', evidence: 'not run: the guest did not come back from kexec', durationMs: 0})
   } finally {
     guest?.close()
     req.signal?.removeEventListener('abort', onAbort)
@@ -297,7 +320,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
 }
 
 /** kexec into the same kernel and back: a new boot id, the same release, SSH again. */
-async function kexecRoundTrip(ctx: CheckContext, host: ValidationHost, connect: () => Promise<GuestSession>, timeoutMs: number): Promise<{outcome: Outcome; guest?: GuestSession}> {
+async function kexecRoundTrip(ctx: CheckContext, connect: () => Promise<GuestSession>, onGone: () => void): Promise<{outcome: Outcome; guest?: GuestSession}> {
   const g = ctx.guest
   const t = ctx.timeoutMs
   const before = await g.exec(['sh', '-c', 'cat /proc/sys/kernel/random/boot_id; uname -r; command -v kexec || echo no-kexec; ls /boot/vmlinuz-$(uname -r) 2>/dev/null || echo no-vmlinuz'], {timeoutMs: t})
@@ -322,6 +345,7 @@ async function kexecRoundTrip(ctx: CheckContext, host: ValidationHost, connect: 
   // sync first: kexec -e does not unmount; the root is a throw-away overlay, but the logs should land
   await g.exec(['sync'], {timeoutMs: t})
   const t0 = Date.now()
+  onGone()
   g.fire(['kexec', '-e'])
   await new Promise((r) => setTimeout(r, 3000))
   g.close()
@@ -332,7 +356,6 @@ async function kexecRoundTrip(ctx: CheckContext, host: ValidationHost, connect: 
   if (bootId2 === bootId) return {guest: again, outcome: {verdict: 'fail', evidence: `boot id unchanged (${bootId}): kexec -e did not restart the kernel`}}
   if (release2 !== release) return {guest: again, outcome: {verdict: 'fail', evidence: `kexec came back with ${release2}, not ${release}`}}
   if (ctx.forcedSwiotlb && !/swiotlb=force/.test(cmdline2 ?? '')) return {guest: again, outcome: {verdict: 'fail', evidence: `after kexec swiotlb=force is gone: ${cmdline2}`}}
-  void host
   return {guest: again, outcome: {verdict: 'pass', evidence: `kexec ${kernel} -> SSH again after ${secs} s; boot_id ${bootId} -> ${bootId2}; uname -r ${release2} both times`}}
 }
 

@@ -1,9 +1,10 @@
-import {cp, readdir, readFile} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../../errors.js'
 import type {ValidationMode} from '../../recipe/schema.js'
 import {sha256} from '../../util/fsx.js'
+import {hostKeyPinFromFlag} from '../../remote/ssh.js'
 import {openValidationHost} from '../../validate/open-host.js'
 import {validateImage, writeSkippedReport} from '../../validate/run.js'
 import type {Json} from '../../util/fsx.js'
@@ -67,7 +68,9 @@ export const validateStage: Stage = {
     const am = (assemble.meta ?? {}) as AssembleMeta
     const cm = (compile?.meta ?? {}) as CompileMeta
     const v = ctx.recipe.recipe.validate
-    const host = await openValidationHost({host: ctx.options.validateHost, hostKey: ctx.options.validateHostKey, signal: io.signal})
+    // --validate-host-key takes a SHA256 fingerprint or a known_hosts path; auth is the SSH agent
+    const pin = hostKeyPinFromFlag(ctx.options.validateHostKey)
+    const host = await openValidationHost({host: ctx.options.validateHost, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, signal: io.signal})
     const report = await validateImage({
       disk,
       modes,
@@ -86,13 +89,11 @@ export const validateStage: Stage = {
     })
     const checks = report.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))
     if (report.verdict === 'failed') {
-      // the stage's out dir is discarded on failure: keep the evidence where the user can read it
-      const kept = join(ctx.cacheDir, 'validate-failures', `${ctx.recipe.recipe.id}-${report.startedAt.replace(/[:.]/g, '-')}`)
-      await cp(io.out, kept, {recursive: true})
+      // the runner keeps a failed stage's out dir under <cache>/failed/validate: report, JUnit and serial log stay readable
       const failed = checks.filter((c) => c.verdict === 'fail')
       throw new StageError(`validation failed: ${failed.map((c) => `${c.mode}/${c.name}`).join(', ')}`, {
         details: failed.map((c) => `  ${c.mode}/${c.name}: ${c.evidence}`),
-        hint: `report, JUnit XML and serial log kept in ${kept}; run \`cvm-image validate ${disk}\` to repeat it`,
+        hint: `report.json, junit.xml and serial.log are kept with the failed stage (<cache>/failed/validate); run \`cvm-image validate ${disk}\` to repeat it`,
       })
     }
     return {verdict: report.verdict, modes, checks, bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs} as Json
