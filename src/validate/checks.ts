@@ -109,7 +109,7 @@ export async function checkCloudInit(ctx: CheckContext): Promise<Outcome> {
   // result.json is written when cloud-init has finished, so wait for it, then ask for the status
   const st = await sh(ctx, 'cloud-init status --wait >/dev/null 2>&1; while [ ! -e /run/cloud-init/result.json ]; do sleep 1; done; cloud-init status --long')
   const status = firstLine(st.stdout, /^status:/) ?? `no status (exit ${st.exitCode}: ${st.stderr.trim()})`
-  const detail = firstLine(st.stdout, /^detail:/)
+  const detail = firstLine(st.stdout, /^detail:\s*\S/)
   const rj = await ctx.guest.exec(['cat', '/run/cloud-init/result.json'], {timeoutMs: ctx.timeoutMs})
   let errors: unknown[] = []
   let datasource = ''

@@ -3,6 +3,7 @@ import {join} from 'node:path'
 import {HostError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
 import {LocalHost, type ValidationHost} from './host.js'
+import {openValidationHost, type HostTarget} from './open-host.js'
 
 export const QEMU_BINARY = 'qemu-system-x86_64'
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
@@ -157,4 +158,30 @@ async function probeKvm(host: ValidationHost, signal?: AbortSignal): Promise<{us
   } finally {
     await qemu.kill()
   }
+}
+
+/**
+ * `cvm-image doctor [--host user@host --host-key SHA256:...|--known-hosts FILE]`: opens the host (this
+ * machine when target.host is unset; a remote one only with its key pinned), probes it, closes it.
+ */
+export async function probeValidationHost(target: HostTarget = {}): Promise<HostReport> {
+  const host = await openValidationHost(target)
+  try {
+    return await probeHost(host, {signal: target.signal})
+  } finally {
+    await host.cleanup()
+  }
+}
+
+/** The report as lines for people (doctor's text output). */
+export function describeHostReport(r: HostReport): string[] {
+  const yn = (b: boolean) => (b ? 'yes' : 'no')
+  const lines = [
+    `validation host ${r.host}: CPU ${r.cpuVendor ?? 'unknown'}, QEMU ${r.qemu.version ?? 'MISSING'}, OVMF ${r.ovmf.present ? (r.ovmf.version ?? 'present') : 'MISSING'}`,
+    `  KVM: ${r.kvm.device ? (r.kvm.usable ? 'usable' : 'NOT usable') : 'absent'} (${r.kvm.detail})`,
+    `  kvm_amd: ${r.sev.kvmAmd.loaded ? `sev=${yn(r.sev.kvmAmd.sev)} sev_es=${yn(r.sev.kvmAmd.sevEs)} sev_snp=${yn(r.sev.kvmAmd.sevSnp)}` : 'not loaded'}; /dev/sev: ${yn(r.sev.devSev)}; C-bit: ${r.sev.cbitpos ?? 'n/a'}`,
+  ]
+  if (r.sev.asids.sev || r.sev.asids.sevEs) lines.push(`  ASIDs: ${[r.sev.asids.sev, r.sev.asids.sevEs].filter(Boolean).join('; ')}`)
+  for (const [mode, m] of Object.entries(r.modes)) lines.push(`  mode ${mode}: ${m.available ? 'available' : `unavailable: missing ${m.missing.join('; ')}`}`)
+  return lines
 }
