@@ -42,7 +42,7 @@ export interface ValidationHost {
   /** a fresh directory for this run's files, removed by cleanup() */
   tempDir(): Promise<string>
   /** puts a local file at path on the host (a copy locally; SFTP with resume and checksum remotely) */
-  putFile(localPath: string, hostPath: string, onProgress?: (done: number, total: number) => void): Promise<void>
+  putFile(localPath: string, hostPath: string, onProgress?: (done: number, total: number) => void, sha256?: string): Promise<void>
   /** brings a host file here (serial log) */
   getFile(hostPath: string, localPath: string): Promise<void>
   spawn(cmd: string, args: readonly string[]): HostProcess

@@ -49,8 +49,8 @@ export class RemoteHost implements ValidationHost {
     return dir
   }
 
-  async putFile(localPath: string, hostPath: string, onProgress?: (done: number, total: number) => void): Promise<void> {
-    const [{size}, digest] = await Promise.all([stat(localPath), sha256File(localPath)])
+  async putFile(localPath: string, hostPath: string, onProgress?: (done: number, total: number) => void, sha256?: string): Promise<void> {
+    const [{size}, digest] = await Promise.all([stat(localPath), sha256 ?? sha256File(localPath)])
     await this.session.mkdirp(posix.dirname(hostPath))
     await this.session.upload(localPath, hostPath, {resume: true, onProgress: (p) => onProgress?.(p.done, p.total)})
     await this.session.verify(hostPath, digest, size)

@@ -105,7 +105,13 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   const hostDisk = host.remote ? join(work, basename(req.disk)) : req.disk
   const hostUki = host.remote ? join(work, 'uki.efi') : uki.path
   if (host.remote) {
-    await host.putFile(req.disk, hostDisk, (done, total) => progress(`uploading the disk to ${host.label}: ${Math.floor((100 * done) / total)}%`))
+    // checked against the hash taken here before the upload: the remote copy is the validated bytes
+    let shown = -1
+    const onProgress = (done: number, total: number) => {
+      const pct = Math.floor((100 * done) / total)
+      if (pct !== shown) progress(`uploading the disk to ${host.label}: ${(shown = pct)}%`)
+    }
+    await host.putFile(req.disk, hostDisk, onProgress, await sha256BeforeP)
     await host.putFile(uki.path, hostUki)
   }
 
