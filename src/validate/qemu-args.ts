@@ -46,7 +46,8 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
 
   const machine = spec.mode === 'emulated' ? 'q35' : 'q35,confidential-guest-support=sev0'
   const args = ['-machine', machine, '-accel', spec.accel]
-  if (spec.accel === 'kvm') args.push('-cpu', spec.mode === 'emulated' ? 'host' : 'EPYC')
+  // the guest sees the host's CPU (and, under SEV, its C-bit position): a named model could hide either
+  if (spec.accel === 'kvm') args.push('-cpu', 'host')
   args.push('-m', String(spec.memoryMiB), '-smp', String(spec.cpus))
   if (spec.mode !== 'emulated') {
     const policy = `0x${SEV_POLICY[spec.mode].toString(16)}`
