@@ -85,7 +85,7 @@ export const Kernel = z.strictObject({
 
 export const Boot = z.strictObject({
   /** the kernel command line in the UKI; root= is added by assemble */
-  cmdline: z.string().default('console=ttyS0 console=tty0'),
+  cmdline: z.string().default('console=tty0 console=ttyS0'),
 })
 
 export const Image = z.strictObject({
@@ -113,7 +113,7 @@ export const Validate = z.strictObject({
 })
 
 export const Publish = z.strictObject({
-  /** release version; default: <recipe id>-<build key prefix> */
+  /** release version; default: <source_date_epoch>-<first 12 hex of the assemble key> (src/publish/version.ts) */
   version: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
 })
 
@@ -135,7 +135,7 @@ export const Recipe = z.strictObject({
   source_date_epoch: z.number().int().min(0),
   base: Base,
   kernel: Kernel,
-  boot: Boot.default({cmdline: 'console=ttyS0 console=tty0'}),
+  boot: Boot.default({cmdline: 'console=tty0 console=ttyS0'}),
   image: Image,
   validate: Validate.default({modes: ['emulated'], memory_mib: 2048, cpus: 2, boot_timeout_s: 600}),
   publish: Publish.default({}),

@@ -1,14 +1,156 @@
-import {StageError} from '../../errors.js'
-import type {Stage} from '../stage.js'
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
 
-// Not built yet: the issue that owns this stage replaces this file.
+import {InputError, StageError} from '../../errors.js'
+import {diskIds} from '../../disk/ids.js'
+import {planLayout} from '../../disk/gpt.js'
+import {assembleDisk} from '../../disk/image.js'
+import {EFI_STUB} from '../../disk/uki.js'
+import {guestTemplatesDigest, renderGuestFiles} from '../../rootfs/guest-files.js'
+import {kernelModuleAdditions} from '../../rootfs/kernel-modules.js'
+import {transformRootfs} from '../../rootfs/transform.js'
+import {atomicWriteFile, canonicalJson, sha256, type Json} from '../../util/fsx.js'
+import type {BuildContext, Stage, StageIO, StageResult} from '../stage.js'
+
+/** The ESP holds one UKI (tens of MB); 256 MiB keeps FAT32 valid with 512-byte clusters. */
+const ESP_MIB = 256
+const OS_RELEASE = ['usr/lib/os-release', 'etc/os-release']
+
+function toolVersion(root: string): string {
+  try {
+    return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {version: string}).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+function assembleInputs(ctx: BuildContext): Json {
+  const r = ctx.recipe.recipe
+  return {
+    recipeId: r.id,
+    distro: r.distro,
+    sourceDateEpoch: r.source_date_epoch,
+    cmdline: r.boot.cmdline,
+    image: {
+      sizeGiB: r.image.size_gib,
+      hostname: r.image.hostname,
+      remove: r.image.remove,
+      kernelHold: {method: r.image.kernel_hold.method, packages: r.image.kernel_hold.packages},
+      allowAbsoluteSymlinks: r.image.allow_absolute_symlinks,
+    },
+    espMiB: ESP_MIB,
+    templates: guestTemplatesDigest(ctx.dirs.templates),
+    efiStub: existsSync(EFI_STUB) ? sha256(readFileSync(EFI_STUB)) : null,
+    tool: toolVersion(ctx.dirs.root),
+  }
+}
+
+/** root= by PARTUUID (no initrd needed), `rw` unless the recipe says rw or ro, then the recipe's arguments. */
+export function kernelCmdline(rootPartUuid: string, recipeCmdline: string): string {
+  const args = recipeCmdline.trim().split(/\s+/).filter(Boolean)
+  const root = args.find((a) => a.startsWith('root='))
+  if (root) {
+    throw new InputError(`recipe boot.cmdline sets "${root}", but assemble chooses the root device`, {hint: 'remove root= from boot.cmdline: the UKI gets root=PARTUUID=<the root partition>'})
+  }
+  return [`root=PARTUUID=${rootPartUuid}`, ...(args.includes('rw') || args.includes('ro') ? [] : ['rw']), ...args].join(' ')
+}
+
+function upstream(io: StageIO, name: 'base' | 'compile'): StageResult {
+  const u = io.upstream[name]
+  if (!u) throw new StageError(`assemble needs the ${name} stage's output, and the runner gave none`)
+  return u
+}
+
+/** base rootfs + built kernel -> GPT disk with a UKI on the ESP and the transformed root on ext4. */
 export const assembleStage: Stage = {
   name: 'assemble',
-  title: 'assemble',
-  version: 0,
+  title: 'assemble the disk image',
+  version: 1,
   needs: ['base', 'compile'],
-  inputs: () => ({}),
-  async run() {
-    throw new StageError('stage assemble is not implemented yet')
+  inputs: assembleInputs,
+  async run(ctx, io) {
+    const r = ctx.recipe.recipe
+    const base = upstream(io, 'base')
+    const compile = upstream(io, 'compile')
+    const kernel = compile.meta as {release?: string; version?: string; vmlinuzSha256?: string; configDigest?: string; patches?: Json}
+    if (!kernel.release) throw new StageError(`the compile stage's result (${compile.dir}) names no kernel release`)
+
+    const inputs = assembleInputs(ctx)
+    // ids derive from everything the disk depends on: same inputs, same bytes; any change, new ids
+    const seed = sha256(canonicalJson({inputs, base: base.key, compile: compile.key}))
+    const ids = diskIds(seed)
+    const layout = planLayout({sizeGiB: r.image.size_gib, espMiB: ESP_MIB, diskGuid: ids.diskGuid, espPartUuid: ids.espPartUuid, rootPartUuid: ids.rootPartUuid})
+    const cmdline = kernelCmdline(ids.rootPartUuid, r.boot.cmdline)
+
+    const build = {
+      recipe: r.id,
+      name: r.name,
+      distro: r.distro,
+      sourceDateEpoch: r.source_date_epoch,
+      tool: {name: 'cvm-image', version: toolVersion(ctx.dirs.root)},
+      base: base.meta,
+      kernel: {release: kernel.release, version: kernel.version ?? null, vmlinuzSha256: kernel.vmlinuzSha256 ?? null, configDigest: kernel.configDigest ?? null, patches: kernel.patches ?? []},
+      boot: {cmdline, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, uki: '\\EFI\\BOOT\\BOOTX64.EFI'},
+    }
+    io.progress('rendering guest files')
+    const additions = [
+      ...(await kernelModuleAdditions(join(compile.dir, 'modules'))),
+      ...renderGuestFiles(ctx.dirs.templates, {
+        hostname: r.image.hostname,
+        rootPartUuid: ids.rootPartUuid,
+        espPartUuid: ids.espPartUuid,
+        kernelRelease: kernel.release,
+        kernelHold: r.image.kernel_hold,
+        build,
+      }),
+    ]
+
+    io.progress('transforming the rootfs')
+    const rootfsTar = join(io.work, 'rootfs.tar')
+    const t = await transformRootfs({
+      input: join(base.dir, 'rootfs.tar'),
+      output: rootfsTar,
+      remove: r.image.remove,
+      additions,
+      allowAbsoluteSymlinks: r.image.allow_absolute_symlinks,
+      sourceDateEpoch: r.source_date_epoch,
+      capture: OS_RELEASE,
+    })
+    io.log(`rootfs: ${t.entries} entries, ${t.removed} removed, ${t.added} added, ${t.xattrs.length} xattrs`)
+    const osRelease = OS_RELEASE.map((n) => t.captured[n]).find(Boolean)
+    if (!osRelease) throw new StageError(`the base rootfs has no ${OS_RELEASE.join(' or ')} (a regular file), which the UKI's .osrel section needs`)
+
+    const {diskSha256, ukiSha256} = await assembleDisk(
+      {
+        layout,
+        rootfsTar,
+        xattrs: t.xattrs,
+        vmlinuz: join(compile.dir, 'vmlinuz'),
+        cmdline,
+        osRelease,
+        espSerial: ids.espSerial,
+        rootFsUuid: ids.rootFsUuid,
+        rootHashSeed: ids.rootHashSeed,
+        sourceDateEpoch: r.source_date_epoch,
+        work: io.work,
+        logFile: io.logFile,
+        signal: io.signal,
+      },
+      {disk: join(io.out, 'disk.raw'), uki: join(io.out, 'uki.efi')},
+      io.progress,
+    )
+    await atomicWriteFile(join(io.out, 'cmdline.txt'), cmdline + '\n')
+    return {
+      diskSha256,
+      ukiSha256,
+      cmdline,
+      rootPartUuid: ids.rootPartUuid,
+      espPartUuid: ids.espPartUuid,
+      diskGuid: ids.diskGuid,
+      rootFsUuid: ids.rootFsUuid,
+      sizeGiB: r.image.size_gib,
+      kernelRelease: kernel.release,
+      rootfs: {entries: t.entries, removed: t.removed, added: t.added, xattrs: t.xattrs.length},
+    }
   },
 }

@@ -1,14 +1,78 @@
-import {StageError} from '../../errors.js'
-import type {Stage} from '../stage.js'
+import {statSync} from 'node:fs'
+import {rename} from 'node:fs/promises'
+import {join} from 'node:path'
 
-// Not built yet: the issue that owns this stage replaces this file.
+import {InputError} from '../../errors.js'
+import {decompressRootfs} from '../../rootfs/decompress.js'
+import {fetchPinned} from '../../rootfs/download.js'
+import {mmdebstrapRootfs} from '../../rootfs/mmdebstrap.js'
+import {countEntries} from '../../rootfs/scan.js'
+import type {RecipeBase} from '../../recipe/schema.js'
+import {sha256File, type Json} from '../../util/fsx.js'
+import type {BuildContext, Stage} from '../stage.js'
+
+type ImageBase = Extract<RecipeBase, {kind: 'image'}>
+
+/** The sha256 a build trusts for an image base: the recipe's pin, else the one the user vouches for. */
+function trustedSha256(ctx: BuildContext, base: ImageBase): string | undefined {
+  return base.sha256 ?? ctx.options.baseSha256
+}
+
+function baseInputs(ctx: BuildContext): Json {
+  const r = ctx.recipe.recipe
+  const base = r.base
+  if (base.kind === 'mmdebstrap') {
+    return {kind: base.kind, suite: base.suite, mirror: base.mirror, variant: base.variant, components: base.components, packages: base.packages, sourceDateEpoch: r.source_date_epoch}
+  }
+  // an image base is cached by its content: the pinned digest, or the local file's identity until it is hashed in run()
+  const sha = trustedSha256(ctx, base)
+  const file = ctx.options.baseFile
+  const st = file && !sha ? statSync(file, {throwIfNoEntry: false}) : undefined
+  const fileId: Json = file && !sha ? {path: file, size: st?.size ?? null, mtimeMs: st?.mtimeMs ?? null} : null
+  return {kind: base.kind, format: base.format, sha256: sha ?? null, file: fileId, url: sha ? null : base.url}
+}
+
+/** base: the distro's root filesystem as an uncompressed tarball (out/rootfs.tar). */
 export const baseStage: Stage = {
   name: 'base',
-  title: 'base',
-  version: 0,
+  title: 'base rootfs',
+  version: 1,
   needs: [],
-  inputs: () => ({}),
-  async run() {
-    throw new StageError('stage base is not implemented yet')
+  inputs: baseInputs,
+  async run(ctx, io) {
+    const r = ctx.recipe.recipe
+    const base = r.base
+    const output = join(io.out, 'rootfs.tar')
+    let source: string
+    if (base.kind === 'mmdebstrap') {
+      io.progress(`mmdebstrap ${base.suite} (${base.variant}, ${base.packages.length} extra packages)`)
+      const tmp = join(io.work, 'rootfs.tar')
+      await mmdebstrapRootfs(base, tmp, {sourceDateEpoch: r.source_date_epoch, logFile: io.logFile, signal: io.signal, onLine: (l) => io.progress(l.slice(0, 100))})
+      await rename(tmp, output)
+      source = `mmdebstrap ${base.variant} ${base.suite} ${base.mirror}`
+    } else {
+      const sha = trustedSha256(ctx, base)
+      let file: string
+      if (ctx.options.baseFile) {
+        file = ctx.options.baseFile
+        if (sha) {
+          const got = await sha256File(file)
+          if (got !== sha) throw new InputError(`--base-file ${file} has sha256 ${got}, not ${sha}`, {hint: 'give the file the recipe (or --base-sha256) pins, or the matching --base-sha256'})
+        }
+      } else if (!sha) {
+        throw new InputError(`recipe ${r.id}: base.sha256 is null, so the download of ${base.url} cannot be checked`, {
+          hint: 'pass --base-sha256 <sha256 you verified>, or download the file yourself and pass --base-file <path>',
+        })
+      } else {
+        io.progress(`downloading ${base.url}`)
+        file = await fetchPinned(base.url, sha, join(ctx.cacheDir, 'downloads', sha), {signal: io.signal, progress: io.progress})
+      }
+      io.progress(`unpacking ${base.format}`)
+      await decompressRootfs(file, base.format, output, io.work)
+      source = ctx.options.baseFile ? `file ${ctx.options.baseFile}` : base.url
+    }
+    io.progress('checking the rootfs tarball')
+    const entries = await countEntries(output)
+    return {source, sha256: await sha256File(output), entries}
   },
 }

@@ -1,0 +1,113 @@
+import {copyFile, open, rm, truncate, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {sha256File} from '../util/fsx.js'
+import type {XattrRecord} from '../rootfs/transform.js'
+import {makeEsp} from './esp.js'
+import {makeRootFilesystem} from './ext4.js'
+import {type DiskLayout, SECTOR, writePartitionTable} from './gpt.js'
+import {buildUki} from './uki.js'
+
+/**
+ * The bootable disk: UKI -> ESP image -> ext4 root image -> GPT disk file with both copied in at
+ * their offsets. Every step works on plain files.
+ */
+
+export const UKI_ESP_PATH = '/EFI/BOOT/BOOTX64.EFI'
+const COPY_CHUNK = 1024 * 1024
+
+export interface DiskInputs {
+  layout: DiskLayout
+  /** transformed rootfs tarball */
+  rootfsTar: string
+  xattrs: readonly XattrRecord[]
+  vmlinuz: string
+  initrd?: string
+  cmdline: string
+  osRelease: Buffer
+  espSerial: string
+  rootFsUuid: string
+  rootHashSeed: string
+  sourceDateEpoch: number
+  work: string
+  logFile?: string
+  signal?: AbortSignal
+}
+
+export interface DiskOutputs {
+  disk: string
+  uki: string
+}
+
+export async function assembleDisk(inp: DiskInputs, out: DiskOutputs, progress: (line: string) => void = () => {}): Promise<{diskSha256: string; ukiSha256: string}> {
+  const {layout, work} = inp
+  const cmdlineFile = join(work, 'cmdline.txt')
+  const osReleaseFile = join(work, 'os-release')
+  await writeFile(cmdlineFile, inp.cmdline)
+  await writeFile(osReleaseFile, inp.osRelease)
+
+  progress('building the unified kernel image')
+  await buildUki({vmlinuz: inp.vmlinuz, initrd: inp.initrd, cmdlineFile, osReleaseFile}, out.uki, {sourceDateEpoch: inp.sourceDateEpoch, logFile: inp.logFile})
+
+  progress('making the ESP')
+  const esp = join(work, 'esp.img')
+  const ukiOnEsp = join(work, 'BOOTX64.EFI')
+  await rm(esp, {force: true})
+  await copyFile(out.uki, ukiOnEsp)
+  await makeEsp({image: esp, sizeBytes: layout.esp.size * SECTOR, serial: inp.espSerial, files: [{source: ukiOnEsp, dest: UKI_ESP_PATH}], sourceDateEpoch: inp.sourceDateEpoch, logFile: inp.logFile})
+
+  progress('making the ext4 root filesystem')
+  const root = join(work, 'root.img')
+  await makeRootFilesystem({
+    tarball: inp.rootfsTar,
+    image: root,
+    sizeBytes: layout.root.size * SECTOR,
+    uuid: inp.rootFsUuid,
+    hashSeed: inp.rootHashSeed,
+    label: 'root',
+    sourceDateEpoch: inp.sourceDateEpoch,
+    xattrs: inp.xattrs,
+    work,
+    logFile: inp.logFile,
+    signal: inp.signal,
+  })
+
+  progress('writing the GPT disk')
+  await rm(out.disk, {force: true})
+  await (await open(out.disk, 'w')).close()
+  await truncate(out.disk, layout.sizeBytes)
+  await writePartitionTable(out.disk, layout, inp.logFile)
+  await copySparse(esp, out.disk, layout.esp.start * SECTOR)
+  await copySparse(root, out.disk, layout.root.start * SECTOR)
+  await rm(esp, {force: true})
+  await rm(root, {force: true})
+
+  progress('hashing the disk')
+  return {diskSha256: await sha256File(out.disk), ukiSha256: await sha256File(out.uki)}
+}
+
+/** Copies a partition image into the (zero, sparse) disk at an offset, skipping zero chunks so the disk stays sparse. */
+export async function copySparse(src: string, dst: string, offset: number): Promise<void> {
+  const from = await open(src, 'r')
+  const to = await open(dst, 'r+')
+  try {
+    const buf = Buffer.alloc(COPY_CHUNK)
+    let pos = 0
+    for (;;) {
+      const {bytesRead} = await from.read(buf, 0, COPY_CHUNK, pos)
+      if (bytesRead === 0) break
+      const chunk = buf.subarray(0, bytesRead)
+      if (!isZero(chunk)) await to.write(chunk, 0, bytesRead, offset + pos)
+      pos += bytesRead
+    }
+  } finally {
+    await from.close()
+    await to.close()
+  }
+}
+
+const ZERO = Buffer.alloc(COPY_CHUNK)
+
+function isZero(b: Buffer): boolean {
+  return b.equals(ZERO.subarray(0, b.length))
+}

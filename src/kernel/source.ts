@@ -1,0 +1,127 @@
+import {existsSync} from 'node:fs'
+import {mkdir, readdir, rename, rm} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {InputError} from '../errors.js'
+import type {KernelSourceSpec} from '../recipe/schema.js'
+import {run} from '../util/exec.js'
+import {sha256, sha256File} from '../util/fsx.js'
+import {PrivateApt} from './apt.js'
+import {downloadVerified} from './download.js'
+
+export interface FetchedSource {
+  kind: KernelSourceSpec['kind']
+  /** the unpacked tree, in the shared tree cache (read-only by convention: copy before changing) */
+  tree: string
+  /** sha256 of the source archive (.deb or tarball) or the git commit id */
+  digest: string
+  /** "linux-source-5.10 5.10.223-1" for Debian packages */
+  package?: string
+}
+
+export interface SourceIO {
+  cacheDir: string
+  work: string
+  logFile?: string
+  signal?: AbortSignal
+  progress(line: string): void
+}
+
+/** Fetches the kernel source a recipe names and unpacks it once per digest into cacheDir/kernel-trees/. */
+export async function fetchKernelSource(spec: KernelSourceSpec, io: SourceIO): Promise<FetchedSource> {
+  switch (spec.kind) {
+    case 'debian-package':
+      return fromDebianPackage(spec, io)
+    case 'tarball':
+      return fromTarball(spec, io)
+    case 'git':
+      return fromGit(spec, io)
+  }
+}
+
+async function fromDebianPackage(spec: Extract<KernelSourceSpec, {kind: 'debian-package'}>, io: SourceIO): Promise<FetchedSource> {
+  const apt = new PrivateApt(io.cacheDir, spec.mirror, spec.suite)
+  io.progress(`reading the ${spec.suite} index`)
+  await apt.update(io.logFile, io.signal)
+  const pkg = await apt.show(spec.package, spec.version)
+  const debDir = join(io.cacheDir, 'downloads', 'debian')
+  const deb = join(debDir, pkg.filename.split('/').at(-1)!)
+  if (!existsSync(deb) || (await sha256File(deb)) !== pkg.sha256) {
+    io.progress(`downloading ${pkg.name} ${pkg.version}`)
+    await apt.download(pkg, debDir, io.logFile, io.signal)
+  }
+  const digest = await sha256File(deb)
+  if (digest !== pkg.sha256) throw new InputError(`${deb}: sha256 ${digest} differs from the signed index (${pkg.sha256})`, {hint: `remove ${deb} and build again`})
+  const tree = await cachedTree(io, digest, async (dest) => {
+    const x = join(io.work, 'deb')
+    await run('dpkg-deb', ['-x', deb, x], {what: `unpack ${deb}`, logFile: io.logFile})
+    const src = join(x, 'usr', 'src')
+    const tarball = (await readdir(src)).find((f) => /^linux-source-.*\.tar\.(xz|gz|bz2|zst)$/.test(f))
+    if (!tarball) throw new InputError(`${pkg.name} ${pkg.version} holds no usr/src/linux-source-*.tar.*`, {hint: 'name a linux-source-<version> package in recipe.kernel.source.package'})
+    await untar(join(src, tarball), dest, io)
+    await rm(x, {recursive: true, force: true})
+  })
+  return {kind: 'debian-package', tree, digest, package: `${pkg.name} ${pkg.version}`}
+}
+
+async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, io: SourceIO): Promise<FetchedSource> {
+  if (!spec.sha256) {
+    throw new InputError(`recipe.kernel.source ${spec.url} has no sha256`, {hint: 'pin the tarball: set recipe.kernel.source.sha256 to the publisher\'s checksum'})
+  }
+  const name = spec.url.split('/').at(-1) ?? 'source.tar'
+  const file = join(io.cacheDir, 'downloads', 'tarballs', `${spec.sha256.slice(0, 16)}-${name}`)
+  io.progress(`fetching ${spec.url}`)
+  await downloadVerified(spec.url, file, spec.sha256, {signal: io.signal, progress: io.progress})
+  const tree = await cachedTree(io, spec.sha256, (dest) => untar(file, dest, io))
+  return {kind: 'tarball', tree, digest: spec.sha256}
+}
+
+async function fromGit(spec: Extract<KernelSourceSpec, {kind: 'git'}>, io: SourceIO): Promise<FetchedSource> {
+  const repo = join(io.cacheDir, 'git', sha256(spec.url).slice(0, 16))
+  if (!existsSync(join(repo, 'HEAD'))) await run('git', ['init', '-q', '--bare', repo], {what: 'make the source git cache'})
+  io.progress(`fetching ${spec.ref} from ${spec.url}`)
+  await run('git', ['-C', repo, 'fetch', '--depth=1', spec.url, spec.ref], {
+    logFile: io.logFile,
+    signal: io.signal,
+    what: `fetch ${spec.ref} from ${spec.url}`,
+    hint: 'check recipe.kernel.source.url and .ref (a tag, branch or full commit id)',
+  })
+  const commit = (await run('git', ['-C', repo, 'rev-parse', 'FETCH_HEAD^{commit}'])).stdout.trim()
+  const tree = await cachedTree(io, commit, async (dest) => {
+    await mkdir(dest, {recursive: true})
+    // git archive gives the tree without .git, so setlocalversion sees no repository
+    const tar = join(io.work, 'git.tar')
+    await run('git', ['-C', repo, 'archive', '--format=tar', '-o', tar, commit], {what: 'export the source tree'})
+    await run('tar', ['-xf', tar, '-C', dest], {what: 'unpack the source tree'})
+  })
+  return {kind: 'git', tree, digest: commit}
+}
+
+/** The tree for a digest, unpacked by fill into a temp directory and renamed into place once complete. */
+async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => Promise<void>): Promise<string> {
+  const tree = join(io.cacheDir, 'kernel-trees', digest)
+  if (existsSync(join(tree, 'Makefile'))) return tree
+  const tmp = `${tree}.tmp-${process.pid}`
+  await rm(tmp, {recursive: true, force: true})
+  await mkdir(tmp, {recursive: true})
+  io.progress('unpacking the source tree')
+  await fill(tmp)
+  await rename(tmp, tree).catch(async (e) => {
+    // another build unpacked the same digest first: use its tree
+    if (!existsSync(join(tree, 'Makefile'))) throw e
+    await rm(tmp, {recursive: true, force: true})
+  })
+  return tree
+}
+
+/** Unpacks a kernel tarball whose entries sit under one top directory (linux-6.1/...). */
+async function untar(file: string, dest: string, io: SourceIO): Promise<void> {
+  await mkdir(dest, {recursive: true})
+  // GNU tar refuses members with ".." and strips leading "/": nothing lands outside dest
+  await run('tar', ['-xf', file, '-C', dest, '--strip-components=1', '--no-same-owner', '--no-same-permissions'], {
+    what: `unpack ${file}`,
+    logFile: io.logFile,
+    signal: io.signal,
+  })
+  if (!existsSync(join(dest, 'Makefile'))) throw new InputError(`${file}: no Makefile at the top of the tree`, {hint: 'the archive is not a Linux source tarball'})
+}

@@ -1,0 +1,69 @@
+import {existsSync, mkdtempSync, readFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {beforeAll, describe, expect, it} from 'vitest'
+
+import {checkKernel} from '../src/kernel/check.js'
+import {compileKernel} from '../src/kernel/compile.js'
+import {StageCache} from '../src/pipeline/cache.js'
+import {runStages, type RunResult} from '../src/pipeline/run.js'
+import {projectDirs, RecipeStore} from '../src/recipe/load.js'
+import {sha256File} from '../src/util/fsx.js'
+import {repoRoot, sharedTestCache} from './helpers/paths.js'
+import {KERNEL_STAGES} from './kernel-fixtures.js'
+
+// The real debian-12 recipe's kernel (bookworm's linux-source-6.1, the lean CVM profile), built in
+// the shared test cache with the same stage keys as a full build: the end-to-end tests reuse it.
+const dirs = projectDirs(repoRoot)
+const recipe = new RecipeStore(dirs).load('debian-12')
+let built: RunResult
+
+beforeAll(async () => {
+  const cacheDir = sharedTestCache()
+  built = await runStages({recipe, dirs, options: {jobs: 2}, cacheDir}, new StageCache(cacheDir), KERNEL_STAGES, {until: 'compile', renderer: 'silent'})
+})
+
+describe('the lean CVM profile on linux-source-6.1 (debian-12)', () => {
+  it('builds a bzImage, stripped modules, System.map, config and kernel.json', () => {
+    const out = built.results.compile!.dir
+    const vmlinuz = readFileSync(join(out, 'vmlinuz'))
+    // the x86 boot protocol header: "HdrS" at 0x202, and the PE "MZ" of the EFI stub at 0
+    expect(vmlinuz.subarray(0x202, 0x206).toString()).toBe('HdrS')
+    expect(vmlinuz.subarray(0, 2).toString()).toBe('MZ')
+    const kernel = JSON.parse(readFileSync(join(out, 'kernel.json'), 'utf8'))
+    expect(kernel.release).toMatch(/^6\.1\.\d+-cvm$/)
+    expect(kernel.patches.map((p: {file?: string}) => p.file)).toContain('6.1/cvm-marker.patch')
+    expect(readFileSync(join(out, 'System.map'), 'utf8')).toMatch(/ T cvm_marker_init$|cvm_marker_init/m)
+    const modules = join(out, 'modules', 'lib', 'modules', kernel.release)
+    expect(existsSync(join(modules, 'modules.dep'))).toBe(true)
+    expect(existsSync(join(modules, 'build'))).toBe(false)
+    expect(readFileSync(join(out, 'config'), 'utf8')).toContain('CONFIG_AMD_MEM_ENCRYPT=y')
+  })
+
+  it('kernel check on its .config reports sev and sev-es supported', async () => {
+    const r = await checkKernel(dirs.kernels, join(built.results.compile!.dir, 'config'))
+    const status = Object.fromEntries(r.features.map((f) => [f.feature, f.status]))
+    expect(status.sev).toBe('supported')
+    expect(status['sev-es']).toBe('supported')
+    for (const f of recipe.recipe.kernel.config.features) expect(status[f], f).toBe('supported')
+  })
+
+  it('a second build of the same inputs (ccache-assisted, another directory) gives a byte-identical vmlinuz', async () => {
+    const {patch, configure, compile} = built.results
+    const scratch = mkdtempSync(join(sharedTestCache(), 'tmp-rebuild-'))
+    const again = await compileKernel({
+      tree: join(patch!.dir, 'tree'),
+      config: join(configure!.dir, 'config'),
+      work: join(scratch, 'work'),
+      out: join(scratch, 'out'),
+      sourceDateEpoch: recipe.recipe.source_date_epoch,
+      localversion: recipe.recipe.kernel.localversion,
+      jobs: 2,
+      ccacheDir: join(sharedTestCache(), 'ccache'),
+      statsDir: join(sharedTestCache(), 'kbuild-stats'),
+      progress: () => {},
+    }).finally(() => rm(scratch, {recursive: true, force: true}))
+    expect(again.vmlinuzSha256).toBe(await sha256File(join(compile!.dir, 'vmlinuz')))
+  }, 3_600_000)
+})

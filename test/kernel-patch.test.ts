@@ -1,0 +1,115 @@
+import {existsSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdir, readFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {beforeAll, describe, expect, it} from 'vitest'
+
+import {InputError} from '../src/errors.js'
+import {run} from '../src/util/exec.js'
+import {sha256} from '../src/util/fsx.js'
+import {repoRoot, sharedTestCache} from './helpers/paths.js'
+import {kernelProject, runKernelProject} from './kernel-fixtures.js'
+
+const MARKER = readFileSync(join(repoRoot, 'kernels', '6.1', 'cvm-marker.patch'), 'utf8')
+const markerSeries = (extra = '') => `title: t\npatches:\n  - file: cvm-marker.patch\n    subject: marker\n    why: proves the patched kernel booted\n${extra}`
+
+/** The unpatched linux-source-6.1 tree, from the kernel-source stage. */
+let sourceTree: string
+
+beforeAll(async () => {
+  const dirs = await kernelProject({})
+  const r = await runKernelProject(dirs, 'kernel-source')
+  sourceTree = join(r.results['kernel-source']!.dir, 'tree')
+})
+
+/** A two-hunk patch of init/main.c whose second hunk's context is not in the real tree. */
+async function patchWithBadSecondHunk(): Promise<string> {
+  const lines = (await readFile(join(sourceTree, 'init', 'main.c'), 'utf8')).split('\n')
+  const dir = mkdtempSync(join(tmpdir(), 'badpatch-'))
+  const altered = [...lines]
+  altered[1000] = `${altered[1000]} /* context the tree does not have */`
+  const changed = [...altered]
+  changed.splice(1001, 0, '/* cvm-image test: second hunk */')
+  changed.splice(10, 0, '/* cvm-image test: first hunk */')
+  await mkdir(join(dir, 'a', 'init'), {recursive: true})
+  await mkdir(join(dir, 'b', 'init'), {recursive: true})
+  writeFileSync(join(dir, 'a', 'init', 'main.c'), altered.join('\n'))
+  writeFileSync(join(dir, 'b', 'init', 'main.c'), changed.join('\n'))
+  const diff = await run('diff', ['-u', 'a/init/main.c', 'b/init/main.c'], {cwd: dir, reject: false})
+  return diff.stdout + '\n'
+}
+
+describe('patch stage on the real linux-source-6.1 tree', () => {
+  it('applies a series of local patches and records each with its sha256', async () => {
+    const dirs = await kernelProject({kernelFiles: {'6.1/s.yaml': markerSeries(), '6.1/cvm-marker.patch': MARKER}, series: ['6.1/s.yaml']})
+    const r = await runKernelProject(dirs, 'patch', {force: ['patch']})
+    const patch = r.results.patch!
+    expect(patch.meta).toEqual({applied: [{file: '6.1/cvm-marker.patch', subject: 'marker', sha256: sha256(MARKER)}], skipped: []})
+    const patched = join(patch.dir, 'tree')
+    expect(readFileSync(join(patched, 'init', 'cvm_marker.c'), 'utf8')).toContain('cvm-image: series debian-12-cvm applied')
+    expect(readFileSync(join(patched, 'init', 'Makefile'), 'utf8')).toContain('cvm_marker.o')
+    // the source tree shares files with the patched copy by hard links: patch must not have written through them
+    expect(readFileSync(join(sourceTree, 'init', 'Makefile'), 'utf8')).not.toContain('cvm_marker.o')
+    expect(existsSync(join(sourceTree, 'init', 'cvm_marker.c'))).toBe(false)
+  })
+
+  it('stops at a patch that does not apply, naming the patch, the file and the hunk; the tree is untouched', async () => {
+    const bad = await patchWithBadSecondHunk()
+    const series = markerSeries('  - file: bad-context.patch\n    subject: stale context\n    why: test\n')
+    const dirs = await kernelProject({kernelFiles: {'6.1/s.yaml': series, '6.1/cvm-marker.patch': MARKER, '6.1/bad-context.patch': bad}, series: ['6.1/s.yaml']})
+    const before = sha256(readFileSync(join(sourceTree, 'init', 'main.c')))
+    const err = await runKernelProject(dirs, 'patch', {force: ['patch']}).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InputError)
+    const text = (err as InputError).render()
+    expect(text).toContain('patch 6.1/s.yaml: bad-context.patch does not apply')
+    expect(text).toContain('init/main.c: hunk #2 @@ -')
+    expect(text).toContain('1 patch(es) before it applied; the source tree is unchanged and nothing was built')
+    expect(sha256(readFileSync(join(sourceTree, 'init', 'main.c')))).toBe(before)
+    expect(readFileSync(join(sourceTree, 'init', 'Makefile'), 'utf8')).not.toContain('cvm_marker.o')
+    // the failed attempt kept its log but no patched tree
+    expect(existsSync(join(sharedTestCache(), 'failed', 'patch', 'out', 'tree'))).toBe(false)
+  })
+
+  it('resolves an upstream-commit entry from a local kernel git and skips one the source already contains', async () => {
+    const git = mkdtempSync(join(tmpdir(), 'kernel-git-'))
+    const g = (...args: string[]) => run('git', ['-C', git, '-c', 'user.name=t', '-c', 'user.email=t@example.invalid', ...args])
+    await g('init', '-q')
+    await mkdir(join(git, 'init'))
+    const version = readFileSync(join(sourceTree, 'init', 'version.c'), 'utf8')
+    writeFileSync(join(git, 'init', 'version.c'), version)
+    await g('add', '.')
+    await g('commit', '-qm', 'base')
+    writeFileSync(join(git, 'init', 'version.c'), `${version}/* cvm-image test: an upstream change (${Date.now()}) */\n`)
+    await g('commit', '-qam', 'init: a change from the test kernel git')
+    const id = (await g('rev-parse', 'HEAD')).stdout.trim().slice(0, 12)
+    const series = [
+      'title: t',
+      'patches:',
+      `  - {id: ${id}, subject: "init: a change from the test kernel git", why: test, mainline: "6.2"}`,
+      '  - {id: 1f221a0d0dbf, subject: "swiotlb: respect min_align_mask", why: test, mainline: "5.12", stable: ["5.10.35", "5.11.19"]}',
+      '',
+    ].join('\n')
+    const dirs = await kernelProject({kernelFiles: {'6.1/u.yaml': series}, series: ['6.1/u.yaml']})
+    const r = await runKernelProject(dirs, 'patch', {force: ['patch'], options: {kernelGit: git}})
+    const meta = r.results.patch!.meta as {applied: Array<{id: string; sha256: string}>; skipped: Array<{id: string; reason: string}>}
+    expect(meta.applied.map((a) => a.id)).toEqual([id])
+    expect(meta.skipped).toEqual([{id: '1f221a0d0dbf', subject: 'swiotlb: respect min_align_mask', reason: expect.stringMatching(/^contained in 6\.1\.\d+ \(mainline 5\.12\)$/)}])
+    expect(readFileSync(join(r.results.patch!.dir, 'tree', 'init', 'version.c'), 'utf8')).toContain('cvm-image test: an upstream change')
+    const cached = join(sharedTestCache(), 'upstream-patches', `${id}.patch`)
+    expect(sha256(readFileSync(cached))).toBe(meta.applied[0].sha256)
+  })
+})
+
+describe('configure stage on the real Kconfig of linux-source-6.1', () => {
+  it('reports a dropped option with the dependency that is off', async () => {
+    const dirs = await kernelProject({features: ['virtio', 'sev-snp'], options: {CONFIG_BLK_DEV: 'n', CONFIG_VIRT_DRIVERS: 'n'}})
+    const err = await runKernelProject(dirs, 'configure', {force: ['configure']}).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InputError)
+    const text = (err as InputError).render()
+    expect(text).toMatch(/dropped by Kconfig: .*CONFIG_VIRTIO_BLK/)
+    expect(text).toMatch(/CONFIG_VIRTIO_BLK: wanted y \(virtio\.config\.hbs:\d+\), got n: CONFIG_VIRTIO_BLK depends on "BLK_DEV" \(drivers\/block\/Kconfig:\d+\), which is not met: CONFIG_BLK_DEV=n/)
+    // SEV_GUEST sits inside "if VIRT_DRIVERS": the enclosing block is named where it is written
+    expect(text).toMatch(/CONFIG_SEV_GUEST: wanted m \(sev-snp\.config\.hbs:\d+\), got n: CONFIG_SEV_GUEST depends on "VIRT_DRIVERS" \(drivers\/virt\/Kconfig:\d+\), which is not met: CONFIG_VIRT_DRIVERS=n/)
+  })
+})
