@@ -6,6 +6,7 @@ import type {ValidationMode} from '../../recipe/schema.js'
 import {sha256} from '../../util/fsx.js'
 import {hostKeyPinFromFlag} from '../../remote/ssh.js'
 import {openValidationHost} from '../../validate/open-host.js'
+import {markerLine, type AppliedPatch} from '../../validate/marker.js'
 import {validateImage, writeSkippedReport} from '../../validate/run.js'
 import type {Json} from '../../util/fsx.js'
 import type {BuildContext, Stage} from '../stage.js'
@@ -17,7 +18,7 @@ interface AssembleMeta {
 interface CompileMeta {
   release?: string
   version?: string
-  patches?: {marker?: string}[]
+  patches?: AppliedPatch[]
 }
 
 function modesOf(ctx: BuildContext): ValidationMode[] {
@@ -77,7 +78,7 @@ export const validateStage: Stage = {
       host,
       templatesDir: ctx.dirs.templates,
       outDir: io.out,
-      expected: {release: cm.release, version: cm.version, marker: cm.patches?.find((p) => p.marker)?.marker, diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
+      expected: {release: cm.release, version: cm.version, marker: await markerLine(ctx.dirs.kernels, cm.patches), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
       memoryMiB: v.memory_mib,
       cpus: v.cpus,
       bootTimeoutS: v.boot_timeout_s,
