@@ -369,6 +369,11 @@ export class SshSession {
     }
   }
 
+  /** A TCP stream to host:port as seen from the SSH server (direct-tcpip), e.g. a QEMU hostfwd port there. */
+  forwardOut(host: string, port: number): Promise<ClientChannel> {
+    return cb<ClientChannel>((done) => this.client.forwardOut('127.0.0.1', 0, host, port, done))
+  }
+
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.client.once('close', () => resolve())
