@@ -185,6 +185,11 @@ describe('hostile tarballs are refused with the entry named', () => {
     expect(e.message).toContain('"f/g"')
   })
 
+  it('a root that is not a directory', async () => {
+    const e = await refusal([{name: './', type: 'symlink', linkname: '/'}])
+    expect(e.message).toContain('"./"')
+  })
+
   it('the same file twice', async () => {
     const e = await refusal([root, {name: 'f', data: 'x'}, {name: './f', data: 'y'}])
     expect(e.message).toContain('"./f"')

@@ -127,6 +127,7 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
       const name = canon.name
       const kind = entryKind(h.type)
       if (kind === undefined) throw refuse(raw, `has tar type "${h.type}", which a root filesystem cannot hold`)
+      if (name === '' && kind !== 'directory') throw refuse(raw, 'names the root itself but is not a directory')
 
       const throughLink = parentsOf(name).find((p) => symlinks.has(p))
       if (throughLink) throw refuse(raw, `lies below the symlink "${throughLink}": extracting it would write through the link`)
