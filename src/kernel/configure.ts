@@ -58,8 +58,8 @@ export async function configureKernel(r: ConfigureRequest): Promise<ConfigureRes
   if (dropped.length) {
     const db = readKconfig(r.tree)
     const lines = dropped.map((q) => {
-      const why = renderDrop(explainDrop(db, q.option, values))
-      return `  ${q.option}: wanted ${q.want.join(' or ')} (${q.from}), got ${valueOf(values, q.option)}: ${why}`
+      const why = renderDrop(explainDrop(db, q.option, values, q.want))
+      return `  ${q.option}: wanted ${q.want.map(show).join(' or ')} (${q.from}), got ${show(valueOf(values, q.option))}: ${why}`
     })
     throw new InputError(`kernel config: ${dropped.length} required option${dropped.length === 1 ? '' : 's'} dropped by Kconfig: ${dropped.map((q) => q.option).join(', ')}`, {
       details: lines,
@@ -67,4 +67,8 @@ export async function configureKernel(r: ConfigureRequest): Promise<ConfigureRes
     })
   }
   return {config, digest: sha256(config), verified: r.requirements.map((q) => q.option).sort()}
+}
+
+function show(value: string): string {
+  return value === '' ? '""' : value
 }

@@ -12,6 +12,9 @@ import {atLeast, formatVersion, lineOf, type KernelVersion} from './version.js'
 /** The lean CVM profile: allnoconfig plus this fragment (a Debian userspace boots on it with no initrd). */
 export const LEAN_PROFILE = 'lean.config.hbs'
 
+/** On a distribution's config: drop what only the distribution's own build has (its signing keys, debug info). */
+export const DISTRO_FIXUPS = 'distro.config.hbs'
+
 export interface RenderedFragment {
   /** template name under templates/kernel/ */
   name: string
@@ -42,9 +45,9 @@ export async function renderFragment(templatesDir: string, name: string, ctx: Fr
   return {name, text}
 }
 
-/** The fragments a configuration applies, in order: the lean profile (if the base is lean), then each feature's. */
+/** The fragments a configuration applies, in order: the lean profile (base lean) or the distro fixups (base distro), then each feature's. */
 export async function renderFragments(templatesDir: string, base: string, features: Feature[], ctx: FragmentContext): Promise<RenderedFragment[]> {
-  const names = [...(base === 'lean' ? [LEAN_PROFILE] : []), ...new Set(features.map((f) => f.fragment))]
+  const names = [...(base === 'lean' ? [LEAN_PROFILE] : base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
   return Promise.all(names.map((n) => renderFragment(templatesDir, n, ctx)))
 }
 

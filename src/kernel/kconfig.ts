@@ -253,19 +253,22 @@ function evalNode(n: Node, config: DotConfig): number {
   }
 }
 
-/** The symbols that make an expression false: plain symbols that are off, negated ones that are on. */
-function culprits(n: Node, config: DotConfig, negated = false): string[] {
+/**
+ * The symbols that keep an expression below `need` (2 for y, 1 for m): plain symbols too low,
+ * negated ones too high. A dependency at m limits a tristate to m: that is why y was refused.
+ */
+function culprits(n: Node, config: DotConfig, need: number, negated = false): string[] {
   const v = evalNode(n, config)
-  if (!negated && v > 0) return []
-  if (negated && v < 2) return []
+  if (!negated && v >= need) return []
+  if (negated && 2 - v >= need) return []
   switch (n.k) {
     case 'sym':
       return /^[A-Z0-9_]+$/.test(n.v) && !['y', 'm', 'n'].includes(n.v) ? [`${negated ? '!' : ''}${n.v}`] : []
     case 'not':
-      return culprits(n.a, config, !negated)
+      return culprits(n.a, config, need, !negated)
     case 'and':
     case 'or':
-      return [...culprits(n.a, config, negated), ...culprits(n.b, config, negated)]
+      return [...culprits(n.a, config, need, negated), ...culprits(n.b, config, need, negated)]
     case 'cmp':
       return [`${n.a}${n.op}${n.b}`]
   }
@@ -304,14 +307,16 @@ export interface DropExplanation {
 }
 
 /** Why `option` (CONFIG_X) does not have the value asked for, in this tree's Kconfig and this config. */
-export function explainDrop(db: KconfigDb, option: string, config: DotConfig): DropExplanation {
+export function explainDrop(db: KconfigDb, option: string, config: DotConfig, want: readonly string[] = ['y', 'm']): DropExplanation {
   const sym = option.replace(/^CONFIG_/, '')
   const defs = db.definitions.get(sym) ?? []
   const unmet: UnmetDependency[] = []
+  // y needs every dependency at y; m (or a non-tristate value) needs them above n
+  const need = want.includes('m') || !want.includes('y') ? 1 : 2
   for (const d of defs) {
     for (const {expr, at} of d.depends) {
-      if (evaluate(expr, config) > 0) continue
-      const off = culprits(parseExpr(tokenize(expr)), config).map((c) => describeCulprit(c, config))
+      if (evaluate(expr, config) >= need) continue
+      const off = culprits(parseExpr(tokenize(expr)), config, need).map((c) => describeCulprit(c, config))
       unmet.push({expr, at, off})
     }
   }

@@ -3,10 +3,11 @@ import {join} from 'node:path'
 
 import {BugError} from '../../errors.js'
 import {configureKernel} from '../../kernel/configure.js'
+import {fetchDistroConfig} from '../../kernel/distro-config.js'
 import {loadFeatures} from '../../kernel/features.js'
-import {LEAN_PROFILE, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
+import {DISTRO_FIXUPS, LEAN_PROFILE, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
 import {treeVersion} from '../../kernel/version.js'
-import {atomicWriteFile, sha256} from '../../util/fsx.js'
+import {atomicWriteFile, sha256, type Json} from '../../util/fsx.js'
 import type {BuildContext, Stage} from '../stage.js'
 
 /** The kernel .config: base + feature fragments -> olddefconfig -> every required option proven: out/config. */
@@ -18,9 +19,11 @@ export const configureStage: Stage = {
   async inputs(ctx) {
     const {config} = ctx.recipe.recipe.kernel
     const features = await loadFeatures(ctx.dirs.kernels, config.features)
-    const templates = [...(config.base === 'lean' ? [LEAN_PROFILE] : []), ...new Set(features.map((f) => f.fragment))]
+    const templates = [...(config.base === 'lean' ? [LEAN_PROFILE] : config.base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
     return {
       base: config.base,
+      // base distro reads the distribution's config of the same package and suite
+      ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source as unknown as Json} : {}),
       features: config.features,
       options: config.options,
       featureFiles: await digests(features.map((f) => f.file)),
@@ -41,7 +44,7 @@ export const configureStage: Stage = {
       tree,
       objdir: join(io.work, 'obj'),
       base: config.base,
-      distroConfig: await distroConfig(ctx),
+      distroConfig: config.base === 'distro' ? await distroConfig(ctx, io.work, io.log) : undefined,
       fragments,
       requirements: requirements(fragments, features),
       logFile: io.logFile,
@@ -59,7 +62,9 @@ async function digests(files: string[]): Promise<Record<string, string>> {
   return out
 }
 
-/** The distribution's own config, for base "distro" (not fetched yet for any source: see configureKernel's error). */
-async function distroConfig(_ctx: BuildContext): Promise<string | undefined> {
-  return undefined
+/** The distribution's own config, for base "distro". */
+async function distroConfig(ctx: BuildContext, work: string, log: (line: string) => void): Promise<string> {
+  const dest = join(work, 'distro.config')
+  log(`distro config: ${await fetchDistroConfig(ctx.recipe.recipe.kernel.source, ctx.cacheDir, work, dest)}`)
+  return dest
 }

@@ -1,0 +1,21 @@
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+export interface AppliedPatch {
+  file?: string
+  subject?: string
+}
+
+/**
+ * The boot line a series' marker patch prints (its pr_info text), read from the patch itself so the
+ * check follows the series: a local patch whose subject or file name says "marker".
+ */
+export async function markerLine(kernelsDir: string, applied: AppliedPatch[] | undefined): Promise<string | undefined> {
+  for (const p of applied ?? []) {
+    if (!p.file || !/marker/i.test(`${p.subject ?? ''} ${p.file}`)) continue
+    const text = await readFile(join(kernelsDir, p.file), 'utf8').catch(() => '')
+    const m = /^\+.*\bpr_(?:info|notice|warn|err)\("((?:[^"\\]|\\[^n])*)(?:\\n)?"\)/m.exec(text)
+    if (m) return m[1]
+  }
+  return undefined
+}
