@@ -1,5 +1,5 @@
 import {execFileSync} from 'node:child_process'
-import {createReadStream, existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync} from 'node:fs'
+import {createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync} from 'node:fs'
 import {mkdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -30,6 +30,13 @@ let base: StageResult
 let kernel: StageResult
 let first: {meta: Record<string, unknown>; out: string}
 let second: {meta: Record<string, unknown>; out: string}
+
+/** test-only files, removed with the runs */
+function scratch(): string {
+  const d = join(cacheRoot, 'runs', `scratch-${process.pid}`)
+  mkdirSync(d, {recursive: true})
+  return d
+}
 
 function ctx() {
   return {recipe, dirs: projectDirs(repoRoot), options: {}, cacheDir: cacheRoot}
@@ -66,7 +73,7 @@ function debugfs(disk: string, offset: number, command: string): string {
 /** One debugfs session running many `stat` commands; returns the output of each, by path. */
 function statMany(disk: string, offset: number, paths: string[]): Map<string, string> {
   const script = paths.map((p) => `stat "/${p}"`).join('\n') + '\n'
-  const outFile = join(cacheRoot, `stat-${process.pid}.script`)
+  const outFile = join(scratch(), 'stat.script')
   writeFileSync(outFile, script)
   const out = execFileSync('debugfs', ['-f', outFile, `${disk}?offset=${offset}`], {stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 << 20}).toString()
   const parts = out.split(/^debugfs: stat "\/(.*)"$/m)
@@ -162,7 +169,7 @@ describe(`assemble debian-12 as an unprivileged user`, () => {
     const pt = JSON.parse(execFileSync('sfdisk', ['-J', disk]).toString()).partitiontable
     const img = `${disk}@@${pt.partitions[0].start * SECTOR}`
     expect(execFileSync('mdir', ['-b', '-i', img, '::/EFI/BOOT']).toString()).toMatch(/BOOTX64\.EFI/)
-    const copy = join(cacheRoot, `esp-uki-${process.pid}.efi`)
+    const copy = join(scratch(), 'esp-uki.efi')
     execFileSync('mcopy', ['-n', '-o', '-i', img, '::/EFI/BOOT/BOOTX64.EFI', copy])
     expect(sha256(readFileSync(copy))).toBe(first.meta.ukiSha256)
     const headers = execFileSync('objdump', ['-h', copy]).toString()
@@ -242,7 +249,7 @@ describe(`assemble debian-12 as an unprivileged user`, () => {
       const list = debugfs(disk, off, `ea_list "/${e.name}"`)
       for (const [key, value] of Object.entries(e.xattrs)) {
         expect(list, `${e.name} ${key}`).toContain(key)
-        const valueFile = join(cacheRoot, `xattr-${process.pid}`)
+        const valueFile = join(scratch(), 'xattr')
         debugfs(disk, off, `ea_get -f ${valueFile} "/${e.name}" ${key}`)
         if (key.startsWith('system.posix_acl_')) {
           // ext4 stores ACLs in its own format; read back, entries without a qualifier carry id 0 instead of -1

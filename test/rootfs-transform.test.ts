@@ -185,6 +185,11 @@ describe('hostile tarballs are refused with the entry named', () => {
     expect(e.message).toContain('"f/g"')
   })
 
+  it('a root that is not a directory', async () => {
+    const e = await refusal([{name: './', type: 'symlink', linkname: '/'}])
+    expect(e.message).toContain('"./"')
+  })
+
   it('the same file twice', async () => {
     const e = await refusal([root, {name: 'f', data: 'x'}, {name: './f', data: 'y'}])
     expect(e.message).toContain('"./f"')
@@ -278,7 +283,7 @@ describe('what a distro root needs is kept exactly', () => {
       const x = join(work, 'x')
       execFileSync('mkdir', ['-p', x])
       execFileSync('tar', ['--xattrs', '--xattrs-include=user.*', '-xf', output, '-C', x, 'ping'])
-      const dump = execFileSync('getfattr', ['-n', 'user.awkward', '-e', 'hex', join(x, 'ping')]).toString()
+      const dump = execFileSync('getfattr', ['--absolute-names', '-n', 'user.awkward', '-e', 'hex', join(x, 'ping')]).toString()
       expect(Buffer.from(/user\.awkward=0x([0-9a-f]+)/.exec(dump)![1], 'hex')).toEqual(AWKWARD)
     }
   })

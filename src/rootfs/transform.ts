@@ -96,8 +96,8 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   let removed = 0
   let lastName = '(start of archive)'
 
-  const pack = tar.pack()
-  const written = pipeline(pack as unknown as Readable, createWriteStream(opts.output))
+  const pack = tar.pack({highWaterMark: 1 << 20})
+  const written = pipeline(pack as unknown as Readable, createWriteStream(opts.output, {highWaterMark: 1 << 20}))
   let writeError: Error | undefined
   written.catch((e: Error) => {
     writeError ??= e
@@ -107,8 +107,9 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   writeFailure.catch(() => undefined)
   const put = (header: Header, body: Buffer | AsyncIterable<unknown> | Readable) => Promise.race([packEntry(pack, header, body), writeFailure])
 
-  const extract = tar.extract()
-  const source = createReadStream(opts.input)
+  const extract = tar.extract({highWaterMark: 1 << 20})
+  // large reads: tar-stream's per-chunk cost, not the disk, bounds the transform
+  const source = createReadStream(opts.input, {highWaterMark: 1 << 20})
   source.on('error', (e) => extract.destroy(e))
   // the loop below sees every read error; this keeps a late duplicate (after the loop has stopped) from crashing the process
   extract.on('error', () => undefined)
@@ -127,6 +128,7 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
       const name = canon.name
       const kind = entryKind(h.type)
       if (kind === undefined) throw refuse(raw, `has tar type "${h.type}", which a root filesystem cannot hold`)
+      if (name === '' && kind !== 'directory') throw refuse(raw, 'names the root itself but is not a directory')
 
       const throughLink = parentsOf(name).find((p) => symlinks.has(p))
       if (throughLink) throw refuse(raw, `lies below the symlink "${throughLink}": extracting it would write through the link`)
