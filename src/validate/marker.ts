@@ -1,4 +1,4 @@
-import {readFile} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 export interface AppliedPatch {
@@ -13,9 +13,20 @@ export interface AppliedPatch {
 export async function markerLine(kernelsDir: string, applied: AppliedPatch[] | undefined): Promise<string | undefined> {
   for (const p of applied ?? []) {
     if (!p.file || !/marker/i.test(`${p.subject ?? ''} ${p.file}`)) continue
-    const text = await readFile(join(kernelsDir, p.file), 'utf8').catch(() => '')
+    const text = await readPatch(kernelsDir, p.file)
     const m = /^\+.*\bpr_(?:info|notice|warn|err)\("((?:[^"\\]|\\[^n])*)(?:\\n)?"\)/m.exec(text)
     if (m) return m[1]
   }
   return undefined
+}
+
+/** A series patch by its path under kernels/ (6.1/x.patch), or by its bare name in one of the lines. */
+async function readPatch(kernelsDir: string, file: string): Promise<string> {
+  const direct = await readFile(join(kernelsDir, file), 'utf8').catch(() => undefined)
+  if (direct !== undefined) return direct
+  for (const line of await readdir(kernelsDir).catch(() => [] as string[])) {
+    const text = await readFile(join(kernelsDir, line, file), 'utf8').catch(() => undefined)
+    if (text !== undefined) return text
+  }
+  return ''
 }
