@@ -4,7 +4,7 @@ import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {ExitCode, InputError} from '../errors.js'
+import {CvmError, ExitCode, InputError} from '../errors.js'
 import {VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
 import {openValidationHost} from '../validate/open-host.js'
 import type {ValidationReport} from '../validate/report.js'
@@ -77,6 +77,10 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
       }
       if (report.verdict === 'failed') process.exitCode = ExitCode.failure
       return report
+    } catch (e) {
+      // QEMU is already killed (the abort reached every boot); say so with the interrupt exit code
+      if (ac.signal.aborted) throw new CvmError('validation interrupted; QEMU was stopped and temp files removed', {exitCode: ExitCode.interrupted})
+      throw e
     } finally {
       process.off('SIGINT', stop)
       process.off('SIGTERM', stop)

@@ -9,6 +9,9 @@ describe('markerLine', () => {
   it('reads the line the 6.1 marker patch prints at boot', async () => {
     expect(await markerLine(kernels, [{file: '6.1/cvm-marker.patch', subject: 'init: print the cvm-image series marker at boot'}])).toBe('cvm-image: series debian-12-cvm applied')
   })
+  it('finds the patch by its bare name in the recipe\'s kernel line', async () => {
+    expect(await markerLine(kernels, [{file: 'cvm-marker.patch', subject: 'init: print the cvm-image series marker at boot'}], '6.1')).toBe('cvm-image: series debian-12-cvm applied')
+  })
   it('no marker patch in the series: nothing to look for', async () => {
     expect(await markerLine(kernels, [{subject: 'swiotlb: respect min_align_mask'}])).toBeUndefined()
     expect(await markerLine(kernels, undefined)).toBeUndefined()

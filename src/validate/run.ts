@@ -149,13 +149,16 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   progress('hashing the disk image after the boots')
   const sha256Before = await sha256BeforeP
   const sha256After = await sha256File(req.disk)
+  // remotely the guest booted the uploaded copy: that copy must be unchanged too
+  const remoteAfter = host.remote ? (await host.exec('sha256sum', ['-b', '--', hostDisk])).stdout.split(/\s/)[0] : undefined
+  const unchanged = sha256After === sha256Before && (remoteAfter === undefined || remoteAfter === sha256Before)
   checks.push({
     mode: req.modes[0],
     name: 'image-unchanged',
     durationMs: 0,
-    ...(sha256After === sha256Before
-      ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after`}
-      : {verdict: 'fail', evidence: `sha256 changed: ${sha256Before} -> ${sha256After}`}),
+    ...(unchanged
+      ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after${remoteAfter ? ` (and of the copy on ${host.label} after the boots)` : ''}`}
+      : {verdict: 'fail', evidence: `sha256 changed: ${sha256Before} -> ${sha256After}${remoteAfter ? `, copy on ${host.label}: ${remoteAfter}` : ''}`}),
   })
   const bootToSshMs = modes.find((m) => m.bootToSshMs !== undefined)?.bootToSshMs
   const report: ValidationReport = {

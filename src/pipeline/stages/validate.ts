@@ -78,7 +78,7 @@ export const validateStage: Stage = {
       host,
       templatesDir: ctx.dirs.templates,
       outDir: io.out,
-      expected: {release: cm.release, version: cm.version, marker: await markerLine(ctx.dirs.kernels, cm.patches), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
+      expected: {release: cm.release, version: cm.version, marker: await markerLine(ctx.dirs.kernels, cm.patches, ctx.recipe.recipe.kernel.line), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
       memoryMiB: v.memory_mib,
       cpus: v.cpus,
       bootTimeoutS: v.boot_timeout_s,
