@@ -22,7 +22,8 @@ let built: RunResult
 beforeAll(async () => {
   const cacheDir = sharedTestCache()
   built = await runStages({recipe, dirs, options: {jobs: 2}, cacheDir}, new StageCache(cacheDir), KERNEL_STAGES, {until: 'compile', renderer: 'silent'})
-})
+  // a cold build on a loaded 2-core machine has taken over 30 minutes
+}, 4 * 3600_000)
 
 describe('the lean CVM profile on linux-source-6.1 (debian-12)', () => {
   it('builds a bzImage, stripped modules, System.map, config and kernel.json', () => {

@@ -57,6 +57,7 @@ const OBJECT_LINE = /^\s+(CC|AS|LD|AR)(?: \[M\])?\s+\S+\.(o|a)$/
  */
 export async function compileKernel(r: CompileRequest): Promise<CompiledKernel> {
   const src = join(r.work, 'src')
+  await mkdir(r.work, {recursive: true})
   await linkCopy(r.tree, src)
   const objdir = join(src, '.cvm-build')
   await mkdir(objdir, {recursive: true})
