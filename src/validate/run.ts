@@ -409,7 +409,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ])
 }
 
-/** Writes a report for a validation that was not run (--skip-validation): every mode skipped with the reason. */
+/** Writes a report for a validation that was not run (--no-validate): every mode skipped with the reason. */
 export async function writeSkippedReport(outDir: string, modes: ValidationMode[], reason: string, disk: string): Promise<ValidationReport> {
   const report: ValidationReport = {
     verdict: 'skipped',

@@ -63,7 +63,7 @@ export const validateStage: Stage = {
     const disk = join(assemble.dir, 'disk.raw')
     const modes = modesOf(ctx)
     if (ctx.options.skipValidation) {
-      const r = await writeSkippedReport(io.out, modes, 'validation skipped by --skip-validation', disk)
+      const r = await writeSkippedReport(io.out, modes, 'validation skipped by --no-validate', disk)
       return {verdict: r.verdict, modes, checks: r.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))} as Json
     }
     const am = (assemble.meta ?? {}) as AssembleMeta
