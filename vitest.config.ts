@@ -6,6 +6,7 @@ export default defineConfig({
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     fileParallelism: false,
     testTimeout: 60_000,
+    // the end-to-end and boot tests set their own, longer timeouts
     hookTimeout: 1_800_000,
     reporters: ['default'],
   },

@@ -6,7 +6,7 @@ import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const all = readdirSync(here).filter((f) => f.endsWith('.ts') && f !== 'index.ts').map((f) => f.slice(0, -3)).sort()
+const all = readdirSync(here).filter((f) => f.endsWith('.ts') && f !== 'index.ts' && !f.endsWith('-worker.ts')).map((f) => f.slice(0, -3)).sort()
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((w) => !all.includes(w))
 if (unknown.length) {

@@ -34,9 +34,12 @@ ensure_dist() {
 }
 
 ensure_host_tools() {
-  if node "$top/bin/run.js" doctor --json >/dev/null 2>&1; then return 0; fi
+  # Checked once per checkout; a tool removed later is still named by the stage that needs it.
+  local stamp="$top/node_modules/.cvm-image-doctor-ok"
+  [ -f "$stamp" ] && return 0
+  if node "$top/bin/run.js" doctor --json >/dev/null 2>&1; then touch "$stamp"; return 0; fi
   if [ "$(id -u)" -eq 0 ]; then
-    node "$top/bin/run.js" doctor --install >&2
+    node "$top/bin/run.js" doctor --install >&2 && touch "$stamp"
   else
     node "$top/bin/run.js" doctor >&2 || true
     echo "cvm-image: host tools are missing: run this as root once (or: sudo $top/cvm-image doctor --install)" >&2

@@ -1,25 +1,11 @@
-import {execFile} from 'node:child_process'
 import {cpSync, existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {promisify} from 'node:util'
 
 import {describe, expect, it} from 'vitest'
 
+import {cli} from './helpers/cli.js'
 import {repoRoot} from './helpers/paths.js'
-
-const exec = promisify(execFile)
-const bin = join(repoRoot, 'bin', 'run.js')
-
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{code: number; stdout: string; stderr: string}> {
-  try {
-    const r = await exec(process.execPath, [bin, ...args], {cwd: repoRoot, env: {...process.env, ...env}})
-    return {code: 0, stdout: r.stdout, stderr: r.stderr}
-  } catch (e) {
-    const err = e as {code: number; stdout: string; stderr: string}
-    return {code: err.code, stdout: err.stdout, stderr: err.stderr}
-  }
-}
 
 describe('cvm-image CLI (the built binary)', () => {
   it('recipes --json lists every recipe of the seed table with its status', async () => {

@@ -1,9 +1,9 @@
-import {existsSync} from 'node:fs'
+import {existsSync, writeFileSync} from 'node:fs'
 import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {ConflictError} from '../src/errors.js'
 import type {BuildRecord} from '../src/pipeline/build-record.js'
@@ -15,6 +15,9 @@ import {sha256File} from '../src/util/fsx.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {publishAndKill} from './helpers/publish-run.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
+
+// each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
+vi.setConfig({testTimeout: 240_000})
 
 let work: string
 let sshd: TestSshd
@@ -124,7 +127,7 @@ describe.each(targets)('publish to a $kind target', (t) => {
 
   it('a publish killed mid-upload shows no partial file under a final name, and a re-run completes it', async () => {
     const cache = join(work, `cache-kill-${t.kind}`)
-    const fx = await makeBuildRecordFixture(cache, {recipeId: 'killed', seed: `kill-${t.kind}`, formats: ['qcow2', 'raw', 'gce']})
+    const fx = await makeBuildRecordFixture(cache, {recipeId: 'killed', seed: 'kill', formats: ['qcow2', 'raw', 'gce']})
     const version = `1700000000-${fx.record.stages.assemble!.key.slice(0, 12)}`
     const dir = releaseDir(fx.record, version)
     const killed = await publishAndKill({recordPath: fx.path, target: t.spec(), throttleMs: t.throttleMs, options: opts()}, (e) => e.file === 'disk.raw' && e.done >= t.killAfter)
@@ -147,7 +150,28 @@ describe.each(targets)('publish to a $kind target', (t) => {
     expect(Object.fromEntries(r.files.map((f) => [f.name, f.action]))).toMatchObject({'disk.qcow2': 'present', 'disk.raw': 'resumed', 'manifest.json': 'uploaded'})
     expect(r.files.find((f) => f.name === 'disk.qcow2')!.sha256).toBe(qcowBetween)
     expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([])
-    await run('sha256sum', ['--strict', '-c', 'SHA256SUMS'], {cwd: dir})
+    for (const f of r.files) expect(await sha256File(join(dir, f.name)), f.name).toBe(f.sha256)
+    await rm(cache, {recursive: true, force: true})
+  })
+
+  it('never replaces a file that another publisher put under a final name meanwhile', async () => {
+    const cache = join(work, `cache-race-${t.kind}`)
+    const fx = await makeBuildRecordFixture(cache, {recipeId: 'raced', seed: 'race', formats: ['qcow2']})
+    const dir = releaseDir(fx.record, `1700000000-${fx.record.stages.assemble!.key.slice(0, 12)}`)
+    let intruded = false
+    const err = await publish(fx.record, t.spec(), {
+      ...opts(),
+      onProgress: () => {
+        if (intruded) return
+        intruded = true
+        writeFileSync(join(dir, 'disk.qcow2'), 'another build\n') // a second publisher wins the race for this name
+      },
+    }).catch((e) => e)
+    expect(intruded).toBe(true)
+    expect(err).toBeInstanceOf(ConflictError)
+    expect(err.message).toMatch(/another publisher put a different disk\.qcow2/)
+    expect(await readFile(join(dir, 'disk.qcow2'), 'utf8')).toBe('another build\n')
+    expect(await readdir(dir)).toEqual(['disk.qcow2']) // no manifest, no temp file left behind
     await rm(cache, {recursive: true, force: true})
   })
 
@@ -175,5 +199,28 @@ describe('sftp target refusals', () => {
     const err = await publish(passed.record, `sftp://${sshd.user}@127.0.0.1:${sshd.port}${join(work, 'never')}`, {stagingDir, ssh: {hostKey: wrong, privateKey: sshd.userKeyPath}}).catch((e) => e)
     expect(err.message).toContain(`is ${sshd.hostKeyFingerprint}, not the pinned ${wrong}`)
     expect(existsSync(join(work, 'never'))).toBe(false)
+  })
+})
+
+describe('publish to an SFTP-only account (no commands: digests are read back)', () => {
+  let sftpOnly: TestSshd
+  beforeAll(async () => {
+    sftpOnly = await startSshd({sftpOnly: true})
+  })
+  afterAll(async () => {
+    await sftpOnly?.stop()
+  })
+
+  it('verifies by reading back, and a re-run is a no-op', async () => {
+    const dest = join(work, 'sftp-only')
+    const spec = `sftp://${sftpOnly.user}@127.0.0.1:${sftpOnly.port}${dest}`
+    const ssh = {knownHostsFile: sftpOnly.knownHostsFile, privateKey: sftpOnly.userKeyPath}
+    const r = await publish(passed.record, spec, {stagingDir, ssh, formats: ['qcow2', 'gce']})
+    expect(r.files.map((f) => f.action)).toEqual(['uploaded', 'uploaded', 'uploaded', 'uploaded', 'uploaded'])
+    const dir = join(dest, passed.record.recipeId, r.version)
+    for (const f of r.files) expect(await sha256File(join(dir, f.name)), f.name).toBe(f.sha256)
+    const again = await publish(passed.record, spec, {stagingDir, ssh, formats: ['qcow2', 'gce']})
+    expect(again.unchanged).toBe(true)
+    expect(again.bytesUploaded).toBe(0)
   })
 })

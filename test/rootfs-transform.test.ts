@@ -8,7 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import tar, {type Header} from 'tar-stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {InputError} from '../src/errors.js'
+import {InputError, StageError} from '../src/errors.js'
 import {transformRootfs, type Addition} from '../src/rootfs/transform.js'
 import {xattrString} from '../src/rootfs/tar-pax.js'
 import {canonicalEntryName, globToRegExp, symlinkDestination} from '../src/rootfs/entry-path.js'
@@ -185,6 +185,11 @@ describe('hostile tarballs are refused with the entry named', () => {
     expect(e.message).toContain('"f/g"')
   })
 
+  it('a root that is not a directory', async () => {
+    const e = await refusal([{name: './', type: 'symlink', linkname: '/'}])
+    expect(e.message).toContain('"./"')
+  })
+
   it('the same file twice', async () => {
     const e = await refusal([root, {name: 'f', data: 'x'}, {name: './f', data: 'y'}])
     expect(e.message).toContain('"./f"')
@@ -278,7 +283,7 @@ describe('what a distro root needs is kept exactly', () => {
       const x = join(work, 'x')
       execFileSync('mkdir', ['-p', x])
       execFileSync('tar', ['--xattrs', '--xattrs-include=user.*', '-xf', output, '-C', x, 'ping'])
-      const dump = execFileSync('getfattr', ['-n', 'user.awkward', '-e', 'hex', join(x, 'ping')]).toString()
+      const dump = execFileSync('getfattr', ['--absolute-names', '-n', 'user.awkward', '-e', 'hex', join(x, 'ping')]).toString()
       expect(Buffer.from(/user\.awkward=0x([0-9a-f]+)/.exec(dump)![1], 'hex')).toEqual(AWKWARD)
     }
   })
@@ -302,6 +307,8 @@ describe('what a distro root needs is kept exactly', () => {
       {
         remove: ['boot/vmlinuz-*', 'vmlinuz', 'usr/lib/modules/*'],
         additions: [
+          {kind: 'directory', name: 'lib', mode: 0o755},
+          {kind: 'directory', name: 'lib/modules', mode: 0o755},
           {kind: 'directory', name: 'lib/modules/6.1.192-cvm', mode: 0o755},
           {kind: 'file', name: 'lib/modules/6.1.192-cvm/modules.dep', mode: 0o644, content: Buffer.from('')},
           {kind: 'file', name: 'etc/hostname', mode: 0o644, content: Buffer.from('cvm\n')},
@@ -313,12 +320,25 @@ describe('what a distro root needs is kept exactly', () => {
     expect(names).not.toContain('boot/vmlinuz-6.1.0-9-amd64')
     expect(names).not.toContain('vmlinuz')
     expect(names).not.toContain('usr/lib/modules/6.1.0-9-amd64/kernel.ko')
-    expect(names).toContain('usr/lib/modules/6.1.192-cvm/modules.dep')
+    expect(names, names.join(' ')).toContain('usr/lib/modules/6.1.192-cvm/modules.dep')
     expect(names).not.toContain('lib/modules/6.1.192-cvm/modules.dep')
+    // the base's lib -> usr/lib link stays a link: a directory addition never replaces it
+    expect(names.filter((x) => x === 'lib')).toHaveLength(1)
+    expect((await readTar(output)).find((e) => e.name === 'lib')).toMatchObject({type: 'symlink'})
     expect(names.filter((x) => x === 'etc/hostname')).toHaveLength(1)
     expect(names.indexOf('etc/cvm-image')).toBeLessThan(names.indexOf('etc/cvm-image/build.json'))
     expect(result.removed).toBe(5)
     expect(result.placed['lib/modules/6.1.192-cvm/modules.dep']).toBe('usr/lib/modules/6.1.192-cvm/modules.dep')
+  })
+
+  it('a full disk ends the transform with a StageError instead of a hang', async () => {
+    const work = join(dir, 'full')
+    execFileSync('mkdir', ['-p', work])
+    const input = join(work, 'in.tar')
+    await makeTar(input, [root, ...Array.from({length: 50}, (_, i) => ({name: `f${i}`, data: Buffer.alloc(64 * 1024, i)}))])
+    const e = await transformRootfs({input, output: '/dev/full', remove: [], additions: [], allowAbsoluteSymlinks: true, sourceDateEpoch: EPOCH}).catch((err: unknown) => err)
+    expect(e).toBeInstanceOf(StageError)
+    expect((e as StageError).message).toMatch(/cannot write \/dev\/full/)
   })
 
   it('is deterministic: the same input gives the same bytes', async () => {

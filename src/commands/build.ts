@@ -1,5 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
+import {join} from 'node:path'
+
 import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
 import {buildInputFlags} from '../cli/flags.js'
@@ -9,6 +11,8 @@ import {parseForce} from '../pipeline/plan.js'
 import {chooseRenderer, runStages, type StageOutcome} from '../pipeline/run.js'
 import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
+import {publish, type PublishResult} from '../publish/index.js'
+import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import {toolVersion} from '../version.js'
 
 export interface BuildResult {
@@ -17,7 +21,7 @@ export interface BuildResult {
   buildRecord: string
   stages: StageOutcome[]
   validation?: unknown
-  published?: unknown
+  published?: PublishResult
 }
 
 export default class Build extends BaseCommand {
@@ -35,7 +39,8 @@ Ctrl-C stops the build; the next build resumes from the last finished stage.`
     ...buildInputFlags,
     publish: Flags.string({description: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path', default: './out'}),
     'no-publish': Flags.boolean({description: 'stop after validation'}),
-    'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file'}),
+    'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
+    'publish-identity': Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
     'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or was skipped (recorded in the manifest)'}),
     until: Flags.string({description: 'stop after this stage', options: [...STAGE_NAMES]}),
     'lock-timeout': Flags.integer({description: 'seconds to wait for another build holding a stage lock', default: 6 * 3600}),
@@ -76,11 +81,21 @@ Ctrl-C stops the build; the next build resumes from the last finished stage.`
       const buildRecord = await writeBuildRecord(cache.root, record)
       const validation = results.validate?.meta
       const result: BuildResult = {recipe: recipe.id, recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
-      if (!this.jsonEnabled()) this.summarize(result)
       const verdict = (validation as {verdict?: string} | undefined)?.verdict
       if (verdict === 'failed') {
+        if (!this.jsonEnabled()) this.summarize(result)
         throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
       }
+      if (!flags['no-publish'] && !flags.until) {
+        result.published = await publish(record, flags.publish, {
+          allowUnvalidated: flags['allow-unvalidated'],
+          stagingDir: join(cache.root, 'publish'),
+          ssh: {...hostKeyPinFromFlag(flags['publish-host-key']), privateKey: flags['publish-identity']},
+          signal: abort.signal,
+          log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
+        })
+      }
+      if (!this.jsonEnabled()) this.summarize(result)
       return result
     } finally {
       process.off('SIGINT', onSignal)
@@ -92,5 +107,15 @@ Ctrl-C stops the build; the next build resumes from the last finished stage.`
     this.log(`\n${r.recipe}: ${r.stages.filter((s) => s.status === 'ran').length} stage(s) ran, ${r.stages.filter((s) => s.status === 'cached').length} cached`)
     for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
     this.log(`build record: ${r.buildRecord}`)
+    const v = r.validation as {verdict?: string; checks?: {mode: string; name: string; verdict: string; evidence?: string}[]} | undefined
+    if (v?.checks) {
+      this.log(`validation: ${v.verdict}`)
+      for (const c of v.checks) this.log(`  ${c.verdict.padEnd(4)} ${c.mode}/${c.name}${c.evidence ? `: ${c.evidence.split('\n')[0].slice(0, 100)}` : ''}`)
+    }
+    const p = r.published
+    if (p) {
+      this.log(`${p.unchanged ? 'already published' : 'published'}: ${p.location}`)
+      for (const f of p.files) this.log(`  ${f.action.padEnd(8)} ${f.name}`)
+    }
   }
 }

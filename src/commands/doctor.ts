@@ -3,20 +3,31 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {checkTools, installPackages, missingPackages, type ToolStatus} from '../doctor/check.js'
 import {ExitCode} from '../errors.js'
+import {hostKeyPinFromFlag} from '../remote/ssh.js'
+import {describeHostReport, probeValidationHost, type HostReport} from '../validate/host-probe.js'
 
 export interface DoctorResult {
   tools: ToolStatus[]
   missingPackages: string[]
   installed: string[]
+  /** the validation host's capabilities: this machine's, or --host's */
+  validationHost: HostReport
 }
 
 export default class Doctor extends BaseCommand {
   static summary = 'List the host tools each stage needs, found or missing, with the Debian package of each.'
   static description = `Exit code 0 when everything is found, 3 when something is missing.
 With --install (as root) the missing Debian packages are installed with apt-get.`
-  static examples = ['<%= config.bin %> doctor', 'sudo <%= config.bin %> doctor --install', '<%= config.bin %> doctor --json']
+  static examples = [
+    '<%= config.bin %> doctor',
+    'sudo <%= config.bin %> doctor --install',
+    '<%= config.bin %> doctor --host root@amd-host.example.com --host-key SHA256:... --json',
+  ]
   static flags = {
     install: Flags.boolean({description: 'install the missing Debian packages with apt-get (needs root)'}),
+    host: Flags.string({description: 'report this validation host\'s SEV capability over SSH (user@host[:port]) instead of this machine\'s'}),
+    'host-key': Flags.string({description: 'the host\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
+    identity: Flags.file({description: 'SSH private key for --host [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
   }
 
   async run(): Promise<DoctorResult> {
@@ -30,12 +41,17 @@ With --install (as root) the missing Debian packages are installed with apt-get.
       tools = await checkTools()
     }
     const missing = missingPackages(tools)
+    const pin = hostKeyPinFromFlag(flags['host-key'])
+    const validationHost = await probeValidationHost({host: flags.host, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: flags.identity})
     if (!this.jsonEnabled()) {
       const w = Math.max(...tools.map((t) => t.tool.length))
       for (const t of tools) this.log(`${t.found ? 'ok     ' : 'MISSING'}  ${t.tool.padEnd(w)}  ${t.package.padEnd(18)} ${t.stages.join(',')}: ${t.why}`)
       this.log(missing.length ? `\nmissing packages: ${missing.join(' ')}\ninstall them: sudo cvm-image doctor --install` : '\nall host tools found')
+      this.log('')
+      for (const l of describeHostReport(validationHost)) this.log(l)
     }
-    if (missing.length) process.exitCode = ExitCode.host
-    return {tools, missingPackages: missing, installed}
+    // A missing local tool is a failure; a host without SEV is a fact to report, not a failure.
+    if (missing.length && !flags.host) process.exitCode = ExitCode.host
+    return {tools, missingPackages: missing, installed, validationHost}
   }
 }

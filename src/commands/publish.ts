@@ -4,6 +4,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
+import {CvmError, ExitCode} from '../errors.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
 import {publish, DEFAULT_TARGET, type PublishResult} from '../publish/index.js'
 import {IMAGE_FORMATS, type ImageFormat} from '../recipe/schema.js'
@@ -56,6 +57,12 @@ validation failed or did not run is refused unless --allow-unvalidated (recorded
       })
       if (!this.jsonEnabled()) this.summarize(result)
       return result
+    } catch (e) {
+      if (!abort.signal.aborted) throw e
+      throw new CvmError(`publish of ${record.recipeId} to ${flags.to} was interrupted`, {
+        exitCode: ExitCode.interrupted,
+        hint: 'run the same command again: it resumes the partial upload, and nothing incomplete is visible under a final name',
+      })
     } finally {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)

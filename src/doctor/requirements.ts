@@ -13,6 +13,9 @@ export interface Requirement {
 export const REQUIREMENTS: Requirement[] = [
   {tool: 'mmdebstrap', package: 'mmdebstrap', stages: ['base'], why: 'build a Debian rootfs tarball'},
   {tool: 'apt-get', package: 'apt', stages: ['base', 'kernel-source'], why: 'fetch Debian packages'},
+  {tool: 'newuidmap', package: 'uidmap', stages: ['base', 'tests'], why: 'mmdebstrap without root (unshare mode)'},
+  {tool: 'setpriv', package: 'util-linux', stages: ['validate', 'tests'], why: 'QEMU dies with cvm-image; tests drop root'},
+  {tool: 'getfattr', package: 'attr', stages: ['tests'], why: 'read xattrs back in the archive tests'},
   {tool: 'xz', package: 'xz-utils', stages: ['base', 'kernel-source'], why: 'unpack .xz archives'},
   {tool: 'zstd', package: 'zstd', stages: ['base'], why: 'unpack .zst archives'},
   {tool: 'git', package: 'git', stages: ['kernel-source', 'patch'], why: 'fetch upstream commits'},

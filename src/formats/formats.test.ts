@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {makeGptDisk} from '../../test/helpers/disk-fixture.js'
 import {run} from '../util/exec.js'
@@ -11,6 +11,9 @@ import {sha256File} from '../util/fsx.js'
 import {rawToGceTarball} from './gce.js'
 import {prepareFormats} from './index.js'
 import {rawToQcow2} from './qcow2.js'
+
+// each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
+vi.setConfig({testTimeout: 240_000})
 
 const GiB = 1024 ** 3
 let dir: string

@@ -37,22 +37,19 @@ export function publishedName(format: ImageFormat, gceName: string): string {
 }
 
 /**
- * Makes every requested format from the raw disk and hashes it. The raw disk itself is checked against
+ * Makes every requested format from the raw disk and hashes it. The raw disk is first checked against
  * the sha256 assemble recorded: a cache entry that changed since is refused, not published.
  */
 export async function prepareFormats(disk: {path: string; sha256: string}, formats: readonly ImageFormat[], opts: PrepareOptions): Promise<ImageArtifact[]> {
   const dir = join(opts.stagingDir, `${disk.sha256.slice(0, 16)}-${opts.sourceDateEpoch}-v${FORMATS_VERSION}`)
   await mkdir(dir, {recursive: true})
+  // every format is made from these bytes, so they are checked first whatever is published
+  const diskSha256 = await verifiedDiskSha256(disk, join(dir, 'raw.verified.json'), opts.progress)
   const artifacts: ImageArtifact[] = []
   for (const format of formats) {
     const name = publishedName(format, opts.gceName)
     if (format === 'raw') {
-      opts.progress?.('hashing disk.raw')
-      const sha256 = await sha256File(disk.path)
-      if (sha256 !== disk.sha256) {
-        throw new StageError(`${disk.path} has sha256 ${sha256}, but assemble recorded ${disk.sha256}`, {hint: 'the build cache was changed after the build; rebuild with `cvm-image build <id> --force assemble`'})
-      }
-      artifacts.push({format, name, path: disk.path, size: (await stat(disk.path)).size, sha256})
+      artifacts.push({format, name, path: disk.path, size: (await stat(disk.path)).size, sha256: diskSha256})
       continue
     }
     const path = join(dir, format === 'qcow2' ? 'disk.qcow2' : 'gce.tar.gz')
@@ -73,4 +70,21 @@ async function cachedSha256(path: string): Promise<string> {
   const digest = await sha256File(path)
   await atomicWriteFile(side, digest + '\n')
   return digest
+}
+
+/**
+ * Hashes the assembled disk and checks it against assemble's record; remembers the result for this very
+ * file (inode, size, mtime), so a re-publish does not read a GiB again to learn nothing new.
+ */
+async function verifiedDiskSha256(disk: {path: string; sha256: string}, memo: string, progress?: (line: string) => void): Promise<string> {
+  const st = await stat(disk.path)
+  const id = {path: disk.path, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, sha256: disk.sha256}
+  if (existsSync(memo) && (await readFile(memo, 'utf8')) === JSON.stringify(id)) return disk.sha256
+  progress?.(`hashing ${disk.path}`)
+  const sha256 = await sha256File(disk.path)
+  if (sha256 !== disk.sha256) {
+    throw new StageError(`${disk.path} has sha256 ${sha256}, but assemble recorded ${disk.sha256}`, {hint: 'the build cache was changed after the build; rebuild with `cvm-image build <id> --force assemble`'})
+  }
+  await atomicWriteFile(memo, JSON.stringify(id))
+  return sha256
 }

@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
+import {link, mkdir, open, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {sha256File} from '../util/fsx.js'
@@ -83,8 +83,16 @@ export class DirReleaseStore implements ReleaseStore {
     }
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    await rename(join(this.dir, from), join(this.dir, to))
+  /** link + unlink: link fails if the name exists, so a concurrent publisher's file is never replaced */
+  async renameNoClobber(from: string, to: string): Promise<boolean> {
+    try {
+      await link(join(this.dir, from), join(this.dir, to))
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false
+      throw e
+    }
+    await rm(join(this.dir, from), {force: true})
+    return true
   }
 
   async remove(name: string): Promise<void> {

@@ -134,10 +134,11 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
         results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
         continue
       }
-      const {bytesSent, resumedFrom} = await place(store, f, opts)
+      const {bytesSent, resumedFrom, raced} = await place(store, f, opts)
       bytesUploaded += bytesSent
-      log(`${resumedFrom > 0 ? 'resumed' : 'uploaded'} ${f.name} (${bytesSent} bytes sent) to ${store.location}`)
-      results.push({name: f.name, sha256: f.sha256, size: f.size, action: resumedFrom > 0 ? 'resumed' : 'uploaded'})
+      const action: FileAction = raced ? 'present' : resumedFrom > 0 ? 'resumed' : 'uploaded'
+      log(`${action} ${f.name} (${bytesSent} bytes sent) at ${store.location}`)
+      results.push({name: f.name, sha256: f.sha256, size: f.size, action})
     }
     await removeStalePartials(store, files)
     return {
@@ -172,7 +173,7 @@ async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFi
       conflicts.push(`${f.name}: ${size} bytes at the target, ${f.size} bytes here`)
       continue
     }
-    const theirs = completeAndSame ? f.sha256 : f.data ? sha256(await store.readFile(f.name)) : await store.sha256(f.name)
+    const theirs = completeAndSame ? f.sha256 : await digestAt(store, f, f.name)
     if (theirs !== f.sha256) conflicts.push(`${f.name}: sha256 ${theirs} at the target, ${f.sha256} here`)
     else present.add(f.name)
   }
@@ -185,8 +186,12 @@ async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFi
   return present
 }
 
-/** Uploads under a temp name (resuming a partial one), verifies the sha256 at the target, renames into place. */
-async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions): Promise<{bytesSent: number; resumedFrom: number}> {
+/**
+ * Uploads under a temp name (resuming a partial one), verifies the sha256 at the target, then renames into
+ * place without replacing anything: if another publisher put the name there meanwhile, same bytes are
+ * fine and different bytes are a conflict.
+ */
+async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions): Promise<{bytesSent: number; resumedFrom: number; raced: boolean}> {
   const temp = partialName(f)
   let sent = {bytesSent: 0, resumedFrom: 0}
   if (f.path) {
@@ -196,15 +201,28 @@ async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions):
     sent = {bytesSent: f.size, resumedFrom: 0}
   }
   const size = await store.size(temp)
-  const got = size === f.size ? (f.data ? sha256(await store.readFile(temp)) : await store.sha256(temp)) : undefined
+  const got = size === f.size ? await digestAt(store, f, temp) : undefined
   if (got !== f.sha256) {
     await store.remove(temp)
     throw new StageError(`${f.name} arrived at ${store.location} ${got ? `with sha256 ${got}, expected ${f.sha256}` : `with ${size} bytes, expected ${f.size}`}`, {
       hint: 'the transfer or the target corrupted it; run publish again (the partial upload was removed)',
     })
   }
-  await store.rename(temp, f.name)
-  return sent
+  if (await store.renameNoClobber(temp, f.name)) return {...sent, raced: false}
+  await store.remove(temp)
+  const theirs = await digestAt(store, f, f.name)
+  if (theirs !== f.sha256) {
+    throw new ConflictError(`refusing to publish: another publisher put a different ${f.name} at ${store.location} while this one ran`, {
+      details: [`  ${f.name}: sha256 ${theirs} at the target, ${f.sha256} here`],
+      hint: 'two builds were published under one version at once; set publish.version to a new version and publish again',
+    })
+  }
+  return {...sent, raced: true}
+}
+
+/** sha256 of a file at the target: small files are read back, large ones hashed where they lie */
+async function digestAt(store: ReleaseStore, f: PlannedFile, name: string): Promise<string> {
+  return f.data ? sha256(await store.readFile(name)) : store.sha256(name)
 }
 
 async function removeStalePartials(store: ReleaseStore, files: PlannedFile[]): Promise<void> {

@@ -53,8 +53,8 @@ export class SftpReleaseStore implements ReleaseStore {
     return this.session.writeFile(this.path(name), data)
   }
 
-  rename(from: string, to: string): Promise<void> {
-    return this.session.rename(this.path(from), this.path(to))
+  renameNoClobber(from: string, to: string): Promise<boolean> {
+    return this.session.renameNoClobber(this.path(from), this.path(to))
   }
 
   remove(name: string): Promise<void> {

@@ -23,7 +23,8 @@ export interface ReleaseStore {
   /** copies a local file to name, continuing a partial copy whose prefix matches; returns bytes transferred */
   upload(localPath: string, name: string, opts: {onProgress?: (p: TransferProgress) => void; signal?: AbortSignal}): Promise<{bytesSent: number; resumedFrom: number}>
   writeFile(name: string, data: Buffer): Promise<void>
-  rename(from: string, to: string): Promise<void>
+  /** atomically renames unless `to` exists; false (and nothing changed) when it does */
+  renameNoClobber(from: string, to: string): Promise<boolean>
   remove(name: string): Promise<void>
   close(): Promise<void>
 }

@@ -113,7 +113,7 @@ export const Validate = z.strictObject({
 })
 
 export const Publish = z.strictObject({
-  /** release version; default: <recipe id>-<build key prefix> */
+  /** release version; default: <source_date_epoch>-<first 12 hex of the assemble key> (src/publish/version.ts) */
   version: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
 })
 

@@ -1,3 +1,4 @@
+import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {readFile, stat, truncate, writeFile} from 'node:fs/promises'
@@ -6,7 +7,8 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {startSshd, type TestSshd} from '../../test/helpers/sshd.js'
-import {HostError} from '../errors.js'
+import {HostError, InputError} from '../errors.js'
+import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
 import {connect, parseSshAddress, shellQuote, type SshSession} from './ssh.js'
 
@@ -65,12 +67,49 @@ describe('host key pinning against a real sshd', () => {
   })
 })
 
+describe('authentication', () => {
+  it('authenticates through a real ssh-agent holding the key', async () => {
+    const sock = join(sshd.dir, 'agent.sock')
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], {stdio: 'ignore'})
+    try {
+      for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100))
+      await run('ssh-add', ['-q', sshd.userKeyPath], {env: {SSH_AUTH_SOCK: sock}})
+      const s = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {hostKey: sshd.hostKeyFingerprint, agent: sock})
+      expect((await s.exec(['id', '-un'])).stdout.trim()).toBe(sshd.user)
+      await s.close()
+    } finally {
+      agent.kill('SIGTERM')
+    }
+  })
+
+  it('refuses with a clear message when the key is not authorized', async () => {
+    const other = join(sshd.dir, 'other_key')
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other])
+    const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {hostKey: sshd.hostKeyFingerprint, privateKey: other}).catch((e) => e)
+    expect(err).toBeInstanceOf(InputError)
+    expect(err.message).toMatch(/authentication .* failed/)
+  })
+})
+
 describe('exec', () => {
   it('passes each argument through the remote shell unchanged', async () => {
     const args = ['a b', "it's", '$HOME', '`id`', ';', '"q"', '']
     const r = await session.exec(['printf', '[%s]\\n', ...args])
     expect(r.stdout).toBe(args.map((a) => `[${a}]\n`).join(''))
     expect(shellQuote(['x', 'a b'])).toBe("x 'a b'")
+  })
+
+  it('streams output lines as they come', async () => {
+    const lines: string[] = []
+    await session.exec(['sh', '-c', 'echo one; echo two >&2; printf three'], {onLine: (l) => lines.push(l)})
+    expect(lines.sort()).toEqual(['one', 'three', 'two'])
+  })
+
+  it('opens a TCP tunnel through the server', async () => {
+    const ch = await session.tunnel('127.0.0.1', sshd.port)
+    const banner = await new Promise<string>((resolve) => ch.once('data', (d: Buffer) => resolve(d.toString())))
+    expect(banner).toMatch(/^SSH-2.0-OpenSSH/)
+    ch.close()
   })
 
   it('reports a failing command with its exit code', async () => {
@@ -122,6 +161,19 @@ describe('SFTP upload', () => {
     const again = await session.upload(local, remote)
     expect(again.resumedFrom).toBe(0)
     expect((await readFile(remote)).equals(data)).toBe(true)
+  })
+
+  it('renames without replacing an existing file', async () => {
+    const a = join(sshd.dir, 'nc-a')
+    const b = join(sshd.dir, 'nc-b')
+    await writeFile(a, 'mine')
+    await writeFile(b, 'theirs')
+    expect(await session.renameNoClobber(a, b)).toBe(false)
+    expect(await readFile(b, 'utf8')).toBe('theirs')
+    expect(existsSync(a)).toBe(true)
+    expect(await session.renameNoClobber(a, join(sshd.dir, 'nc-c'))).toBe(true)
+    expect(existsSync(a)).toBe(false)
+    expect(await readFile(join(sshd.dir, 'nc-c'), 'utf8')).toBe('mine')
   })
 
   it('verify names both digests when the remote bytes differ', async () => {

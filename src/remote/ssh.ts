@@ -69,8 +69,10 @@ export interface UploadResult {
 }
 
 const CHUNK = 256 * 1024
-/** writes kept in flight at once: localhost is latency-bound with one */
+/** requests kept in flight at once: one at a time is latency-bound */
 const WRITES_IN_FLIGHT = 8
+const READS_IN_FLIGHT = 16
+const READ_CHUNK = 32 * 1024
 
 function cb<T = void>(fn: (done: (err: Error | undefined | null, v?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))))
@@ -85,7 +87,7 @@ function isAllZero(buf: Buffer, len: number): boolean {
 /** One authenticated SSH connection: remote commands and SFTP file operations. */
 export class SshSession {
   private sftpChannel?: Promise<SFTPWrapper>
-  private canExec?: boolean
+  private hasher?: 'openssl' | 'sha256sum' | 'none'
 
   constructor(
     readonly address: SshAddress,
@@ -96,25 +98,51 @@ export class SshSession {
     return `${this.address.user}@${this.address.host}:${this.address.port}`
   }
 
-  /** Runs argv on the host; each argument is quoted for the remote shell. */
-  async exec(argv: readonly string[], opts: {input?: string | Buffer; reject?: boolean} = {}): Promise<ExecResult> {
+  /**
+   * Runs argv on the host; each argument is quoted for the remote shell. onLine sees each output line
+   * as it comes (long remote jobs); an abort closes the channel, which ends the remote command.
+   */
+  async exec(argv: readonly string[], opts: {input?: string | Buffer; reject?: boolean; onLine?: (line: string) => void; signal?: AbortSignal} = {}): Promise<ExecResult> {
     const command = shellQuote(argv)
     const stream = await cb<ClientChannel>((done) => this.client.exec(command, done))
     const out: Buffer[] = []
     const err: Buffer[] = []
-    stream.on('data', (d: Buffer) => out.push(d))
-    stream.stderr.on('data', (d: Buffer) => err.push(d))
+    // one line buffer per stream, so stderr never splices into a half stdout line
+    const pending = {out: '', err: ''}
+    const feed = (which: 'out' | 'err', d: Buffer) => {
+      if (!opts.onLine) return
+      pending[which] += d.toString()
+      let nl
+      while ((nl = pending[which].indexOf('\n')) >= 0) {
+        opts.onLine(pending[which].slice(0, nl))
+        pending[which] = pending[which].slice(nl + 1)
+      }
+    }
+    stream.on('data', (d: Buffer) => (out.push(d), feed('out', d)))
+    stream.stderr.on('data', (d: Buffer) => (err.push(d), feed('err', d)))
+    const onAbort = () => stream.close()
+    opts.signal?.addEventListener('abort', onAbort, {once: true})
     const exitCode = await new Promise<number>((resolve) => {
       let code = -1
       stream.on('exit', (c: number | null) => (code = c ?? -1))
       stream.on('close', () => resolve(code))
       stream.end(opts.input)
     })
+    opts.signal?.removeEventListener('abort', onAbort)
+    for (const rest of [pending.out, pending.err]) if (rest && opts.onLine) opts.onLine(rest)
     const r = {exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString()}
+    if (opts.signal?.aborted) throw new StageError(`on ${this.where}: \`${command}\` was cancelled`)
     if (exitCode !== 0 && opts.reject !== false) {
       throw new StageError(`on ${this.where}: \`${command}\` exited with ${exitCode}`, {details: r.stderr.trim().split('\n').slice(-10).map((l) => `  | ${l}`)})
     }
     return r
+  }
+
+  /** A TCP stream to host:port as seen from the SSH server (e.g. a guest's forwarded SSH port on a validation host). */
+  tunnel(host: string, port: number): Promise<ClientChannel> {
+    return cb<ClientChannel>((done) => this.client.forwardOut('127.0.0.1', 0, host, port, done)).catch((e) => {
+      throw new HostError(`${this.where} refused a tunnel to ${host}:${port} (${(e as Error).message})`, {hint: 'the host\'s sshd needs AllowTcpForwarding yes'})
+    })
   }
 
   sftp(): Promise<SFTPWrapper> {
@@ -160,6 +188,21 @@ export class SshSession {
     }
   }
 
+  /**
+   * Renames only if `to` does not exist, atomically (SFTP v3 rename: OpenSSH does link + unlink), so two
+   * writers can never replace each other's file. Returns false, changing nothing, when `to` exists.
+   */
+  async renameNoClobber(from: string, to: string): Promise<boolean> {
+    const sftp = await this.sftp()
+    try {
+      await cb((done) => sftp.rename(from, to, done))
+      return true
+    } catch (e) {
+      if (await this.stat(to)) return false
+      throw e
+    }
+  }
+
   /** Removes a file; a missing file is not an error. */
   async remove(path: string): Promise<void> {
     const sftp = await this.sftp()
@@ -190,47 +233,78 @@ export class SshSession {
     await cb((done) => sftp.writeFile(path, data, done))
   }
 
+  /**
+   * How the host hashes files: openssl (uses SHA extensions, ~4x faster than coreutils here) or
+   * sha256sum; none when the account runs no commands (an SFTP-only account), then we read back.
+   */
+  private async remoteHasher(): Promise<'openssl' | 'sha256sum' | 'none'> {
+    if (this.hasher === undefined) {
+      const probe = await this.exec(['sh', '-c', 'if openssl version >/dev/null 2>&1; then echo openssl; elif sha256sum --version >/dev/null 2>&1; then echo sha256sum; else echo none; fi'], {reject: false}).catch(() => undefined)
+      const said = probe?.exitCode === 0 ? probe.stdout.trim() : 'none'
+      this.hasher = said === 'openssl' || said === 'sha256sum' ? said : 'none'
+    }
+    return this.hasher
+  }
+
   /** true when the host runs commands for us (an SFTP-only account does not) */
   async hasExec(): Promise<boolean> {
-    if (this.canExec === undefined) {
-      const r = await this.exec(['sha256sum', '--version'], {reject: false}).catch(() => undefined)
-      this.canExec = r?.exitCode === 0
-    }
-    return this.canExec
+    return (await this.remoteHasher()) !== 'none'
   }
 
   /**
-   * sha256 of a remote file (or of its first `length` bytes): computed on the host with sha256sum when
-   * it runs commands, else read back over SFTP and hashed here.
+   * sha256 of a remote file (or of its first `length` bytes): computed on the host (openssl or
+   * sha256sum) when it runs commands, else read back over SFTP and hashed here.
    */
   async sha256(path: string, length?: number): Promise<string> {
-    if (await this.hasExec()) {
-      const argv = length === undefined ? ['sha256sum', '-b', '--', path] : ['sh', '-c', 'head -c "$1" -- "$2" | sha256sum -b', 'sh', String(length), path]
-      const r = await this.exec(argv)
-      return r.stdout.split(/\s/)[0]
-    }
-    return this.sha256ByReadBack(path, length)
+    const hasher = await this.remoteHasher()
+    if (hasher === 'none') return this.sha256ByReadBack(path, length)
+    const hash = hasher === 'openssl' ? 'openssl dgst -sha256 -r' : 'sha256sum -b'
+    const argv = length === undefined ? ['sh', '-c', `${hash} < "$1"`, 'sh', path] : ['sh', '-c', `head -c "$1" -- "$2" | ${hash}`, 'sh', String(length), path]
+    const digest = (await this.exec(argv)).stdout.split(/\s/)[0]
+    if (!/^[0-9a-f]{64}$/.test(digest)) throw new StageError(`on ${this.where}: ${hasher} printed no sha256 for ${path}`)
+    return digest
   }
 
   async sha256ByReadBack(path: string, length?: number): Promise<string> {
     const sftp = await this.sftp()
     const handle = await cb<Buffer>((done) => sftp.open(path, 'r', done))
     const h = createHash('sha256')
+    const readAt = (pos: number, want: number) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const buf = Buffer.allocUnsafe(want)
+        sftp.read(handle, buf, 0, want, pos, (err, bytes) => (err ? reject(err) : resolve(buf.subarray(0, bytes))))
+      })
     try {
       const total = length ?? (await cb<Stats>((done) => sftp.fstat(handle, done))).size
-      const buf = Buffer.alloc(CHUNK)
-      for (let pos = 0; pos < total; ) {
-        const want = Math.min(CHUNK, total - pos)
-        const n = await new Promise<number>((resolve, reject) => sftp.read(handle, buf, 0, want, pos, (err, bytes) => (err ? reject(err) : resolve(bytes))))
-        if (n <= 0) break
-        h.update(buf.subarray(0, n))
-        pos += n
+      // a window of reads in flight: one at a time is bound by the round trip
+      const window: {pos: number; want: number; data: Promise<Buffer>}[] = []
+      let next = 0
+      const fill = () => {
+        while (window.length < READS_IN_FLIGHT && next < total) {
+          const want = Math.min(READ_CHUNK, total - next)
+          window.push({pos: next, want, data: readAt(next, want)})
+          next += want
+        }
+      }
+      fill()
+      while (window.length > 0) {
+        const {pos, want, data} = window.shift()!
+        let got = await data
+        // a short read (the server caps request sizes) is completed before moving on
+        while (got.length < want) {
+          const more = await readAt(pos + got.length, want - got.length)
+          if (more.length === 0) throw new StageError(`on ${this.where}: ${path} ended at ${pos + got.length} bytes, expected ${total}`)
+          got = Buffer.concat([got, more])
+        }
+        h.update(got)
+        fill()
       }
     } finally {
       await cb((done) => sftp.close(handle, done))
     }
     return h.digest('hex')
   }
+
 
   /**
    * Uploads a local file to remotePath. With resume, a partial remote file whose bytes match the local
@@ -293,6 +367,11 @@ export class SshSession {
     if (got !== expectedSha256) {
       throw new StageError(`on ${this.where}: ${remotePath} has sha256 ${got}, expected ${expectedSha256}`, {hint: 'the transfer or the remote disk corrupted it; run the command again'})
     }
+  }
+
+  /** A TCP stream to host:port as seen from the SSH server (direct-tcpip), e.g. a QEMU hostfwd port there. */
+  forwardOut(host: string, port: number): Promise<ClientChannel> {
+    return cb<ClientChannel>((done) => this.client.forwardOut('127.0.0.1', 0, host, port, done))
   }
 
   async close(): Promise<void> {

@@ -42,5 +42,7 @@ async function httpResume(url: string, part: string, opts: {signal?: AbortSignal
   // 206: the server resumed at our offset; 200: it sent the whole file again
   const append = res.status === 206 && have > 0
   if (append) opts.progress?.(`resuming ${url} at ${have} bytes`)
-  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part, {flags: append ? 'a' : 'w'}))
+  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part, {flags: append ? 'a' : 'w'})).catch((e: unknown) => {
+    throw new StageError(`download of ${url} was interrupted: ${(e as Error).message}`, {hint: 'run the build again: it resumes where this one stopped', cause: e})
+  })
 }

@@ -7,7 +7,7 @@ import tar, {type Header as TarHeader, type Pack} from 'tar-stream'
 
 type Header = Partial<TarHeader> & {name: string}
 
-import {InputError} from '../errors.js'
+import {InputError, StageError} from '../errors.js'
 import {canonicalEntryName, parentsOf, RemovalGlobs, symlinkDestination} from './entry-path.js'
 import {XATTR_PREFIX, installBinaryPax, xattrValue} from './tar-pax.js'
 
@@ -82,7 +82,8 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   const removal = new RemovalGlobs(opts.remove)
   const epoch = opts.sourceDateEpoch
   const clamp = (d: Date | undefined) => new Date(Math.min(d ? Math.floor(d.getTime() / 1000) : epoch, epoch) * 1000)
-  const additionNames = new Set(opts.additions.map((a) => a.name))
+  // files and links the CVM brings replace the base's; directories merge with the base's
+  const additionNames = new Set(opts.additions.filter((a) => a.kind !== 'directory').map((a) => a.name))
   const capture = new Set(opts.capture ?? [])
 
   /** kind of every name kept so far: hardlinks must point back at one, additions must not collide */
@@ -95,13 +96,20 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   let removed = 0
   let lastName = '(start of archive)'
 
-  const pack = tar.pack()
-  const written = pipeline(pack as unknown as Readable, createWriteStream(opts.output))
-  // If the writer fails, stop reading: the error surfaces from `written` below.
-  written.catch(() => undefined)
+  const pack = tar.pack({highWaterMark: 1 << 20})
+  const written = pipeline(pack as unknown as Readable, createWriteStream(opts.output, {highWaterMark: 1 << 20}))
+  let writeError: Error | undefined
+  written.catch((e: Error) => {
+    writeError ??= e
+  })
+  // a failed write (disk full) must end the transform, not leave it waiting for the pack to take an entry
+  const writeFailure = written.then(() => new Promise<never>(() => undefined))
+  writeFailure.catch(() => undefined)
+  const put = (header: Header, body: Buffer | AsyncIterable<unknown> | Readable) => Promise.race([packEntry(pack, header, body), writeFailure])
 
-  const extract = tar.extract()
-  const source = createReadStream(opts.input)
+  const extract = tar.extract({highWaterMark: 1 << 20})
+  // large reads: tar-stream's per-chunk cost, not the disk, bounds the transform
+  const source = createReadStream(opts.input, {highWaterMark: 1 << 20})
   source.on('error', (e) => extract.destroy(e))
   // the loop below sees every read error; this keeps a late duplicate (after the loop has stopped) from crashing the process
   extract.on('error', () => undefined)
@@ -120,6 +128,7 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
       const name = canon.name
       const kind = entryKind(h.type)
       if (kind === undefined) throw refuse(raw, `has tar type "${h.type}", which a root filesystem cannot hold`)
+      if (name === '' && kind !== 'directory') throw refuse(raw, 'names the root itself but is not a directory')
 
       const throughLink = parentsOf(name).find((p) => symlinks.has(p))
       if (throughLink) throw refuse(raw, `lies below the symlink "${throughLink}": extracting it would write through the link`)
@@ -187,9 +196,9 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
         const chunks: Buffer[] = []
         for await (const c of entry) chunks.push(c as Buffer)
         captured[name] = Buffer.concat(chunks)
-        await packEntry(pack, header, captured[name])
+        await put(header, captured[name])
       } else {
-        await packEntry(pack, header, header.size ? entry : Buffer.alloc(0))
+        await put(header, header.size ? entry : Buffer.alloc(0))
         if (!header.size) await drain(entry)
       }
     }
@@ -197,6 +206,7 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
     source.destroy()
     pack.destroy()
     if (e instanceof InputError) throw e
+    if (writeError) throw new StageError(`cannot write ${opts.output}: ${writeError.message}`, {cause: writeError, hint: 'check the free space where the build cache lives'})
     throw new InputError(`rootfs tarball ${opts.input} could not be read after entry "${lastName}": ${(e as Error).message}`, {
       cause: e,
       hint: 'the archive is damaged or truncated: download or build the base again',
@@ -208,13 +218,13 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   for (const addition of planAdditions(opts.additions, kept, symlinks)) {
     const header: Header = {name: addition.name, mode: addition.mode ?? 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: new Date(epoch * 1000)}
     if (addition.kind === 'directory') {
-      await packEntry(pack, {...header, name: `${addition.name}/`, type: 'directory'}, Buffer.alloc(0))
+      await put({...header, name: `${addition.name}/`, type: 'directory'}, Buffer.alloc(0))
     } else if (addition.kind === 'symlink') {
-      await packEntry(pack, {...header, type: 'symlink', linkname: addition.target, mode: 0o777}, Buffer.alloc(0))
+      await put({...header, type: 'symlink', linkname: addition.target, mode: 0o777}, Buffer.alloc(0))
     } else if (addition.kind === 'file') {
-      await packEntry(pack, {...header, type: 'file', size: addition.content.length}, addition.content)
+      await put({...header, type: 'file', size: addition.content.length}, addition.content)
     } else {
-      await packEntry(pack, {...header, type: 'file', size: addition.size}, createReadStream(addition.source))
+      await put({...header, type: 'file', size: addition.size}, createReadStream(addition.source))
     }
     if (addition.original) placed[addition.original] = addition.name
     kept.set(addition.name, addition.kind === 'directory' ? 'directory' : addition.kind === 'symlink' ? 'symlink' : 'file')
@@ -282,7 +292,8 @@ type PlannedAddition = Addition & {original?: string; mode?: number}
 function planAdditions(additions: readonly Addition[], kept: Map<string, EntryKind>, symlinks: Map<string, string>): PlannedAddition[] {
   const planned = new Map<string, PlannedAddition>()
   for (const a of additions) {
-    const name = resolveParents(a.name, symlinks)
+    // a directory is wanted where the base has one, even behind a symlink (lib -> usr/lib): never over a link
+    const name = a.kind === 'directory' ? resolveName(a.name, symlinks) : resolveParents(a.name, symlinks)
     if (a.kind === 'directory' && kept.get(name) === 'directory') continue
     const existing = kept.get(name)
     if (existing === 'directory' && a.kind !== 'directory') {
@@ -309,6 +320,17 @@ export function resolveParents(name: string, symlinks: Map<string, string>): str
     current = [dest, current.slice(link.length + 1)].filter(Boolean).join('/')
   }
   throw new InputError(`cannot place "${name}": more than ${SYMLINK_HOPS} symlinks on its path in the base`)
+}
+
+/** Follows symlinks on the whole name, the last component included. */
+function resolveName(name: string, symlinks: Map<string, string>): string {
+  let current = resolveParents(name, symlinks)
+  for (let hop = 0; hop < SYMLINK_HOPS && symlinks.has(current); hop++) {
+    const dest = symlinkDestination(current, symlinks.get(current)!)
+    if (dest === undefined) throw new InputError(`cannot place "${name}": the base's symlink "${current}" leaves the root`)
+    current = resolveParents(dest, symlinks)
+  }
+  return current
 }
 
 async function drain(stream: AsyncIterable<unknown>): Promise<void> {

@@ -1,4 +1,6 @@
-import {mkdir, writeFile} from 'node:fs/promises'
+import {rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {link, mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {writeBuildRecord, type BuildRecord} from '../../src/pipeline/build-record.js'
@@ -20,6 +22,26 @@ export interface FixtureOptions {
   features?: string[]
   /** lines of the kernel .config */
   config?: string[]
+}
+
+/** master copies of the disks made in this process, by seed: a hard link gives the same bytes without writing and hashing 1 GiB again */
+const disks = new Map<string, {path: string; sha256: string}>()
+const masters = join(tmpdir(), `cvm-fixture-disks-${process.pid}`)
+process.once('exit', () => rmSync(masters, {recursive: true, force: true}))
+
+async function diskFor(seed: string, path: string): Promise<{sha256: string}> {
+  let made = disks.get(seed)
+  if (!made) {
+    await mkdir(masters, {recursive: true})
+    made = await makeGptDisk(join(masters, `${sha256(seed).slice(0, 16)}.raw`), 1, `disk:${seed}`)
+    disks.set(seed, made)
+  }
+  try {
+    await link(made.path, path)
+    return made
+  } catch {
+    return makeGptDisk(path, 1, `disk:${seed}`) // another file system: make it there
+  }
 }
 
 const CONFIG = ['CONFIG_X86_64=y', 'CONFIG_AMD_MEM_ENCRYPT=y', 'CONFIG_EFI_STUB=y', 'CONFIG_BLK_DEV_NVME=y', 'CONFIG_SWIOTLB=y', 'CONFIG_GVE=m', '# CONFIG_SCSI_VIRTIO is not set']
@@ -64,7 +86,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
   const tarball = pseudoRandom('linux-source-6.1', 4096)
   await put('kernel-source', {kind: 'debian-package', version: '6.1.192', digest: sha256(tarball), package: 'linux-source-6.1'})
   const localPatch = Buffer.from('--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n')
-  const applied = [
+  const applied: Json[] = [
     {id: '3d2d861eb03e8ee96dc430a54361c900cbe28afd', subject: 'nvme-pci: set min_align_mask', sha256: sha256('3d2d861eb03e patch text')},
     {file: '6.1/patches/0001-local.patch', subject: 'local fix', sha256: sha256(localPatch)},
   ]
@@ -75,7 +97,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
 
   const assembleDir = join(cacheDir, 'stages', 'assemble', key('assemble'))
   await mkdir(assembleDir, {recursive: true})
-  const disk = await makeGptDisk(join(assembleDir, 'disk.raw'), 1, `disk:${seed}`)
+  const disk = await diskFor(seed, join(assembleDir, 'disk.raw'))
   const uki = pseudoRandom(`uki:${seed}`, 64 * 1024)
   await put('assemble', {diskSha256: disk.sha256, ukiSha256: sha256(uki), cmdline: 'console=ttyS0 root=PARTUUID=0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f ro', rootPartUuid: '0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f', sizeGiB: 1}, {'uki.efi': uki})
 

@@ -49,8 +49,9 @@ function fingerprintOfPublicKeyLine(line: string): string {
 /**
  * Starts /usr/sbin/sshd -D -e with a config of its own on a free 127.0.0.1 port, as the current user
  * (root in CI, where PermitRootLogin must be yes). Resolves once the server is listening.
+ * sftpOnly: the account runs no commands (ForceCommand internal-sftp), as on many release servers.
  */
-export async function startSshd(): Promise<TestSshd> {
+export async function startSshd(opts: {sftpOnly?: boolean} = {}): Promise<TestSshd> {
   if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: apt-get install -y openssh-server`)
   const dir = await mkdtemp(join(tmpdir(), 'cvm-sshd-'))
   await chmod(dir, 0o755)
@@ -85,6 +86,8 @@ export async function startSshd(): Promise<TestSshd> {
       'PrintMotd no',
       'LogLevel VERBOSE',
       `Subsystem sftp ${sftpServer}`,
+      // an SFTP-only account: every exec request runs the SFTP server instead of the command
+      ...(opts.sftpOnly ? ['ForceCommand internal-sftp'] : []),
       '',
     ].join('\n'),
   )

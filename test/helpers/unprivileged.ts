@@ -1,51 +1,79 @@
 import {execFileSync} from 'node:child_process'
-import {chownSync, mkdirSync} from 'node:fs'
+import {chownSync, existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {run, type RunOptions, type RunResult} from '../../src/util/exec.js'
+import type {StageResult} from '../../src/pipeline/stage.js'
+import type {LoadedRecipe} from '../../src/recipe/load.js'
+import type {BuildOptions} from '../../src/pipeline/stage.js'
+import type {Json} from '../../src/util/fsx.js'
 import {repoRoot} from './paths.js'
 
 /**
- * Runs a part of a test as an unprivileged user, as an unprivileged CI container would: CI runs
+ * Runs parts of a test as an unprivileged user, as an unprivileged CI container would: CI runs
  * the suite as root, so the rootless claim is only tested once privileges are dropped.
  */
 export interface UnprivilegedUser {
   name: string
-  group: string
   uid: number
   gid: number
 }
 
-/** nobody:nogroup exists on every Debian system; when already not root, the current user. */
-export function unprivilegedUser(): UnprivilegedUser {
-  if (process.getuid?.() !== 0) {
-    const name = execFileSync('id', ['-un']).toString().trim()
-    return {name, group: execFileSync('id', ['-gn']).toString().trim(), uid: process.getuid!(), gid: process.getgid!()}
-  }
-  const uid = Number(execFileSync('id', ['-u', 'nobody']).toString())
-  const gid = Number(execFileSync('getent', ['group', 'nogroup']).toString().split(':')[2])
-  return {name: 'nobody', group: 'nogroup', uid, gid}
+/** the user the tests create; it gets a subordinate id range so mmdebstrap's unshare mode works */
+export const TEST_USER = 'cvm-image-test'
+const SUBID_RANGE = '300000-365535'
+
+function id(args: string[]): string {
+  return execFileSync('id', args).toString().trim()
 }
 
-/** A directory the unprivileged user owns, for its work and outputs. */
-export function unprivilegedDir(path: string, user = unprivilegedUser()): string {
+/**
+ * The unprivileged user: when the tests run as root, TEST_USER (created if missing, with
+ * /etc/subuid and /etc/subgid ranges); otherwise the current user.
+ */
+export function ensureUnprivilegedUser(): UnprivilegedUser {
+  if (process.getuid?.() !== 0) return {name: id(['-un']), uid: process.getuid!(), gid: process.getgid!()}
+  let exists = true
+  try {
+    execFileSync('getent', ['passwd', TEST_USER], {stdio: 'ignore'})
+  } catch {
+    exists = false
+  }
+  if (!exists) execFileSync('useradd', ['--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--user-group', TEST_USER])
+  for (const [file, flag] of [['/etc/subuid', '--add-subuids'], ['/etc/subgid', '--add-subgids']] as const) {
+    if (!existsSync(file)) writeFileSync(file, '')
+    if (!readFileSync(file, 'utf8').split('\n').some((l) => l.startsWith(`${TEST_USER}:`))) execFileSync('usermod', [flag, SUBID_RANGE, TEST_USER])
+  }
+  return {name: TEST_USER, uid: Number(id(['-u', TEST_USER])), gid: Number(id(['-g', TEST_USER]))}
+}
+
+/** A directory the unprivileged user owns. */
+export function unprivilegedDir(path: string, user: UnprivilegedUser): string {
   mkdirSync(path, {recursive: true})
   if (process.getuid?.() === 0) chownSync(path, user.uid, user.gid)
   return path
 }
 
-/** Runs a command as the unprivileged user (setpriv: no groups, no capabilities kept). */
-export async function runUnprivileged(cmd: string, args: string[], opts: RunOptions = {}, user = unprivilegedUser()): Promise<RunResult> {
+/** Runs a command as the user: setpriv drops uid, gid, supplementary groups and inheritable capabilities. */
+export async function runAs(user: UnprivilegedUser, cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   if (process.getuid?.() !== 0) return run(cmd, args, opts)
   return run('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--inh-caps=-all', '--', cmd, ...args], {
     ...opts,
-    env: {HOME: '/tmp', ...opts.env},
+    env: {HOME: '/tmp', USER: user.name, LOGNAME: user.name, ...opts.env},
   })
 }
 
-/** A TypeScript script run with tsx as the unprivileged user; prints its own output. */
-export async function runScriptUnprivileged(script: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  return runUnprivileged(process.execPath, ['--import', 'tsx', script, ...args], {cwd: repoRoot, ...opts})
+/** Runs a stage (test/helpers/run-stage.ts) as the user, in dirs it owns under `root`; returns its meta. */
+export async function runStageAs(
+  user: UnprivilegedUser,
+  spec: {stage: 'base' | 'assemble'; recipe: LoadedRecipe; root: string; cacheDir: string; upstream?: Partial<Record<string, StageResult>>; options?: BuildOptions},
+): Promise<{meta: Json; out: string; stderr: string; exitCode: number}> {
+  const root = unprivilegedDir(spec.root, user)
+  const out = unprivilegedDir(join(root, 'out'), user)
+  const work = unprivilegedDir(join(root, 'work'), user)
+  const specFile = join(root, 'spec.json')
+  writeFileSync(specFile, JSON.stringify({stage: spec.stage, recipe: spec.recipe, out, work, cacheDir: spec.cacheDir, upstream: spec.upstream, options: spec.options, logFile: join(root, 'stage.log')}))
+  const r = await runAs(user, process.execPath, ['--import', 'tsx', join(repoRoot, 'test/helpers/run-stage.ts'), specFile], {cwd: repoRoot, reject: false})
+  const last = r.stdout.trim().split('\n').at(-1) ?? ''
+  return {meta: r.exitCode === 0 ? (JSON.parse(last) as Json) : null, out, stderr: r.stderr, exitCode: r.exitCode}
 }
-
-export const helpersDir = join(repoRoot, 'test', 'helpers')

@@ -1,7 +1,7 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {StageError} from '../../errors.js'
+import {InputError, StageError} from '../../errors.js'
 import {diskIds} from '../../disk/ids.js'
 import {planLayout} from '../../disk/gpt.js'
 import {assembleDisk} from '../../disk/image.js'
@@ -45,6 +45,16 @@ function assembleInputs(ctx: BuildContext): Json {
   }
 }
 
+/** root= by PARTUUID (no initrd needed), `rw` unless the recipe says rw or ro, then the recipe's arguments. */
+export function kernelCmdline(rootPartUuid: string, recipeCmdline: string): string {
+  const args = recipeCmdline.trim().split(/\s+/).filter(Boolean)
+  const root = args.find((a) => a.startsWith('root='))
+  if (root) {
+    throw new InputError(`recipe boot.cmdline sets "${root}", but assemble chooses the root device`, {hint: 'remove root= from boot.cmdline: the UKI gets root=PARTUUID=<the root partition>'})
+  }
+  return [`root=PARTUUID=${rootPartUuid}`, ...(args.includes('rw') || args.includes('ro') ? [] : ['rw']), ...args].join(' ')
+}
+
 function upstream(io: StageIO, name: 'base' | 'compile'): StageResult {
   const u = io.upstream[name]
   if (!u) throw new StageError(`assemble needs the ${name} stage's output, and the runner gave none`)
@@ -70,7 +80,7 @@ export const assembleStage: Stage = {
     const seed = sha256(canonicalJson({inputs, base: base.key, compile: compile.key}))
     const ids = diskIds(seed)
     const layout = planLayout({sizeGiB: r.image.size_gib, espMiB: ESP_MIB, diskGuid: ids.diskGuid, espPartUuid: ids.espPartUuid, rootPartUuid: ids.rootPartUuid})
-    const cmdline = [`root=PARTUUID=${ids.rootPartUuid}`, 'rw', r.boot.cmdline.trim()].filter(Boolean).join(' ')
+    const cmdline = kernelCmdline(ids.rootPartUuid, r.boot.cmdline)
 
     const build = {
       recipe: r.id,

@@ -1,14 +1,102 @@
-import {StageError} from '../../errors.js'
-import type {Stage} from '../stage.js'
+import {readdir, readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 
-// Not built yet: the issue that owns this stage replaces this file.
+import {StageError} from '../../errors.js'
+import type {ValidationMode} from '../../recipe/schema.js'
+import {sha256} from '../../util/fsx.js'
+import {hostKeyPinFromFlag} from '../../remote/ssh.js'
+import {openValidationHost} from '../../validate/open-host.js'
+import {markerLine, type AppliedPatch} from '../../validate/marker.js'
+import {validateImage, writeSkippedReport} from '../../validate/run.js'
+import type {Json} from '../../util/fsx.js'
+import type {BuildContext, Stage} from '../stage.js'
+
+interface AssembleMeta {
+  diskSha256?: string
+  ukiSha256?: string
+}
+interface CompileMeta {
+  release?: string
+  version?: string
+  patches?: AppliedPatch[]
+}
+
+function modesOf(ctx: BuildContext): ValidationMode[] {
+  return (ctx.options.modes as ValidationMode[] | undefined) ?? ctx.recipe.recipe.validate.modes
+}
+
+/** The seed templates are part of what a validation did, so they are part of its key. */
+async function seedTemplatesDigest(templatesDir: string): Promise<string> {
+  const dir = join(templatesDir, 'seed')
+  const names = (await readdir(dir)).sort()
+  const parts = await Promise.all(names.map(async (n) => `${n}\0${sha256(await readFile(join(dir, n)))}`))
+  return sha256(parts.join('\n'))
+}
+
+/**
+ * validate: boots the exact disk assemble made (never modified) under QEMU + OVMF, locally or on
+ * an AMD host, and keeps report.json, junit.xml and serial.log. A failed check fails the stage, so
+ * a failed validation is never cached as if it passed.
+ */
 export const validateStage: Stage = {
   name: 'validate',
   title: 'validate',
-  version: 0,
+  version: 1,
   needs: ['assemble', 'compile'],
-  inputs: () => ({}),
-  async run() {
-    throw new StageError('stage validate is not implemented yet')
+  async inputs(ctx) {
+    const v = ctx.recipe.recipe.validate
+    return {
+      modes: modesOf(ctx),
+      memoryMiB: v.memory_mib,
+      cpus: v.cpus,
+      bootTimeoutS: v.boot_timeout_s,
+      hostname: ctx.recipe.recipe.image.hostname,
+      host: ctx.options.validateHost ?? null,
+      skip: ctx.options.skipValidation ?? false,
+      seedTemplates: await seedTemplatesDigest(ctx.dirs.templates),
+    }
+  },
+  async run(ctx, io) {
+    const assemble = io.upstream.assemble
+    const compile = io.upstream.compile
+    if (!assemble) throw new StageError('validate needs the assemble stage output (disk.raw)')
+    const disk = join(assemble.dir, 'disk.raw')
+    const modes = modesOf(ctx)
+    if (ctx.options.skipValidation) {
+      const r = await writeSkippedReport(io.out, modes, 'validation skipped by --no-validate', disk)
+      return {verdict: r.verdict, modes, checks: r.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))} as Json
+    }
+    const am = (assemble.meta ?? {}) as AssembleMeta
+    const cm = (compile?.meta ?? {}) as CompileMeta
+    const v = ctx.recipe.recipe.validate
+    // --validate-host-key takes a SHA256 fingerprint or a known_hosts path; auth is the SSH agent
+    const pin = hostKeyPinFromFlag(ctx.options.validateHostKey)
+    const host = await openValidationHost({host: ctx.options.validateHost, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, signal: io.signal})
+    const report = await validateImage({
+      disk,
+      modes,
+      host,
+      templatesDir: ctx.dirs.templates,
+      outDir: io.out,
+      expected: {release: cm.release, version: cm.version, marker: await markerLine(ctx.dirs.kernels, cm.patches, ctx.recipe.recipe.kernel.line), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
+      memoryMiB: v.memory_mib,
+      cpus: v.cpus,
+      bootTimeoutS: v.boot_timeout_s,
+      hostname: ctx.recipe.recipe.image.hostname,
+      diskBoot: true,
+      signal: io.signal,
+      log: io.log,
+      progress: io.progress,
+    })
+    const checks = report.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))
+    if (report.verdict === 'failed') {
+      // the runner keeps a failed stage's out dir under <cache>/failed/validate: report, JUnit and serial log stay readable
+      const failed = checks.filter((c) => c.verdict === 'fail')
+      throw new StageError(`validation failed: ${failed.map((c) => `${c.mode}/${c.name}`).join(', ')}`, {
+        details: failed.map((c) => `  ${c.mode}/${c.name}: ${c.evidence}`),
+        hint: `report.json, junit.xml and serial.log are kept with the failed stage (<cache>/failed/validate); run \`cvm-image validate ${disk}\` to repeat it`,
+      })
+    }
+    return {verdict: report.verdict, modes, checks, bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs} as Json
   },
 }

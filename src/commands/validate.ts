@@ -1,0 +1,89 @@
+import {readFile} from 'node:fs/promises'
+import {resolve} from 'node:path'
+
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {CvmError, ExitCode, InputError} from '../errors.js'
+import {VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
+import {openValidationHost} from '../validate/open-host.js'
+import type {ValidationReport} from '../validate/report.js'
+import {validateImage} from '../validate/run.js'
+
+export default class Validate extends BaseCommand {
+  static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
+  static description = `The image is never modified: it boots with writes going to a throw-away overlay, reached over SSH with
+a per-run key from a NoCloud seed. Writes report.json, junit.xml and serial.log to --out.
+Exit code 0: every check passed or was skipped with a reason; 1: a check failed; 3: the host lacks the mode.`
+
+  static examples = [
+    '<%= config.bin %> validate out/disk.raw',
+    '<%= config.bin %> validate out/disk.raw --mode sev-es --host root@epyc1 --host-key SHA256:abc...',
+  ]
+
+  static args = {
+    image: Args.file({description: 'the disk image (GPT, UKI on the ESP) that assemble made', required: true, exists: true}),
+  }
+
+  static flags = {
+    mode: Flags.string({description: 'validation mode (repeat for several)', options: [...VALIDATION_MODES], multiple: true, default: ['emulated']}),
+    host: Flags.string({description: 'run QEMU on this host over SSH: user@host[:port]'}),
+    'host-key': Flags.string({description: "the remote host's key fingerprint, SHA256:...", dependsOn: ['host']}),
+    'known-hosts': Flags.file({description: 'a known_hosts file holding the remote host key', dependsOn: ['host'], exists: true}),
+    identity: Flags.file({description: 'private key for the remote host (default: the SSH agent)', dependsOn: ['host'], exists: true}),
+    out: Flags.directory({description: 'where report.json, junit.xml and serial.log go', default: 'validate-out'}),
+    'kernel-meta': Flags.file({description: "compile's kernel.json: the release and version the booted kernel must report", exists: true}),
+    release: Flags.string({description: 'the uname -r the booted kernel must report (instead of --kernel-meta)'}),
+    seed: Flags.string({description: 'how the NoCloud seed reaches the guest', options: ['disk', 'http'], default: 'disk'}),
+    'disk-boot': Flags.boolean({description: 'also boot the disk alone (firmware finds \\EFI\\BOOT\\BOOTX64.EFI)', default: true, allowNo: true}),
+    memory: Flags.integer({description: 'guest memory, MiB', default: 2048, min: 256}),
+    cpus: Flags.integer({description: 'guest vCPUs', default: 2, min: 1}),
+    'boot-timeout': Flags.integer({description: 'seconds for the guest to answer SSH', default: 600, min: 10}),
+  }
+
+  async run(): Promise<ValidationReport> {
+    const {args, flags} = await this.parse(Validate)
+    if (flags['host-key'] && !/^SHA256:[A-Za-z0-9+/]{43}$/.test(flags['host-key'])) {
+      throw new InputError(`--host-key ${flags['host-key']} is not a SHA256 fingerprint`, {hint: 'take it from `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host: SHA256:<43 characters>'})
+    }
+    if (flags.host && !flags['host-key'] && !flags['known-hosts']) {
+      throw new InputError(`--host ${flags.host} needs its host key pinned`, {hint: 'pass --host-key SHA256:... or --known-hosts FILE; an unknown host key is always refused'})
+    }
+    const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
+    const ac = new AbortController()
+    const stop = () => ac.abort()
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+    try {
+      const host = await openValidationHost({host: flags.host, hostKey: flags['host-key'], knownHosts: flags['known-hosts'], identity: flags.identity, signal: ac.signal})
+      const report = await validateImage({
+        disk: resolve(args.image),
+        modes: flags.mode as ValidationMode[],
+        host,
+        templatesDir: this.dirs(flags.root).templates,
+        outDir: resolve(flags.out),
+        expected: {release: flags.release ?? kernel.release, version: kernel.version},
+        memoryMiB: flags.memory,
+        cpus: flags.cpus,
+        bootTimeoutS: flags['boot-timeout'],
+        seed: flags.seed as 'disk' | 'http',
+        diskBoot: flags['disk-boot'],
+        signal: ac.signal,
+        progress: (l) => this.logToStderr(l),
+      })
+      if (!this.jsonEnabled()) {
+        for (const c of report.checks) this.log(`${c.verdict.padEnd(4)} ${c.mode}/${c.name}: ${c.evidence}`)
+        this.log(`${report.verdict}: boot to SSH ${((report.timings.bootToSshMs ?? 0) / 1000).toFixed(1)} s, total ${(report.timings.totalMs / 1000).toFixed(1)} s; reports in ${resolve(flags.out)}`)
+      }
+      if (report.verdict === 'failed') process.exitCode = ExitCode.failure
+      return report
+    } catch (e) {
+      // QEMU is already killed (the abort reached every boot); say so with the interrupt exit code
+      if (ac.signal.aborted) throw new CvmError('validation interrupted; QEMU was stopped and temp files removed', {exitCode: ExitCode.interrupted})
+      throw e
+    } finally {
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+    }
+  }
+}

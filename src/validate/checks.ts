@@ -1,0 +1,239 @@
+import type {ValidationMode} from '../recipe/schema.js'
+import type {GuestSession} from './guest.js'
+
+export type CheckVerdict = 'pass' | 'fail' | 'skip'
+
+export interface CheckResult {
+  mode: ValidationMode
+  name: string
+  verdict: CheckVerdict
+  /** the line that shows it (or why it was skipped / what went wrong) */
+  evidence: string
+  durationMs: number
+}
+
+/** What the built kernel should report (compile's kernel.json). */
+export interface ExpectedKernel {
+  release?: string
+  version?: string
+  /** a dmesg line a marker patch in the series prints */
+  marker?: string
+}
+
+export interface CheckContext {
+  mode: ValidationMode
+  guest: GuestSession
+  expected: ExpectedKernel
+  /** whether the command line carries swiotlb=force (emulated: added by the validator) */
+  forcedSwiotlb: boolean
+  timeoutMs: number
+  /** the UKI's kernel and initrd, for kexec when the image has no /boot/vmlinuz-<release> */
+  ukiKernel?: {linux?: Buffer; initrd?: Buffer}
+}
+
+export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>
+const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
+const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
+const skip = (evidence: string): Outcome => ({verdict: 'skip', evidence})
+
+async function sh(ctx: CheckContext, script: string, timeoutMs = ctx.timeoutMs) {
+  return ctx.guest.exec(['sh', '-c', script], {timeoutMs})
+}
+
+const firstLine = (s: string, re: RegExp) => s.split('\n').find((l) => re.test(l))?.trim()
+
+/** The booted kernel is the one compile built: uname -r, /proc/version, and the series' marker line. */
+export async function checkKernel(ctx: CheckContext): Promise<Outcome> {
+  const r = await sh(ctx, 'uname -r; cat /proc/version')
+  const [release, procVersion = ''] = r.stdout.trim().split('\n')
+  const evidence = `uname -r: ${release}; /proc/version: ${procVersion}`
+  if (!ctx.expected.release) return skip(`no compile metadata to compare with (${evidence})`)
+  if (release !== ctx.expected.release) return fail(`booted ${release}, built ${ctx.expected.release} (${procVersion})`)
+  if (!procVersion.includes(ctx.expected.release)) return fail(`/proc/version does not name ${ctx.expected.release}: ${procVersion}`)
+  if (ctx.expected.version && !procVersion.includes(ctx.expected.version)) return fail(`/proc/version lacks the built version ${ctx.expected.version}: ${procVersion}`)
+  return pass(evidence)
+}
+
+/** The series' marker patch prints a line at boot. */
+export async function checkMarker(ctx: CheckContext): Promise<Outcome> {
+  if (!ctx.expected.marker) return skip('the patch series has no marker patch')
+  const r = await sh(ctx, 'dmesg')
+  const line = r.stdout.split('\n').find((l) => l.includes(ctx.expected.marker!))
+  return line ? pass(line.trim()) : fail(`no dmesg line contains "${ctx.expected.marker}"`)
+}
+
+/** The memory-encryption line for the mode (FACTS.md "What a guest prints"). */
+export async function checkMemoryEncryption(ctx: CheckContext): Promise<Outcome> {
+  const r = await sh(ctx, 'dmesg')
+  const line = firstLine(r.stdout, /Memory Encryption Features active|Secure Encrypted Virtualization \(SEV\) active/)
+  if (ctx.mode === 'emulated') {
+    return skip(`emulated mode: TCG encrypts no memory, so no SEV line can appear (${line ? `unexpected: ${line}` : 'none printed, as expected'})`)
+  }
+  if (!line) return fail('no "Memory Encryption Features active" line in dmesg')
+  const features = line.replace(/^.*active:?/, '')
+  const want = ctx.mode === 'sev-es' ? /SEV-ES/ : /SEV/
+  return want.test(features) || (ctx.mode === 'sev' && /\(SEV\) active/.test(line)) ? pass(line) : fail(`${ctx.mode} not listed: ${line}`)
+}
+
+/**
+ * SWIOTLB is set up, and (emulated) forced for every DMA. 6.1 prints "software IO TLB: mapped" only
+ * when x86 itself wants bounce buffers (RAM above 4 GiB, memory encryption); with swiotlb=force on a
+ * smaller guest the pool is kept silently, so its debugfs slab count is the evidence then.
+ */
+export async function checkSwiotlbActive(ctx: CheckContext): Promise<Outcome> {
+  const r = await sh(
+    ctx,
+    '[ -d /sys/kernel/debug/swiotlb ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; dmesg; echo "cmdline: $(cat /proc/cmdline)"; echo "nslabs: $(cat /sys/kernel/debug/swiotlb/io_tlb_nslabs 2>/dev/null)"',
+  )
+  const mapped = firstLine(r.stdout, /software IO TLB: mapped/)
+  const cmdline = (firstLine(r.stdout, /^cmdline: /) ?? '').replace(/^cmdline: /, '')
+  const nslabs = Number((firstLine(r.stdout, /^nslabs: /) ?? '').replace(/^nslabs: /, '') || 0)
+  const pool = mapped ?? (nslabs > 0 ? `/sys/kernel/debug/swiotlb/io_tlb_nslabs: ${nslabs} (${(nslabs * 2048) >> 20} MiB pool; no "mapped" line: 6.1 prints it only when x86 needs bounce buffers itself)` : undefined)
+  if (!pool) return fail(`no "software IO TLB: mapped" line in dmesg and no SWIOTLB slabs in debugfs (cmdline: ${cmdline})`)
+  if (ctx.forcedSwiotlb && !/(^|\s)swiotlb=force(\s|$)/.test(cmdline)) return fail(`${pool}; but swiotlb=force is not in /proc/cmdline: ${cmdline}`)
+  const forced = ctx.forcedSwiotlb ? `/proc/cmdline: ${cmdline}` : firstLine(r.stdout, /Memory encryption is active and system is using DMA bounce buffers/) ?? 'bounce buffers forced by memory encryption'
+  return pass(`${pool}; ${forced}`)
+}
+
+export async function checkNetwork(ctx: CheckContext): Promise<Outcome> {
+  const r = await sh(ctx, 'ip -o -4 addr show scope global; ip route show default')
+  const addr = firstLine(r.stdout, /inet /)
+  const route = firstLine(r.stdout, /^default /)
+  if (!addr) return fail(`no global IPv4 address: ${r.stdout.trim() || r.stderr.trim()}`)
+  if (!route) return fail(`no default route (${addr})`)
+  return pass(`${addr.replace(/\\.*$/, '').replace(/\s+/g, ' ').trim()}; ${route}`)
+}
+
+export async function checkCloudInit(ctx: CheckContext): Promise<Outcome> {
+  // 22.4's `status --wait` returns as soon as a module has failed, before the final stage:
+  // result.json is written when cloud-init has finished, so wait for it, then ask for the status
+  const st = await sh(ctx, 'cloud-init status --wait >/dev/null 2>&1; while [ ! -e /run/cloud-init/result.json ]; do sleep 1; done; cloud-init status --long')
+  const status = firstLine(st.stdout, /^status:/) ?? `no status (exit ${st.exitCode}: ${st.stderr.trim()})`
+  const detail = firstLine(st.stdout, /^detail:\s*\S/)
+  const rj = await ctx.guest.exec(['cat', '/run/cloud-init/result.json'], {timeoutMs: ctx.timeoutMs})
+  let errors: unknown[] = []
+  let datasource = ''
+  try {
+    const result = JSON.parse(rj.stdout) as {v1?: {errors?: unknown[]; datasource?: string}}
+    errors = result.v1?.errors ?? []
+    datasource = result.v1?.datasource ?? ''
+  } catch {
+    return fail(`${status}; /run/cloud-init/result.json missing or unreadable: ${rj.stderr.trim()}`)
+  }
+  const evidence = `${status}${detail ? `; ${detail}` : ''}; result.json datasource: ${datasource}`
+  if (status !== 'status: done') return fail(`${evidence}; errors: ${JSON.stringify(errors)}`)
+  return errors.length === 0 ? pass(evidence) : fail(`${evidence}; errors: ${JSON.stringify(errors)}`)
+}
+
+/** Byte size, offset (bytes) pairs for O_DIRECT writes: odd multiples of 512, offsets off page alignment. */
+export const DIRECT_IO_CASES: {bs: number; count: number; offset: number}[] = [
+  {bs: 512, count: 1, offset: 512 * 7},
+  {bs: 512, count: 33, offset: 512 * 4099},
+  {bs: 4608, count: 13, offset: 512 * 3},
+  {bs: 65024, count: 7, offset: 4096 + 512},
+  {bs: 131584, count: 5, offset: (1 << 20) - 512},
+  {bs: 1048576, count: 8, offset: 512 * 9},
+  {bs: 3584, count: 301, offset: 512 * 11},
+  {bs: 4194304 - 512, count: 2, offset: 512 * 13},
+]
+
+export const SCRATCH_SERIAL = 'cvmscratch'
+
+/**
+ * The guest script: O_DIRECT writes of random data at odd sizes and offsets to the scratch NVMe disk
+ * and to a file on the NVMe root, O_DIRECT read-backs, sha256 compared; meanwhile a sampler reads
+ * the SWIOTLB slot counters, so the same run shows the bounce buffers were used.
+ */
+export function directIoScript(cases = DIRECT_IO_CASES): string {
+  const list = cases.map((c) => `${c.bs}:${c.count}:${c.offset}`).join(' ')
+  return `set -u
+S=/sys/kernel/debug/swiotlb
+[ -d $S ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+dev=
+for b in /sys/block/nvme*; do
+  [ "$(tr -d ' ' < $b/device/serial 2>/dev/null)" = ${SCRATCH_SERIAL} ] && dev=/dev/\${b##*/}
+done
+[ -n "$dev" ] || { echo "error: no NVMe disk with serial ${SCRATCH_SERIAL}"; exit 2; }
+nslabs=$(cat $S/io_tlb_nslabs 2>/dev/null || echo none)
+idle=$(cat $S/io_tlb_used 2>/dev/null || echo none)
+echo "swiotlb nslabs=$nslabs idle_used=$idle hiwater_before=$(cat $S/io_tlb_used_hiwater 2>/dev/null || echo none)"
+rm -f /run/cvm-io.done /run/cvm-io.max
+if [ -r $S/io_tlb_used ]; then
+  ( max=0; n=0; while [ ! -e /run/cvm-io.done ]; do u=$(cat $S/io_tlb_used); n=$((n+1)); [ "$u" -gt "$max" ] && max=$u; done; echo "$max $n" > /run/cvm-io.max ) &
+fi
+src=/dev/shm/cvm-io.src
+head -c 16777216 /dev/urandom > $src
+rootfile=/var/tmp/cvm-direct-io.bin
+dd if=/dev/zero of=$rootfile bs=1M count=24 status=none
+srcoff=0
+for c in ${list}; do
+  bs=\${c%%:*}; rest=\${c#*:}; count=\${rest%%:*}; off=\${rest#*:}
+  bytes=$((bs * count))
+  for target in $dev $rootfile; do
+    want=$(dd if=$src iflag=skip_bytes,count_bytes skip=$srcoff count=$bytes bs=65536 status=none | sha256sum | cut -c1-64)
+    dd if=$src of=$target iflag=skip_bytes,fullblock skip=$srcoff bs=$bs count=$count oflag=direct,seek_bytes seek=$off conv=notrunc,fsync status=none || echo "error: write bs=$bs count=$count off=$off to $target failed"
+    got=$(dd if=$target iflag=direct,skip_bytes skip=$off bs=$bs count=$count status=none | sha256sum | cut -c1-64)
+    if [ "$want" = "$got" ]; then echo "ok $target bs=$bs count=$count off=$off sha256=$got"; else echo "MISMATCH $target bs=$bs count=$count off=$off want=$want got=$got"; fi
+  done
+  srcoff=$(( (srcoff + bytes + 512) % 8388608 ))
+done
+touch /run/cvm-io.done; wait
+echo "sampled $(cat /run/cvm-io.max 2>/dev/null || echo 'none 0')"
+echo "hiwater_after=$(cat $S/io_tlb_used_hiwater 2>/dev/null || echo none)"
+rm -f $src $rootfile /run/cvm-io.done /run/cvm-io.max
+`
+}
+
+export interface DirectIoRun {
+  ok: string[]
+  mismatches: string[]
+  errors: string[]
+  nslabs?: number
+  idleUsed?: number
+  peakUsed?: number
+  samples: number
+  hiwaterBefore?: number
+  hiwaterAfter?: number
+}
+
+const num = (s: string | undefined) => (s === undefined || s === 'none' || s === '' ? undefined : Number(s))
+
+export function parseDirectIo(out: string): DirectIoRun {
+  const lines = out.split('\n')
+  const head = /swiotlb nslabs=(\S+) idle_used=(\S+) hiwater_before=(\S+)/.exec(out)
+  const sampled = /^sampled (\S+) (\d+)/m.exec(out)
+  return {
+    ok: lines.filter((l) => l.startsWith('ok ')),
+    mismatches: lines.filter((l) => l.startsWith('MISMATCH ')),
+    errors: lines.filter((l) => l.startsWith('error:') || /dd: /.test(l)),
+    nslabs: num(head?.[1]),
+    idleUsed: num(head?.[2]),
+    hiwaterBefore: num(head?.[3]),
+    peakUsed: num(sampled?.[1]),
+    samples: Number(sampled?.[2] ?? 0),
+    hiwaterAfter: num(/hiwater_after=(\S+)/.exec(out)?.[1]),
+  }
+}
+
+/** Runs the O_DIRECT script once; two checks read its result. */
+export async function runDirectIo(ctx: CheckContext): Promise<DirectIoRun> {
+  const r = await sh(ctx, directIoScript(), Math.max(ctx.timeoutMs, 600_000))
+  return parseDirectIo(`${r.stdout}\n${r.stderr}`)
+}
+
+export function nvmeIntegrityOutcome(io: DirectIoRun): Outcome {
+  const total = DIRECT_IO_CASES.length * 2
+  if (io.mismatches.length > 0) return fail(`${io.mismatches.length} of ${total} O_DIRECT read-backs differ: ${io.mismatches[0]}`)
+  if (io.errors.length > 0) return fail(io.errors.slice(0, 3).join('; '))
+  if (io.ok.length !== total) return fail(`only ${io.ok.length} of ${total} O_DIRECT cases ran`)
+  const sizes = DIRECT_IO_CASES.map((c) => c.bs).join(',')
+  return pass(`${io.ok.length}/${total} O_DIRECT write+read-back cases match by sha256 (scratch NVMe disk and a file on the NVMe root; bs ${sizes}; offsets 512-aligned, not page-aligned)`)
+}
+
+export function bounceOutcome(io: DirectIoRun): Outcome {
+  if (io.nslabs === undefined) return fail('no /sys/kernel/debug/swiotlb/io_tlb_nslabs (CONFIG_DEBUG_FS, or SWIOTLB not initialised?)')
+  const hiwaterMoved = io.hiwaterAfter !== undefined && io.hiwaterBefore !== undefined && io.hiwaterAfter > (io.idleUsed ?? 0)
+  const sampledMoved = io.peakUsed !== undefined && io.peakUsed > (io.idleUsed ?? 0)
+  const evidence = `io_tlb_used idle ${io.idleUsed}, peak ${io.peakUsed ?? 'n/a'} over ${io.samples} samples during O_DIRECT I/O${io.hiwaterAfter !== undefined ? `, io_tlb_used_hiwater ${io.hiwaterBefore} -> ${io.hiwaterAfter}` : ''} (io_tlb_nslabs ${io.nslabs})`
+  return sampledMoved || hiwaterMoved ? pass(evidence) : fail(`bounce counters did not move: ${evidence}`)
+}

@@ -1,0 +1,187 @@
+import {join} from 'node:path'
+
+import {HostError} from '../errors.js'
+import type {ValidationMode} from '../recipe/schema.js'
+import {LocalHost, type ValidationHost} from './host.js'
+import {openValidationHost, type HostTarget} from './open-host.js'
+
+export const QEMU_BINARY = 'qemu-system-x86_64'
+export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
+export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd'
+
+/** What a host can run, for `doctor` and before every validation. */
+export interface HostReport {
+  host: string
+  cpuVendor?: string
+  kvm: {device: boolean; usable: boolean; detail: string}
+  sev: {
+    /** /sys/module/kvm_amd/parameters/{sev,sev_es,sev_snp} */
+    kvmAmd: {sev: boolean; sevEs: boolean; sevSnp: boolean; loaded: boolean}
+    devSev: boolean
+    /** dmesg lines "SEV enabled (ASIDs a - b)", "SEV-ES enabled (ASIDs 1 - n)" */
+    asids: {sev?: string; sevEs?: string}
+    /** CPUID 0x8000001F EBX[5:0] */
+    cbitpos?: number
+    /** CPUID 0x8000001F EBX[11:6] */
+    physBitsReduction?: number
+  }
+  qemu: {binary: string; version?: string}
+  ovmf: {code: string; vars: string; present: boolean; version?: string}
+  /** per mode: what is missing for it (empty: the mode can run here) */
+  modes: Record<ValidationMode, {available: boolean; missing: string[]}>
+}
+
+export interface ProbeOptions {
+  /** run the KVM probe guest (a few seconds; skipped when /dev/kvm is absent) */
+  probeKvm?: boolean
+  signal?: AbortSignal
+}
+
+/**
+ * Probes a host's ability to validate: KVM that really runs a guest, SEV/SEV-ES in kvm_amd,
+ * /dev/sev, ASIDs, C-bit position, QEMU and OVMF. The service behind `cvm-image doctor [--host]`.
+ */
+export async function probeHost(host: ValidationHost = new LocalHost(), opts: ProbeOptions = {}): Promise<HostReport> {
+  const param = async (name: string) => {
+    const v = (await host.readFile(`/sys/module/kvm_amd/parameters/${name}`))?.toString().trim()
+    return v === 'Y' || v === '1'
+  }
+  const exists = async (p: string) => (await host.exec('test', ['-e', p])).exitCode === 0
+  const loaded = await exists('/sys/module/kvm_amd')
+  const kvmAmd = {loaded, sev: await param('sev'), sevEs: await param('sev_es'), sevSnp: await param('sev_snp')}
+  const devSev = await exists('/dev/sev')
+  const cpuinfo = (await host.readFile('/proc/cpuinfo'))?.toString() ?? ''
+  const cpuVendor = /^vendor_id\s*:\s*(\S+)/m.exec(cpuinfo)?.[1]
+
+  const dmesg = (await host.exec('dmesg', [], {signal: opts.signal})).stdout
+  const asids = {
+    sev: /SEV enabled \(ASIDs [^)]*\)/.exec(dmesg)?.[0],
+    sevEs: /SEV-ES enabled \(ASIDs [^)]*\)/.exec(dmesg)?.[0],
+  }
+  const leaf = cpuVendor === 'AuthenticAMD' ? await readCpuidLeaf(host, 0x8000001f) : undefined
+  // EAX bit 1: the CPU supports SEV; without it EBX holds no C-bit position
+  const sevCpu = leaf !== undefined && (leaf.eax & 0x2) !== 0
+  const cbitpos = sevCpu ? leaf.ebx & 0x3f : undefined
+  const physBitsReduction = sevCpu ? (leaf.ebx >> 6) & 0x3f : undefined
+
+  const qv = await host.exec(QEMU_BINARY, ['--version'])
+  const qemu = {binary: QEMU_BINARY, version: qv.exitCode === 0 ? /version (\S+)/.exec(qv.stdout)?.[1] : undefined}
+  const ovmfPresent = (await exists(OVMF_CODE)) && (await exists(OVMF_VARS))
+  const ov = await host.exec('dpkg-query', ['-W', '-f', '${Version}', 'ovmf'])
+  const ovmf = {code: OVMF_CODE, vars: OVMF_VARS, present: ovmfPresent, version: ov.exitCode === 0 && ov.stdout ? ov.stdout : undefined}
+
+  const kvmDevice = await exists('/dev/kvm')
+  let kvm = {device: kvmDevice, usable: false, detail: '/dev/kvm is absent'}
+  if (kvmDevice && qemu.version && opts.probeKvm !== false) kvm = {device: true, ...(await probeKvm(host, opts.signal))}
+  else if (kvmDevice) kvm = {device: true, usable: false, detail: 'not probed'}
+
+  const report: Omit<HostReport, 'modes'> = {host: host.label, cpuVendor, kvm, sev: {kvmAmd, devSev, asids, cbitpos, physBitsReduction}, qemu, ovmf}
+  return {...report, modes: modeSupport(report)}
+}
+
+/** What each mode lacks on a probed host. Pure, so the decision is testable with any host. */
+export function modeSupport(r: Omit<HostReport, 'modes'>): HostReport['modes'] {
+  const common: string[] = []
+  if (!r.qemu.version) common.push(`${r.qemu.binary} (package qemu-system-x86)`)
+  if (!r.ovmf.present) common.push(`OVMF firmware at ${r.ovmf.code} and ${r.ovmf.vars} (package ovmf)`)
+  const sev = [...common]
+  if (r.cpuVendor !== 'AuthenticAMD') sev.push(`an AMD CPU (this host's CPU vendor is ${r.cpuVendor ?? 'unknown'})`)
+  if (!r.kvm.usable) sev.push(`working KVM (${r.kvm.detail})`)
+  if (!r.sev.kvmAmd.loaded) sev.push('the kvm_amd module (/sys/module/kvm_amd is absent)')
+  else if (!r.sev.kvmAmd.sev) sev.push('SEV enabled in kvm_amd (/sys/module/kvm_amd/parameters/sev is not Y or 1)')
+  if (!r.sev.devSev) sev.push('/dev/sev (the AMD PSP/CCP driver)')
+  if (r.sev.cbitpos === undefined) sev.push('the C-bit position (CPUID 0x8000001F via /dev/cpu/0/cpuid or the cpuid tool)')
+  const sevEs = [...sev]
+  if (r.sev.kvmAmd.loaded && !r.sev.kvmAmd.sevEs) sevEs.push('SEV-ES enabled in kvm_amd (/sys/module/kvm_amd/parameters/sev_es is not Y or 1)')
+  const m = (missing: string[]) => ({available: missing.length === 0, missing})
+  return {emulated: m(common), sev: m(sev), 'sev-es': m(sevEs)}
+}
+
+/** Throws a HostError naming everything the host lacks for a mode. Never a silent fallback. */
+export function requireMode(r: HostReport, mode: ValidationMode): void {
+  const {missing} = r.modes[mode]
+  if (missing.length === 0) return
+  throw new HostError(`validation mode ${mode} cannot run on ${r.host}: it lacks ${missing.join('; ')}`, {
+    details: missing.map((x) => `  missing: ${x}`),
+    hint:
+      mode === 'emulated'
+        ? 'install qemu-system-x86 and ovmf (`cvm-image doctor --install`)'
+        : `run on an AMD host with ${mode === 'sev' ? 'SEV' : 'SEV-ES'} enabled (--host user@host), or use --mode emulated`,
+  })
+}
+
+/** One CPUID leaf through the cpuid driver (file offset = leaf), or the cpuid tool. */
+async function readCpuidLeaf(host: ValidationHost, leaf: number): Promise<{eax: number; ebx: number; ecx: number; edx: number} | undefined> {
+  const od = await host.exec('od', ['-An', '-tx4', '-v', '-j', String(leaf), '-N', '16', '/dev/cpu/0/cpuid'])
+  const words = od.stdout.trim().split(/\s+/).filter(Boolean)
+  if (od.exitCode === 0 && words.length === 4) {
+    const [eax, ebx, ecx, edx] = words.map((w) => Number.parseInt(w, 16))
+    return {eax, ebx, ecx, edx}
+  }
+  const tool = await host.exec('cpuid', ['-1', '-r', '-l', `0x${leaf.toString(16)}`])
+  const m = /eax=0x([0-9a-f]+) ebx=0x([0-9a-f]+) ecx=0x([0-9a-f]+) edx=0x([0-9a-f]+)/.exec(tool.stdout)
+  if (tool.exitCode === 0 && m) return {eax: Number.parseInt(m[1], 16), ebx: Number.parseInt(m[2], 16), ecx: Number.parseInt(m[3], 16), edx: Number.parseInt(m[4], 16)}
+  return undefined
+}
+
+const KVM_PROBE_TIMEOUT_MS = 20_000
+
+/**
+ * Starts OVMF under KVM with no disk: a KVM that runs guests gets OVMF to its boot manager, which
+ * says "BdsDxe" on the serial port within seconds. A broken KVM (e.g. a shim that can run real-mode
+ * code but not OVMF) stops with "KVM internal error" or hangs; both count as unusable.
+ */
+async function probeKvm(host: ValidationHost, signal?: AbortSignal): Promise<{usable: boolean; detail: string}> {
+  const dir = await host.tempDir()
+  const vars = join(dir, 'kvm-probe-vars.fd')
+  const serial = join(dir, 'kvm-probe-serial.log')
+  const varsData = await host.readFile(OVMF_VARS)
+  if (!varsData) return {usable: false, detail: `not probed: ${OVMF_VARS} is missing`}
+  await host.writeFile(vars, varsData)
+  const qemu = host.spawn(QEMU_BINARY, [
+    '-accel', 'kvm', '-machine', 'q35', '-m', '256', '-display', 'none', '-nodefaults', '-no-user-config', '-no-reboot',
+    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
+    '-serial', `file:${serial}`,
+  ])
+  const deadline = Date.now() + KVM_PROBE_TIMEOUT_MS
+  let exited = false
+  void qemu.exited.then(() => (exited = true))
+  try {
+    while (Date.now() < deadline && !signal?.aborted) {
+      if ((await host.readFile(serial))?.includes('BdsDxe')) return {usable: true, detail: 'OVMF reached its boot manager under KVM'}
+      const err = qemu.output().split('\n').find((l) => /KVM internal error|Could not access KVM|failed to initialize kvm/i.test(l))
+      if (err) return {usable: false, detail: `OVMF failed under KVM: ${err.trim()}`}
+      if (exited) return {usable: false, detail: `QEMU with KVM exited early: ${qemu.output().trim().split('\n').pop() ?? ''}`}
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    return {usable: false, detail: `OVMF did not reach its boot manager under KVM within ${KVM_PROBE_TIMEOUT_MS / 1000} s`}
+  } finally {
+    await qemu.kill()
+  }
+}
+
+/**
+ * `cvm-image doctor [--host user@host --host-key SHA256:...|--known-hosts FILE]`: opens the host (this
+ * machine when target.host is unset; a remote one only with its key pinned), probes it, closes it.
+ */
+export async function probeValidationHost(target: HostTarget = {}): Promise<HostReport> {
+  const host = await openValidationHost(target)
+  try {
+    return await probeHost(host, {signal: target.signal})
+  } finally {
+    await host.cleanup()
+  }
+}
+
+/** The report as lines for people (doctor's text output). */
+export function describeHostReport(r: HostReport): string[] {
+  const yn = (b: boolean) => (b ? 'yes' : 'no')
+  const lines = [
+    `validation host ${r.host}: CPU ${r.cpuVendor ?? 'unknown'}, QEMU ${r.qemu.version ?? 'MISSING'}, OVMF ${r.ovmf.present ? (r.ovmf.version ?? 'present') : 'MISSING'}`,
+    `  KVM: ${r.kvm.device ? (r.kvm.usable ? 'usable' : 'NOT usable') : 'absent'} (${r.kvm.detail})`,
+    `  kvm_amd: ${r.sev.kvmAmd.loaded ? `sev=${yn(r.sev.kvmAmd.sev)} sev_es=${yn(r.sev.kvmAmd.sevEs)} sev_snp=${yn(r.sev.kvmAmd.sevSnp)}` : 'not loaded'}; /dev/sev: ${yn(r.sev.devSev)}; C-bit: ${r.sev.cbitpos ?? 'n/a'}`,
+  ]
+  if (r.sev.asids.sev || r.sev.asids.sevEs) lines.push(`  ASIDs: ${[r.sev.asids.sev, r.sev.asids.sevEs].filter(Boolean).join('; ')}`)
+  for (const [mode, m] of Object.entries(r.modes)) lines.push(`  mode ${mode}: ${m.available ? 'available' : `unavailable: missing ${m.missing.join('; ')}`}`)
+  return lines
+}

@@ -1,0 +1,58 @@
+import {describe, expect, it} from 'vitest'
+
+import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
+
+const base: QemuSpec = {
+  mode: 'emulated',
+  accel: 'tcg',
+  memoryMiB: 2048,
+  cpus: 2,
+  firmware: {code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/w/OVMF_VARS.fd'},
+  disks: [{path: '/img/disk.raw', format: 'raw', serial: 'cvmroot', snapshot: true}],
+  sshPort: 40022,
+  serialLog: '/w/serial.log',
+}
+
+/** value after each occurrence of a flag */
+const after = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []))
+
+describe('buildQemuArgs', () => {
+  it('emulated: q35 under TCG, OVMF code read-only, the disk on NVMe with writes to a snapshot, hostfwd on 127.0.0.1', () => {
+    const argv = buildQemuArgs({...base, kernel: {path: '/w/uki.efi', append: 'root=PARTUUID=x console=ttyS0 swiotlb=force'}})
+    expect(after(argv, '-machine')).toEqual(['q35'])
+    expect(after(argv, '-accel')).toEqual(['tcg'])
+    expect(argv).not.toContain('-object')
+    expect(after(argv, '-drive')).toEqual([
+      'if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd',
+      'if=pflash,format=raw,unit=1,file=/w/OVMF_VARS.fd',
+      'file=/img/disk.raw,format=raw,if=none,id=disk0,snapshot=on',
+    ])
+    expect(after(argv, '-device')).toEqual(['nvme,drive=disk0,serial=cvmroot', 'virtio-net-pci,netdev=net0'])
+    expect(after(argv, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22'])
+    expect(after(argv, '-append')).toEqual(['root=PARTUUID=x console=ttyS0 swiotlb=force'])
+    expect(after(argv, '-serial')).toEqual(['file:/w/serial.log'])
+  })
+
+  it('sev: the documented form, confidential-guest-support=sev0 and sev-guest with cbitpos, reduced-phys-bits=1, policy=0x1', () => {
+    const argv = buildQemuArgs({...base, mode: 'sev', accel: 'kvm', cbitpos: 51})
+    expect(after(argv, '-machine')).toEqual(['q35,confidential-guest-support=sev0'])
+    expect(after(argv, '-object')).toEqual(['sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1'])
+    expect(after(argv, '-accel')).toEqual(['kvm'])
+  })
+
+  it('sev-es: policy 0x5 (NODBG + ES)', () => {
+    const argv = buildQemuArgs({...base, mode: 'sev-es', accel: 'kvm', cbitpos: 47})
+    expect(after(argv, '-object')).toEqual(['sev-guest,id=sev0,cbitpos=47,reduced-phys-bits=1,policy=0x5'])
+    expect(argv).toContain('-no-reboot')
+  })
+
+  it('refuses SEV under TCG and SEV without a C-bit position', () => {
+    expect(() => buildQemuArgs({...base, mode: 'sev', accel: 'tcg', cbitpos: 51})).toThrow(/needs KVM/)
+    expect(() => buildQemuArgs({...base, mode: 'sev-es', accel: 'kvm'})).toThrow(/C-bit/)
+  })
+
+  it('the NoCloudNet SMBIOS serial keeps its semicolons and doubles commas for QEMU', () => {
+    const argv = buildQemuArgs({...base, smbiosSerial: 'ds=nocloud-net;s=http://10.0.2.2:8000/'})
+    expect(after(argv, '-smbios')).toEqual(['type=1,serial=ds=nocloud-net;s=http://10.0.2.2:8000/'])
+  })
+})

@@ -1,0 +1,82 @@
+import type {ValidationMode} from '../recipe/schema.js'
+
+/** SEV guest policy bits (AMD SEV API, LAUNCH_START): bit 0 NODBG, bit 2 ES. */
+export const SEV_POLICY: Record<Exclude<ValidationMode, 'emulated'>, number> = {sev: 0x1, 'sev-es': 0x5}
+
+export interface QemuDisk {
+  /** path on the host QEMU runs on */
+  path: string
+  format: 'raw' | 'qcow2'
+  /** NVMe controller serial: how the guest tells the disks apart */
+  serial: string
+  /** writes go to a throw-away overlay; the file is never modified */
+  snapshot?: boolean
+  readOnly?: boolean
+}
+
+export interface QemuSpec {
+  mode: ValidationMode
+  accel: 'tcg' | 'kvm'
+  memoryMiB: number
+  cpus: number
+  firmware: {code: string; vars: string}
+  /** the root disk first; every disk is an NVMe controller of its own, as on a CVM */
+  disks: QemuDisk[]
+  /** direct UKI boot with an extra command line (systemd-stub takes load options when Secure Boot is off) */
+  kernel?: {path: string; append: string}
+  /** host port (127.0.0.1) forwarded to the guest's sshd */
+  sshPort: number
+  serialLog: string
+  pidFile?: string
+  /** SMBIOS type 1 serial, e.g. ds=nocloud-net;s=http://10.0.2.2:PORT/ */
+  smbiosSerial?: string
+  /** CPUID 0x8000001F EBX[5:0] of the host; required for sev and sev-es */
+  cbitpos?: number
+  reducedPhysBits?: number
+}
+
+/**
+ * The QEMU command line for one validation boot, as an argument array. Pure: the same spec gives
+ * the same argv, so the SEV forms can be tested where there is no SEV.
+ */
+export function buildQemuArgs(spec: QemuSpec): string[] {
+  if (spec.mode !== 'emulated' && spec.accel !== 'kvm') throw new Error(`mode ${spec.mode} needs KVM: TCG cannot run an encrypted guest`)
+  if (spec.mode !== 'emulated' && spec.cbitpos === undefined) throw new Error(`mode ${spec.mode} needs the host's C-bit position (CPUID 0x8000001F EBX[5:0])`)
+  if (spec.disks.length === 0) throw new Error('a validation boot needs a root disk')
+
+  const machine = spec.mode === 'emulated' ? 'q35' : 'q35,confidential-guest-support=sev0'
+  const args = ['-machine', machine, '-accel', spec.accel]
+  // the guest sees the host's CPU (and, under SEV, its C-bit position): a named model could hide either
+  if (spec.accel === 'kvm') args.push('-cpu', 'host')
+  args.push('-m', String(spec.memoryMiB), '-smp', String(spec.cpus))
+  if (spec.mode !== 'emulated') {
+    const policy = `0x${SEV_POLICY[spec.mode].toString(16)}`
+    args.push('-object', `sev-guest,id=sev0,cbitpos=${spec.cbitpos},reduced-phys-bits=${spec.reducedPhysBits ?? 1},policy=${policy}`)
+  }
+  args.push(
+    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${drivePath(spec.firmware.code)}`,
+    '-drive', `if=pflash,format=raw,unit=1,file=${drivePath(spec.firmware.vars)}`,
+  )
+  spec.disks.forEach((d, i) => {
+    const opts = [`file=${drivePath(d.path)}`, `format=${d.format}`, 'if=none', `id=disk${i}`]
+    if (d.snapshot) opts.push('snapshot=on')
+    if (d.readOnly) opts.push('readonly=on')
+    args.push('-drive', opts.join(','), '-device', `nvme,drive=disk${i},serial=${d.serial}`)
+  })
+  args.push(
+    '-netdev', `user,id=net0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`,
+    '-device', 'virtio-net-pci,netdev=net0',
+  )
+  if (spec.smbiosSerial) args.push('-smbios', `type=1,serial=${spec.smbiosSerial.replaceAll(',', ',,')}`)
+  if (spec.kernel) args.push('-kernel', spec.kernel.path, '-append', spec.kernel.append)
+  // SEV-ES guests cannot be reset: a reboot must end QEMU, and so must a kexec gone wrong in any mode.
+  args.push('-no-reboot')
+  args.push('-serial', `file:${spec.serialLog}`, '-monitor', 'none', '-display', 'none', '-nodefaults', '-no-user-config')
+  if (spec.pidFile) args.push('-pidfile', spec.pidFile)
+  return args
+}
+
+/** QEMU's -drive splits on commas; a comma in a path is written twice. */
+function drivePath(p: string): string {
+  return p.replaceAll(',', ',,')
+}

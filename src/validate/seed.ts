@@ -1,0 +1,102 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {readFile, writeFile} from 'node:fs/promises'
+import {createServer} from 'node:http'
+import {join} from 'node:path'
+
+import Handlebars from 'handlebars'
+import ssh2 from 'ssh2'
+
+import {run} from '../util/exec.js'
+
+/** Keys made for one validation run: the client key the guest accepts, and the guest's own host key. */
+export interface RunKeys {
+  clientPrivateKey: string
+  clientPublicKey: string
+  hostPrivateKey: string
+  hostPublicKey: string
+  /** SHA256:<base64> of the guest host key, as ssh-keygen -l prints it */
+  hostKeyFingerprint: string
+}
+
+export interface NoCloudSeed {
+  userData: string
+  metaData: string
+}
+
+/** Ephemeral ed25519 keys, generated in memory for every run; they never touch the image. */
+export function generateRunKeys(): RunKeys {
+  const client = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'cvm-image-validate'})
+  const host = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'cvm-image-validate-guest'})
+  return {
+    clientPrivateKey: client.private,
+    clientPublicKey: client.public,
+    hostPrivateKey: host.private,
+    hostPublicKey: host.public,
+    hostKeyFingerprint: fingerprintOf(host.public),
+  }
+}
+
+/** SHA256 fingerprint of an OpenSSH public key line or of a raw key blob. */
+export function fingerprintOf(key: string | Buffer): string {
+  const blob = typeof key === 'string' ? Buffer.from(key.trim().split(/\s+/)[1] ?? '', 'base64') : key
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`
+}
+
+/** Renders templates/seed/{user-data,meta-data}.hbs for one run. */
+export async function renderSeed(templatesDir: string, keys: RunKeys, opts: {hostname: string; instanceId?: string}): Promise<NoCloudSeed> {
+  const hb = Handlebars.create()
+  hb.registerHelper('indent', (text: string, n: number) =>
+    new Handlebars.SafeString(
+      String(text)
+        .trimEnd()
+        .split('\n')
+        .map((l) => ' '.repeat(n) + l)
+        .join('\n'),
+    ),
+  )
+  const vars = {
+    authorizedKey: keys.clientPublicKey.trim(),
+    hostKeyPrivate: keys.hostPrivateKey,
+    hostKeyPublic: keys.hostPublicKey.trim(),
+    hostname: opts.hostname,
+    instanceId: opts.instanceId ?? `cvm-validate-${randomBytes(6).toString('hex')}`,
+  }
+  const render = async (name: string) => hb.compile(await readFile(join(templatesDir, 'seed', `${name}.hbs`), 'utf8'), {noEscape: true})(vars)
+  return {userData: await render('user-data'), metaData: await render('meta-data')}
+}
+
+export const SEED_LABEL = 'CIDATA'
+
+/**
+ * A NoCloud seed disk: a small FAT filesystem labelled CIDATA holding user-data and meta-data,
+ * made on a plain file with mkfs.vfat and mtools (no mount, no root).
+ */
+export async function writeSeedDisk(dir: string, seed: NoCloudSeed, signal?: AbortSignal): Promise<string> {
+  const img = join(dir, 'seed.img')
+  const userData = join(dir, 'user-data')
+  const metaData = join(dir, 'meta-data')
+  await writeFile(userData, seed.userData, {mode: 0o600})
+  await writeFile(metaData, seed.metaData)
+  await run('mkfs.vfat', ['-C', '-n', SEED_LABEL, img, '1024'], {what: 'make the NoCloud seed disk', signal})
+  await run('mcopy', ['-i', img, userData, metaData, '::'], {what: 'copy the NoCloud seed files', signal})
+  return img
+}
+
+/**
+ * The seed over HTTP for cloud-init's NoCloudNet, on 127.0.0.1 (the guest reaches it as 10.0.2.2
+ * through QEMU's user network). Only for a local host.
+ */
+export async function serveSeed(seed: NoCloudSeed): Promise<{port: number; requests: string[]; close(): Promise<void>}> {
+  const requests: string[] = []
+  const files: Record<string, string> = {'/user-data': seed.userData, '/meta-data': seed.metaData, '/vendor-data': ''}
+  const srv = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`)
+    const body = files[req.url ?? '']
+    res.writeHead(body === undefined ? 404 : 200, {'content-type': 'text/plain'})
+    res.end(body ?? '')
+  })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const addr = srv.address()
+  const port = typeof addr === 'object' && addr ? addr.port : 0
+  return {port, requests, close: () => new Promise((resolve) => srv.close(() => resolve()))}
+}

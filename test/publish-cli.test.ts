@@ -1,0 +1,83 @@
+import {execFile} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
+
+import type {PublishResult} from '../src/publish/index.js'
+import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
+import {repoRoot} from './helpers/paths.js'
+import {startSshd, type TestSshd} from './helpers/sshd.js'
+
+// each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
+vi.setConfig({testTimeout: 240_000})
+
+const exec = promisify(execFile)
+const bin = join(repoRoot, 'bin', 'run.js')
+
+async function cli(args: string[]): Promise<{code: number; stdout: string; stderr: string}> {
+  try {
+    const r = await exec(process.execPath, [bin, ...args], {cwd: repoRoot, maxBuffer: 16 * 1024 * 1024})
+    return {code: 0, stdout: r.stdout, stderr: r.stderr}
+  } catch (e) {
+    const err = e as {code: number; stdout: string; stderr: string}
+    return {code: err.code, stdout: err.stdout, stderr: err.stderr}
+  }
+}
+
+let work: string
+let cache: string
+let sshd: TestSshd
+
+beforeAll(async () => {
+  if (!existsSync(join(repoRoot, 'dist', 'commands', 'publish.js'))) throw new Error('dist/ is not built: run scripts/test (or npx tsc -p .) first')
+  work = await mkdtemp(join(tmpdir(), 'cvm-publish-cli-'))
+  cache = join(work, 'cache')
+  sshd = await startSshd()
+  await makeBuildRecordFixture(cache, {recipeId: 'cli-passed', seed: 'cli', formats: ['raw', 'gce']})
+  await makeBuildRecordFixture(cache, {recipeId: 'cli-unvalidated', seed: 'cli-u', validation: 'missing', formats: ['qcow2']})
+})
+
+afterAll(async () => {
+  await sshd?.stop()
+  if (work) await rm(work, {recursive: true, force: true})
+})
+
+describe('cvm-image publish (the built binary)', () => {
+  it('publishes a recipe\'s last build to a directory and prints the typed result with --json; again is a no-op', async () => {
+    const out = join(work, 'out')
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `dir:${out}`, '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const res = JSON.parse(r.stdout) as PublishResult
+    expect(res.location).toBe(`dir:${join(out, 'cli-passed', res.version)}`)
+    expect(res.files.map((f) => f.name)).toEqual(['disk.raw', `cli-passed-${res.version}.tar.gz`, 'provenance.intoto.json', 'SHA256SUMS', 'manifest.json'])
+    expect(res.manifest.gce.guestOsFeatures.map((g) => g.type)).toContain('UEFI_COMPATIBLE')
+    const again = JSON.parse((await cli(['publish', join(cache, 'builds', 'cli-passed.json'), '--cache-dir', cache, '--to', `dir:${out}`, '--json'])).stdout) as PublishResult
+    expect(again.unchanged).toBe(true)
+    expect(again.bytesUploaded).toBe(0)
+  })
+
+  it('publishes over SFTP with --host-key and --identity', async () => {
+    const dest = join(work, 'sftp')
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `sftp://${sshd.user}@127.0.0.1:${sshd.port}${dest}`, '--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath, '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const res = JSON.parse(r.stdout) as PublishResult
+    expect(existsSync(join(dest, 'cli-passed', res.version, 'manifest.json'))).toBe(true)
+  })
+
+  it('exits 4 for an unvalidated build, 3 for an unknown host key, 2 for a missing build record', async () => {
+    const u = await cli(['publish', 'cli-unvalidated', '--cache-dir', cache, '--to', `dir:${join(work, 'out')}`, '--json'])
+    expect(u.code).toBe(4)
+    expect(JSON.parse(u.stdout).error.hint).toContain('--allow-unvalidated')
+    const known = join(work, 'nobody_known_hosts')
+    const h = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `sftp://${sshd.user}@127.0.0.1:${sshd.port}${join(work, 'x')}`, '--host-key', known, '--identity', sshd.userKeyPath])
+    expect(h.code).toBe(3)
+    expect(h.stderr).toContain(sshd.hostKeyFingerprint)
+    const m = await cli(['publish', 'no-such-recipe', '--cache-dir', cache])
+    expect(m.code).toBe(2)
+    expect(m.stderr).toMatch(/no build record/)
+  })
+})
