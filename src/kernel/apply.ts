@@ -3,7 +3,6 @@ import {readFile} from 'node:fs/promises'
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
 import {sha256} from '../util/fsx.js'
-import {patchHunks} from './upstream.js'
 
 export interface PatchToApply {
   /** how people know it: "5.10/series.yaml: 1f221a0d0dbf swiotlb: respect min_align_mask" */
@@ -56,4 +55,14 @@ async function patchFailure(p: PatchToApply, output: string, appliedBefore: numb
     details: [`  patch file: ${p.path}`, ...failures.slice(1).map((f) => `  ${f}`), `  ${appliedBefore} patch(es) before it applied; the source tree is unchanged and nothing was built`],
     hint: 'refresh the patch against this kernel version, or drop it from the series if the source already has the change',
   })
+}
+
+/** The files a patch changes and its hunks, for naming the hunk that failed. */
+export async function patchHunks(file: string): Promise<Array<{file: string; hunks: string[]}>> {
+  const out: Array<{file: string; hunks: string[]}> = []
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    if (line.startsWith('+++ ')) out.push({file: line.slice(4).split('\t')[0].replace(/^b\//, ''), hunks: []})
+    else if (line.startsWith('@@ ') && out.length) out.at(-1)!.hunks.push(line)
+  }
+  return out
 }

@@ -1,5 +1,4 @@
 import {existsSync} from 'node:fs'
-import {readFile} from 'node:fs/promises'
 import {isAbsolute, join, resolve} from 'node:path'
 
 import {InputError} from '../errors.js'
@@ -75,14 +74,4 @@ export class UpstreamPatches {
     })
     return repo
   }
-}
-
-/** The files a patch changes and its hunks, for naming the hunk that failed. */
-export async function patchHunks(file: string): Promise<Array<{file: string; hunks: string[]}>> {
-  const out: Array<{file: string; hunks: string[]}> = []
-  for (const line of (await readFile(file, 'utf8')).split('\n')) {
-    if (line.startsWith('+++ ')) out.push({file: line.slice(4).split('\t')[0].replace(/^b\//, ''), hunks: []})
-    else if (line.startsWith('@@ ') && out.length) out.at(-1)!.hunks.push(line)
-  }
-  return out
 }
