@@ -1,8 +1,7 @@
-import {createHash} from 'node:crypto'
 import {link, mkdir, open, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {sha256File} from '../util/fsx.js'
+import {sha256File, sha256FilePrefix} from '../util/fsx.js'
 import type {ReleaseStore, TransferProgress} from './store.js'
 import {describeTarget, type PublishTarget} from './target.js'
 
@@ -48,7 +47,7 @@ export class DirReleaseStore implements ReleaseStore {
     const total = (await stat(localPath)).size
     const existing = await this.size(name)
     let start = 0
-    if (existing !== undefined && existing > 0 && existing <= total && (await prefixSha256(dst, existing)) === (await prefixSha256(localPath, existing))) start = existing
+    if (existing !== undefined && existing > 0 && existing <= total && (await sha256FilePrefix(dst, existing)) === (await sha256FilePrefix(localPath, existing))) start = existing
     const src = await open(localPath, 'r')
     const out = await open(dst, start > 0 ? 'r+' : 'w')
     let bytesSent = 0
@@ -107,20 +106,4 @@ export class DirReleaseStore implements ReleaseStore {
   }
 }
 
-async function prefixSha256(path: string, length: number): Promise<string> {
-  const h = createHash('sha256')
-  const fh = await open(path, 'r')
-  try {
-    const buf = Buffer.allocUnsafe(CHUNK)
-    for (let pos = 0; pos < length; ) {
-      const {bytesRead} = await fh.read(buf, 0, Math.min(CHUNK, length - pos), pos)
-      if (bytesRead === 0) break
-      h.update(buf.subarray(0, bytesRead))
-      pos += bytesRead
-    }
-  } finally {
-    await fh.close()
-  }
-  return h.digest('hex')
-}
 

@@ -8,6 +8,7 @@ import type {ClientChannel, ConnectConfig, SFTPWrapper, Stats} from 'ssh2'
 import {HostError, InputError, StageError} from '../errors.js'
 import {checkFingerprintSyntax, checkHostKey, type HostKeyPin} from './host-key.js'
 import {shellQuote} from './quote.js'
+import {sha256FilePrefix} from '../util/fsx.js'
 
 export {fingerprint, hostKeyPinFromFlag, type HostKeyPin} from './host-key.js'
 export {shellQuote} from './quote.js'
@@ -317,7 +318,7 @@ export class SshSession {
     let start = 0
     const existing = opts.resume === false ? undefined : await this.stat(remotePath)
     if (existing?.isFile() && existing.size > 0 && existing.size <= size) {
-      const [remote, local] = await Promise.all([this.sha256(remotePath, existing.size), sha256OfPrefix(localPath, existing.size)])
+      const [remote, local] = await Promise.all([this.sha256(remotePath, existing.size), sha256FilePrefix(localPath, existing.size)])
       if (remote === local) start = existing.size
     }
     const handle = await cb<Buffer>((done) => sftp.open(remotePath, start > 0 ? 'r+' : 'w', done))
@@ -383,22 +384,6 @@ export class SshSession {
   }
 }
 
-async function sha256OfPrefix(path: string, length: number): Promise<string> {
-  const h = createHash('sha256')
-  const fh = await openLocal(path, 'r')
-  try {
-    const buf = Buffer.allocUnsafe(1024 * 1024)
-    for (let pos = 0; pos < length; ) {
-      const {bytesRead} = await fh.read(buf, 0, Math.min(buf.length, length - pos), pos)
-      if (bytesRead === 0) break
-      h.update(buf.subarray(0, bytesRead))
-      pos += bytesRead
-    }
-  } finally {
-    await fh.close()
-  }
-  return h.digest('hex')
-}
 
 /**
  * Connects and authenticates, refusing any host key that is not pinned (a SHA256 fingerprint or a

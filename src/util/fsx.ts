@@ -54,3 +54,21 @@ export async function atomicWriteFile(path: string, data: string | Buffer): Prom
     throw e
   }
 }
+
+/** sha256 of the first `length` bytes of a file (resuming an upload checks the part already there). */
+export async function sha256FilePrefix(path: string, length: number): Promise<string> {
+  const h = createHash('sha256')
+  const fh = await open(path, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(1024 * 1024)
+    for (let pos = 0; pos < length; ) {
+      const {bytesRead} = await fh.read(buf, 0, Math.min(buf.length, length - pos), pos)
+      if (bytesRead === 0) break
+      h.update(buf.subarray(0, bytesRead))
+      pos += bytesRead
+    }
+  } finally {
+    await fh.close()
+  }
+  return h.digest('hex')
+}

@@ -1,11 +1,12 @@
 import {spawn} from 'node:child_process'
 import {copyFile, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
-import {createConnection, createServer, type Socket} from 'node:net'
+import {createConnection, type Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import type {Duplex} from 'node:stream'
 
 import {run} from '../util/exec.js'
+import {freeLoopbackPort} from '../util/net.js'
 
 export interface HostExecResult {
   exitCode: number
@@ -128,16 +129,9 @@ export class LocalHost implements ValidationHost {
   }
 
   freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const srv = createServer()
-      srv.once('error', reject)
-      srv.listen(0, '127.0.0.1', () => {
-        const addr = srv.address()
-        const port = typeof addr === 'object' && addr ? addr.port : 0
-        srv.close(() => resolve(port))
-      })
-    })
+    return freeLoopbackPort()
   }
+
 
   async cleanup(): Promise<void> {
     for (const d of this.dirs.splice(0)) await rm(d, {recursive: true, force: true})

@@ -2,11 +2,11 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {createServer} from 'node:net'
 import {tmpdir, userInfo} from 'node:os'
 import {join} from 'node:path'
 
 import {run} from '../../src/util/exec.js'
+import {freeLoopbackPort} from '../../src/util/net.js'
 
 /** A real OpenSSH server on 127.0.0.1 for tests: its own host key, one authorized user key. */
 export interface TestSshd {
@@ -29,17 +29,6 @@ export interface TestSshd {
 
 const SSHD = '/usr/sbin/sshd'
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 function fingerprintOfPublicKeyLine(line: string): string {
   const blob = Buffer.from(line.trim().split(/\s+/)[1], 'base64')
@@ -67,7 +56,7 @@ export async function startSshd(opts: {sftpOnly?: boolean} = {}): Promise<TestSs
   if (process.getuid?.() === 0) await mkdir('/run/sshd', {recursive: true, mode: 0o755})
 
   const sftpServer = existsSync('/usr/lib/openssh/sftp-server') ? '/usr/lib/openssh/sftp-server' : 'internal-sftp'
-  const port = await freePort()
+  const port = await freeLoopbackPort()
   const config = join(dir, 'sshd_config')
   await writeFile(
     config,
