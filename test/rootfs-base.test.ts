@@ -64,7 +64,8 @@ beforeAll(async () => {
     res.writeHead(200, {'content-length': body.length})
     if (cut !== undefined) {
       cutAfter.delete(req.url ?? '')
-      res.write(body.subarray(0, cut), () => res.destroy())
+      // give the client time to write what it got, so the cut leaves a partial file to resume
+      res.write(body.subarray(0, cut), () => setTimeout(() => res.destroy(), 500))
       return
     }
     res.end(body)
