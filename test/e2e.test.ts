@@ -47,8 +47,9 @@ describe('end to end: cvm-image build debian-12', () => {
       expect.arrayContaining(['SHA256SUMS', 'disk.qcow2', 'disk.raw', 'manifest.json', 'provenance.intoto.json']),
     )
     // the published checksums hold for the published bytes
-    execFileSync('sha256sum', ['--check', '--quiet', 'SHA256SUMS'], {cwd: p.location})
-    const manifest = JSON.parse(readFileSync(join(p.location, 'manifest.json'), 'utf8'))
+    const release = p.location.replace(/^dir:/, '')
+    execFileSync('sha256sum', ['--check', '--quiet', 'SHA256SUMS'], {cwd: release})
+    const manifest = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8'))
     expect(manifest.recipe.id).toBe('debian-12')
     expect(manifest.validation.status).toBe('passed')
     expect(manifest.kernel.patches.map((x: {file?: string}) => x.file)).toContain('cvm-marker.patch')

@@ -104,7 +104,9 @@ describe.each(targets)('publish to a $kind target', (t) => {
   it('a second identical publish uploads nothing and touches nothing', async () => {
     const version = `1700000000-${passed.record.stages.assemble!.key.slice(0, 12)}`
     const before = await tree(releaseDir(passed.record, version))
-    const r = await publish(passed.record, t.spec(), opts())
+    // a later build that took every stage from the cache: same stages, another finish time
+    const rebuilt = {...passed.record, finishedAt: new Date(Date.parse(passed.record.finishedAt) + 3600_000).toISOString()}
+    const r = await publish(rebuilt, t.spec(), opts())
     expect(r.unchanged).toBe(true)
     expect(r.bytesUploaded).toBe(0)
     expect(r.files.every((f) => f.action === 'present')).toBe(true)

@@ -24,16 +24,16 @@ describe('validate stage', () => {
     expect(validateStage.needs).toEqual(['assemble', 'compile'])
   })
 
-  it('--skip-validation: every mode reported skipped with the reason, never passed', async () => {
+  it('--no-validate: every mode reported skipped with the reason, never passed', async () => {
     const out = await mkdtemp(join(tmpdir(), 'cvm-validate-stage-'))
     try {
       const io = {out, work: out, upstream: {assemble: {stage: 'assemble', key: 'k', dir: '/nowhere', meta: {}}}, progress() {}, log() {}, logFile: join(out, 'log'), signal: new AbortController().signal} as unknown as StageIO
       const meta = (await validateStage.run({recipe, dirs, options: {skipValidation: true}, cacheDir: out}, io)) as {verdict: string; checks: {verdict: string; evidence: string}[]}
       expect(meta.verdict).toBe('skipped')
-      expect(meta.checks.every((c) => c.verdict === 'skip' && /skip-validation/.test(c.evidence))).toBe(true)
+      expect(meta.checks.every((c) => c.verdict === 'skip' && /--no-validate/.test(c.evidence))).toBe(true)
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))
       expect(report.verdict).toBe('skipped')
-      expect(await readFile(join(out, 'junit.xml'), 'utf8')).toMatch(/<skipped message="validation skipped by --skip-validation"/)
+      expect(await readFile(join(out, 'junit.xml'), 'utf8')).toMatch(/<skipped message="validation skipped by --no-validate"/)
     } finally {
       await rm(out, {recursive: true, force: true})
     }

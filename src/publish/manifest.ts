@@ -38,7 +38,7 @@ export interface Manifest {
   artifacts: {name: string; format: string; size: number; sha256: string}[]
   provenance: {name: string; sha256: string}
   /** the cache key of every stage that made the image */
-  build: {finishedAt: string; stages: Partial<Record<StageName, string>>}
+  build: {stages: Partial<Record<StageName, string>>}
 }
 
 type Meta = Record<string, unknown>
@@ -94,8 +94,8 @@ export function buildManifest(m: ManifestInput): Manifest {
     gce: {guestOsFeatures: m.guestOsFeatures},
     artifacts: m.artifacts.map((a) => ({name: a.name, format: a.format, size: a.size, sha256: a.sha256})),
     provenance: m.provenance,
+    // No build time here: a rebuild from the cache must give the same manifest, or re-publishing it would conflict.
     build: {
-      finishedAt: record.finishedAt,
       stages: Object.fromEntries(Object.entries(record.stages).map(([k, v]) => [k, v?.key])) as Partial<Record<StageName, string>>,
     },
   }

@@ -27,7 +27,7 @@ export interface ProvenanceStatement {
     }
     runDetails: {
       builder: {id: string; version: Record<string, string>}
-      metadata: {invocationId: string; finishedOn: string}
+      metadata: {invocationId: string; finishedOn?: string}
       byproducts: ResourceDescriptor[]
     }
   }
@@ -82,7 +82,9 @@ export function buildProvenance(p: ProvenanceInput): ProvenanceStatement {
       },
       runDetails: {
         builder: {id: 'urn:cvm-image:builder:local', version: {'cvm-image': record.toolVersion}},
-        metadata: {invocationId: record.stages.assemble?.key ?? '', finishedOn: record.finishedAt},
+        // finishedOn is when the validated build was made (the validate stage's time, cached with it), so a
+        // rebuild from the cache republishes the same statement
+        metadata: {invocationId: record.stages.assemble?.key ?? '', finishedOn: (record.stages.validate?.meta as {when?: string} | undefined)?.when},
         byproducts: p.ukiSha256 ? [{name: 'uki.efi', digest: {sha256: p.ukiSha256}}] : [],
       },
     },

@@ -10,7 +10,7 @@ export interface ValidationSummary {
   /** the image was published although status is not passed */
   allowedUnvalidated: boolean
   modes: string[]
-  /** when validation finished (from the validate stage; else when the build finished) */
+  /** when validation finished, as the validate stage recorded it (cached with it, so stable across rebuilds) */
   when?: string
   /** which kind of host it ran on, as validate recorded it (local-tcg, remote-sev, ...); "unrecorded" if it did not say */
   hostKind?: string
@@ -39,7 +39,7 @@ export function summarizeValidation(record: BuildRecord): Omit<ValidationSummary
   return {
     status,
     modes: (meta.modes ?? []).map(String),
-    when: meta.when ?? meta.finishedAt ?? record.finishedAt,
+    when: meta.when ?? meta.finishedAt,
     hostKind: meta.host?.kind ?? meta.hostKind ?? 'unrecorded',
     checks,
   }

@@ -97,6 +97,8 @@ export const validateStage: Stage = {
         hint: `report.json, junit.xml and serial.log are kept with the failed stage (<cache>/failed/validate); run \`cvm-image validate ${disk}\` to repeat it`,
       })
     }
-    return {verdict: report.verdict, modes, checks, bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs} as Json
+    // when and where it ran are facts about this validation, kept with its cached result (not inputs)
+    const hostKind = ctx.options.validateHost ? 'remote' : 'local'
+    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind, bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs} as Json
   },
 }
