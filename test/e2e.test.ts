@@ -52,7 +52,7 @@ describe('end to end: cvm-image build debian-12', () => {
     const manifest = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8'))
     expect(manifest.recipe.id).toBe('debian-12')
     expect(manifest.validation.status).toBe('passed')
-    expect(manifest.kernel.patches.map((x: {file?: string}) => x.file)).toContain('cvm-marker.patch')
+    expect(manifest.kernel.patches.map((x: {file?: string}) => x.file)).toContain('6.1/cvm-marker.patch')
     expect(manifest.gce.guestOsFeatures.map((g: {type: string}) => g.type)).toEqual(expect.arrayContaining(['UEFI_COMPATIBLE', 'SEV_CAPABLE']))
   }, 60 * 60_000)
 
