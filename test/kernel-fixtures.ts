@@ -42,6 +42,7 @@ export async function kernelProject(spec: KernelProjectSpec): Promise<ProjectDir
   const root = mkdtempSync(join(tmpdir(), 'cvm-kernel-test-'))
   const dirs = projectDirs(root)
   cpSync(join(repoRoot, 'kernels', 'features'), join(dirs.kernels, 'features'), {recursive: true})
+  cpSync(join(repoRoot, 'kernels', 'fixes.yaml'), join(dirs.kernels, 'fixes.yaml'))
   cpSync(join(repoRoot, 'templates', 'kernel'), join(dirs.templates, 'kernel'), {recursive: true})
   const files = {'6.1/series.yaml': 'title: empty\npatches: []\n', ...spec.kernelFiles}
   for (const [path, text] of Object.entries(files)) {

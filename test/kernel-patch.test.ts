@@ -6,6 +6,7 @@ import {join} from 'node:path'
 import {beforeAll, describe, expect, it} from 'vitest'
 
 import {InputError} from '../src/errors.js'
+import type {PatchResult} from '../src/pipeline/stages/patch.js'
 import {run} from '../src/util/exec.js'
 import {sha256} from '../src/util/fsx.js'
 import {repoRoot, sharedTestCache} from './helpers/paths.js'
@@ -45,7 +46,7 @@ describe('patch stage on the real linux-source-6.1 tree', () => {
     const dirs = await kernelProject({kernelFiles: {'6.1/s.yaml': markerSeries(), '6.1/cvm-marker.patch': MARKER}, series: ['6.1/s.yaml']})
     const r = await runKernelProject(dirs, 'patch', {force: ['patch']})
     const patch = r.results.patch!
-    expect(patch.meta).toEqual({applied: [{file: '6.1/cvm-marker.patch', subject: 'marker', sha256: sha256(MARKER)}], skipped: []})
+    expect(patch.meta).toMatchObject({control: false, applied: [{file: '6.1/cvm-marker.patch', kind: 'local', subject: 'marker', sha256: sha256(MARKER), action: 'applied'}], skipped: [], withheld: []})
     const patched = join(patch.dir, 'tree')
     expect(readFileSync(join(patched, 'init', 'cvm_marker.c'), 'utf8')).toContain('cvm-image: series debian-12-cvm applied')
     expect(readFileSync(join(patched, 'init', 'Makefile'), 'utf8')).toContain('cvm_marker.o')
@@ -87,17 +88,64 @@ describe('patch stage on the real linux-source-6.1 tree', () => {
       'title: t',
       'patches:',
       `  - {id: ${id}, subject: "init: a change from the test kernel git", why: test, mainline: "6.2"}`,
-      '  - {id: 1f221a0d0dbf, subject: "swiotlb: respect min_align_mask", why: test, mainline: "5.12", stable: ["5.10.35", "5.11.19"]}',
+      '  - {id: 1f221a0d0dbf, subject: "swiotlb: respect min_align_mask", why: test, mainline: "5.12", stable: ["5.10.35", "5.11.19"], fixes: [min-align-mask]}',
       '',
     ].join('\n')
     const dirs = await kernelProject({kernelFiles: {'6.1/u.yaml': series}, series: ['6.1/u.yaml']})
     const r = await runKernelProject(dirs, 'patch', {force: ['patch'], options: {kernelGit: git}})
     const meta = r.results.patch!.meta as {applied: Array<{id: string; sha256: string}>; skipped: Array<{id: string; reason: string}>}
     expect(meta.applied.map((a) => a.id)).toEqual([id])
-    expect(meta.skipped).toEqual([{id: '1f221a0d0dbf', subject: 'swiotlb: respect min_align_mask', reason: expect.stringMatching(/^contained in 6\.1\.\d+ \(mainline 5\.12\)$/)}])
+    // judged from the tree's content (its min_align_mask code), not from 6.1's version: no kernel git fetch for it
+    expect(meta.skipped).toEqual([expect.objectContaining({id: '1f221a0d0dbf', action: 'skipped', reason: expect.stringMatching(/^the tree already has min-align-mask \(include\/linux\/device\.h:\d+: unsigned int min_align_mask;\)/)})])
     expect(readFileSync(join(r.results.patch!.dir, 'tree', 'init', 'version.c'), 'utf8')).toContain('cvm-image test: an upstream change')
     const cached = join(sharedTestCache(), 'upstream-patches', `${id}.patch`)
     expect(sha256(readFileSync(cached))).toBe(meta.applied[0].sha256)
+  })
+})
+
+describe('what a tree already has is read from its content', () => {
+  it('skips a patch that applies in reverse: the second copy of the marker patch is already in the tree', async () => {
+    const series = `title: t\npatches:\n  - {file: cvm-marker.patch, subject: marker, why: test}\n  - {file: marker-again.patch, subject: the same change again, why: test}\n`
+    const dirs = await kernelProject({kernelFiles: {'6.1/s.yaml': series, '6.1/cvm-marker.patch': MARKER, '6.1/marker-again.patch': MARKER}, series: ['6.1/s.yaml']})
+    const r = await runKernelProject(dirs, 'patch', {force: ['patch']})
+    const meta = r.results.patch!.meta as unknown as PatchResult
+    expect(meta.applied.map((a) => a.file)).toEqual(['6.1/cvm-marker.patch'])
+    expect(meta.skipped).toEqual([expect.objectContaining({file: '6.1/marker-again.patch', action: 'skipped', reason: 'already in the tree: the patch applies in reverse'})])
+  })
+
+  it('a control build applies only the build fixes; a full one checks that each backport makes the fixes it claims', async () => {
+    // two test fixes beside the real ones: one the marker patch makes, one nothing makes
+    const fixes = `${readFileSync(join(repoRoot, 'kernels', 'fixes.yaml'), 'utf8')}
+  - {id: marker-printed, title: t, bug: t, commits: ["000000000001"], mainline: "6.2", present_when: [{file: init/cvm_marker.c, matches: 'pr_info\\("cvm-image: series'}]}
+  - {id: never-shown, title: t, bug: t, commits: ["000000000002"], mainline: "6.2", present_when: [{file: init/cvm_marker.c, matches: 'no such line'}]}
+`
+    const series = (fix: string) =>
+      ['title: t', 'patches:', '  - {file: build-fix.patch, kind: build-fix, subject: a build fix, why: test}', `  - {file: cvm-marker.patch, kind: backport, subject: marker, why: test, backports: [1f221a0d0dbf], differs: test, fixes: [${fix}]}`, ''].join('\n')
+    const buildFix = '--- a/init/cvm_buildfix.c\n+++ b/init/cvm_buildfix.c\n@@ -0,0 +1 @@\n+/* a build fix */\n'
+    const files = {'fixes.yaml': fixes, '6.1/cvm-marker.patch': MARKER, '6.1/build-fix.patch': buildFix}
+    const dirs = await kernelProject({kernelFiles: {...files, '6.1/s.yaml': series('marker-printed')}, series: ['6.1/s.yaml']})
+
+    const control = await runKernelProject(dirs, 'patch', {force: ['patch'], options: {control: true}})
+    const cm = control.results.patch!.meta as unknown as PatchResult
+    expect(cm.control).toBe(true)
+    expect(cm.applied.map((a) => [a.file, a.kind])).toEqual([['6.1/build-fix.patch', 'build-fix']])
+    expect(cm.withheld).toEqual([expect.objectContaining({file: '6.1/cvm-marker.patch', kind: 'backport', backports: ['1f221a0d0dbf'], reason: 'control build: only build fixes apply'})])
+    expect(existsSync(join(control.results.patch!.dir, 'tree', 'init', 'cvm_buildfix.c'))).toBe(true)
+    expect(existsSync(join(control.results.patch!.dir, 'tree', 'init', 'cvm_marker.c'))).toBe(false)
+
+    const full = await runKernelProject(dirs, 'patch', {force: ['patch']})
+    const fm = full.results.patch!.meta as unknown as PatchResult
+    expect(fm.applied.map((a) => [a.file, a.action, a.reason])).toEqual([
+      ['6.1/build-fix.patch', 'applied', 'build fix'],
+      ['6.1/cvm-marker.patch', 'applied', 'not in the tree (marker-printed missing)'],
+    ])
+    // the control's key differs: both results stay cached side by side
+    expect(full.results.patch!.key).not.toBe(control.results.patch!.key)
+
+    const wrong = await kernelProject({kernelFiles: {...files, '6.1/s.yaml': series('never-shown')}, series: ['6.1/s.yaml']})
+    const err = await runKernelProject(wrong, 'patch', {force: ['patch']}).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InputError)
+    expect((err as InputError).message).toMatch(/^patch 6\.1\/s\.yaml: cvm-marker\.patch applied, but the tree does not show the fix it claims: never-shown: no line of init\/cvm_marker\.c matches/)
   })
 })
 

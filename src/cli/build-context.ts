@@ -10,6 +10,8 @@ export interface BuildInputFlagValues {
   'kernel-git'?: string
   'base-sha256'?: string
   'base-file'?: string
+  'kernel-source-file'?: string
+  control?: boolean
   mode?: string[]
   host?: string
   'host-key'?: string
@@ -22,6 +24,8 @@ export function buildOptions(f: BuildInputFlagValues): BuildOptions {
     kernelGit: f['kernel-git'],
     baseSha256: f['base-sha256'],
     baseFile: f['base-file'],
+    kernelSourceFile: f['kernel-source-file'],
+    control: f.control || undefined,
     modes: f.mode,
     validateHost: f.host,
     validateHostKey: f['host-key'],

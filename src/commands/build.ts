@@ -17,6 +17,8 @@ import {toolVersion} from '../version.js'
 
 export interface BuildResult {
   recipe: string
+  /** a control build (--control): the series off but for its build fixes; never published */
+  control: boolean
   recipeDigest: string
   buildRecord: string
   stages: StageOutcome[]
@@ -28,11 +30,16 @@ export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'
   static description = `Runs the stages base, kernel-source, patch, configure, compile, assemble and validate from the
 cache (a stage whose inputs did not change is not run again), then publishes the validated image.
-Ctrl-C stops the build; the next build resumes from the last finished stage.`
+Ctrl-C stops the build; the next build resumes from the last finished stage.
+
+With --control the series is applied without its backports (build fixes only) and the unpatched
+kernel is validated: its report shows what the backports fix. A control build is never published
+and exits 0 once validation has a verdict, passed or failed (read validation.verdict with --json).`
   static examples = [
     '<%= config.bin %> build debian-12',
     '<%= config.bin %> build debian-12 --publish sftp://release@images.example.com/cvm --publish-host-key SHA256:...',
     '<%= config.bin %> build debian-12 --force compile --no-publish --json',
+    '<%= config.bin %> build backport-5.4 --kernel-source-file old-kernels.tar.zst --control --json',
   ]
   static args = {id: Args.string({description: 'recipe id (see `cvm-image recipes`)', required: true})}
   static flags = {
@@ -52,6 +59,9 @@ Ctrl-C stops the build; the next build resumes from the last finished stage.`
     const {recipe} = ctx.recipe
     if (recipe.abstract) throw new InputError(`recipe ${args.id} is abstract: it is only extended by other recipes`, {hint: 'build one of the recipes `cvm-image recipes` lists'})
 
+    if (flags.control && flags.publish !== './out' && !flags['no-publish']) {
+      throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
+    }
     const abort = new AbortController()
     const onSignal = (sig: NodeJS.Signals) => {
       if (abort.signal.aborted) process.exit(130)
@@ -80,13 +90,13 @@ Ctrl-C stops the build; the next build resumes from the last finished stage.`
       }
       const buildRecord = await writeBuildRecord(cache.root, record)
       const validation = results.validate?.meta
-      const result: BuildResult = {recipe: recipe.id, recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
+      const result: BuildResult = {recipe: recipe.id, control: Boolean(flags.control), recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
       const verdict = (validation as {verdict?: string} | undefined)?.verdict
-      if (verdict === 'failed') {
+      if (verdict === 'failed' && !flags.control) {
         if (!this.jsonEnabled()) this.summarize(result)
         throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
       }
-      if (!flags['no-publish'] && !flags.until) {
+      if (!flags['no-publish'] && !flags.until && !flags.control) {
         result.published = await publish(record, flags.publish, {
           allowUnvalidated: flags['allow-unvalidated'],
           stagingDir: join(cache.root, 'publish'),
@@ -104,12 +114,20 @@ Ctrl-C stops the build; the next build resumes from the last finished stage.`
   }
 
   private summarize(r: BuildResult): void {
+    if (r.control) this.log(`\n${r.recipe}: CONTROL build (series off but for its build fixes; not published)`)
     this.log(`\n${r.recipe}: ${r.stages.filter((s) => s.status === 'ran').length} stage(s) ran, ${r.stages.filter((s) => s.status === 'cached').length} cached`)
     for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
     this.log(`build record: ${r.buildRecord}`)
     const v = r.validation as {verdict?: string; checks?: {mode: string; name: string; verdict: string; evidence?: string}[]} | undefined
     if (v?.checks) {
       this.log(`validation: ${v.verdict}`)
+      if (r.control) {
+        this.log(
+          v.verdict === 'failed'
+            ? '  control: the kernel without the backports fails validation: the failures below are what the series fixes'
+            : '  control: the kernel without the backports passed: this validation does not show what the series fixes',
+        )
+      }
       for (const c of v.checks) this.log(`  ${c.verdict.padEnd(4)} ${c.mode}/${c.name}${c.evidence ? `: ${c.evidence.split('\n')[0].slice(0, 100)}` : ''}`)
     }
     const p = r.published

@@ -5,37 +5,36 @@ import {run} from '../util/exec.js'
 import {sha256} from '../util/fsx.js'
 
 export interface PatchToApply {
-  /** how people know it: "5.10/series.yaml: 1f221a0d0dbf swiotlb: respect min_align_mask" */
+  /** how people know it: "5.4/series.yaml: 0100-swiotlb-min-align-mask.patch" */
   label: string
   /** the patch file */
   path: string
 }
 
-export interface AppliedPatch {
-  label: string
-  sha256: string
-}
-
 const PATCH_ARGS = ['-p1', '--forward', '--batch', '--no-backup-if-mismatch', '--reject-file=-', '-s']
 
+export type PatchFit = 'applies' | 'in-tree' | 'conflicts'
+
 /**
- * Applies patches in order to tree, each first checked with --dry-run so that a patch that does
- * not apply changes nothing. Callers give a scratch copy of the tree: a failure then leaves the
- * source untouched and nothing is built. The error names the patch, the file and the hunk.
+ * Whether a patch applies to tree, is already in it (it applies in reverse: the tree has exactly
+ * its result), or neither. This reads the tree's content, never its version: distro trees carry
+ * fixes at old version numbers. `output` is patch's own report of the forward try.
  */
-export async function applyPatches(tree: string, patches: PatchToApply[], opts: {logFile?: string; progress?: (line: string) => void} = {}): Promise<AppliedPatch[]> {
-  const applied: AppliedPatch[] = []
-  for (const [i, p] of patches.entries()) {
-    opts.progress?.(`checking patch ${i + 1}/${patches.length}: ${p.label}`)
-    const dry = await run('patch', [...PATCH_ARGS.filter((a) => a !== '-s'), '--dry-run', '-d', tree, '-i', p.path], {reject: false, logFile: opts.logFile})
-    if (dry.exitCode !== 0) throw await patchFailure(p, `${dry.stdout}\n${dry.stderr}`, applied.length)
-    await run('patch', [...PATCH_ARGS, '-d', tree, '-i', p.path], {what: `apply ${p.label}`, logFile: opts.logFile})
-    applied.push({label: p.label, sha256: sha256(await readFile(p.path))})
-  }
-  return applied
+export async function patchFit(tree: string, p: PatchToApply, logFile?: string): Promise<{fit: PatchFit; output: string}> {
+  const fwd = await run('patch', [...PATCH_ARGS.filter((a) => a !== '-s'), '--dry-run', '-d', tree, '-i', p.path], {reject: false, logFile})
+  if (fwd.exitCode === 0) return {fit: 'applies', output: fwd.stdout}
+  const rev = await run('patch', ['-p1', '-R', '--batch', '--dry-run', '-s', '-d', tree, '-i', p.path], {reject: false, logFile})
+  return {fit: rev.exitCode === 0 ? 'in-tree' : 'conflicts', output: `${fwd.stdout}\n${fwd.stderr}`}
 }
 
-async function patchFailure(p: PatchToApply, output: string, appliedBefore: number): Promise<InputError> {
+/** Applies one patch that patchFit found to apply. */
+export async function applyPatch(tree: string, p: PatchToApply, logFile?: string): Promise<string> {
+  await run('patch', [...PATCH_ARGS, '-d', tree, '-i', p.path], {what: `apply ${p.label}`, logFile})
+  return sha256(await readFile(p.path))
+}
+
+/** The error for a patch that neither applies nor is in the tree: the patch, the file and the hunk. */
+export async function patchFailure(p: PatchToApply, output: string, appliedBefore: number): Promise<InputError> {
   const hunks = await patchHunks(p.path)
   const failures: string[] = []
   let file = '?'

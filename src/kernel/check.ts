@@ -1,10 +1,14 @@
 import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 
+import {join} from 'node:path'
+
 import {InputError} from '../errors.js'
 import {parseDotConfig, valueOf, type DotConfig} from './dotconfig.js'
 import {loadFeatures, type Feature} from './features.js'
-import {atLeast, configVersion, contains, formatVersion, parseVersion, type KernelVersion} from './version.js'
+import {fixInTree, loadFixes, runProbe, type Fix, type FixState} from './fixes.js'
+import type {PatchRecord} from './series-apply.js'
+import {atLeast, configVersion, contains, formatVersion, parseVersion, treeVersion, type KernelVersion} from './version.js'
 
 export type FeatureStatus = 'supported' | 'needs-backport' | 'needs-config'
 
@@ -21,12 +25,30 @@ export interface FeatureVerdict {
   reason: string
 }
 
+export type FixStatus = FixState | 'added-by-series'
+
+export interface FixVerdict {
+  fix: string
+  title: string
+  commits: string[]
+  status: FixStatus
+  /** the tree's lines that show it, or what is missing */
+  evidence: string[]
+  /** the series entries that add it (recipe checks) */
+  addedBy?: string[]
+}
+
 export interface KernelCheckResult {
-  /** what was checked: a version or a .config path */
+  /** what was checked: a version, a .config path, a source tree or a recipe id */
   subject: string
+  kind: 'version' | 'config' | 'tree' | 'recipe'
   version: string
   configChecked: boolean
   features: FeatureVerdict[]
+  /** tree and recipe checks: each guest fix of kernels/fixes.yaml, read from the tree's content */
+  fixes?: FixVerdict[]
+  /** the tree that was read (a recipe's: its source as fetched) */
+  tree?: string
 }
 
 /**
@@ -53,7 +75,74 @@ export async function checkKernel(kernelsDir: string, subject: string, featureNa
     config = parseDotConfig(text)
   }
   const features = await loadFeatures(kernelsDir, featureNames)
-  return {subject, version: formatVersion(version), configChecked: config !== undefined, features: features.map((f) => judge(f, version, config))}
+  return {subject, kind: config ? 'config' : 'version', version: formatVersion(version), configChecked: config !== undefined, features: features.map((f) => judge(f, version, config))}
+}
+
+/**
+ * Judges a source tree by what it contains: each fix of kernels/fixes.yaml by its probes, and each
+ * feature by its probes (features without probes by the tree's version). With `patched` (the same
+ * tree after the recipe's series), a fix or feature the source lacks and the patched tree has is
+ * added by the series.
+ */
+export async function checkTree(
+  kernelsDir: string,
+  tree: string,
+  opts: {featureNames?: readonly string[]; subject?: string; patched?: {tree: string; records: PatchRecord[]}} = {},
+): Promise<KernelCheckResult> {
+  if (!existsSync(join(tree, 'Makefile'))) throw new InputError(`${tree} is not a kernel source tree (no Makefile)`, {hint: 'give the top folder of a Linux source tree'})
+  const version = await treeVersion(tree)
+  const allFixes = await loadFixes(kernelsDir)
+  const fixes: FixVerdict[] = []
+  for (const f of allFixes) {
+    const here = await fixInTree(tree, f)
+    const base = {fix: f.id, title: f.title, commits: f.commits}
+    if (here.state === 'missing' && opts.patched) {
+      const after = await fixInTree(opts.patched.tree, f)
+      if (after.state === 'present') {
+        const by = opts.patched.records.filter((r) => r.action === 'applied' && r.fixes.includes(f.id)).map((r) => r.file ?? r.id ?? r.subject)
+        fixes.push({...base, status: 'added-by-series', evidence: after.evidence, addedBy: by})
+        continue
+      }
+    }
+    fixes.push({...base, status: here.state, evidence: here.evidence})
+  }
+  const features: FeatureVerdict[] = []
+  for (const f of await loadFeatures(kernelsDir, opts.featureNames)) {
+    const before = await featureInTree(tree, f, allFixes)
+    const after = opts.patched && before && !before.holds ? await featureInTree(opts.patched.tree, f, allFixes) : undefined
+    const verdict = judge(f, version, undefined)
+    const base = {...verdict}
+    if (!before) features.push(base)
+    else if (before.holds) features.push({...base, status: 'supported', reason: `the tree has it: ${before.evidence}`})
+    else if (after?.holds) features.push({...base, status: 'supported', reason: `added by the recipe's series: ${after.evidence}`})
+    else features.push({...base, status: 'needs-backport', reason: `the tree lacks it: ${before.evidence}${opts.patched ? ' (and the series does not add it)' : ''}`})
+  }
+  return {subject: opts.subject ?? tree, kind: opts.patched ? 'recipe' : 'tree', version: formatVersion(version), configChecked: false, features, fixes, tree}
+}
+
+/** A feature read from a tree: its probes, or its fixes; undefined when it has neither (judge it by version). */
+async function featureInTree(tree: string, f: Feature, fixes: Fix[]): Promise<{holds: boolean; evidence: string} | undefined> {
+  if (f.presentWhen) {
+    const shown: string[] = []
+    for (const p of f.presentWhen) {
+      const r = await runProbe(tree, p)
+      if (!r.holds) return {holds: false, evidence: r.evidence}
+      shown.push(r.evidence)
+    }
+    return {holds: true, evidence: shown.join('; ')}
+  }
+  if (f.fixes) {
+    const shown: string[] = []
+    for (const id of f.fixes) {
+      const fix = fixes.find((x) => x.id === id)
+      if (!fix) throw new InputError(`kernels/features/${f.name}.yaml names fix ${id}, which kernels/fixes.yaml lacks`, {hint: 'fix the feature\'s fixes list'})
+      const r = await fixInTree(tree, fix)
+      if (r.state === 'missing') return {holds: false, evidence: `fix ${id} missing (${r.evidence[0]})`}
+      shown.push(`fix ${id}`)
+    }
+    return {holds: true, evidence: shown.join(', ')}
+  }
+  return undefined
 }
 
 export function judge(f: Feature, version: KernelVersion, config: DotConfig | undefined): FeatureVerdict {
@@ -73,9 +162,17 @@ export function judge(f: Feature, version: KernelVersion, config: DotConfig | un
   return {...base, status: 'supported', reason: `${formatVersion(version)} has it and the config sets ${Object.keys(f.requires).join(', ')}`}
 }
 
-/** One line per feature, for people. */
+/** One line per feature (and per fix for trees), for people. */
 export function renderCheck(r: KernelCheckResult): string {
-  const width = Math.max(...r.features.map((f) => f.feature.length))
-  const head = `kernel ${r.version}${r.configChecked ? ` (${r.subject})` : ''}`
-  return [head, ...r.features.map((f) => `  ${f.feature.padEnd(width)}  ${f.status.padEnd(14)}  ${f.reason}`)].join('\n')
+  const width = Math.max(...r.features.map((f) => f.feature.length), ...(r.fixes ?? []).map((f) => f.fix.length))
+  const head = `kernel ${r.version}${r.kind === 'version' ? '' : ` (${r.kind} ${r.subject})`}`
+  const lines = [head, ...r.features.map((f) => `  ${f.feature.padEnd(width)}  ${f.status.padEnd(15)}  ${f.reason}`)]
+  if (r.fixes) {
+    lines.push('guest fixes (kernels/fixes.yaml), read from the tree:')
+    for (const f of r.fixes) {
+      const why = f.status === 'added-by-series' ? `${(f.addedBy ?? []).join(', ')}: ${f.evidence[0]}` : f.evidence[0]
+      lines.push(`  ${f.fix.padEnd(width)}  ${f.status.padEnd(15)}  ${why}`)
+    }
+  }
+  return lines.join('\n')
 }

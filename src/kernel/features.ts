@@ -6,6 +6,7 @@ import {parse} from 'yaml'
 import {z} from 'zod'
 
 import {InputError} from '../errors.js'
+import {ProbeSpec, type Probe} from './fixes.js'
 
 const optionValue = z.union([z.string(), z.boolean(), z.number()]).transform((v) => (v === true ? 'y' : v === false ? 'n' : String(v)))
 
@@ -24,6 +25,10 @@ export const FeatureSpec = z.strictObject({
   requires: z.record(z.string().regex(/^CONFIG_[A-Z0-9_]+$/), z.union([optionValue, z.array(optionValue).min(1)])),
   guest_prints: z.string().optional(),
   notes: z.string().optional(),
+  /** how a source tree shows the feature (every probe holds); without it a tree is judged by its version */
+  present_when: z.array(ProbeSpec).min(1).optional(),
+  /** or: the tree has these fixes of kernels/fixes.yaml */
+  fixes: z.array(z.string()).min(1).optional(),
 })
 
 export interface Feature {
@@ -37,6 +42,8 @@ export interface Feature {
   /** option -> accepted values */
   requires: Record<string, string[]>
   notes?: string
+  presentWhen?: Probe[]
+  fixes?: string[]
 }
 
 export async function listFeatures(kernelsDir: string): Promise<string[]> {
@@ -60,7 +67,7 @@ export async function loadFeature(kernelsDir: string, name: string): Promise<Fea
   const s = r.data
   const requires: Record<string, string[]> = {}
   for (const [opt, v] of Object.entries(s.requires)) requires[opt] = Array.isArray(v) ? v : [v]
-  return {name, file, title: s.title, mainline: s.mainline, stable: s.stable, upstream: s.upstream, fragment: s.fragment, requires, notes: s.notes}
+  return {name, file, title: s.title, mainline: s.mainline, stable: s.stable, upstream: s.upstream, fragment: s.fragment, requires, notes: s.notes, presentWhen: s.present_when, fixes: s.fixes}
 }
 
 export async function loadFeatures(kernelsDir: string, names?: readonly string[]): Promise<Feature[]> {

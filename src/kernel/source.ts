@@ -21,6 +21,8 @@ export interface FetchedSource {
 
 export interface SourceIO {
   cacheDir: string
+  /** a local copy of the source archive (--kernel-source-file): used instead of downloading */
+  localFile?: string
   work: string
   logFile?: string
   signal?: AbortSignal
@@ -36,6 +38,8 @@ export async function fetchKernelSource(spec: KernelSourceSpec, io: SourceIO): P
       return fromTarball(spec, io)
     case 'git':
       return fromGit(spec, io)
+    case 'archive':
+      return fromArchive(spec, io)
   }
 }
 
@@ -69,11 +73,36 @@ async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, i
     throw new InputError(`recipe.kernel.source ${spec.url} has no sha256`, {hint: 'pin the tarball: set recipe.kernel.source.sha256 to the publisher\'s checksum'})
   }
   const name = spec.url.split('/').at(-1) ?? 'source.tar'
-  const file = join(io.cacheDir, 'downloads', 'tarballs', `${spec.sha256.slice(0, 16)}-${name}`)
-  io.progress(`fetching ${spec.url}`)
-  await downloadVerified(spec.url, file, spec.sha256, {signal: io.signal, progress: io.progress})
+  let file = join(io.cacheDir, 'downloads', 'tarballs', `${spec.sha256.slice(0, 16)}-${name}`)
+  if (io.localFile) {
+    const digest = await sha256File(io.localFile)
+    if (digest !== spec.sha256) throw new InputError(`--kernel-source-file ${io.localFile}: sha256 ${digest} is not the recipe's ${spec.sha256} (${spec.url})`, {hint: 'give a copy of the tarball the recipe pins'})
+    file = io.localFile
+  } else {
+    io.progress(`fetching ${spec.url}`)
+    await downloadVerified(spec.url, file, spec.sha256, {signal: io.signal, progress: io.progress})
+  }
   const tree = await cachedTree(io, spec.sha256, (dest) => untar(file, dest, io))
   return {kind: 'tarball', tree, digest: spec.sha256}
+}
+
+async function fromArchive(spec: Extract<KernelSourceSpec, {kind: 'archive'}>, io: SourceIO): Promise<FetchedSource> {
+  if (!io.localFile) {
+    throw new InputError(`recipe.kernel.source is the archive ${spec.file} (sha256 ${spec.sha256}), which cvm-image does not download`, {
+      details: [`  where to get it: ${spec.origin}`],
+      hint: `give your copy with --kernel-source-file <path of ${spec.file}>`,
+    })
+  }
+  io.progress(`checking ${io.localFile}`)
+  const digest = await sha256File(io.localFile)
+  if (digest !== spec.sha256) {
+    throw new InputError(`--kernel-source-file ${io.localFile}: sha256 ${digest} is not the recipe's ${spec.sha256} (${spec.file})`, {
+      hint: `give the archive the recipe pins (${spec.file}), or pin yours in recipe.kernel.source.sha256`,
+    })
+  }
+  // one archive may hold several trees: each member is its own cached tree
+  const tree = await cachedTree(io, sha256(`${digest}\0${spec.member}`), (dest) => untar(io.localFile!, dest, io, spec.member))
+  return {kind: 'archive', tree, digest: `${digest}:${spec.member}`}
 }
 
 async function fromGit(spec: Extract<KernelSourceSpec, {kind: 'git'}>, io: SourceIO): Promise<FetchedSource> {
@@ -114,14 +143,26 @@ async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => 
   return tree
 }
 
-/** Unpacks a kernel tarball whose entries sit under one top directory (linux-6.1/...). */
-async function untar(file: string, dest: string, io: SourceIO): Promise<void> {
+/**
+ * Unpacks a kernel tarball whose entries sit under one top directory (linux-6.1/...), or only the
+ * top directory `member` of an archive of several trees.
+ */
+async function untar(file: string, dest: string, io: SourceIO, member?: string): Promise<void> {
   await mkdir(dest, {recursive: true})
+  // zstd archives compressed with long-distance matching need the window given when reading
+  const zstd = /\.zst$/.test(file) ? ['--use-compress-program=zstd -d --long=31'] : []
   // GNU tar refuses members with ".." and strips leading "/": nothing lands outside dest
-  await run('tar', ['-xf', file, '-C', dest, '--strip-components=1', '--no-same-owner', '--no-same-permissions'], {
-    what: `unpack ${file}`,
+  const r = await run('tar', [...zstd, '-xf', file, '-C', dest, '--strip-components=1', '--no-same-owner', '--no-same-permissions', ...(member ? [`${member}/`] : [])], {
+    what: `unpack ${file}${member ? ` (${member}/)` : ''}`,
     logFile: io.logFile,
     signal: io.signal,
+    reject: false,
   })
-  if (!existsSync(join(dest, 'Makefile'))) throw new InputError(`${file}: no Makefile at the top of the tree`, {hint: 'the archive is not a Linux source tarball'})
+  if (r.exitCode !== 0) {
+    const notFound = member && /Not found in archive/.test(r.stderr)
+    throw new InputError(notFound ? `${file} has no top folder ${member}/` : `unpack ${file} failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, {
+      hint: notFound ? 'fix recipe.kernel.source.member (tar -tf lists the archive\'s folders)' : 'check that the file is a complete tar archive',
+    })
+  }
+  if (!existsSync(join(dest, 'Makefile'))) throw new InputError(`${file}: no Makefile at the top of the tree${member ? ` ${member}/` : ''}`, {hint: 'the archive is not a Linux source tarball'})
 }

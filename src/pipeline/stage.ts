@@ -13,6 +13,10 @@ export interface BuildOptions {
   baseSha256?: string
   /** a local file to use as the base image instead of downloading it */
   baseFile?: string
+  /** a local copy of the recipe's kernel source archive (kind archive, or a tarball not to download) */
+  kernelSourceFile?: string
+  /** a control build: the series is off but for its build fixes (never published) */
+  control?: boolean
   /** validation modes to run instead of the recipe's */
   modes?: string[]
   /** user@host of a remote validation host */

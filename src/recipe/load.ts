@@ -276,12 +276,16 @@ function sortProblems(ps: RecipeProblem[]): RecipeProblem[] {
     .sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col)
 }
 
-/** Maps merge key by key; anything else (scalars, lists) in the child replaces the parent's. */
+/**
+ * Maps merge key by key; anything else (scalars, lists) in the child replaces the parent's, and so
+ * does a map of another `kind` (a tarball source replacing a Debian package's keeps none of its keys).
+ */
 export function deepMerge(parent: Record<string, unknown>, child: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {...parent}
   for (const [k, v] of Object.entries(child)) {
     const pv = out[k]
-    out[k] = isPlainObject(pv) && isPlainObject(v) ? deepMerge(pv, v) : v
+    const otherKind = isPlainObject(pv) && isPlainObject(v) && 'kind' in v && 'kind' in pv && v.kind !== pv.kind
+    out[k] = isPlainObject(pv) && isPlainObject(v) && !otherKind ? deepMerge(pv, v) : v
   }
   return out
 }

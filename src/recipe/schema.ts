@@ -61,7 +61,23 @@ export const GitSource = z.strictObject({
   ref: z.string().min(1),
 })
 
-export const KernelSource = z.discriminatedUnion('kind', [DebianPackageSource, TarballSource, GitSource])
+/**
+ * A tree inside an archive that is not downloaded: the user gives the file (--kernel-source-file),
+ * checked against sha256. For kernel trees that no package source serves any more, such as the
+ * proving recipes' old trees; `origin` says where a user gets the same tree.
+ */
+export const ArchiveSource = z.strictObject({
+  kind: z.literal('archive'),
+  /** the archive's file name, as a user would have it (tar, tar.gz, tar.xz, tar.zst) */
+  file: z.string().regex(/^[A-Za-z0-9._+-]+\.tar(\.(gz|xz|zst|bz2))?$/, 'must be a tar archive file name (.tar, .tar.gz, .tar.xz, .tar.zst)'),
+  sha256,
+  /** the top folder of the archive that holds the tree (archives with several trees) */
+  member: z.string().regex(/^[A-Za-z0-9._+-]+$/, 'must be a top-level folder name of the archive'),
+  /** where a user gets the same tree, and how it relates to the archive */
+  origin: z.string().min(1),
+})
+
+export const KernelSource = z.discriminatedUnion('kind', [DebianPackageSource, TarballSource, GitSource, ArchiveSource])
 
 export const Kernel = z.strictObject({
   /** kernels/<line>/series.yaml holds the backport series for this line */

@@ -1,20 +1,56 @@
+import {existsSync, statSync} from 'node:fs'
+import {join} from 'node:path'
+
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {checkKernel, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
+import {makeBuildContext} from '../../cli/build-context.js'
+import {cacheDirFlag} from '../../cli/flags.js'
+import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
+import type {PatchResult} from '../../pipeline/stages/patch.js'
+import {chooseRenderer, runStages} from '../../pipeline/run.js'
+import {STAGES} from '../../pipeline/stages/index.js'
+import {RecipeStore} from '../../recipe/load.js'
 
 export default class KernelCheck extends BaseCommand {
-  static summary = 'Say, per CVM feature, whether a kernel supports it, needs a backport, or needs config options.'
-  static description = 'Give a version (5.4.0, 5.10.223, 6.1) to check against the first mainline and stable releases with each feature, or a .config to check its options as well.'
-  static examples = ['<%= config.bin %> kernel check 5.4.0', '<%= config.bin %> kernel check /boot/config-$(uname -r) --json', '<%= config.bin %> kernel check 6.1 --feature sev --feature sev-es']
-  static args = {kernel: Args.string({description: 'a kernel version or the path of a kernel .config', required: true})}
+  static summary = 'Say, per CVM feature and guest fix, whether a kernel has it, needs a backport, or needs config options.'
+  static description = `Give a version (5.4.0, 5.10.223, 6.1) to check it against the first mainline and stable releases
+with each feature; a .config to check its options as well; a source tree (a folder) to read what it
+contains: each guest fix of kernels/fixes.yaml present or missing, judged from the code, not the
+version (distro trees carry fixes at old version numbers); or a recipe id to fetch its kernel source
+and apply its series (both cached, as build does): each fix present, missing, or added by the series.`
+  static examples = [
+    '<%= config.bin %> kernel check 5.4.0',
+    '<%= config.bin %> kernel check /boot/config-$(uname -r) --json',
+    '<%= config.bin %> kernel check ~/src/linux-5.4.59',
+    '<%= config.bin %> kernel check backport-5.4 --kernel-source-file old-kernels.tar.zst',
+    '<%= config.bin %> kernel check 6.1 --feature sev --feature sev-es',
+  ]
+  static args = {kernel: Args.string({description: 'a kernel version, the path of a kernel .config or source tree, or a recipe id', required: true})}
   static flags = {
     feature: Flags.string({description: 'check only this feature (kernels/features/<name>.yaml); repeatable', multiple: true}),
+    'cache-dir': cacheDirFlag,
+    'kernel-source-file': Flags.file({description: 'recipe checks: a local copy of the recipe\'s kernel source archive', exists: true}),
+    'kernel-git': Flags.string({description: 'recipe checks: kernel git to resolve upstream commits of the series from'}),
   }
 
   async run(): Promise<KernelCheckResult> {
     const {args, flags} = await this.parse(KernelCheck)
-    const result = await checkKernel(this.dirs(flags.root).kernels, args.kernel, flags.feature)
+    const dirs = this.dirs(flags.root)
+    let result: KernelCheckResult
+    if (existsSync(args.kernel) && statSync(args.kernel).isDirectory()) {
+      result = await checkTree(dirs.kernels, args.kernel, {featureNames: flags.feature})
+    } else if (!existsSync(args.kernel) && new RecipeStore(dirs).ids().includes(args.kernel)) {
+      const {ctx, cache} = makeBuildContext(dirs, args.kernel, flags)
+      const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
+      const {results} = await runStages(ctx, cache, STAGES, {until: 'patch', renderer})
+      const source = join(results['kernel-source']!.dir, 'tree')
+      const patch = results.patch!
+      const meta = patch.meta as unknown as PatchResult
+      result = await checkTree(dirs.kernels, source, {featureNames: flags.feature, subject: args.kernel, patched: {tree: join(patch.dir, 'tree'), records: meta.applied}})
+    } else {
+      result = await checkKernel(dirs.kernels, args.kernel, flags.feature)
+    }
     if (!this.jsonEnabled()) this.log(renderCheck(result))
     return result
   }

@@ -14,6 +14,8 @@ export const kernelSourceStage: Stage = {
   async run(ctx, io) {
     const fetched = await fetchKernelSource(ctx.recipe.recipe.kernel.source, {
       cacheDir: ctx.cacheDir,
+      // not an input: the recipe's sha256 names its content
+      localFile: ctx.options.kernelSourceFile,
       work: io.work,
       logFile: io.logFile,
       signal: io.signal,
