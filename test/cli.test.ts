@@ -13,12 +13,24 @@ describe('cvm-image CLI (the built binary)', () => {
     expect(r.code).toBe(0)
     const rows = JSON.parse(r.stdout) as {id: string; status: string; problems?: string[]}[]
     const byId = Object.fromEntries(rows.map((x) => [x.id, x]))
-    expect(Object.keys(byId).sort()).toEqual(['centos-8', 'cos-97', 'debian-11', 'debian-12', 'rhel-8.4', 'sles-15.2', 'ubuntu-18.04', 'ubuntu-20.04'])
+    expect(Object.keys(byId).sort()).toEqual(['backport-4.18', 'backport-5.4', 'backport-5.8', 'centos-8', 'cos-97', 'debian-11', 'debian-12', 'rhel-8.4', 'sles-15.2', 'ubuntu-18.04', 'ubuntu-20.04'])
     for (const row of rows) expect(row.problems, `${row.id}: ${row.problems?.join('\n')}`).toBeUndefined()
     expect(byId['debian-12'].status).toBe('buildable-here')
     expect(byId['debian-11'].status).toBe('buildable-here')
     expect(byId['rhel-8.4'].status).toBe('needs-subscription')
     expect(byId['ubuntu-20.04'].status).toBe('needs-source-access')
+    // the proving recipes build here from the old trees' archive
+    for (const id of ['backport-4.18', 'backport-5.4', 'backport-5.8']) expect(byId[id].status).toBe('buildable-here')
+  })
+
+  it('a recipe whose kernel source is an archive says where to get it when no --kernel-source-file is given', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'cvm-archive-'))
+    const r = await cli(['build', 'backport-5.4', '--until', 'kernel-source', '--cache-dir', cache, '--json'])
+    expect(r.code).toBe(2)
+    const err = JSON.parse(r.stdout) as {error: {message: string; details: string[]; hint: string}}
+    expect(err.error.message).toMatch(/^recipe\.kernel\.source is the archive old-kernels\.tar\.zst \(sha256 9ece2041/)
+    expect(err.error.details.join('\n')).toContain('linux-5.4.59.tar.xz')
+    expect(err.error.hint).toBe('give your copy with --kernel-source-file <path of old-kernels.tar.zst>')
   })
 
   it('recipes show prints the merged recipe of ubuntu-20.04', async () => {

@@ -11,6 +11,7 @@ import {parseForce} from '../pipeline/plan.js'
 import {chooseRenderer, runStages, type StageOutcome} from '../pipeline/run.js'
 import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
+import {requireSourceInputs} from '../kernel/source.js'
 import {publish, type PublishResult} from '../publish/index.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import {toolVersion} from '../version.js'
@@ -62,6 +63,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     if (flags.control && flags.publish !== './out' && !flags['no-publish']) {
       throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
     }
+    requireSourceInputs(recipe.kernel.source, flags['kernel-source-file'])
     const abort = new AbortController()
     const onSignal = (sig: NodeJS.Signals) => {
       if (abort.signal.aborted) process.exit(130)

@@ -86,22 +86,28 @@ async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, i
   return {kind: 'tarball', tree, digest: spec.sha256}
 }
 
-async function fromArchive(spec: Extract<KernelSourceSpec, {kind: 'archive'}>, io: SourceIO): Promise<FetchedSource> {
-  if (!io.localFile) {
+/** What a source needs from the command line before any work starts: an archive needs its file. */
+export function requireSourceInputs(spec: KernelSourceSpec, localFile: string | undefined): void {
+  if (spec.kind === 'archive' && !localFile) {
     throw new InputError(`recipe.kernel.source is the archive ${spec.file} (sha256 ${spec.sha256}), which cvm-image does not download`, {
       details: [`  where to get it: ${spec.origin}`],
       hint: `give your copy with --kernel-source-file <path of ${spec.file}>`,
     })
   }
-  io.progress(`checking ${io.localFile}`)
-  const digest = await sha256File(io.localFile)
+}
+
+async function fromArchive(spec: Extract<KernelSourceSpec, {kind: 'archive'}>, io: SourceIO): Promise<FetchedSource> {
+  requireSourceInputs(spec, io.localFile)
+  const file = io.localFile!
+  io.progress(`checking ${file}`)
+  const digest = await sha256File(file)
   if (digest !== spec.sha256) {
-    throw new InputError(`--kernel-source-file ${io.localFile}: sha256 ${digest} is not the recipe's ${spec.sha256} (${spec.file})`, {
+    throw new InputError(`--kernel-source-file ${file}: sha256 ${digest} is not the recipe's ${spec.sha256} (${spec.file})`, {
       hint: `give the archive the recipe pins (${spec.file}), or pin yours in recipe.kernel.source.sha256`,
     })
   }
   // one archive may hold several trees: each member is its own cached tree
-  const tree = await cachedTree(io, sha256(`${digest}\0${spec.member}`), (dest) => untar(io.localFile!, dest, io, spec.member))
+  const tree = await cachedTree(io, sha256(`${digest}\0${spec.member}`), (dest) => untar(file, dest, io, spec.member))
   return {kind: 'archive', tree, digest: `${digest}:${spec.member}`}
 }
 

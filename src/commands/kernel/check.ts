@@ -6,6 +6,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
 import {cacheDirFlag} from '../../cli/flags.js'
+import {requireSourceInputs} from '../../kernel/source.js'
 import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
 import type {PatchResult} from '../../pipeline/stages/patch.js'
 import {chooseRenderer, runStages} from '../../pipeline/run.js'
@@ -42,6 +43,7 @@ and apply its series (both cached, as build does): each fix present, missing, or
       result = await checkTree(dirs.kernels, args.kernel, {featureNames: flags.feature})
     } else if (!existsSync(args.kernel) && new RecipeStore(dirs).ids().includes(args.kernel)) {
       const {ctx, cache} = makeBuildContext(dirs, args.kernel, flags)
+      requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'])
       const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
       const {results} = await runStages(ctx, cache, STAGES, {until: 'patch', renderer})
       const source = join(results['kernel-source']!.dir, 'tree')
