@@ -1,0 +1,108 @@
+import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterAll, describe, expect, it} from 'vitest'
+
+import type {KernelCheckResult} from '../src/kernel/check.js'
+import {cli} from './helpers/cli.js'
+import {repoRoot, sharedTestCache} from './helpers/paths.js'
+
+// The backports proven on real old kernel trees, through the CLI as a user runs them: the 5.4
+// recipe both ways (the control, without the backports, must fail NVMe integrity through SWIOTLB;
+// the patched build must pass every check), and 4.18 and 5.8 patched, configured and compiled.
+// The trees come from ../shared/kernels/old-kernels.tar.zst (CVM_TEST_OLD_KERNELS overrides it).
+const archive = process.env.CVM_TEST_OLD_KERNELS ?? join(repoRoot, '..', 'shared', 'kernels', 'old-kernels.tar.zst')
+const cwd = mkdtempSync(join(tmpdir(), 'cvm-backports-'))
+afterAll(() => rmSync(cwd, {recursive: true, force: true}))
+
+interface Check {
+  mode: string
+  name: string
+  verdict: string
+  evidence: string
+}
+interface BuildJson {
+  control: boolean
+  stages: {stage: string; status: string; dir: string}[]
+  validation?: {verdict: string; checks: Check[]}
+  published?: unknown
+}
+
+const build = (id: string, ...extra: string[]) =>
+  cli(['build', id, '--kernel-source-file', archive, '--cache-dir', sharedTestCache(), '--json', ...extra], {cwd, timeoutMs: 55 * 60_000})
+
+function parse(r: {code: number; stdout: string; stderr: string}): BuildJson {
+  expect(r.code, `${r.stderr.slice(-3000)}\n${r.stdout.slice(-3000)}`).toBe(0)
+  return JSON.parse(r.stdout) as BuildJson
+}
+
+const byName = (checks: Check[]) => Object.fromEntries(checks.map((c) => [c.name, c]))
+
+describe('backports on real old trees', () => {
+  it('the old-kernels archive is here', () => {
+    expect(existsSync(archive), `${archive} missing: CI has ../shared beside the clone; set CVM_TEST_OLD_KERNELS elsewhere`).toBe(true)
+  })
+
+  it('5.4 control: the unpatched 5.4.59 fails NVMe integrity through SWIOTLB, with the failing cases as evidence, and is not published', async () => {
+    const b = parse(await build('backport-5.4', '--control'))
+    expect(b.control).toBe(true)
+    expect(b.published).toBeUndefined()
+    expect(existsSync(join(cwd, 'out'))).toBe(false)
+    const v = b.validation!
+    expect(v.verdict).toBe('failed')
+    const c = byName(v.checks)
+    // the kernel that booted is the control build, and everything but the bug works on it
+    expect(c.boot.verdict).toBe('pass')
+    expect(c.kernel.verdict).toBe('pass')
+    expect(c['swiotlb-active'].verdict).toBe('pass')
+    expect(c['nvme-integrity'].verdict).toBe('fail')
+    // write-side corruption (the disk got wrong bytes) is named with its counts and cases
+    expect(c['nvme-integrity'].evidence).toMatch(/write-corrupt/)
+    expect(c['nvme-integrity'].evidence).toMatch(/\d+ of 384/)
+  }, 60 * 60_000)
+
+  it('5.4 patched: every check passes (memory encryption skipped: no SEV here)', async () => {
+    const b = parse(await build('backport-5.4', '--no-publish'))
+    expect(b.control).toBe(false)
+    const v = b.validation!
+    const failed = v.checks.filter((x) => x.verdict === 'fail')
+    expect(failed, JSON.stringify(failed, null, 2)).toEqual([])
+    expect(v.verdict).toBe('passed')
+    const c = byName(v.checks)
+    expect(c['nvme-integrity'].verdict).toBe('pass')
+    expect(c['nvme-integrity'].evidence).toMatch(/384\/384/)
+    expect(c['swiotlb-bounce'].verdict).toBe('pass')
+    expect(c.kexec.verdict).toBe('pass')
+    expect(c['memory-encryption'].verdict).toBe('skip')
+    // the patch stage applied the series' backports, judged from the tree's content
+    const patchDir = b.stages.find((s) => s.stage === 'patch')!.dir
+    expect(existsSync(join(patchDir, 'tree', 'kernel', 'dma', 'pool.c'))).toBe(true)
+  }, 60 * 60_000)
+
+  it('kernel check backport-5.4: each guest fix missing from 5.4.59 is added by the series', async () => {
+    const r = await cli(['kernel', 'check', 'backport-5.4', '--kernel-source-file', archive, '--cache-dir', sharedTestCache(), '--json'], {cwd, timeoutMs: 10 * 60_000})
+    expect(r.code, r.stderr).toBe(0)
+    const k = JSON.parse(r.stdout) as KernelCheckResult
+    expect(k.kind).toBe('recipe')
+    const status = Object.fromEntries(k.fixes!.map((f) => [f.fix, f.status]))
+    expect(status).toEqual({
+      'min-align-mask': 'added-by-series',
+      'swiotlb-sync-offset': 'added-by-series',
+      'nvme-min-align-first': 'added-by-series',
+      'sev-swiotlb-size': 'added-by-series',
+      'dma-atomic-pools': 'added-by-series',
+    })
+    expect(k.features.find((f) => f.feature === 'sev-es')!.status).toBe('needs-backport')
+    expect(k.features.find((f) => f.feature === 'swiotlb')!.status).toBe('supported')
+  }, 15 * 60_000)
+
+  for (const line of ['4.18', '5.8']) {
+    it(`${line}: the series applies to the real tree, configures and compiles`, async () => {
+      const b = parse(await build(`backport-${line}`, '--until', 'compile'))
+      expect(b.stages.map((s) => s.stage)).toEqual(['base', 'kernel-source', 'patch', 'configure', 'compile'])
+      const compileDir = b.stages.find((s) => s.stage === 'compile')!.dir
+      expect(readdirSync(compileDir)).toEqual(expect.arrayContaining(['vmlinuz', 'kernel.json']))
+    }, 60 * 60_000)
+  }
+})
