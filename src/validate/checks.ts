@@ -55,9 +55,75 @@ export interface CheckContext {
 }
 
 export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>
-export const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
-export const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
-export const skip = (evidence: string): Outcome => ({verdict: 'skip', evidence})
+const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
+const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
+const skip = (evidence: string): Outcome => ({verdict: 'skip', evidence})
+
+/** Which boot the checks run in. */
+export interface BootKind {
+  mode: ValidationMode
+  /** every check; otherwise (the emulated boot of the disk alone) only what proves the boot */
+  full: boolean
+}
+
+/** One validation check: its name in the report, the boots it runs in, and what it does. */
+export interface Check {
+  /** as report.json names it (disk-boot:<name> in the emulated boot of the disk alone) */
+  name: string
+  appliesTo(boot: BootKind): boolean
+  run(ctx: CheckContext): Promise<Outcome>
+}
+
+const everyBoot = () => true
+const fullBoot = (b: BootKind) => b.full
+const diskAloneBoot = (b: BootKind) => !b.full
+
+/** Every check, in the order they run (and are reported) in a boot. */
+export const CHECKS: readonly Check[] = [
+  {name: 'kernel', appliesTo: everyBoot, run: checkKernel},
+  {name: 'cmdline', appliesTo: diskAloneBoot, run: checkCmdline},
+  {name: 'marker', appliesTo: fullBoot, run: checkMarker},
+  {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
+  {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},
+  {name: 'network', appliesTo: fullBoot, run: checkNetwork},
+  {name: 'cloud-init', appliesTo: fullBoot, run: checkCloudInit},
+  {name: 'nvme-integrity', appliesTo: fullBoot, run: async (ctx) => nvmeIntegrityOutcome((ctx.shared.directIo = await runDirectIo(ctx)))},
+  {name: 'swiotlb-bounce', appliesTo: fullBoot, run: async (ctx) => (ctx.shared.directIo ? bounceOutcome(ctx.shared.directIo) : skip('the O_DIRECT run did not complete'))},
+  {name: 'kexec', appliesTo: fullBoot, run: kexecRoundTrip},
+  {name: 'poweroff', appliesTo: everyBoot, run: powerOff},
+]
+
+export function checksFor(boot: BootKind, checks: readonly Check[] = CHECKS): Check[] {
+  return checks.filter((c) => c.appliesTo(boot))
+}
+
+export type CheckRun = Outcome & {name: string; durationMs: number}
+
+/**
+ * Runs a boot's checks in table order, each within timeoutMs; a check that throws fails with its
+ * message. Once the guest is gone (a kexec it did not come back from) the checks left are skipped.
+ */
+export async function runChecks(
+  ctx: CheckContext,
+  boot: BootKind,
+  opts: {timeoutMs: number; onStart?: (name: string) => void; onDone: (run: CheckRun) => void; checks?: readonly Check[]},
+): Promise<void> {
+  for (const check of checksFor(boot, opts.checks)) {
+    if (ctx.machine.gone !== undefined) {
+      opts.onDone({name: check.name, ...skip(`not run: ${ctx.machine.gone}`), durationMs: 0})
+      continue
+    }
+    const s = Date.now()
+    opts.onStart?.(check.name)
+    let o: Outcome
+    try {
+      o = await withTimeout(check.run(ctx), Math.max(opts.timeoutMs, 1000), check.name)
+    } catch (e) {
+      o = fail((e as Error).message)
+    }
+    opts.onDone({name: check.name, ...o, durationMs: Date.now() - s})
+  }
+}
 
 async function sh(ctx: CheckContext, script: string, timeoutMs = ctx.timeoutMs) {
   return ctx.guest.exec(['sh', '-c', script], {timeoutMs})
@@ -270,70 +336,4 @@ export function bounceOutcome(io: DirectIoRun): Outcome {
   const sampledMoved = io.peakUsed !== undefined && io.peakUsed > (io.idleUsed ?? 0)
   const evidence = `io_tlb_used idle ${io.idleUsed}, peak ${io.peakUsed ?? 'n/a'} over ${io.samples} samples during O_DIRECT I/O${io.hiwaterAfter !== undefined ? `, io_tlb_used_hiwater ${io.hiwaterBefore} -> ${io.hiwaterAfter}` : ''} (io_tlb_nslabs ${io.nslabs})`
   return sampledMoved || hiwaterMoved ? pass(evidence) : fail(`bounce counters did not move: ${evidence}`)
-}
-
-/** Which boot the checks run in. */
-export interface BootKind {
-  mode: ValidationMode
-  /** every check; otherwise (the emulated boot of the disk alone) only what proves the boot */
-  full: boolean
-}
-
-/** One validation check: its name in the report, the boots it runs in, and what it does. */
-export interface Check {
-  /** as report.json names it (disk-boot:<name> in the emulated boot of the disk alone) */
-  name: string
-  appliesTo(boot: BootKind): boolean
-  run(ctx: CheckContext): Promise<Outcome>
-}
-
-const everyBoot = () => true
-const fullBoot = (b: BootKind) => b.full
-const diskAloneBoot = (b: BootKind) => !b.full
-
-/** Every check, in the order they run (and are reported) in a boot. */
-export const CHECKS: readonly Check[] = [
-  {name: 'kernel', appliesTo: everyBoot, run: checkKernel},
-  {name: 'cmdline', appliesTo: diskAloneBoot, run: checkCmdline},
-  {name: 'marker', appliesTo: fullBoot, run: checkMarker},
-  {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
-  {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},
-  {name: 'network', appliesTo: fullBoot, run: checkNetwork},
-  {name: 'cloud-init', appliesTo: fullBoot, run: checkCloudInit},
-  {name: 'nvme-integrity', appliesTo: fullBoot, run: async (ctx) => nvmeIntegrityOutcome((ctx.shared.directIo = await runDirectIo(ctx)))},
-  {name: 'swiotlb-bounce', appliesTo: fullBoot, run: async (ctx) => (ctx.shared.directIo ? bounceOutcome(ctx.shared.directIo) : skip('the O_DIRECT run did not complete'))},
-  {name: 'kexec', appliesTo: fullBoot, run: kexecRoundTrip},
-  {name: 'poweroff', appliesTo: everyBoot, run: powerOff},
-]
-
-export function checksFor(boot: BootKind, checks: readonly Check[] = CHECKS): Check[] {
-  return checks.filter((c) => c.appliesTo(boot))
-}
-
-export type CheckRun = Outcome & {name: string; durationMs: number}
-
-/**
- * Runs a boot's checks in table order, each within timeoutMs; a check that throws fails with its
- * message. Once the guest is gone (a kexec it did not come back from) the checks left are skipped.
- */
-export async function runChecks(
-  ctx: CheckContext,
-  boot: BootKind,
-  opts: {timeoutMs: number; onStart?: (name: string) => void; onDone: (run: CheckRun) => void; checks?: readonly Check[]},
-): Promise<void> {
-  for (const check of checksFor(boot, opts.checks)) {
-    if (ctx.machine.gone !== undefined) {
-      opts.onDone({name: check.name, ...skip(`not run: ${ctx.machine.gone}`), durationMs: 0})
-      continue
-    }
-    const s = Date.now()
-    opts.onStart?.(check.name)
-    let o: Outcome
-    try {
-      o = await withTimeout(check.run(ctx), Math.max(opts.timeoutMs, 1000), check.name)
-    } catch (e) {
-      o = fail((e as Error).message)
-    }
-    opts.onDone({name: check.name, ...o, durationMs: Date.now() - s})
-  }
 }

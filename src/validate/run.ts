@@ -38,7 +38,7 @@ export interface ValidateRequest {
   hostReport?: HostReport
 }
 
-/** how long one check may take, each within the run (the guest command of the O_DIRECT run asks for more, but this bounds it) */
+/** how long one check may take; it bounds the O_DIRECT run too, whose guest command asks for 600 s */
 const CHECK_TIMEOUT_MS = 300_000
 
 /**
