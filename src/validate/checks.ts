@@ -1,5 +1,7 @@
 import type {ValidationMode} from '../recipe/schema.js'
-import type {GuestSession} from './guest.js'
+import {withTimeout} from '../util/timeout.js'
+import type {GuestExec} from './guest.js'
+import {kexecRoundTrip, powerOff} from './lifecycle.js'
 
 export type CheckVerdict = 'pass' | 'fail' | 'skip'
 
@@ -20,21 +22,108 @@ export interface ExpectedKernel {
   marker?: string
 }
 
+/** The machine a guest runs in, for the checks that restart or end the guest (kexec, power-off). */
+export interface GuestMachine {
+  readonly accel: 'tcg' | 'kvm'
+  /** why the guest cannot be reached now (set by leaving(), cleared by reconnect()); the checks left are skipped */
+  readonly gone: string | undefined
+  /** the guest is going away (kexec -e) and may not come back; reason says what then */
+  leaving(reason: string): void
+  /** after leaving(): drops the old session and waits for the guest's SSH again; ctx.guest is the new session */
+  reconnect(): Promise<GuestExec>
+  /** QEMU's exit code when it ends (null: killed by a signal) */
+  readonly exited: Promise<number | null>
+  /** the last lines QEMU printed */
+  output(): string
+  /** the guest's serial console so far */
+  serial(): Promise<string>
+}
+
 export interface CheckContext {
   mode: ValidationMode
-  guest: GuestSession
+  /** the guest's shell; after a kexec, the session to the new kernel */
+  readonly guest: GuestExec
+  machine: GuestMachine
   expected: ExpectedKernel
   /** whether the command line carries swiotlb=force (emulated: added by the validator) */
   forcedSwiotlb: boolean
   timeoutMs: number
-  /** the UKI's kernel and initrd, for kexec when the image has no /boot/vmlinuz-<release> */
-  ukiKernel?: {linux?: Buffer; initrd?: Buffer}
+  /** the UKI's command line, and its kernel and initrd for kexec when the image has no /boot/vmlinuz-<release> */
+  uki: {cmdline: string; linux?: Buffer; initrd?: Buffer}
+  /** what a check of this boot leaves for a later one: the O_DIRECT run, made by nvme-integrity, read by swiotlb-bounce */
+  shared: {directIo?: DirectIoRun}
 }
 
 export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>
 const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
 const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
 const skip = (evidence: string): Outcome => ({verdict: 'skip', evidence})
+
+/** Which boot the checks run in. */
+export interface BootKind {
+  mode: ValidationMode
+  /** every check; otherwise (the emulated boot of the disk alone) only what proves the boot */
+  full: boolean
+}
+
+/** One validation check: its name in the report, the boots it runs in, and what it does. */
+export interface Check {
+  /** as report.json names it (disk-boot:<name> in the emulated boot of the disk alone) */
+  name: string
+  appliesTo(boot: BootKind): boolean
+  run(ctx: CheckContext): Promise<Outcome>
+}
+
+const everyBoot = () => true
+const fullBoot = (b: BootKind) => b.full
+const diskAloneBoot = (b: BootKind) => !b.full
+
+/** Every check, in the order they run (and are reported) in a boot. */
+export const CHECKS: readonly Check[] = [
+  {name: 'kernel', appliesTo: everyBoot, run: checkKernel},
+  {name: 'cmdline', appliesTo: diskAloneBoot, run: checkCmdline},
+  {name: 'marker', appliesTo: fullBoot, run: checkMarker},
+  {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
+  {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},
+  {name: 'network', appliesTo: fullBoot, run: checkNetwork},
+  {name: 'cloud-init', appliesTo: fullBoot, run: checkCloudInit},
+  {name: 'nvme-integrity', appliesTo: fullBoot, run: async (ctx) => nvmeIntegrityOutcome((ctx.shared.directIo = await runDirectIo(ctx)))},
+  {name: 'swiotlb-bounce', appliesTo: fullBoot, run: async (ctx) => (ctx.shared.directIo ? bounceOutcome(ctx.shared.directIo) : skip('the O_DIRECT run did not complete'))},
+  {name: 'kexec', appliesTo: fullBoot, run: kexecRoundTrip},
+  {name: 'poweroff', appliesTo: everyBoot, run: powerOff},
+]
+
+export function checksFor(boot: BootKind, checks: readonly Check[] = CHECKS): Check[] {
+  return checks.filter((c) => c.appliesTo(boot))
+}
+
+export type CheckRun = Outcome & {name: string; durationMs: number}
+
+/**
+ * Runs a boot's checks in table order, each within timeoutMs; a check that throws fails with its
+ * message. Once the guest is gone (a kexec it did not come back from) the checks left are skipped.
+ */
+export async function runChecks(
+  ctx: CheckContext,
+  boot: BootKind,
+  opts: {timeoutMs: number; onStart?: (name: string) => void; onDone: (run: CheckRun) => void; checks?: readonly Check[]},
+): Promise<void> {
+  for (const check of checksFor(boot, opts.checks)) {
+    if (ctx.machine.gone !== undefined) {
+      opts.onDone({name: check.name, ...skip(`not run: ${ctx.machine.gone}`), durationMs: 0})
+      continue
+    }
+    const s = Date.now()
+    opts.onStart?.(check.name)
+    let o: Outcome
+    try {
+      o = await withTimeout(check.run(ctx), Math.max(opts.timeoutMs, 1000), check.name)
+    } catch (e) {
+      o = fail((e as Error).message)
+    }
+    opts.onDone({name: check.name, ...o, durationMs: Date.now() - s})
+  }
+}
 
 async function sh(ctx: CheckContext, script: string, timeoutMs = ctx.timeoutMs) {
   return ctx.guest.exec(['sh', '-c', script], {timeoutMs})
@@ -54,6 +143,13 @@ export async function checkKernel(ctx: CheckContext): Promise<Outcome> {
   return pass(evidence)
 }
 
+/** The disk booted by the firmware alone runs with the UKI's own command line. */
+export async function checkCmdline(ctx: CheckContext): Promise<Outcome> {
+  const r = await ctx.guest.exec(['cat', '/proc/cmdline'], {timeoutMs: ctx.timeoutMs})
+  const got = r.stdout.trim()
+  return got === ctx.uki.cmdline ? pass(`booted from the disk alone with the UKI's own command line: ${got}`) : fail(`/proc/cmdline "${got}" is not the UKI's "${ctx.uki.cmdline}"`)
+}
+
 /** The series' marker patch prints a line at boot. */
 export async function checkMarker(ctx: CheckContext): Promise<Outcome> {
   if (!ctx.expected.marker) return skip('the patch series has no marker patch')
@@ -62,14 +158,18 @@ export async function checkMarker(ctx: CheckContext): Promise<Outcome> {
   return line ? pass(line.trim()) : fail(`no dmesg line contains "${ctx.expected.marker}"`)
 }
 
-/** The memory-encryption line for the mode (FACTS.md "What a guest prints"). */
+/**
+ * The memory-encryption line for the mode (FACTS.md "What a guest prints"): up to 5.9 "AMD Secure
+ * Encrypted Virtualization (SEV) active", which says nothing of SEV-ES; 5.10-5.18 "AMD Memory
+ * Encryption Features active: SEV SEV-ES"; 5.19+ "Memory Encryption Features active: AMD SEV SEV-ES".
+ */
 export async function checkMemoryEncryption(ctx: CheckContext): Promise<Outcome> {
   const r = await sh(ctx, 'dmesg')
   const line = firstLine(r.stdout, /Memory Encryption Features active|Secure Encrypted Virtualization \(SEV\) active/)
   if (ctx.mode === 'emulated') {
     return skip(`emulated mode: TCG encrypts no memory, so no SEV line can appear (${line ? `unexpected: ${line}` : 'none printed, as expected'})`)
   }
-  if (!line) return fail('no "Memory Encryption Features active" line in dmesg')
+  if (!line) return fail('no "Memory Encryption Features active" (or, before 5.10, "Secure Encrypted Virtualization (SEV) active") line in dmesg')
   const features = line.replace(/^.*active:?/, '')
   const want = ctx.mode === 'sev-es' ? /SEV-ES/ : /SEV/
   return want.test(features) || (ctx.mode === 'sev' && /\(SEV\) active/.test(line)) ? pass(line) : fail(`${ctx.mode} not listed: ${line}`)

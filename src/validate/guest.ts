@@ -10,6 +10,14 @@ export interface GuestExecResult {
   stderr: string
 }
 
+/** The guest's shell as the checks see it: the SSH session, or recorded guest output in tests. */
+export interface GuestExec {
+  /** runs a command (an argument array) and waits for its end, at most timeoutMs */
+  exec(args: readonly string[], opts: {timeoutMs: number; stdin?: Buffer | string}): Promise<GuestExecResult>
+  /** starts a command and returns without waiting for its end (kexec -e, poweroff): the link may drop */
+  fire(args: readonly string[]): void
+}
+
 /** Quotes an argument array for the guest's shell (ssh runs commands through it). */
 export function shellQuote(args: readonly string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ')
@@ -24,7 +32,7 @@ export interface WaitOptions {
 }
 
 /** An SSH session with the guest, as root with the run's key, its host key pinned to the run's. */
-export class GuestSession {
+export class GuestSession implements GuestExec {
   private constructor(private readonly client: ssh2.Client) {}
 
   /** Connects through QEMU's hostfwd on the validation host, retrying until the guest's sshd answers. */

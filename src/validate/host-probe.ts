@@ -22,8 +22,6 @@ export interface HostReport {
     asids: {sev?: string; sevEs?: string}
     /** CPUID 0x8000001F EBX[5:0] */
     cbitpos?: number
-    /** CPUID 0x8000001F EBX[11:6] */
-    physBitsReduction?: number
   }
   qemu: {binary: string; version?: string}
   ovmf: {code: string; vars: string; present: boolean; version?: string}
@@ -62,7 +60,6 @@ export async function probeHost(host: ValidationHost = new LocalHost(), opts: Pr
   // EAX bit 1: the CPU supports SEV; without it EBX holds no C-bit position
   const sevCpu = leaf !== undefined && (leaf.eax & 0x2) !== 0
   const cbitpos = sevCpu ? leaf.ebx & 0x3f : undefined
-  const physBitsReduction = sevCpu ? (leaf.ebx >> 6) & 0x3f : undefined
 
   const qv = await host.exec(QEMU_BINARY, ['--version'])
   const qemu = {binary: QEMU_BINARY, version: qv.exitCode === 0 ? /version (\S+)/.exec(qv.stdout)?.[1] : undefined}
@@ -75,7 +72,7 @@ export async function probeHost(host: ValidationHost = new LocalHost(), opts: Pr
   if (kvmDevice && qemu.version && opts.probeKvm !== false) kvm = {device: true, ...(await probeKvm(host, opts.signal))}
   else if (kvmDevice) kvm = {device: true, usable: false, detail: 'not probed'}
 
-  const report: Omit<HostReport, 'modes'> = {host: host.label, cpuVendor, kvm, sev: {kvmAmd, devSev, asids, cbitpos, physBitsReduction}, qemu, ovmf}
+  const report: Omit<HostReport, 'modes'> = {host: host.label, cpuVendor, kvm, sev: {kvmAmd, devSev, asids, cbitpos}, qemu, ovmf}
   return {...report, modes: modeSupport(report)}
 }
 

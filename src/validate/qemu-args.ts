@@ -3,6 +3,9 @@ import type {ValidationMode} from '../recipe/schema.js'
 /** SEV guest policy bits (AMD SEV API, LAUNCH_START): bit 0 NODBG, bit 2 ES. */
 export const SEV_POLICY: Record<Exclude<ValidationMode, 'emulated'>, number> = {sev: 0x1, 'sev-es': 0x5}
 
+/** reduced-phys-bits as QEMU's documented SEV form gives it (FACTS.md, Host side), on every host */
+export const SEV_REDUCED_PHYS_BITS = 1
+
 export interface QemuDisk {
   /** path on the host QEMU runs on */
   path: string
@@ -27,12 +30,10 @@ export interface QemuSpec {
   /** host port (127.0.0.1) forwarded to the guest's sshd */
   sshPort: number
   serialLog: string
-  pidFile?: string
   /** SMBIOS type 1 serial, e.g. ds=nocloud-net;s=http://10.0.2.2:PORT/ */
   smbiosSerial?: string
   /** CPUID 0x8000001F EBX[5:0] of the host; required for sev and sev-es */
   cbitpos?: number
-  reducedPhysBits?: number
 }
 
 /**
@@ -51,7 +52,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   args.push('-m', String(spec.memoryMiB), '-smp', String(spec.cpus))
   if (spec.mode !== 'emulated') {
     const policy = `0x${SEV_POLICY[spec.mode].toString(16)}`
-    args.push('-object', `sev-guest,id=sev0,cbitpos=${spec.cbitpos},reduced-phys-bits=${spec.reducedPhysBits ?? 1},policy=${policy}`)
+    args.push('-object', `sev-guest,id=sev0,cbitpos=${spec.cbitpos},reduced-phys-bits=${SEV_REDUCED_PHYS_BITS},policy=${policy}`)
   }
   args.push(
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${drivePath(spec.firmware.code)}`,
@@ -72,7 +73,6 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   // SEV-ES guests cannot be reset: a reboot must end QEMU, and so must a kexec gone wrong in any mode.
   args.push('-no-reboot')
   args.push('-serial', `file:${spec.serialLog}`, '-monitor', 'none', '-display', 'none', '-nodefaults', '-no-user-config')
-  if (spec.pidFile) args.push('-pidfile', spec.pidFile)
   return args
 }
 
