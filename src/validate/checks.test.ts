@@ -1,7 +1,11 @@
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
 import {describe, expect, it} from 'vitest'
 
 import {recordedContext, RecordedGuest, type Answer, type Recorded} from '../../test/helpers/recorded-guest.js'
 import type {ValidationMode} from '../recipe/schema.js'
+import {PROBE_REMOTE_PATH} from './probe.js'
 import {
   bounceOutcome,
   checkCloudInit,
@@ -208,7 +212,17 @@ describe('cmdline (disk boot): the UKI\'s own command line', () => {
 })
 
 /** A debian-12 guest (6.1) booted in emulated mode, as it answers every check of a full boot. */
+/** the probe's real output on Debian 12's 6.1 under TCG with swiotlb=force (every case intact) */
+const PROBE_6_1 = readFileSync(join(import.meta.dirname, 'probe', 'testdata', 'linux-6.1.0-56-cloud-swiotlb-force.txt'), 'utf8')
+const PROBE_BINARY = Buffer.from('\x7fELF the static probe')
+const probeRun = (out: string, exitCode = 0): Recorded[] => [
+  [`cat > ${PROBE_REMOTE_PATH}`, ''],
+  [`${PROBE_REMOTE_PATH} --serial cvmscratch`, {exitCode, stdout: out}],
+  [`rm -f ${PROBE_REMOTE_PATH}`, ''],
+]
+
 const debian12Emulated = (): Recorded[] => [
+  ...probeRun(PROBE_6_1),
   ['uname -r; cat /proc/version', UNAME_6_1],
   [/^sh -c dmesg$/, dmesg(LINUX_6_1, '[    0.000000] cvm-image: series debian-12-cvm applied')],
   [directIoScript(), ['swiotlb nslabs=32768 idle_used=0 hiwater_before=none', ...okLines, 'sampled 134 251', 'hiwater_after=none'].join('\n')],
@@ -226,7 +240,7 @@ const afterKexec = () => new RecordedGuest([['cat /proc/sys/kernel/random/boot_i
 const POWER_DOWN = '[   41.028311] reboot: Power down\n'
 
 async function runAll(guest: Recorded[], boot: {mode: ValidationMode; full: boolean}, machine = {afterReconnect: afterKexec() as RecordedGuest | Error, serial: POWER_DOWN}, checks?: readonly Check[]) {
-  const ctx = recordedContext(guest, {mode: boot.mode, expected: built, forcedSwiotlb: boot.mode === 'emulated' && boot.full, uki: {cmdline: PLAIN}, machine})
+  const ctx = recordedContext(guest, {mode: boot.mode, expected: built, forcedSwiotlb: boot.mode === 'emulated' && boot.full, uki: {cmdline: PLAIN}, machine, probe: PROBE_BINARY})
   const runs: CheckRun[] = []
   await runChecks(ctx, boot, {timeoutMs: 1000, onDone: (r) => runs.push(r), checks})
   return {runs, ctx, verdicts: runs.map((r) => `${r.name}: ${r.verdict}`)}
@@ -301,10 +315,25 @@ describe('the check table', () => {
 
 describe('nvme-integrity and swiotlb-bounce as table entries', () => {
   const entry = (name: string) => CHECKS.find((c) => c.name === name)!
-  it('nvme-integrity runs the O_DIRECT script and keeps its result for swiotlb-bounce', async () => {
-    const ctx = recordedContext([[directIoScript(), ['swiotlb nslabs=32768 idle_used=0 hiwater_before=0', ...okLines, 'sampled 0 300', 'hiwater_after=0'].join('\n')]])
-    expect((await entry('nvme-integrity').run(ctx)).verdict).toBe('pass')
+  const ddRun: Recorded = [directIoScript(), ['swiotlb nslabs=32768 idle_used=0 hiwater_before=0', ...okLines, 'sampled 0 300', 'hiwater_after=0'].join('\n')]
+  it('nvme-integrity hands the probe to the guest, runs it on the scratch disk, removes it, then runs the O_DIRECT script and keeps its result for swiotlb-bounce', async () => {
+    const guest = new RecordedGuest([...probeRun(PROBE_6_1), ddRun])
+    const ctx = recordedContext(guest, {probe: PROBE_BINARY})
+    const o = await entry('nvme-integrity').run(ctx)
+    expect(o).toMatchObject({verdict: 'pass', evidence: expect.stringMatching(/^384\/384 O_DIRECT cases intact on \/dev\/nvme0n1: .*; dd: 16\/16 O_DIRECT/)})
+    expect(guest.stdin).toEqual([PROBE_BINARY])
+    expect(guest.commands.slice(0, 3)).toEqual([`sh -c cat > ${PROBE_REMOTE_PATH} && chmod 0700 ${PROBE_REMOTE_PATH}`, `${PROBE_REMOTE_PATH} --serial cvmscratch`, `rm -f ${PROBE_REMOTE_PATH}`])
     expect(await entry('swiotlb-bounce').run(ctx)).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^bounce counters did not move/)})
+  })
+  it('nvme-integrity fails on the probe failures even when dd, whose buffers are page-aligned, sees none', async () => {
+    const failing = PROBE_6_1.replace(/^SUMMARY layout=contig .*$/m, 'FAIL layout=contig woff=512 roff=1024 size=1024 case=9 kind=write-corrupt kinds=write-corrupt,read-corrupt first=0 want=0x5a got=0x00 ndiff=512\nSUMMARY layout=contig cases=192 ok=191 failed=1 write-error=0 write-corrupt=1 ref-error=0 read-error=0 read-corrupt=1').replace(/^TOTAL .*$/m, 'TOTAL cases=384 ok=383 failed=1 write-error=0 write-corrupt=1 ref-error=0 read-error=0 read-corrupt=1 elapsed_ms=990')
+    const o = await entry('nvme-integrity').run(recordedContext([...probeRun(failing, 1), ddRun], {probe: PROBE_BINARY}))
+    expect(o.verdict).toBe('fail')
+    expect(o.evidence).toMatch(/^1 of 384 O_DIRECT cases from in-page offsets failed \(1 write-side: 1 silent write corruptions.*First: contig woff=512 roff=1024 size=1024: write-corrupt at byte 0 .*; dd \(page-aligned buffers\): all cases match$/)
+  })
+  it('nvme-integrity without the probe binary fails: a pass from dd alone would prove nothing', async () => {
+    const o = await entry('nvme-integrity').run(recordedContext([ddRun]))
+    expect(o).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^the NVMe offset probe was not run/)})
   })
   it('swiotlb-bounce without an O_DIRECT run is skipped', async () => {
     expect(await entry('swiotlb-bounce').run(recordedContext([]))).toEqual({verdict: 'skip', evidence: 'the O_DIRECT run did not complete'})

@@ -2,6 +2,7 @@ import type {ValidationMode} from '../recipe/schema.js'
 import {withTimeout} from '../util/timeout.js'
 import type {GuestExec} from './guest.js'
 import {kexecRoundTrip, powerOff} from './lifecycle.js'
+import {parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_TIMEOUT_MS, SCRATCH_SERIAL} from './probe.js'
 
 export type CheckVerdict = 'pass' | 'fail' | 'skip'
 
@@ -52,6 +53,8 @@ export interface CheckContext {
   uki: {cmdline: string; linux?: Buffer; initrd?: Buffer}
   /** what a check of this boot leaves for a later one: the O_DIRECT run, made by nvme-integrity, read by swiotlb-bounce */
   shared: {directIo?: DirectIoRun}
+  /** the static NVMe offset probe (src/validate/probe), built on this machine, handed to the guest for its run only */
+  probe?: Buffer
 }
 
 export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>
@@ -72,6 +75,8 @@ export interface Check {
   name: string
   appliesTo(boot: BootKind): boolean
   run(ctx: CheckContext): Promise<Outcome>
+  /** how long it may take, when longer than the default per-check limit */
+  timeoutMs?: number
 }
 
 const everyBoot = () => true
@@ -87,7 +92,7 @@ export const CHECKS: readonly Check[] = [
   {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},
   {name: 'network', appliesTo: fullBoot, run: checkNetwork},
   {name: 'cloud-init', appliesTo: fullBoot, run: checkCloudInit},
-  {name: 'nvme-integrity', appliesTo: fullBoot, run: async (ctx) => nvmeIntegrityOutcome((ctx.shared.directIo = await runDirectIo(ctx)))},
+  {name: 'nvme-integrity', appliesTo: fullBoot, run: checkNvmeIntegrity, timeoutMs: PROBE_TIMEOUT_MS + 600_000},
   {name: 'swiotlb-bounce', appliesTo: fullBoot, run: async (ctx) => (ctx.shared.directIo ? bounceOutcome(ctx.shared.directIo) : skip('the O_DIRECT run did not complete'))},
   {name: 'kexec', appliesTo: fullBoot, run: kexecRoundTrip},
   {name: 'poweroff', appliesTo: everyBoot, run: powerOff},
@@ -117,7 +122,7 @@ export async function runChecks(
     opts.onStart?.(check.name)
     let o: Outcome
     try {
-      o = await withTimeout(check.run(ctx), Math.max(opts.timeoutMs, 1000), check.name)
+      o = await withTimeout(check.run(ctx), Math.max(check.timeoutMs ?? opts.timeoutMs, 1000), check.name)
     } catch (e) {
       o = fail((e as Error).message)
     }
@@ -237,7 +242,7 @@ export const DIRECT_IO_CASES: {bs: number; count: number; offset: number}[] = [
   {bs: 4194304 - 512, count: 2, offset: 512 * 13},
 ]
 
-export const SCRATCH_SERIAL = 'cvmscratch'
+export {SCRATCH_SERIAL}
 
 /**
  * The guest script: O_DIRECT writes of random data at odd sizes and offsets to the scratch NVMe disk
@@ -312,6 +317,35 @@ export function parseDirectIo(out: string): DirectIoRun {
     peakUsed: num(sampled?.[1]),
     samples: Number(sampled?.[2] ?? 0),
     hiwaterAfter: num(/hiwater_after=(\S+)/.exec(out)?.[1]),
+  }
+}
+
+/**
+ * NVMe integrity through the bounce buffers: the offset probe (O_DIRECT from buffers at in-page
+ * offsets, the only I/O the 2021 SWIOTLB bug corrupts), then the dd script (page-aligned O_DIRECT at
+ * odd sizes and disk offsets, on the scratch disk and a file on the root; its run also samples the
+ * bounce counters for swiotlb-bounce). Fails if either finds a difference.
+ */
+export async function checkNvmeIntegrity(ctx: CheckContext): Promise<Outcome> {
+  const probe = ctx.probe ? await runProbe(ctx, ctx.probe) : undefined
+  ctx.shared.directIo = await runDirectIo(ctx)
+  const dd = nvmeIntegrityOutcome(ctx.shared.directIo)
+  if (!probe) return dd.verdict === 'pass' ? {verdict: 'fail', evidence: `the NVMe offset probe was not run (no probe binary); dd: ${dd.evidence}`} : dd
+  if (probe.verdict !== 'pass') return fail(`${probe.evidence}; dd (page-aligned buffers): ${dd.verdict === 'pass' ? 'all cases match' : dd.evidence}`)
+  if (dd.verdict !== 'pass') return fail(`dd: ${dd.evidence}; probe: ${probe.evidence}`)
+  return pass(`${probe.evidence}; dd: ${dd.evidence}`)
+}
+
+/** Hands the probe to the guest (tmpfs, removed afterwards: the image stays as it was), runs it on the scratch disk. */
+async function runProbe(ctx: CheckContext, binary: Buffer): Promise<Outcome> {
+  const t = PROBE_TIMEOUT_MS
+  const put = await ctx.guest.exec(['sh', '-c', `cat > ${PROBE_REMOTE_PATH} && chmod 0700 ${PROBE_REMOTE_PATH}`], {timeoutMs: t, stdin: binary})
+  if (put.exitCode !== 0) return fail(`could not copy the NVMe offset probe to ${PROBE_REMOTE_PATH}: ${(put.stderr || put.stdout).trim()}`)
+  try {
+    const r = await ctx.guest.exec(probeArgv(), {timeoutMs: t})
+    return probeOutcome(parseProbeOutput(r.stdout, r.exitCode))
+  } finally {
+    await ctx.guest.exec(['rm', '-f', PROBE_REMOTE_PATH], {timeoutMs: t}).catch(() => undefined)
   }
 }
 

@@ -7,7 +7,7 @@ import {fileURLToPath} from 'node:url'
 import {execa} from 'execa'
 
 import {HostError} from '../errors.js'
-import {SCRATCH_SERIAL, type Outcome} from './checks.js'
+import type {Outcome} from './checks.js'
 
 /**
  * nvme-offset-probe: a static C program the validator uploads into the guest to catch the
@@ -24,6 +24,8 @@ import {SCRATCH_SERIAL, type Outcome} from './checks.js'
 // src/validate/probe.ts and dist/validate/probe.js both sit two levels below the package root
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const PROBE_SOURCE = join(packageRoot, 'src', 'validate', 'probe', 'nvme-offset-probe.c')
+/** the serial of the scratch NVMe disk the validator attaches (the probe and the dd script find it by it) */
+export const SCRATCH_SERIAL = 'cvmscratch'
 /** where the caller puts the binary in the guest (tmpfs; removed after the run) */
 export const PROBE_REMOTE_PATH = '/run/cvm-nvme-offset-probe'
 export const PROBE_CFLAGS = ['-O2', '-static', '-Wall']

@@ -1,5 +1,7 @@
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
+
 
 import {HostError, StageError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
@@ -8,6 +10,7 @@ import {GuestBoot, type SeedMethod} from './boot.js'
 import {checksFor, runChecks, type BootKind, type CheckContext, type CheckResult, type ExpectedKernel} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {probeHost, requireMode, type HostReport} from './host-probe.js'
+import {buildProbe} from './probe.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
 
@@ -36,6 +39,8 @@ export interface ValidateRequest {
   progress?: (line: string) => void
   /** a probed host report, to skip probing again */
   hostReport?: HostReport
+  /** where the NVMe offset probe is built once per source digest (default: a folder under the system temp dir) */
+  probeCacheDir?: string
 }
 
 /** how long one check may take; it bounds the O_DIRECT run too, whose guest command asks for 600 s */
@@ -98,6 +103,8 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
     await host.putFile(uki.path, hostUki)
   }
 
+  // the offset probe runs in every full boot's nvme-integrity check: built here once, handed over by SSH
+  const probe = await readFile((await buildProbe(req.probeCacheDir ?? join(tmpdir(), 'cvm-image-probe'))).path)
   const checks: CheckResult[] = []
   const modes: ModeReport[] = []
   let verdictError: unknown
@@ -113,7 +120,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
           : // under SEV the firmware measures what it boots: boot the disk as published, SWIOTLB is forced by the kernel
             [{name: 'disk', forcedSwiotlb: false, full: true}]
       for (const boot of boots) {
-        const r = await runBoot({req, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks, log, progress})
+        const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks, log, progress})
         modes.push(r)
       }
     }
@@ -169,6 +176,7 @@ interface BootPlan {
 
 interface BootArgs {
   req: ValidateRequest
+  probe: Buffer
   host: ValidationHost
   local: ValidationHost
   mode: ValidationMode
@@ -238,6 +246,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       timeoutMs: CHECK_TIMEOUT_MS,
       uki: a.parts,
       shared: {},
+      probe: a.probe,
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,

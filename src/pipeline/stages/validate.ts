@@ -86,6 +86,7 @@ export const validateStage: Stage = {
       bootTimeoutS: v.boot_timeout_s,
       hostname: ctx.recipe.recipe.image.hostname,
       diskBoot: true,
+      probeCacheDir: ctx.cacheDir,
       signal: io.signal,
       log: io.log,
       progress: io.progress,
