@@ -218,6 +218,19 @@ function layoutCounts(l: ProbeLayoutSummary): string {
 
 const FIRST_FAILURES = 5
 
+/** up to 5 failing cases, the first of each layout and kind before any second one of a pair */
+export function firstFailures(failures: ProbeFailure[], n = FIRST_FAILURES): ProbeFailure[] {
+  const seen = new Set<string>()
+  const picked = failures.filter((f) => {
+    const key = `${f.layout}/${f.kind}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
+  for (const f of failures) if (picked.length < n && !picked.includes(f)) picked.push(f)
+  return picked.slice(0, n).sort((a, b) => failures.indexOf(a) - failures.indexOf(b))
+}
+
 /** The nvme-integrity check's verdict from one probe run. */
 export function probeOutcome(run: ProbeRun): Outcome {
   const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
@@ -232,7 +245,7 @@ export function probeOutcome(run: ProbeRun): Outcome {
   if (t.failed > 0 || run.failures.length > 0 || (run.exitCode !== undefined && run.exitCode !== 0)) {
     const w = WRITE_SIDE.reduce((s, k) => s + t.counts[k], 0)
     const r = READ_SIDE.reduce((s, k) => s + t.counts[k], 0)
-    const first = run.failures.slice(0, FIRST_FAILURES).map(describeFailure)
+    const first = firstFailures(run.failures).map(describeFailure)
     return fail(
       `${t.failed} of ${t.cases} O_DIRECT cases from in-page offsets failed (${w} write-side: ${t.counts['write-corrupt']} silent write corruptions, ${t.counts['write-error']} write errors; ${r} read-side: ${t.counts['read-corrupt']} corrupt reads, ${t.counts['read-error']} read errors): ${perLayout}. First: ${first.join('; ')}${run.failures.length > FIRST_FAILURES ? `; ... ${run.failures.length - FIRST_FAILURES} more` : ''}` +
         (run.exitCode !== undefined && run.exitCode !== 1 ? ` (probe exit ${run.exitCode})` : ''),

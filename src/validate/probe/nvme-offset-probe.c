@@ -34,7 +34,7 @@
  *
  * Usage: nvme-offset-probe [-V] [-l contig|scattered] (DEVICE-OR-FILE | --serial SERIAL)
  * It touches only the target: the regions [0, 384 * 16 KiB). A regular file is extended to that
- * size if shorter. A mounted block device is refused.
+ * size if shorter. A block device that is mounted, or has a mounted partition, is refused.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -237,16 +238,28 @@ static long find_serial(const char *serial, char *out, size_t outlen) {
     return 0;
 }
 
+/* the sysfs directory of a block device number, e.g. /sys/devices/.../block/nvme0n1 */
+static int sysfs_of(unsigned maj, unsigned mi, char out[PATH_MAX]) {
+    char link[64];
+    snprintf(link, sizeof link, "/sys/dev/block/%u:%u", maj, mi);
+    return realpath(link, out) ? 0 : -1;
+}
+
+/* refuse a block device that is mounted, or one of whose partitions is */
 static void refuse_if_mounted(const char *dev, struct stat *st) {
     FILE *f = fopen("/proc/self/mountinfo", "r");
     if (!f) return;
-    char line[4096];
+    char line[4096], self[PATH_MAX] = "", other[PATH_MAX];
+    sysfs_of(major(st->st_rdev), minor(st->st_rdev), self);
+    size_t sl = strlen(self);
     while (fgets(line, sizeof line, f)) {
         unsigned maj, mi;
         /* id parent major:minor ... */
-        if (sscanf(line, "%*u %*u %u:%u", &maj, &mi) == 2 && maj == major(st->st_rdev) &&
-            mi == minor(st->st_rdev))
+        if (sscanf(line, "%*u %*u %u:%u", &maj, &mi) != 2) continue;
+        if (maj == major(st->st_rdev) && mi == minor(st->st_rdev))
             die("%s is mounted; refusing to write to it", dev, 0);
+        if (sl && sysfs_of(maj, mi, other) == 0 && strncmp(other, self, sl) == 0 && other[sl] == '/')
+            die("a partition of %s is mounted; refusing to write to it", dev, 0);
     }
     fclose(f);
 }
