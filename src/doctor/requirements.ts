@@ -21,7 +21,7 @@ export const REQUIREMENTS: Requirement[] = [
   {tool: 'git', package: 'git', stages: ['kernel-source', 'patch'], why: 'fetch upstream commits'},
   {tool: 'patch', package: 'patch', stages: ['patch'], why: 'apply the backport series'},
   {tool: 'make', package: 'build-essential', stages: ['configure', 'compile'], why: 'run kbuild'},
-  {tool: 'gcc', package: 'build-essential', stages: ['configure', 'compile'], why: 'compile the kernel'},
+  {tool: 'gcc', package: 'build-essential', stages: ['configure', 'compile', 'validate'], why: 'compile the kernel and the NVMe offset probe'},
   {tool: 'flex', package: 'flex', stages: ['configure'], why: 'build Kconfig'},
   {tool: 'bison', package: 'bison', stages: ['configure'], why: 'build Kconfig'},
   {tool: 'bc', package: 'bc', stages: ['compile'], why: 'kbuild arithmetic'},
