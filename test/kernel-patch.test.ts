@@ -145,7 +145,7 @@ describe('what a tree already has is read from its content', () => {
     const wrong = await kernelProject({kernelFiles: {...files, '6.1/s.yaml': series('never-shown')}, series: ['6.1/s.yaml']})
     const err = await runKernelProject(wrong, 'patch', {force: ['patch']}).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(InputError)
-    expect((err as InputError).message).toMatch(/^patch 6\.1\/s\.yaml: cvm-marker\.patch applied, but the tree does not show the fix it claims: never-shown: no line of init\/cvm_marker\.c matches/)
+    expect((err as InputError).message).toMatch(/^patch 6\.1\/s\.yaml: cvm-marker\.patch applied, but the patched tree does not show the fix it claims: never-shown: no line of init\/cvm_marker\.c matches/)
   })
 })
 

@@ -36,7 +36,7 @@ export interface SeriesRun {
  * Applies the series in order to tree (a scratch copy). What a tree already has is read from the
  * tree: an entry whose fixes the tree shows (kernels/fixes.yaml probes) is skipped, and so is a
  * patch that applies in reverse; a patch that does neither stops the build naming its hunk.
- * After a patch applies, every fix it claims must show in the tree.
+ * Once the series is applied, every fix an applied entry claims must show in the tree.
  */
 export async function applySeries(tree: string, series: Series[], run: SeriesRun): Promise<PatchRecord[]> {
   const records: PatchRecord[] = []
@@ -65,19 +65,21 @@ export async function applySeries(tree: string, series: Series[], run: SeriesRun
     }
     if (fit === 'conflicts') throw await patchFailure({label, path}, output, records.filter((r) => r.action === 'applied').length)
     const sha256 = await applyPatch(tree, {label, path}, run.logFile)
+    records.push({...record, sha256, action: 'applied', reason: e.kind === 'build-fix' ? 'build fix' : `not in the tree${e.fixes.length ? ` (${e.fixes.join(', ')} missing)` : ''}`})
+    run.log(`applied ${label} sha256 ${sha256}`)
+  }
+  // a fix may take several patches (code, then the Kconfig select): each claim is checked on the whole series' result
+  for (const r of records.filter((x) => x.action === 'applied')) {
     const missing = []
-    for (const id of e.fixes) {
-      const f = run.fixes.find((x) => x.id === id)!
-      const state = await fixInTree(tree, f)
+    for (const id of r.fixes) {
+      const state = await fixInTree(tree, run.fixes.find((x) => x.id === id)!)
       if (state.state === 'missing') missing.push(`${id}: ${state.evidence.join('; ')}`)
     }
     if (missing.length) {
-      throw new InputError(`patch ${label} applied, but the tree does not show the fix it claims: ${missing.join('; ')}`, {
+      throw new InputError(`patch ${r.series}: ${r.id ? `${r.id} ${r.subject}` : r.file!.split('/').pop()} applied, but the patched tree does not show the fix it claims: ${missing.join('; ')}`, {
         hint: 'the patch and the fix\'s probes in kernels/fixes.yaml disagree: fix whichever is wrong',
       })
     }
-    records.push({...record, sha256, action: 'applied', reason: e.kind === 'build-fix' ? 'build fix' : `not in the tree${e.fixes.length ? ` (${e.fixes.join(', ')} missing)` : ''}`})
-    run.log(`applied ${label} sha256 ${sha256}`)
   }
   return records
 }
