@@ -1,7 +1,8 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {InputError, StageError} from '../../errors.js'
+import {StageError} from '../../errors.js'
+import {kernelCmdline} from '../../disk/cmdline.js'
 import {diskIds} from '../../disk/ids.js'
 import {planLayout} from '../../disk/gpt.js'
 import {assembleDisk} from '../../disk/image.js'
@@ -45,15 +46,7 @@ function assembleInputs(ctx: BuildContext): Json {
   }
 }
 
-/** root= by PARTUUID (no initrd needed), `rw` unless the recipe says rw or ro, then the recipe's arguments. */
-export function kernelCmdline(rootPartUuid: string, recipeCmdline: string): string {
-  const args = recipeCmdline.trim().split(/\s+/).filter(Boolean)
-  const root = args.find((a) => a.startsWith('root='))
-  if (root) {
-    throw new InputError(`recipe boot.cmdline sets "${root}", but assemble chooses the root device`, {hint: 'remove root= from boot.cmdline: the UKI gets root=PARTUUID=<the root partition>'})
-  }
-  return [`root=PARTUUID=${rootPartUuid}`, ...(args.includes('rw') || args.includes('ro') ? [] : ['rw']), ...args].join(' ')
-}
+export {kernelCmdline} from '../../disk/cmdline.js'
 
 function upstream(io: StageIO, name: 'base' | 'compile'): StageResult {
   const u = io.upstream[name]
