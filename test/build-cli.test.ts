@@ -91,4 +91,19 @@ describe('cvm-image build (the built binary)', () => {
     expect(existsSync(join(cache, 'stages', 'base')) ? readdirSync(join(cache, 'stages', 'base')) : []).toEqual([])
     expect(existsSync(join(cache, 'builds'))).toBe(false)
   })
+
+  it('build --until keeps its record apart: the last complete build\'s record, which publish reads, is untouched', async () => {
+    const cache = join(work, 'cache-until')
+    mkdirSync(join(cache, 'builds'), {recursive: true})
+    const complete = join(cache, 'builds', 'served.json')
+    const text = JSON.stringify({recipeId: 'served', note: 'the last complete build'}, null, 2) + '\n'
+    writeFileSync(complete, text)
+    const r = await cli(['build', 'served', '--root', project, '--cache-dir', cache, '--until', 'base', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const res = JSON.parse(r.stdout) as {buildRecord: string; stages: {stage: string; status: string}[]}
+    expect(res.stages.map((s) => [s.stage, s.status])).toEqual([['base', 'ran']])
+    expect(res.buildRecord).toBe(join(cache, 'builds', 'served.partial.json'))
+    expect(Object.keys(JSON.parse(readFileSync(res.buildRecord, 'utf8')).stages)).toEqual(['base'])
+    expect(readFileSync(complete, 'utf8')).toBe(text)
+  })
 })
