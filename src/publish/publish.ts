@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {prepareFormats, type ImageArtifact} from '../formats/index.js'
-import {ConflictError, InputError, StageError} from '../errors.js'
+import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
@@ -12,7 +12,7 @@ import {guestOsFeatures} from './guest-os-features.js'
 import {readBuiltKernelConfig} from './kernel-config.js'
 import {buildManifest, type Manifest} from './manifest.js'
 import {buildProvenance, PROVENANCE_NAME} from './provenance.js'
-import {openReleaseStore, type ReleaseStore} from './store.js'
+import {openReleaseStore, transportError, type ReleaseStore} from './store.js'
 import {describeTarget, parseTarget, type PublishTarget} from './target.js'
 import {gateOnValidation} from './validation-gate.js'
 import {releaseVersion} from './version.js'
@@ -125,34 +125,48 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
 
   const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {})
   try {
-    await store.prepare()
-    const present = await findPresent(store, files, manifestFile)
-    const results: PublishResult['files'] = []
-    let bytesUploaded = 0
-    for (const f of files) {
-      if (present.has(f.name)) {
-        results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
-        continue
-      }
-      const {bytesSent, resumedFrom, raced} = await place(store, f, opts)
-      bytesUploaded += bytesSent
-      const action: FileAction = raced ? 'present' : resumedFrom > 0 ? 'resumed' : 'uploaded'
-      log(`${action} ${f.name} (${bytesSent} bytes sent) at ${store.location}`)
-      results.push({name: f.name, sha256: f.sha256, size: f.size, action})
-    }
-    await removeStalePartials(store, files)
-    return {
-      recipeId: record.recipeId,
-      version,
-      target: describeTarget(tgt),
-      location: store.location,
-      files: results,
-      bytesUploaded,
-      unchanged: results.every((r) => r.action === 'present'),
-      manifest,
-    }
+    return await publishFiles(store, files, manifestFile, {record, version, tgt, manifest, opts, log})
+  } catch (e) {
+    if (isCvmError(e) || opts.signal?.aborted) throw e
+    throw transportError(store.location, e)
   } finally {
-    await store.close()
+    await store.close().catch(() => undefined)
+  }
+}
+
+/** Puts the planned files at the release directory: the present ones are checked, the others placed; manifest.json last. */
+async function publishFiles(
+  store: ReleaseStore,
+  files: PlannedFile[],
+  manifestFile: PlannedFile,
+  c: {record: BuildRecord; version: string; tgt: PublishTarget; manifest: Manifest; opts: PublishOptions; log: (line: string) => void},
+): Promise<PublishResult> {
+  const {record, version, tgt, manifest, opts, log} = c
+  await store.prepare()
+  const present = await findPresent(store, files, manifestFile)
+  const results: PublishResult['files'] = []
+  let bytesUploaded = 0
+  for (const f of files) {
+    if (present.has(f.name)) {
+      results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
+      continue
+    }
+    const {bytesSent, resumedFrom, raced} = await place(store, f, opts)
+    bytesUploaded += bytesSent
+    const action: FileAction = raced ? 'present' : resumedFrom > 0 ? 'resumed' : 'uploaded'
+    log(`${action} ${f.name} (${bytesSent} bytes sent) at ${store.location}`)
+    results.push({name: f.name, sha256: f.sha256, size: f.size, action})
+  }
+  await removeStalePartials(store, files)
+  return {
+    recipeId: record.recipeId,
+    version,
+    target: describeTarget(tgt),
+    location: store.location,
+    files: results,
+    bytesUploaded,
+    unchanged: results.every((r) => r.action === 'present'),
+    manifest,
   }
 }
 
