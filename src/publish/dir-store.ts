@@ -1,4 +1,4 @@
-import {link, mkdir, open, readdir, readFile, rm, stat} from 'node:fs/promises'
+import {link, mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import {sha256File, sha256FilePrefix} from '../util/fsx.js'
@@ -116,6 +116,10 @@ export class DirReleaseStore implements ReleaseStore {
     }
     await rm(join(this.dir, from), {force: true})
     return true
+  }
+
+  async replace(from: string, to: string): Promise<void> {
+    await rename(join(this.dir, from), join(this.dir, to))
   }
 
   async remove(name: string): Promise<void> {

@@ -26,6 +26,8 @@ export interface ReleaseStore {
   writeFile(name: string, data: Buffer): Promise<void>
   /** atomically renames unless `to` exists; false (and nothing changed) when it does */
   renameNoClobber(from: string, to: string): Promise<boolean>
+  /** atomically renames over `to` (repairing a damaged file of a release) */
+  replace(from: string, to: string): Promise<void>
   remove(name: string): Promise<void>
   close(): Promise<void>
 }
