@@ -14,8 +14,10 @@ export default class Publish extends BaseCommand {
   static summary = 'Publish a built image: its formats, manifest.json, SHA256SUMS and SLSA provenance.'
   static description = `Publishes under <target>/<recipe id>/<version>/. Each file is uploaded under a temp name, verified by
 sha256 at the target and renamed; manifest.json comes last. A re-run completes an interrupted release, an identical
-re-run uploads nothing, and different bytes under an existing version are refused (exit 4). An image whose
-validation failed or did not run is refused unless --allow-unvalidated (recorded in the manifest).`
+re-run uploads nothing, and different bytes under an existing version are refused (exit 4). A re-run hashes every
+file already at the target: a damaged file of this very release is put back (repaired). An image whose
+validation failed or did not run is refused unless --allow-unvalidated (recorded in the manifest). A target that
+cannot be written fails with exit 1. \`cvm-image verify\` checks a published release on its own.`
   static examples = [
     '<%= config.bin %> publish debian-12',
     '<%= config.bin %> publish debian-12 --to dir:/srv/images',
