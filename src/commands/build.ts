@@ -54,7 +54,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
     'publish-identity': Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
     'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or was skipped (recorded in the manifest)'}),
-    until: Flags.string({description: 'stop after this stage', options: [...STAGE_NAMES]}),
+    until: Flags.string({description: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', options: [...STAGE_NAMES]}),
     'lock-timeout': Flags.integer({description: 'seconds to wait for another build holding a stage lock', default: 6 * 3600}),
   }
 
