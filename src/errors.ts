@@ -70,6 +70,13 @@ export class ConflictError extends CvmError {
   }
 }
 
+/** Work stopped by SIGINT or SIGTERM (Ctrl-C). */
+export class InterruptedError extends CvmError {
+  constructor(message: string, opts: {hint?: string; details?: string[]; cause?: unknown} = {}) {
+    super(message, {...opts, exitCode: ExitCode.interrupted})
+  }
+}
+
 /** Something that should not happen: a bug in cvm-image. */
 export class BugError extends CvmError {
   constructor(message: string, opts: {cause?: unknown} = {}) {

@@ -88,7 +88,7 @@ describe('cvm-image CLI (the built binary)', () => {
   })
 
   it('every command has help', async () => {
-    for (const c of ['build', 'plan', 'recipes', 'recipes show', 'doctor']) {
+    for (const c of ['build', 'plan', 'recipes', 'recipes show', 'doctor', 'publish', 'verify']) {
       const r = await cli([...c.split(' '), '--help'])
       expect(r.code, c).toBe(0)
       expect(r.stdout).toContain('USAGE')

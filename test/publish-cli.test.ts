@@ -1,6 +1,6 @@
 import {execFile} from 'node:child_process'
-import {existsSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {chmodSync, existsSync, mkdirSync, writeFileSync} from 'node:fs'
+import {chmod, mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -11,6 +11,7 @@ import type {PublishResult} from '../src/publish/index.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {repoRoot} from './helpers/paths.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
+import {ensureUnprivilegedUser, runAs, unprivilegedDir} from './helpers/unprivileged.js'
 
 // each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
 vi.setConfig({testTimeout: 240_000})
@@ -79,5 +80,49 @@ describe('cvm-image publish (the built binary)', () => {
     const m = await cli(['publish', 'no-such-recipe', '--cache-dir', cache])
     expect(m.code).toBe(2)
     expect(m.stderr).toMatch(/no build record/)
+  })
+})
+
+describe('a publish target that cannot be written ends in exit 1 (failed transport), naming the target and the reason', () => {
+  const noStack = (text: string) => expect(text).not.toMatch(/^\s+at .*\(.*:\d+:\d+\)$/m)
+
+  it('a target whose parent is a regular file: ENOTDIR', async () => {
+    const file = join(work, 'a-regular-file')
+    writeFileSync(file, 'not a directory\n')
+    const target = join(file, 'releases')
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `dir:${target}`])
+    expect(r.code, r.stderr).toBe(1)
+    expect(r.stderr).toContain(`cannot publish to dir:${join(target, 'cli-passed')}`)
+    expect(r.stderr).toMatch(/ENOTDIR: .*a-regular-file is not a directory/)
+    noStack(r.stderr)
+    const j = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `dir:${target}`, '--json'])
+    expect(j.code).toBe(1)
+    expect(JSON.parse(j.stdout).error).toMatchObject({exitCode: 1, message: expect.stringMatching(/ENOTDIR/)})
+  })
+
+  it('a directory made read-only (0555), published to by an unprivileged user: EACCES', async () => {
+    // root writes through 0555, so the case is run as the unprivileged test user (as test/assemble.test.ts runs assemble)
+    const user = ensureUnprivilegedUser()
+    const home = unprivilegedDir(join(work, 'unprivileged'), user)
+    await chmod(work, 0o755)
+    const ucache = unprivilegedDir(join(home, 'cache'), user)
+    const fx = await makeBuildRecordFixture(ucache, {recipeId: 'ro-target', seed: 'cli', formats: ['raw']})
+    unprivilegedDir(join(ucache, 'publish'), user)
+    const readOnly = unprivilegedDir(join(home, 'read-only'), user)
+    chmodSync(readOnly, 0o555)
+    const r = await runAs(user, process.execPath, [bin, 'publish', fx.path, '--cache-dir', ucache, '--to', `dir:${readOnly}`], {cwd: repoRoot, reject: false})
+    expect(r.exitCode, r.stderr).toBe(1)
+    expect(r.stderr).toContain(`cannot publish to dir:${join(readOnly, 'ro-target')}`)
+    expect(r.stderr).toMatch(/EACCES/)
+    expect(r.stderr).toMatch(/hint: the target is not writable by this user/)
+    noStack(r.stderr)
+  })
+
+  it('an SFTP target the server will not create: the SFTP status as the reason', async () => {
+    const target = `sftp://${sshd.user}@127.0.0.1:${sshd.port}/proc/cvm-image-no-such-place`
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', target, '--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath])
+    expect(r.code, r.stderr).toBe(1)
+    expect(r.stderr).toMatch(/cannot publish to sftp:\/\/.*\/proc\/cvm-image-no-such-place\/cli-passed\/\S+: (ENOENT|EACCES|EIO)/)
+    noStack(r.stderr)
   })
 })

@@ -2,14 +2,16 @@ import {Args, Flags} from '@oclif/core'
 
 import {join} from 'node:path'
 
-import {BaseCommand} from '../cli/base-command.js'
+import {BaseCommand, type BaseFlags} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
+import {runInterruptible} from '../cli/interrupt.js'
 import {buildInputFlags} from '../cli/flags.js'
 import {InputError, StageError} from '../errors.js'
 import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
 import {parseForce} from '../pipeline/plan.js'
 import {chooseRenderer, runStages, type StageOutcome} from '../pipeline/run.js'
-import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
+import type {StageCache} from '../pipeline/cache.js'
+import {STAGE_NAMES, type BuildContext, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {requireSourceInputs} from '../kernel/source.js'
 import {publish, type PublishResult} from '../publish/index.js'
@@ -26,6 +28,8 @@ export interface BuildResult {
   validation?: unknown
   published?: PublishResult
 }
+
+type BuildFlags = BaseFlags<typeof Build>
 
 export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'
@@ -50,7 +54,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
     'publish-identity': Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
     'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or was skipped (recorded in the manifest)'}),
-    until: Flags.string({description: 'stop after this stage', options: [...STAGE_NAMES]}),
+    until: Flags.string({description: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', options: [...STAGE_NAMES]}),
     'lock-timeout': Flags.integer({description: 'seconds to wait for another build holding a stage lock', default: 6 * 3600}),
   }
 
@@ -64,55 +68,52 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
       throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
     }
     requireSourceInputs(recipe.kernel.source, flags['kernel-source-file'])
-    const abort = new AbortController()
-    const onSignal = (sig: NodeJS.Signals) => {
-      if (abort.signal.aborted) process.exit(130)
-      process.stderr.write(`\ncvm-image: ${sig}: stopping (again to quit at once)\n`)
-      abort.abort()
+    return runInterruptible((signal) => this.build(flags, ctx, cache, signal), {
+      what: `build of ${recipe.id}`,
+      hint: 'run the same command again: it resumes from the last finished stage (an interrupted stage leaves no cache entry)',
+    })
+  }
+
+  private async build(flags: BuildFlags, ctx: BuildContext, cache: StageCache, signal: AbortSignal): Promise<BuildResult> {
+    const {recipe} = ctx.recipe
+    const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stdout.isTTY), ci: Boolean(process.env.CI)})
+    const {results, outcomes} = await runStages(ctx, cache, STAGES, {
+      force: parseForce(flags.force),
+      renderer,
+      signal,
+      lockTimeoutMs: flags['lock-timeout'] * 1000,
+      until: flags.until as StageName | undefined,
+    })
+    const record: BuildRecord = {
+      recipeId: recipe.id,
+      recipeDigest: ctx.recipe.digest,
+      recipe,
+      toolVersion: toolVersion(),
+      sourceDateEpoch: recipe.source_date_epoch,
+      finishedAt: new Date().toISOString(),
+      stages: results,
     }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    try {
-      const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stdout.isTTY), ci: Boolean(process.env.CI)})
-      const {results, outcomes} = await runStages(ctx, cache, STAGES, {
-        force: parseForce(flags.force),
-        renderer,
-        signal: abort.signal,
-        lockTimeoutMs: flags['lock-timeout'] * 1000,
-        until: flags.until as StageName | undefined,
-      })
-      const record: BuildRecord = {
-        recipeId: recipe.id,
-        recipeDigest: ctx.recipe.digest,
-        recipe,
-        toolVersion: toolVersion(),
-        sourceDateEpoch: recipe.source_date_epoch,
-        finishedAt: new Date().toISOString(),
-        stages: results,
-      }
-      const buildRecord = await writeBuildRecord(cache.root, record)
-      const validation = results.validate?.meta
-      const result: BuildResult = {recipe: recipe.id, control: Boolean(flags.control), recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
-      const verdict = (validation as {verdict?: string} | undefined)?.verdict
-      if (verdict === 'failed' && !flags.control) {
-        if (!this.jsonEnabled()) this.summarize(result)
-        throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
-      }
-      if (!flags['no-publish'] && !flags.until && !flags.control) {
-        result.published = await publish(record, flags.publish, {
-          allowUnvalidated: flags['allow-unvalidated'],
-          stagingDir: join(cache.root, 'publish'),
-          ssh: {...hostKeyPinFromFlag(flags['publish-host-key']), privateKey: flags['publish-identity']},
-          signal: abort.signal,
-          log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
-        })
-      }
+    // a build stopped before the last stage must not replace the record of the last complete build, which publish reads
+    const partial = flags.until !== undefined && flags.until !== STAGE_NAMES.at(-1)
+    const buildRecord = await writeBuildRecord(cache.root, record, {partial})
+    const validation = results.validate?.meta
+    const result: BuildResult = {recipe: recipe.id, control: Boolean(flags.control), recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
+    const verdict = (validation as {verdict?: string} | undefined)?.verdict
+    if (verdict === 'failed' && !flags.control) {
       if (!this.jsonEnabled()) this.summarize(result)
-      return result
-    } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
+      throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
     }
+    if (!flags['no-publish'] && !flags.until && !flags.control) {
+      result.published = await publish(record, flags.publish, {
+        allowUnvalidated: flags['allow-unvalidated'],
+        stagingDir: join(cache.root, 'publish'),
+        ssh: {...hostKeyPinFromFlag(flags['publish-host-key']), privateKey: flags['publish-identity']},
+        signal,
+        log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
+      })
+    }
+    if (!this.jsonEnabled()) this.summarize(result)
+    return result
   }
 
   private summarize(r: BuildResult): void {

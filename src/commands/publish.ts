@@ -4,7 +4,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
-import {CvmError, ExitCode} from '../errors.js'
+import {runInterruptible} from '../cli/interrupt.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
 import {publish, DEFAULT_TARGET, type PublishResult} from '../publish/index.js'
 import {IMAGE_FORMATS, type ImageFormat} from '../recipe/schema.js'
@@ -14,8 +14,10 @@ export default class Publish extends BaseCommand {
   static summary = 'Publish a built image: its formats, manifest.json, SHA256SUMS and SLSA provenance.'
   static description = `Publishes under <target>/<recipe id>/<version>/. Each file is uploaded under a temp name, verified by
 sha256 at the target and renamed; manifest.json comes last. A re-run completes an interrupted release, an identical
-re-run uploads nothing, and different bytes under an existing version are refused (exit 4). An image whose
-validation failed or did not run is refused unless --allow-unvalidated (recorded in the manifest).`
+re-run uploads nothing, and different bytes under an existing version are refused (exit 4). A re-run hashes every
+file already at the target: a damaged file of this very release is put back (repaired). An image whose
+validation failed or did not run is refused unless --allow-unvalidated (recorded in the manifest). A target that
+cannot be written fails with exit 1. \`cvm-image verify\` checks a published release on its own.`
   static examples = [
     '<%= config.bin %> publish debian-12',
     '<%= config.bin %> publish debian-12 --to dir:/srv/images',
@@ -36,37 +38,29 @@ validation failed or did not run is refused unless --allow-unvalidated (recorded
     const {args, flags} = await this.parse(Publish)
     const cacheDir = resolveCacheDir(flags['cache-dir'])
     const record = await readBuildRecord(cacheDir, args.build)
-    const abort = new AbortController()
-    const onSignal = () => abort.abort()
-    process.once('SIGINT', onSignal)
-    process.once('SIGTERM', onSignal)
     let lastShown = 0
-    try {
-      const result = await publish(record, flags.to, {
-        allowUnvalidated: flags['allow-unvalidated'],
-        formats: flags.format as ImageFormat[] | undefined,
-        stagingDir: join(cacheDir, 'publish'),
-        ssh: {...hostKeyPinFromFlag(flags['host-key']), privateKey: flags.identity},
-        signal: abort.signal,
-        log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
-        onProgress: ({file, done, total}) => {
-          if (this.jsonEnabled() || !process.stderr.isTTY || Date.now() - lastShown < 500) return
-          lastShown = Date.now()
-          process.stderr.write(`\r${file}: ${Math.floor((100 * done) / total)}%  `)
-        },
-      })
-      if (!this.jsonEnabled()) this.summarize(result)
-      return result
-    } catch (e) {
-      if (!abort.signal.aborted) throw e
-      throw new CvmError(`publish of ${record.recipeId} to ${flags.to} was interrupted`, {
-        exitCode: ExitCode.interrupted,
+    const result = await runInterruptible(
+      (signal) =>
+        publish(record, flags.to, {
+          allowUnvalidated: flags['allow-unvalidated'],
+          formats: flags.format as ImageFormat[] | undefined,
+          stagingDir: join(cacheDir, 'publish'),
+          ssh: {...hostKeyPinFromFlag(flags['host-key']), privateKey: flags.identity},
+          signal,
+          log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
+          onProgress: ({file, done, total}) => {
+            if (this.jsonEnabled() || !process.stderr.isTTY || Date.now() - lastShown < 500) return
+            lastShown = Date.now()
+            process.stderr.write(`\r${file}: ${Math.floor((100 * done) / total)}%  `)
+          },
+        }),
+      {
+        what: `publish of ${record.recipeId} to ${flags.to}`,
         hint: 'run the same command again: it resumes the partial upload, and nothing incomplete is visible under a final name',
-      })
-    } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    }
+      },
+    )
+    if (!this.jsonEnabled()) this.summarize(result)
+    return result
   }
 
   private summarize(r: PublishResult): void {

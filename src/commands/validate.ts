@@ -4,7 +4,8 @@ import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {CvmError, ExitCode, InputError} from '../errors.js'
+import {runInterruptible} from '../cli/interrupt.js'
+import {ExitCode, InputError} from '../errors.js'
 import {VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
 import {openValidationHost} from '../validate/open-host.js'
 import type {ValidationReport} from '../validate/report.js'
@@ -50,40 +51,33 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
       throw new InputError(`--host ${flags.host} needs its host key pinned`, {hint: 'pass --host-key SHA256:... or --known-hosts FILE; an unknown host key is always refused'})
     }
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
-    const ac = new AbortController()
-    const stop = () => ac.abort()
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
-    try {
-      const host = await openValidationHost({host: flags.host, hostKey: flags['host-key'], knownHosts: flags['known-hosts'], identity: flags.identity, signal: ac.signal})
-      const report = await validateImage({
-        disk: resolve(args.image),
-        modes: flags.mode as ValidationMode[],
-        host,
-        templatesDir: this.dirs(flags.root).templates,
-        outDir: resolve(flags.out),
-        expected: {release: flags.release ?? kernel.release, version: kernel.version},
-        memoryMiB: flags.memory,
-        cpus: flags.cpus,
-        bootTimeoutS: flags['boot-timeout'],
-        seed: flags.seed as 'disk' | 'http',
-        diskBoot: flags['disk-boot'],
-        signal: ac.signal,
-        progress: (l) => this.logToStderr(l),
-      })
-      if (!this.jsonEnabled()) {
-        for (const c of report.checks) this.log(`${c.verdict.padEnd(4)} ${c.mode}/${c.name}: ${c.evidence}`)
-        this.log(`${report.verdict}: boot to SSH ${((report.timings.bootToSshMs ?? 0) / 1000).toFixed(1)} s, total ${(report.timings.totalMs / 1000).toFixed(1)} s; reports in ${resolve(flags.out)}`)
-      }
-      if (report.verdict === 'failed') process.exitCode = ExitCode.failure
-      return report
-    } catch (e) {
-      // QEMU is already killed (the abort reached every boot); say so with the interrupt exit code
-      if (ac.signal.aborted) throw new CvmError('validation interrupted; QEMU was stopped and temp files removed', {exitCode: ExitCode.interrupted})
-      throw e
-    } finally {
-      process.off('SIGINT', stop)
-      process.off('SIGTERM', stop)
-    }
+    return runInterruptible(
+      async (signal) => {
+        const host = await openValidationHost({host: flags.host, hostKey: flags['host-key'], knownHosts: flags['known-hosts'], identity: flags.identity, signal})
+        const report = await validateImage({
+          disk: resolve(args.image),
+          modes: flags.mode as ValidationMode[],
+          host,
+          templatesDir: this.dirs(flags.root).templates,
+          outDir: resolve(flags.out),
+          expected: {release: flags.release ?? kernel.release, version: kernel.version},
+          memoryMiB: flags.memory,
+          cpus: flags.cpus,
+          bootTimeoutS: flags['boot-timeout'],
+          seed: flags.seed as 'disk' | 'http',
+          diskBoot: flags['disk-boot'],
+          signal,
+          progress: (l) => this.logToStderr(l),
+        })
+        if (!this.jsonEnabled()) {
+          for (const c of report.checks) this.log(`${c.verdict.padEnd(4)} ${c.mode}/${c.name}: ${c.evidence}`)
+          this.log(`${report.verdict}: boot to SSH ${((report.timings.bootToSshMs ?? 0) / 1000).toFixed(1)} s, total ${(report.timings.totalMs / 1000).toFixed(1)} s; reports in ${resolve(flags.out)}`)
+        }
+        if (report.verdict === 'failed') process.exitCode = ExitCode.failure
+        return report
+      },
+      // QEMU is already killed (the abort reached every boot)
+      {what: 'validation', hint: 'QEMU was stopped and temp files removed; run the same command again'},
+    )
   }
 }

@@ -18,12 +18,16 @@ export interface BuildRecord {
   stages: Partial<Record<StageName, StageResult>>
 }
 
-export function buildRecordPath(cacheDir: string, recipeId: string): string {
-  return join(cacheDir, 'builds', `${recipeId}.json`)
+/**
+ * builds/<id>.json: the last complete build of a recipe, which `publish <id>` reads. A partial build
+ * (`--until`) is kept as builds/<id>.partial.json, so it never replaces the last complete one.
+ */
+export function buildRecordPath(cacheDir: string, recipeId: string, opts: {partial?: boolean} = {}): string {
+  return join(cacheDir, 'builds', `${recipeId}${opts.partial ? '.partial' : ''}.json`)
 }
 
-export async function writeBuildRecord(cacheDir: string, rec: BuildRecord): Promise<string> {
-  const path = buildRecordPath(cacheDir, rec.recipeId)
+export async function writeBuildRecord(cacheDir: string, rec: BuildRecord, opts: {partial?: boolean} = {}): Promise<string> {
+  const path = buildRecordPath(cacheDir, rec.recipeId, opts)
   await atomicWriteFile(path, JSON.stringify(rec, null, 2) + '\n')
   return path
 }

@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {mkdir, open, readFile, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
+import {chmod, mkdir, open, readFile, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 
@@ -34,10 +34,16 @@ export class StageCache {
     }
   }
 
-  /** A fresh temp directory named after its owner, to be committed or discarded. */
+  /**
+   * A fresh temp directory named after its owner, to be committed or discarded. It is 0700 whatever
+   * the umask: a stage run as root unpacks setuid files with their real owners in it, and a cache
+   * other users can traverse must not expose them.
+   */
   async makeTemp(stage: StageName, key: string): Promise<string> {
+    await mkdir(join(this.root, 'tmp'), {recursive: true})
     const dir = join(this.root, 'tmp', `${stage}-${key.slice(0, 16)}.${process.pid}.${randomBytes(4).toString('hex')}`)
-    await mkdir(dir, {recursive: true})
+    await mkdir(dir, {mode: 0o700})
+    await chmod(dir, 0o700)
     return dir
   }
 

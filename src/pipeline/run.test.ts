@@ -1,7 +1,7 @@
 import {spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
@@ -115,6 +115,19 @@ describe('stage runner and cache', () => {
     ])
     expect([...runsA, ...runsB].sort()).toEqual(['assemble', 'base', 'kernel-source', 'patch'])
     expect(a.results.assemble!.dir).toBe(b.results.assemble!.dir)
+  })
+
+  it('a stage runs in a temp dir only its owner can enter (0700), whatever the umask', async () => {
+    const seen: number[] = []
+    const stage = {...countingStages({}, [])[0], run: async (_ctx: unknown, io: {out: string}) => (seen.push(statSync(dirname(io.out)).mode & 0o777), {})}
+    const old = process.umask(0)
+    try {
+      await runStages(testContext(cacheDir), new StageCache(cacheDir), [stage], {renderer: 'silent'})
+      expect(statSync(await new StageCache(cacheDir).makeTemp('base', 'k'.repeat(64))).mode & 0o777).toBe(0o700)
+    } finally {
+      process.umask(old)
+    }
+    expect(seen).toEqual([0o700])
   })
 
   it('a lock held by a live process past the timeout fails naming the holder', async () => {

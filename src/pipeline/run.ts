@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 
-import {StageError, isCvmError} from '../errors.js'
+import {InterruptedError, StageError, isCvmError} from '../errors.js'
 import type {StageCache} from './cache.js'
 import {planBuild, type ForceSpec, type PlannedStage} from './plan.js'
 import type {BuildContext, Stage, StageIO, StageName, StageResult} from './stage.js'
@@ -63,6 +63,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
     plan.map((p) => ({
       title: p.stage.title,
       task: async (_: unknown, task: {title: string; output: string; skip(msg?: string): void}) => {
+        if (opts.signal?.aborted) throw new InterruptedError(`build interrupted before stage ${p.name}`, {hint: 'the next build resumes from the last finished stage'})
         const started = Date.now()
         let result = p.cached ? await cache.lookup(p.name, p.key) : undefined
         if (result) {
@@ -158,7 +159,7 @@ async function runOne(
     await rm(work, {recursive: true, force: true}).catch(() => {})
     await mkdir(join(cache.root, 'failed'), {recursive: true})
     await rename(temp, kept).catch(() => rm(temp, {recursive: true, force: true}))
-    if (signal?.aborted) throw new StageError(`stage ${p.name} interrupted`, {hint: `the next build resumes from the last finished stage; its partial output was discarded`})
+    if (signal?.aborted) throw new InterruptedError(`stage ${p.name} interrupted`, {hint: `the next build resumes from the last finished stage; its partial output was discarded`})
     if (isCvmError(e)) {
       const withLog = e.hint ? e : Object.assign(e, {hint: `stage log: ${join(kept, 'stage.log')}`})
       throw withLog

@@ -1,9 +1,28 @@
-import {link, mkdir, open, readdir, readFile, rm, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {link, mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
 
 import {sha256File, sha256FilePrefix} from '../util/fsx.js'
 import type {ReleaseStore, TransferProgress} from './store.js'
 import {describeTarget, type PublishTarget} from './target.js'
+
+/**
+ * Why mkdir -p of dir failed: the first missing part of the path, made alone, gives the real errno
+ * (EROFS, EACCES), or the deepest existing part is not a directory (ENOTDIR).
+ */
+async function deepestCause(dir: string, original: unknown): Promise<unknown> {
+  let child = dir
+  let parent = dirname(dir)
+  while (parent !== child && !(await stat(parent).then(() => true, () => false))) {
+    child = parent
+    parent = dirname(parent)
+  }
+  const st = await stat(parent).catch(() => undefined)
+  if (st && !st.isDirectory()) return Object.assign(new Error(`${parent} is not a directory`), {code: 'ENOTDIR'})
+  return mkdir(child).then(
+    () => original,
+    (e) => (e.code === 'EEXIST' ? original : e),
+  )
+}
 
 const CHUNK = 1024 * 1024
 const ZEROS = Buffer.alloc(CHUNK)
@@ -18,8 +37,13 @@ export class DirReleaseStore implements ReleaseStore {
     this.location = describeTarget({kind: 'dir', path: this.dir})
   }
 
+  /** Creates the release directory; a failure names its real cause (mkdir -p on a read-only mount says ENOENT). */
   async prepare(): Promise<void> {
-    await mkdir(this.dir, {recursive: true})
+    try {
+      await mkdir(this.dir, {recursive: true})
+    } catch (e) {
+      throw await deepestCause(this.dir, e)
+    }
   }
 
   async size(name: string): Promise<number | undefined> {
@@ -92,6 +116,10 @@ export class DirReleaseStore implements ReleaseStore {
     }
     await rm(join(this.dir, from), {force: true})
     return true
+  }
+
+  async replace(from: string, to: string): Promise<void> {
+    await rename(join(this.dir, from), join(this.dir, to))
   }
 
   async remove(name: string): Promise<void> {

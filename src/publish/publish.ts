@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {prepareFormats, type ImageArtifact} from '../formats/index.js'
-import {ConflictError, InputError, StageError} from '../errors.js'
+import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
@@ -12,7 +12,7 @@ import {guestOsFeatures} from './guest-os-features.js'
 import {readBuiltKernelConfig} from './kernel-config.js'
 import {buildManifest, type Manifest} from './manifest.js'
 import {buildProvenance, PROVENANCE_NAME} from './provenance.js'
-import {openReleaseStore, type ReleaseStore} from './store.js'
+import {openReleaseStore, transportError, type ReleaseStore} from './store.js'
 import {describeTarget, parseTarget, type PublishTarget} from './target.js'
 import {gateOnValidation} from './validation-gate.js'
 import {releaseVersion} from './version.js'
@@ -36,7 +36,8 @@ export interface PublishOptions {
   signal?: AbortSignal
 }
 
-export type FileAction = 'uploaded' | 'resumed' | 'present'
+/** present: already at the target with these bytes (hashed there); repaired: a published file of this very release had other bytes and was put back */
+export type FileAction = 'uploaded' | 'resumed' | 'present' | 'repaired'
 
 /** What `publish` did, file by file: the --json result. */
 export interface PublishResult {
@@ -67,6 +68,11 @@ const json = (v: unknown) => Buffer.from(JSON.stringify(v, null, 2) + '\n')
 
 function fromBytes(name: string, data: Buffer): PlannedFile {
   return {name, data, sha256: sha256(data), size: data.length}
+}
+
+/** SHA256SUMS as `sha256sum -c` reads it, sorted by file name. */
+export function checksumsText(files: {name: string; sha256: string}[]): string {
+  return files.map((f) => `${f.sha256}  ${f.name}\n`).sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('')
 }
 
 /** A temp name per content, so a re-run resumes its own partial upload and never another build's. */
@@ -118,64 +124,84 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
     json(buildProvenance({record, version, artifacts, base: draft.base, kernelSource: {...draft.kernel.source, version: draft.kernel.version}, patches: draft.kernel.patches, ukiSha256: draft.boot.ukiSha256, allowUnvalidated: validation.allowedUnvalidated})),
   )
   const manifest: Manifest = {...draft, provenance: {name: PROVENANCE_NAME, sha256: provenance.sha256}}
-  const checksums = fromBytes(CHECKSUMS_NAME, Buffer.from([...artifacts, provenance].map((f) => `${f.sha256}  ${f.name}\n`).sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('')))
+  const checksums = fromBytes(CHECKSUMS_NAME, Buffer.from(checksumsText([...artifacts, provenance])))
   const manifestFile = fromBytes(MANIFEST_NAME, json(manifest))
   // order matters: manifest.json last marks the release complete
   const files: PlannedFile[] = [...artifacts.map((a: ImageArtifact) => ({name: a.name, sha256: a.sha256, size: a.size, path: a.path})), provenance, checksums, manifestFile]
 
   const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {})
   try {
-    await store.prepare()
-    const present = await findPresent(store, files, manifestFile)
-    const results: PublishResult['files'] = []
-    let bytesUploaded = 0
-    for (const f of files) {
-      if (present.has(f.name)) {
-        results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
-        continue
-      }
-      const {bytesSent, resumedFrom, raced} = await place(store, f, opts)
-      bytesUploaded += bytesSent
-      const action: FileAction = raced ? 'present' : resumedFrom > 0 ? 'resumed' : 'uploaded'
-      log(`${action} ${f.name} (${bytesSent} bytes sent) at ${store.location}`)
-      results.push({name: f.name, sha256: f.sha256, size: f.size, action})
-    }
-    await removeStalePartials(store, files)
-    return {
-      recipeId: record.recipeId,
-      version,
-      target: describeTarget(tgt),
-      location: store.location,
-      files: results,
-      bytesUploaded,
-      unchanged: results.every((r) => r.action === 'present'),
-      manifest,
-    }
+    return await publishFiles(store, files, manifestFile, {record, version, tgt, manifest, opts, log})
+  } catch (e) {
+    if (isCvmError(e) || opts.signal?.aborted) throw e
+    throw transportError(store.location, e)
   } finally {
-    await store.close()
+    await store.close().catch(() => undefined)
+  }
+}
+
+/** Puts the planned files at the release directory: the present ones are checked, the others placed; manifest.json last. */
+async function publishFiles(
+  store: ReleaseStore,
+  files: PlannedFile[],
+  manifestFile: PlannedFile,
+  c: {record: BuildRecord; version: string; tgt: PublishTarget; manifest: Manifest; opts: PublishOptions; log: (line: string) => void},
+): Promise<PublishResult> {
+  const {record, version, tgt, manifest, opts, log} = c
+  await store.prepare()
+  const {present, damaged} = await findPresent(store, files, manifestFile, log)
+  const results: PublishResult['files'] = []
+  let bytesUploaded = 0
+  for (const f of files) {
+    if (present.has(f.name)) {
+      results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
+      continue
+    }
+    const {bytesSent, resumedFrom, raced} = await place(store, f, opts, {replace: damaged.has(f.name)})
+    bytesUploaded += bytesSent
+    const action: FileAction = damaged.has(f.name) ? 'repaired' : raced ? 'present' : resumedFrom > 0 ? 'resumed' : 'uploaded'
+    log(`${action} ${f.name} (${bytesSent} bytes sent) at ${store.location}`)
+    results.push({name: f.name, sha256: f.sha256, size: f.size, action})
+  }
+  await removeStalePartials(store, files)
+  return {
+    recipeId: record.recipeId,
+    version,
+    target: describeTarget(tgt),
+    location: store.location,
+    files: results,
+    bytesUploaded,
+    unchanged: results.every((r) => r.action === 'present'),
+    manifest,
   }
 }
 
 /**
- * Which files are already at the target with the same bytes. A matching manifest.json means a complete
- * identical release (its artifacts were verified before it was written), so only sizes are checked;
- * otherwise every existing file is hashed where it lies. Any difference is a conflict, reported whole.
+ * Which files are already at the target with the same bytes: every existing file is hashed where it
+ * lies (a size match proves nothing: a flipped byte keeps the size). Where the target's manifest.json is
+ * this very release's, the manifest vouches for the bytes planned here, so a file that differs was
+ * damaged after it was published and is repaired. Otherwise a file that differs belongs to another
+ * release under this version: a conflict, reported whole, naming each file.
  */
-async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFile: PlannedFile): Promise<Set<string>> {
+async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFile: PlannedFile, log: (line: string) => void): Promise<{present: Set<string>; damaged: Set<string>}> {
   const existing = new Set(await store.list())
   const present = new Set<string>()
+  const damaged = new Set<string>()
   const conflicts: string[] = []
-  const completeAndSame = existing.has(manifestFile.name) && (await store.readFile(manifestFile.name)).equals(manifestFile.data!)
+  const ourRelease = existing.has(manifestFile.name) && (await store.readFile(manifestFile.name)).equals(manifestFile.data!)
   for (const f of files) {
     if (!existing.has(f.name)) continue
     const size = await store.size(f.name)
-    if (size !== f.size) {
-      conflicts.push(`${f.name}: ${size} bytes at the target, ${f.size} bytes here`)
+    const theirs = size === f.size ? await digestAt(store, f, f.name) : undefined
+    if (theirs === f.sha256) {
+      present.add(f.name)
       continue
     }
-    const theirs = completeAndSame ? f.sha256 : await digestAt(store, f, f.name)
-    if (theirs !== f.sha256) conflicts.push(`${f.name}: sha256 ${theirs} at the target, ${f.sha256} here`)
-    else present.add(f.name)
+    const difference = theirs ? `sha256 ${theirs} at the target, ${f.sha256} here` : `${size} bytes at the target, ${f.size} bytes here`
+    if (ourRelease) {
+      log(`damaged ${f.name} at ${store.location} (${difference}); its manifest.json is this release's: repairing it`)
+      damaged.add(f.name)
+    } else conflicts.push(`${f.name}: ${difference}`)
   }
   if (conflicts.length > 0) {
     throw new ConflictError(`refusing to publish: ${store.location} already holds a different release under this version`, {
@@ -183,7 +209,7 @@ async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFi
       hint: 'a published version is immutable: set publish.version in the recipe to a new version, publish to another target, or remove that release by hand if it was a mistake',
     })
   }
-  return present
+  return {present, damaged}
 }
 
 /**
@@ -191,7 +217,7 @@ async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFi
  * place without replacing anything: if another publisher put the name there meanwhile, same bytes are
  * fine and different bytes are a conflict.
  */
-async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions): Promise<{bytesSent: number; resumedFrom: number; raced: boolean}> {
+async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions, how: {replace?: boolean} = {}): Promise<{bytesSent: number; resumedFrom: number; raced: boolean}> {
   const temp = partialName(f)
   let sent = {bytesSent: 0, resumedFrom: 0}
   if (f.path) {
@@ -208,6 +234,11 @@ async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions):
       hint: 'the transfer or the target corrupted it; run publish again (the partial upload was removed)',
     })
   }
+  if (how.replace) {
+    // a damaged file of this very release: the verified bytes replace it in one rename
+    await store.replace(temp, f.name)
+    return {...sent, raced: false}
+  }
   if (await store.renameNoClobber(temp, f.name)) return {...sent, raced: false}
   await store.remove(temp)
   const theirs = await digestAt(store, f, f.name)
@@ -221,7 +252,7 @@ async function place(store: ReleaseStore, f: PlannedFile, opts: PublishOptions):
 }
 
 /** sha256 of a file at the target: small files are read back, large ones hashed where they lie */
-async function digestAt(store: ReleaseStore, f: PlannedFile, name: string): Promise<string> {
+export async function digestAt(store: ReleaseStore, f: {data?: Buffer}, name: string): Promise<string> {
   return f.data ? sha256(await store.readFile(name)) : store.sha256(name)
 }
 

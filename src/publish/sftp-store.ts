@@ -57,6 +57,10 @@ export class SftpReleaseStore implements ReleaseStore {
     return this.session.renameNoClobber(this.path(from), this.path(to))
   }
 
+  replace(from: string, to: string): Promise<void> {
+    return this.session.rename(this.path(from), this.path(to))
+  }
+
   remove(name: string): Promise<void> {
     return this.session.remove(this.path(name))
   }

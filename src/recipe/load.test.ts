@@ -127,6 +127,35 @@ describe('RecipeStore', () => {
     expect(problemsOf('bad')[0]).toMatch(/^recipes\/bad\.yaml:\d+:\d+: YAML syntax: /)
   })
 
+  it('refuses root= in boot.cmdline at load time, where it is (assemble adds root=PARTUUID=)', () => {
+    write('recipes/bad.yaml', child + 'boot:\n  cmdline: console=ttyS0 root=/dev/sda1\n')
+    expect(problemsOf('bad')).toEqual(['recipes/bad.yaml:15:12: "boot.cmdline" sets "root=/dev/sda1", but assemble adds root=PARTUUID=<the root partition> (remove root=)'])
+  })
+
+  it('refuses a command line longer than x86 keeps, counting what assemble adds', () => {
+    // "root=PARTUUID=<36> rw " is 54 bytes: 1993 bytes of the recipe's own make 2047, the most the kernel keeps
+    const fits = 'a'.repeat(1993)
+    write('recipes/ok.yaml', child + `boot:\n  cmdline: ${fits}\n`)
+    expect(new RecipeStore(projectDirs(root)).load('ok').recipe.boot.cmdline).toBe(fits)
+    write('recipes/bad.yaml', child + `boot:\n  cmdline: ${fits}b\n`)
+    expect(problemsOf('bad')).toEqual([
+      'recipes/bad.yaml:15:12: "boot.cmdline" gives a kernel command line of 2048 bytes with the root=PARTUUID=... and rw assemble adds; x86 keeps 2047 (COMMAND_LINE_SIZE 2048 with its NUL) (shorten it by 1 byte)',
+    ])
+  })
+
+  it('refuses a publish.version that is not one directory name', () => {
+    for (const [v, why] of [
+      ['"."', 'must not be "." or ".."'],
+      ['".."', 'must not be "." or ".."'],
+      ['a/b', 'must be letters, digits and . _ - only (it names a directory: no /)'],
+    ]) {
+      write('recipes/bad.yaml', child + `publish:\n  version: ${v}\n`)
+      expect(problemsOf('bad'), v).toEqual([expect.stringMatching(new RegExp(`^recipes/bad\\.yaml:15:12: "publish\\.version" ${why.replace(/[.()"/]/g, '\\$&')}`))])
+    }
+    write('recipes/ok.yaml', child + 'publish:\n  version: 1.0.2-rc.1\n')
+    expect(new RecipeStore(projectDirs(root)).load('ok').recipe.publish.version).toBe('1.0.2-rc.1')
+  })
+
   it('refuses an unknown recipe id with the known ones', () => {
     expect(() => new RecipeStore(projectDirs(root)).load('nope')).toThrow(/no recipe named "nope"/)
   })

@@ -4,6 +4,7 @@ import {join, relative, isAbsolute} from 'node:path'
 import {isMap, isScalar, isSeq, LineCounter, parseDocument, type Document} from 'yaml'
 import type {z} from 'zod'
 
+import {COMMAND_LINE_SIZE, kernelCmdlineBytes, rootArgument} from '../disk/cmdline.js'
 import {InputError} from '../errors.js'
 import {canonicalJson, sha256} from '../util/fsx.js'
 import {Recipe} from './schema.js'
@@ -126,7 +127,7 @@ export class RecipeStore {
       return {problems: sortProblems(problems)}
     }
     const recipe = result.data
-    problems.push(...this.checkReferences(chain, recipe))
+    problems.push(...this.checkReferences(chain, recipe), ...this.checkBoot(chain, recipe))
     if (problems.length) return {problems: sortProblems(problems)}
     return {recipe, files: chain.map((c) => c.file), digest: sha256(canonicalJson(recipe))}
   }
@@ -228,6 +229,19 @@ export class RecipeStore {
       return [this.at(owner, path, `"${name}": ${issue.message.replace(/^Too (small|big): /, '')} (change its value)`)]
     }
     return [this.at(owner, path, `"${name}" ${issue.message} (change its value)`)]
+  }
+
+  /** What assemble would refuse only after a kernel build: root= in boot.cmdline, a command line the kernel would cut. */
+  private checkBoot(chain: ParsedFile[], r: Recipe): RecipeProblem[] {
+    const path = ['boot', 'cmdline']
+    const at = (message: string) => this.at(this.owner(chain, path), path, message)
+    const root = rootArgument(r.boot.cmdline)
+    if (root) return [at(`"boot.cmdline" sets "${root}", but assemble adds root=PARTUUID=<the root partition> (remove ${root.split('=')[0]}=)`)]
+    const bytes = kernelCmdlineBytes(r.boot.cmdline)
+    if (bytes > COMMAND_LINE_SIZE - 1) {
+      return [at(`"boot.cmdline" gives a kernel command line of ${bytes} bytes with the root=PARTUUID=... and rw assemble adds; x86 keeps ${COMMAND_LINE_SIZE - 1} (COMMAND_LINE_SIZE ${COMMAND_LINE_SIZE} with its NUL) (shorten it by ${bytes - COMMAND_LINE_SIZE + 1} byte${bytes - COMMAND_LINE_SIZE + 1 === 1 ? '' : 's'})`)]
+    }
+    return []
   }
 
   /** Names that must exist on disk: the kernel line's series, the features, extra series files. */

@@ -130,7 +130,11 @@ export const Validate = z.strictObject({
 
 export const Publish = z.strictObject({
   /** release version; default: <source_date_epoch>-<first 12 hex of the assemble key> (src/publish/version.ts) */
-  version: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
+  version: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, 'must be letters, digits and . _ - only (it names a directory: no /)')
+    .refine((v) => v !== '.' && v !== '..', 'must not be "." or ".." (it names a directory under <target>/<recipe id>/)')
+    .optional(),
 })
 
 export const Recipe = z.strictObject({

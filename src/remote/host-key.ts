@@ -76,6 +76,52 @@ function entryMatchesHost(patterns: string, name: string): boolean {
   return matched
 }
 
+/** The host key algorithms that verify a known_hosts key type, in OpenSSH's order of preference. */
+const ALGORITHMS_OF_KEY_TYPE: Record<string, string[]> = {
+  'ssh-ed25519': ['ssh-ed25519'],
+  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+  'ssh-dss': ['ssh-dss'],
+}
+
+/** The key type a public key blob names (its first SSH string). */
+export function keyTypeOf(keyBlob: Buffer): string {
+  const len = keyBlob.length >= 4 ? keyBlob.readUInt32BE(0) : 0
+  return keyBlob.subarray(4, 4 + len).toString('latin1')
+}
+
+function knownHostsFileOf(pin: HostKeyPin): string {
+  return pin.knownHostsFile ?? join(homedir(), '.ssh', 'known_hosts')
+}
+
+function entriesFor(host: string, port: number, file: string): KnownHostEntry[] {
+  const entries = existsSync(file) ? parseKnownHosts(readFileSync(file, 'utf8')) : []
+  return entries.filter((e) => entryMatchesHost(e.patterns, knownHostsName(host, port)))
+}
+
+/**
+ * The host key algorithms to ask the server for, as OpenSSH does: those of the known_hosts keys for
+ * the host, so a host known by its ECDSA key presents that key and not the ed25519 one it prefers.
+ * undefined (the client's defaults) for a fingerprint pin or a host with no usable entry.
+ * A host vouched for only by an @cert-authority line is refused here: host certificates are not checked.
+ */
+export function hostKeyAlgorithms(host: string, port: number, pin: HostKeyPin): string[] | undefined {
+  if (pin.hostKey) return undefined
+  const file = knownHostsFileOf(pin)
+  const forHost = entriesFor(host, port, file)
+  const plain = forHost.filter((e) => !e.marker)
+  const ca = forHost.find((e) => e.marker === '@cert-authority')
+  if (plain.length === 0 && ca) {
+    throw new HostError(`${file}:${ca.line} vouches for ${knownHostsName(host, port)} with @cert-authority, and cvm-image does not check host certificates: refusing to connect`, {
+      hint: `add the host's own key for ${knownHostsName(host, port)} to ${file} (check it on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), or pin it with --host-key SHA256:...`,
+    })
+  }
+  const algorithms = [...new Set(plain.flatMap((e) => ALGORITHMS_OF_KEY_TYPE[e.keyType] ?? []))]
+  return algorithms.length > 0 ? algorithms : undefined
+}
+
 /**
  * Decides whether a presented host key is the pinned one. Returns undefined to accept, or the
  * HostError to raise: an unknown key and a changed key are both refused, naming the key seen.
@@ -91,16 +137,22 @@ export function checkHostKey(host: string, port: number, keyBlob: Buffer, pin: H
       hint: 'the host key changed or someone is in the middle; confirm the new key on the host itself before you pin it',
     })
   }
-  const file = pin.knownHostsFile ?? join(homedir(), '.ssh', 'known_hosts')
-  const entries = existsSync(file) ? parseKnownHosts(readFileSync(file, 'utf8')) : []
+  const file = knownHostsFileOf(pin)
   const name = knownHostsName(host, port)
-  const forHost = entries.filter((e) => e.marker !== '@cert-authority' && entryMatchesHost(e.patterns, name))
+  const forHost = entriesFor(host, port, file).filter((e) => e.marker !== '@cert-authority')
   const revoked = forHost.find((e) => e.marker === '@revoked' && e.keyBlob.equals(keyBlob))
   if (revoked) return new HostError(`host key ${seen} of ${where} is marked @revoked in ${file}:${revoked.line}: refusing to connect`)
   if (forHost.some((e) => !e.marker && e.keyBlob.equals(keyBlob))) return undefined
   const known = forHost.filter((e) => !e.marker)
-  if (known.length > 0) {
-    return new HostError(`host key of ${where} CHANGED: it presents ${seen}, ${file}:${known[0].line} holds ${fingerprint(known[0].keyBlob)}: refusing to connect`, {
+  // only a key of the type presented can have changed; the algorithms asked for make the server present one
+  const sameType = known.filter((e) => e.keyType === keyTypeOf(keyBlob))
+  if (known.length > 0 && sameType.length === 0) {
+    return new HostError(`host key of ${where} is a ${keyTypeOf(keyBlob)} key (${seen}), and ${file} holds only ${[...new Set(known.map((e) => e.keyType))].join(', ')} keys for ${name}: refusing to connect`, {
+      hint: pinHint(file),
+    })
+  }
+  if (sameType.length > 0) {
+    return new HostError(`host key of ${where} CHANGED: it presents ${seen}, ${file}:${sameType[0].line} holds ${fingerprint(sameType[0].keyBlob)}: refusing to connect`, {
       hint: `the host was reinstalled or someone is in the middle; confirm on the host, then replace the line for ${name} in ${file}`,
     })
   }

@@ -67,6 +67,64 @@ describe('host key pinning against a real sshd', () => {
   })
 })
 
+describe('known_hosts with keys of other types (the server has ed25519, ECDSA and RSA host keys)', () => {
+  let multi: TestSshd
+  const target = () => `${multi.user}@127.0.0.1:${multi.port}`
+  const knownHosts = async (name: string, lines: string[]) => {
+    const file = join(multi.dir, name)
+    await writeFile(file, lines.map((l) => `${l}\n`).join(''))
+    return file
+  }
+  const key = (type: string) => multi.hostKeys.find((k) => k.type === type)!
+
+  beforeAll(async () => {
+    multi = await startSshd({hostKeyTypes: ['ed25519', 'ecdsa', 'rsa']})
+  })
+  afterAll(async () => {
+    await multi?.stop()
+  })
+
+  it('accepts a host known only by its ECDSA key, or only by its RSA key, as OpenSSH does', async () => {
+    for (const type of ['ecdsa-sha2-nistp256', 'ssh-rsa']) {
+      const file = await knownHosts(`only-${type}`, [`[127.0.0.1]:${multi.port} ${key(type).publicKey}`])
+      const s = await connect(target(), {knownHostsFile: file, privateKey: multi.userKeyPath})
+      expect((await s.exec(['echo', type])).stdout).toBe(`${type}\n`)
+      await s.close()
+    }
+  })
+
+  it('still reports a real change: another ECDSA key for the host', async () => {
+    const other = join(multi.dir, 'other_ecdsa')
+    await run('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', other])
+    const line = (await readFile(`${other}.pub`, 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')
+    const file = await knownHosts('changed-ecdsa', [`[127.0.0.1]:${multi.port} ${line}`])
+    const err = await connect(target(), {knownHostsFile: file, privateKey: multi.userKeyPath}).catch((e) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect(err.message).toMatch(/CHANGED/)
+    expect(err.message).toContain(key('ecdsa-sha2-nistp256').fingerprint)
+  })
+
+  it('refuses a host vouched for only by an @cert-authority line, saying so', async () => {
+    const file = await knownHosts('ca', [`@cert-authority [127.0.0.1]:${multi.port} ${key('ssh-ed25519').publicKey}`])
+    const err = await connect(target(), {knownHostsFile: file, privateKey: multi.userKeyPath}).catch((e) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect(err.message).toBe(`${file}:1 vouches for [127.0.0.1]:${multi.port} with @cert-authority, and cvm-image does not check host certificates: refusing to connect`)
+    expect(err.hint).toContain('--host-key')
+  })
+
+  it('a server without any key of the types known_hosts holds is refused as such, not as a changed key', async () => {
+    const other = join(sshd.dir, 'other_ecdsa_2')
+    await run('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', other])
+    const line = (await readFile(`${other}.pub`, 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')
+    const file = join(sshd.dir, 'ecdsa_only_known_hosts')
+    await writeFile(file, `[127.0.0.1]:${sshd.port} ${line}\n`)
+    // the first server has only an ed25519 key
+    const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {knownHostsFile: file, privateKey: sshd.userKeyPath}).catch((e) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect(err.message).toMatch(/offers none of the host key types known_hosts holds for it \(ecdsa-sha2-nistp256\)/)
+  })
+})
+
 describe('authentication', () => {
   it('authenticates through a real ssh-agent holding the key', async () => {
     const sock = join(sshd.dir, 'agent.sock')

@@ -6,7 +6,7 @@ import ssh2 from 'ssh2'
 import type {ClientChannel, ConnectConfig, SFTPWrapper, Stats} from 'ssh2'
 
 import {HostError, InputError, StageError} from '../errors.js'
-import {checkFingerprintSyntax, checkHostKey, type HostKeyPin} from './host-key.js'
+import {checkFingerprintSyntax, checkHostKey, hostKeyAlgorithms, type HostKeyPin} from './host-key.js'
 import {shellQuote} from './quote.js'
 import {sha256FilePrefix} from '../util/fsx.js'
 
@@ -404,6 +404,7 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
     })
   }
   let refusal: HostError | undefined
+  const serverHostKey = hostKeyAlgorithms(addr.host, addr.port, opts)
   const client = new ssh2.Client()
   const config: ConnectConfig = {
     host: addr.host,
@@ -414,6 +415,7 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
     agent,
     keepaliveInterval: opts.keepaliveInterval ?? 15_000,
     readyTimeout: opts.readyTimeout ?? 20_000,
+    ...(serverHostKey ? {algorithms: {serverHostKey: serverHostKey as ssh2.ServerHostKeyAlgorithm[]}} : {}),
     hostVerifier: (key: Buffer) => {
       refusal = checkHostKey(addr.host, addr.port, key, opts)
       return refusal === undefined
@@ -424,6 +426,9 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
       client.removeListener('ready', onReady)
       if (refusal) return reject(refusal)
       const where = `${addr.user}@${addr.host}:${addr.port}`
+      if (serverHostKey && e.level === 'handshake' && /host key/i.test(e.message)) {
+        return reject(new HostError(`${where} offers none of the host key types known_hosts holds for it (${serverHostKey.join(', ')}): refusing to connect`, {hint: `add the host's current key to ${opts.knownHostsFile ?? '~/.ssh/known_hosts'}, or pin it with --host-key SHA256:...`, cause: e}))
+      }
       if (e.level === 'client-authentication') {
         return reject(new InputError(`SSH authentication as ${addr.user} at ${addr.host}:${addr.port} failed (${e.message})`, {hint: 'check that the key (or an agent key) is in the user\'s authorized_keys on the host'}))
       }

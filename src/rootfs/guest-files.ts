@@ -2,7 +2,7 @@ import {readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import Handlebars from 'handlebars'
-import {parse} from 'yaml'
+import {isScalar, parseDocument, visit} from 'yaml'
 import {z} from 'zod'
 
 import {BugError, InputError} from '../errors.js'
@@ -12,8 +12,19 @@ import type {Addition} from './transform.js'
 
 /** The guest files every image gets, described by templates/guest/manifest.yaml. */
 
+/**
+ * A file mode, written so that no YAML version reads it otherwise: a quoted octal string ("0644") or a
+ * number in 0o form (0o644). A plain 0644 is the decimal number 644 to a YAML 1.2 parser, so a plain
+ * number is refused.
+ */
+const AMBIGUOUS_MODE = 'must be a quoted octal string such as "0644" or a number written 0o644 (a plain 0644 is decimal 644 in YAML 1.2)'
+export const FileMode = z
+  .string({error: AMBIGUOUS_MODE})
+  .regex(/^0o?[0-7]{3,4}$/, AMBIGUOUS_MODE)
+  .transform((s) => Number.parseInt(s.replace(/^0o/, ''), 8))
+
 const Manifest = z.strictObject({
-  files: z.array(z.strictObject({path: z.string(), template: z.string(), mode: z.number().int(), when: z.enum(['kernelHoldApt']).optional()})),
+  files: z.array(z.strictObject({path: z.string(), template: z.string(), mode: FileMode, when: z.enum(['kernelHoldApt']).optional()})),
   directories: z.array(z.string()).default([]),
   symlinks: z.array(z.strictObject({path: z.string(), target: z.string()})).default([]),
 })
@@ -43,9 +54,7 @@ export function guestTemplatesDigest(templatesDir: string): string {
 export function renderGuestFiles(templatesDir: string, facts: GuestFacts): Addition[] {
   const dir = guestTemplateDir(templatesDir)
   const manifestPath = join(dir, 'manifest.yaml')
-  const parsed = Manifest.safeParse(parse(readFileSync(manifestPath, 'utf8')))
-  if (!parsed.success) throw new BugError(`${manifestPath} is not a valid guest manifest: ${parsed.error.message}`)
-  const manifest = parsed.data
+  const manifest = readGuestManifest(manifestPath)
 
   if (!['apt-preferences', 'none'].includes(facts.kernelHold.method)) {
     throw new InputError(`recipe.image.kernel_hold.method "${facts.kernelHold.method}" is not supported by assemble yet`, {
@@ -74,6 +83,23 @@ export function renderGuestFiles(templatesDir: string, facts: GuestFacts): Addit
   for (const d of manifest.directories) out.push({kind: 'directory', name: checkedName(d), mode: 0o755})
   for (const s of manifest.symlinks) out.push({kind: 'symlink', name: checkedName(s.path), target: s.target})
   return out
+}
+
+/** Reads templates/guest/manifest.yaml; a mode written 0o644 reaches the schema as that text, a plain number as a number (refused). */
+export function readGuestManifest(manifestPath: string): z.infer<typeof Manifest> {
+  const doc = parseDocument(readFileSync(manifestPath, 'utf8'))
+  visit(doc, {
+    Pair(_, pair) {
+      const v = pair.value
+      if (isScalar(pair.key) && pair.key.value === 'mode' && isScalar(v) && v.format === 'OCT') v.value = v.source ?? `0o${Number(v.value).toString(8)}`
+    },
+  })
+  const parsed = Manifest.safeParse(doc.toJS())
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)
+    throw new BugError(`${manifestPath} is not a valid guest manifest: ${problems.join('; ')}`)
+  }
+  return parsed.data
 }
 
 function checkedName(path: string): string {

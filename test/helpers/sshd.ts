@@ -13,8 +13,10 @@ export interface TestSshd {
   host: string
   port: number
   user: string
-  /** SHA256:<base64> of the server's host key, as `ssh-keygen -l` prints it */
+  /** SHA256:<base64> of the server's (first) host key, as `ssh-keygen -l` prints it */
   hostKeyFingerprint: string
+  /** every host key the server has, in the order given: its type (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa), public key line and fingerprint */
+  hostKeys: {type: string; publicKey: string; fingerprint: string}[]
   /** a known_hosts file holding the server's key as [127.0.0.1]:port */
   knownHostsFile: string
   /** private key (OpenSSH format, no passphrase) the server accepts for `user` */
@@ -39,15 +41,16 @@ function fingerprintOfPublicKeyLine(line: string): string {
  * Starts /usr/sbin/sshd -D -e with a config of its own on a free 127.0.0.1 port, as the current user
  * (root in CI, where PermitRootLogin must be yes). Resolves once the server is listening.
  * sftpOnly: the account runs no commands (ForceCommand internal-sftp), as on many release servers.
+ * hostKeyTypes: the host keys it has (default ed25519 only), as a server with several keys would.
  */
-export async function startSshd(opts: {sftpOnly?: boolean} = {}): Promise<TestSshd> {
+export async function startSshd(opts: {sftpOnly?: boolean; hostKeyTypes?: ('ed25519' | 'ecdsa' | 'rsa')[]} = {}): Promise<TestSshd> {
   if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: apt-get install -y openssh-server`)
   const dir = await mkdtemp(join(tmpdir(), 'cvm-sshd-'))
   await chmod(dir, 0o755)
   const user = userInfo().username
-  const hostKey = join(dir, 'ssh_host_ed25519_key')
+  const hostKeyFiles = (opts.hostKeyTypes ?? ['ed25519']).map((t) => join(dir, `ssh_host_${t}_key`))
   const userKey = join(dir, 'id_ed25519')
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cvm-test-host', '-f', hostKey], {what: 'make a test host key'})
+  for (const f of hostKeyFiles) await run('ssh-keygen', ['-q', '-t', /ssh_host_(\w+)_key$/.exec(f)![1], '-N', '', '-C', 'cvm-test-host', '-f', f], {what: 'make a test host key'})
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cvm-test-user', '-f', userKey], {what: 'make a test user key'})
   const authorizedKeys = join(dir, 'authorized_keys')
   await writeFile(authorizedKeys, await readFile(`${userKey}.pub`))
@@ -62,7 +65,7 @@ export async function startSshd(opts: {sftpOnly?: boolean} = {}): Promise<TestSs
     config,
     [
       `ListenAddress 127.0.0.1:${port}`,
-      `HostKey ${hostKey}`,
+      ...hostKeyFiles.map((f) => `HostKey ${f}`),
       `PidFile ${join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${authorizedKeys}`,
       'PubkeyAuthentication yes',
@@ -100,17 +103,23 @@ export async function startSshd(opts: {sftpOnly?: boolean} = {}): Promise<TestSs
     })
   })
 
-  const hostPub = await readFile(`${hostKey}.pub`, 'utf8')
+  const hostKeys = await Promise.all(
+    hostKeyFiles.map(async (f) => {
+      const line = await readFile(`${f}.pub`, 'utf8')
+      const [type, b64] = line.trim().split(/\s+/)
+      return {type, publicKey: `${type} ${b64}`, fingerprint: fingerprintOfPublicKeyLine(line)}
+    }),
+  )
   const knownHostsFile = join(dir, 'known_hosts')
-  const [type, b64] = hostPub.trim().split(/\s+/)
-  await writeFile(knownHostsFile, `[127.0.0.1]:${port} ${type} ${b64}\n`)
+  await writeFile(knownHostsFile, hostKeys.map((k) => `[127.0.0.1]:${port} ${k.publicKey}\n`).join(''))
 
   let stopped = false
   return {
     host: '127.0.0.1',
     port,
     user,
-    hostKeyFingerprint: fingerprintOfPublicKeyLine(hostPub),
+    hostKeyFingerprint: hostKeys[0].fingerprint,
+    hostKeys,
     knownHostsFile,
     userKeyPath: userKey,
     dir,

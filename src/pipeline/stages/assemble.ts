@@ -1,7 +1,8 @@
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {InputError, StageError} from '../../errors.js'
+import {StageError} from '../../errors.js'
+import {kernelCmdline} from '../../disk/cmdline.js'
 import {diskIds} from '../../disk/ids.js'
 import {planLayout} from '../../disk/gpt.js'
 import {assembleDisk} from '../../disk/image.js'
@@ -9,6 +10,7 @@ import {EFI_STUB} from '../../disk/uki.js'
 import {guestTemplatesDigest, renderGuestFiles} from '../../rootfs/guest-files.js'
 import {kernelModuleAdditions} from '../../rootfs/kernel-modules.js'
 import {transformRootfs} from '../../rootfs/transform.js'
+import {requireFreeSpace} from '../../util/free-space.js'
 import {atomicWriteFile, canonicalJson, sha256, type Json} from '../../util/fsx.js'
 import type {BuildContext, Stage, StageIO, StageResult} from '../stage.js'
 
@@ -45,15 +47,7 @@ function assembleInputs(ctx: BuildContext): Json {
   }
 }
 
-/** root= by PARTUUID (no initrd needed), `rw` unless the recipe says rw or ro, then the recipe's arguments. */
-export function kernelCmdline(rootPartUuid: string, recipeCmdline: string): string {
-  const args = recipeCmdline.trim().split(/\s+/).filter(Boolean)
-  const root = args.find((a) => a.startsWith('root='))
-  if (root) {
-    throw new InputError(`recipe boot.cmdline sets "${root}", but assemble chooses the root device`, {hint: 'remove root= from boot.cmdline: the UKI gets root=PARTUUID=<the root partition>'})
-  }
-  return [`root=PARTUUID=${rootPartUuid}`, ...(args.includes('rw') || args.includes('ro') ? [] : ['rw']), ...args].join(' ')
-}
+export {kernelCmdline} from '../../disk/cmdline.js'
 
 function upstream(io: StageIO, name: 'base' | 'compile'): StageResult {
   const u = io.upstream[name]
@@ -72,6 +66,9 @@ export const assembleStage: Stage = {
     const r = ctx.recipe.recipe
     const base = upstream(io, 'base')
     const compile = upstream(io, 'compile')
+    // the disk (size_gib, counted whole although it is sparse) and the transformed copy of the rootfs, before any work
+    const rootfsBytes = statSync(join(base.dir, 'rootfs.tar'), {throwIfNoEntry: false})?.size ?? 0
+    await requireFreeSpace(io.work, r.image.size_gib * 1024 ** 3 + rootfsBytes, `assemble's ${r.image.size_gib} GiB disk and its rootfs (image.size_gib)`)
     const kernel = compile.meta as {release?: string; version?: string; vmlinuzSha256?: string; configDigest?: string; patches?: Json}
     if (!kernel.release) throw new StageError(`the compile stage's result (${compile.dir}) names no kernel release`)
 
