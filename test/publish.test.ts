@@ -187,6 +187,12 @@ describe.each(targets)('publish to a $kind target', (t) => {
       expect(err.hint).toContain('--allow-unvalidated')
       expect(existsSync(join(t.root(), `unvalidated-${validation}`))).toBe(false)
     }
+    // a control build is never published, whatever its validation and --allow-unvalidated
+    const control = await makeBuildRecordFixture(cache, {recipeId: 'control', seed: 'control', validation: 'passed', control: true, formats: ['qcow2']})
+    const refused = await publish(control.record, t.spec(), {...opts(), allowUnvalidated: true}).catch((e) => e)
+    expect(refused).toBeInstanceOf(ConflictError)
+    expect(refused.message).toMatch(/^refusing to publish control: it is a control build/)
+    expect(existsSync(join(t.root(), 'control'))).toBe(false)
     const fx = await makeBuildRecordFixture(cache, {recipeId: 'unvalidated-allowed', seed: 'missing', validation: 'missing', formats: ['qcow2']})
     const r = await publish(fx.record, t.spec(), {...opts(), allowUnvalidated: true})
     const m = JSON.parse(await readFile(join(releaseDir(fx.record, r.version), 'manifest.json'), 'utf8')) as Manifest

@@ -95,7 +95,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     }
     // a build stopped before the last stage must not replace the record of the last complete build, which publish reads
     const partial = flags.until !== undefined && flags.until !== STAGE_NAMES.at(-1)
-    const buildRecord = await writeBuildRecord(cache.root, record, {partial})
+    const buildRecord = await writeBuildRecord(cache.root, record, {partial, control: flags.control})
     const validation = results.validate?.meta
     const result: BuildResult = {recipe: recipe.id, control: Boolean(flags.control), recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
     const verdict = (validation as {verdict?: string} | undefined)?.verdict

@@ -20,13 +20,19 @@ export interface BuildRecord {
 
 /**
  * builds/<id>.json: the last complete build of a recipe, which `publish <id>` reads. A partial build
- * (`--until`) is kept as builds/<id>.partial.json, so it never replaces the last complete one.
+ * (`--until`) is kept as builds/<id>.partial.json and a control build (`--control`) as
+ * builds/<id>.control.json, so neither ever replaces the last complete one.
  */
-export function buildRecordPath(cacheDir: string, recipeId: string, opts: {partial?: boolean} = {}): string {
-  return join(cacheDir, 'builds', `${recipeId}${opts.partial ? '.partial' : ''}.json`)
+export function buildRecordPath(cacheDir: string, recipeId: string, opts: {partial?: boolean; control?: boolean} = {}): string {
+  return join(cacheDir, 'builds', `${recipeId}${opts.control ? '.control' : ''}${opts.partial ? '.partial' : ''}.json`)
 }
 
-export async function writeBuildRecord(cacheDir: string, rec: BuildRecord, opts: {partial?: boolean} = {}): Promise<string> {
+/** A control build's record: its patch stage applied only the build fixes. Such a build is never published. */
+export function isControlBuild(rec: BuildRecord): boolean {
+  return (rec.stages.patch?.meta as {control?: boolean} | undefined)?.control === true
+}
+
+export async function writeBuildRecord(cacheDir: string, rec: BuildRecord, opts: {partial?: boolean; control?: boolean} = {}): Promise<string> {
   const path = buildRecordPath(cacheDir, rec.recipeId, opts)
   await atomicWriteFile(path, JSON.stringify(rec, null, 2) + '\n')
   return path

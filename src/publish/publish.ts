@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {prepareFormats, type ImageArtifact} from '../formats/index.js'
 import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
-import type {BuildRecord} from '../pipeline/build-record.js'
+import {isControlBuild, type BuildRecord} from '../pipeline/build-record.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256} from '../util/fsx.js'
@@ -90,6 +90,11 @@ export function partialName(f: {name: string; sha256: string}): string {
 export async function publish(record: BuildRecord, target: string | PublishTarget, opts: PublishOptions = {}): Promise<PublishResult> {
   const log = opts.log ?? (() => undefined)
   const tgt = typeof target === 'string' ? parseTarget(target) : target
+  if (isControlBuild(record)) {
+    throw new ConflictError(`refusing to publish ${record.recipeId}: it is a control build (its kernel has only the series' build fixes, none of its backports)`, {
+      hint: `build it without --control to publish it: cvm-image build ${record.recipeId}`,
+    })
+  }
   const validation = gateOnValidation(record, opts.allowUnvalidated ?? false)
   const assemble = record.stages.assemble
   const diskPath = assemble ? join(assemble.dir, 'disk.raw') : undefined

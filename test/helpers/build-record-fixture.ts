@@ -16,6 +16,8 @@ export interface FixtureOptions {
   seed?: string
   /** passed (default), failed, skipped, or missing (no validate stage) */
   validation?: 'passed' | 'failed' | 'skipped' | 'missing'
+  /** a control build (--control): its patch stage applied only the build fixes */
+  control?: boolean
   /** recipe.publish.version */
   version?: string
   formats?: ('raw' | 'qcow2' | 'gce')[]
@@ -90,7 +92,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
     {id: '3d2d861eb03e8ee96dc430a54361c900cbe28afd', subject: 'nvme-pci: set min_align_mask', sha256: sha256('3d2d861eb03e patch text')},
     {file: '6.1/patches/0001-local.patch', subject: 'local fix', sha256: sha256(localPatch)},
   ]
-  await put('patch', {applied, skipped: []})
+  await put('patch', {control: o.control ?? false, applied, skipped: [], withheld: []})
   const config = (o.config ?? CONFIG).join('\n') + '\n'
   await put('configure', {base: 'lean', features: recipe.kernel.config.features, digest: sha256(config), verified: ['CONFIG_AMD_MEM_ENCRYPT']}, {config})
   await put('compile', {release: '6.1.192-cvm', version: '6.1.192', sourceDigest: sha256(tarball), patches: applied, configDigest: sha256(config), vmlinuzSha256: sha256('vmlinuz')}, {config})
