@@ -23,7 +23,9 @@ export type PatchFit = 'applies' | 'in-tree' | 'conflicts'
 export async function patchFit(tree: string, p: PatchToApply, logFile?: string): Promise<{fit: PatchFit; output: string}> {
   const fwd = await run('patch', [...PATCH_ARGS.filter((a) => a !== '-s'), '--dry-run', '-d', tree, '-i', p.path], {reject: false, logFile})
   if (fwd.exitCode === 0) return {fit: 'applies', output: fwd.stdout}
-  const rev = await run('patch', ['-p1', '-R', '--batch', '--dry-run', '-s', '-d', tree, '-i', p.path], {reject: false, logFile})
+  // -f, not --batch: with --batch, patch ignores -R on a patch it finds unreversed and reports success;
+  // no fuzz: a reverse fit with fuzz can succeed on a tree that lacks the change
+  const rev = await run('patch', ['-p1', '-R', '-f', '--fuzz=0', '--dry-run', '-s', '-d', tree, '-i', p.path], {reject: false, logFile})
   return {fit: rev.exitCode === 0 ? 'in-tree' : 'conflicts', output: `${fwd.stdout}\n${fwd.stderr}`}
 }
 
