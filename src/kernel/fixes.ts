@@ -10,7 +10,7 @@ import {InputError} from '../errors.js'
 const release = z.string().regex(/^\d+\.\d+(\.\d+)?$/, 'must be a release such as 5.12 or 5.10.35')
 const commitId = z.string().regex(/^[0-9a-f]{12,40}$/, 'must be a commit id: 12 to 40 lowercase hex digits')
 
-/** A fact about a tree's content: a file (any of a list) has a line matching a pattern, or exists. */
+/** A fact about a tree's content: a file (any of a list) has a line of code (not a C comment line) matching a pattern, or exists. */
 export const ProbeSpec = z.strictObject({
   file: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
   /** a regular expression one line of the file must match; omitted: the file must exist */
@@ -89,7 +89,8 @@ export async function runProbe(tree: string, p: Probe): Promise<ProbeResult> {
   if (!p.matches) return {holds: true, evidence: `${existing[0]} exists`}
   const re = new RegExp(p.matches)
   for (const f of existing) {
-    const lines = (await readFile(join(tree, f), 'utf8')).split('\n')
+    // probes read code: a C comment line that names a function is not a call of it
+    const lines = (await readFile(join(tree, f), 'utf8')).split('\n').map((l) => (/^\s*(\*|\/\*|\/\/)/.test(l) ? '' : l))
     const at = lines.findIndex((l) => re.test(l))
     if (at < 0) continue
     if (p.before) {

@@ -1,0 +1,49 @@
+import {mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+
+import {describe, expect, it} from 'vitest'
+
+import {fixInTree, loadFixes, runProbe, type Fix} from './fixes.js'
+
+const root = join(import.meta.dirname, '..', '..')
+
+function tree(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fixes-tree-'))
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), {recursive: true})
+    writeFileSync(join(dir, path), text)
+  }
+  return dir
+}
+
+const PCI_FIXED = 'static void nvme_reset_work(void)\n{\n\tdma_set_min_align_mask(dev->dev, NVME_CTRL_PAGE_SIZE - 1);\n\tx = min(NVME_MAX_KB_SZ << 1, dma_max_mapping_size(dev->dev) >> 9);\n}\n'
+const PCI_LATE = 'static void nvme_reset_work(void)\n{\n\tx = min(NVME_MAX_KB_SZ << 1, dma_max_mapping_size(dev->dev) >> 9);\n\tdma_set_min_align_mask(dev->dev, NVME_CTRL_PAGE_SIZE - 1);\n}\n'
+const PCI_OLD = 'static void nvme_reset_work(void)\n{\n\tdev->ctrl.max_hw_sectors = NVME_MAX_KB_SZ << 1;\n}\n'
+
+describe('guest fixes read from a tree', () => {
+  it('kernels/fixes.yaml is valid: every fix of FACTS.md with its commits', async () => {
+    const fixes = await loadFixes(join(root, 'kernels'))
+    expect(fixes.map((f) => f.id)).toEqual(['min-align-mask', 'swiotlb-sync-offset', 'nvme-min-align-first', 'sev-swiotlb-size', 'dma-atomic-pools'])
+    expect(fixes.find((f) => f.id === 'min-align-mask')!.commits).toHaveLength(9)
+    expect(fixes.find((f) => f.id === 'dma-atomic-pools')!.commits).toContain('82fef0ad811f')
+  })
+
+  it('a probe reads code lines, any of several files, and an order between two lines', async () => {
+    const t = tree({'a.c': '/*\n * calls dma_set_min_align_mask() first\n */\nint x;\n', 'b.h': 'struct p {\n\tunsigned int min_align_mask;\n};\n'})
+    // a comment that names a call is not the call
+    expect(await runProbe(t, {file: 'a.c', matches: 'dma_set_min_align_mask\\('})).toEqual({holds: false, evidence: 'no line of a.c matches /dma_set_min_align_mask\\(/'})
+    expect(await runProbe(t, {file: ['missing.h', 'b.h'], matches: 'min_align_mask;'})).toEqual({holds: true, evidence: 'b.h:2: unsigned int min_align_mask;'})
+    expect(await runProbe(t, {file: ['x.c', 'y.c']})).toEqual({holds: false, evidence: 'no x.c or y.c'})
+    expect(await runProbe(t, {file: 'a.c'})).toEqual({holds: true, evidence: 'a.c exists'})
+  })
+
+  it('61ce339f19fa: present when the mask is set first, missing when after, not applicable without dma_max_mapping_size', async () => {
+    const fix = (await loadFixes(join(root, 'kernels'))).find((f) => f.id === 'nvme-min-align-first') as Fix
+    const pci = 'drivers/nvme/host/pci.c'
+    expect((await fixInTree(tree({[pci]: PCI_FIXED}), fix)).state).toBe('present')
+    const late = await fixInTree(tree({[pci]: PCI_LATE}), fix)
+    expect(late).toMatchObject({state: 'missing', evidence: [`${pci}:3 matches /dma_max_mapping_size\\(/ before ${pci}:4 matches /dma_set_min_align_mask\\(/`]})
+    expect(await fixInTree(tree({[pci]: PCI_OLD}), fix)).toMatchObject({state: 'not-applicable', evidence: [expect.stringMatching(/^the tree lacks what this fix changes/)]})
+  })
+})
