@@ -1,6 +1,6 @@
-import {mkdtempSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 
 import {describe, expect, it, vi} from 'vitest'
 
@@ -46,4 +46,26 @@ describe('cvm-image kernel check', () => {
     expect(result.features.map((f) => [f.feature, f.status])).toEqual([['sev', 'supported'], ['sev-es', 'supported'], ['kexec', 'needs-config']])
     expect(result.features[2].missing).toEqual([{option: 'CONFIG_KEXEC_FILE', want: ['y'], have: 'n'}])
   })
+
+  it('judges a source tree by its content, not its version: a 4.18 tree with a distro backport of min_align_mask has it', async () => {
+    const tree = mkdtempSync(join(tmpdir(), 'kcheck-tree-'))
+    const put = (path: string, text: string) => {
+      mkdirSync(dirname(join(tree, path)), {recursive: true})
+      writeFileSync(join(tree, path), text)
+    }
+    put('Makefile', 'VERSION = 4\nPATCHLEVEL = 18\nSUBLEVEL = 0\n')
+    put('arch/x86/Kconfig', 'config AMD_MEM_ENCRYPT\n\tbool "AMD Secure Memory Encryption (SME) support"\n')
+    put('include/linux/device.h', 'struct device_dma_parameters {\n\tunsigned int max_segment_size;\n\tunsigned int min_align_mask;\n};\n')
+    put('kernel/dma/swiotlb.c', 'static unsigned int swiotlb_align_offset(struct device *dev, u64 addr)\n{\n\treturn addr & dma_get_min_align_mask(dev) & (IO_TLB_SIZE - 1);\n}\n')
+    put('drivers/nvme/host/pci.c', '\tdma_set_min_align_mask(dev->dev, NVME_CTRL_PAGE_SIZE - 1);\n')
+    const {result, stdout} = await check(tree, '--json')
+    expect(result).toMatchObject({kind: 'tree', version: '4.18.0'})
+    const fixes = Object.fromEntries(result.fixes!.map((f) => [f.fix, f.status]))
+    // 4.18 predates mainline 5.12, yet the tree has the code: present
+    expect(fixes).toEqual({'min-align-mask': 'present', 'swiotlb-sync-offset': 'missing', 'nvme-min-align-first': 'not-applicable', 'sev-swiotlb-size': 'missing', 'dma-atomic-pools': 'missing'})
+    const features = Object.fromEntries(result.features.map((f) => [f.feature, f.status]))
+    expect(features).toMatchObject({sev: 'supported', swiotlb: 'supported', 'sev-es': 'needs-backport'})
+    expect(JSON.parse(stdout)).toEqual(result)
+  })
 })
+

@@ -45,7 +45,8 @@ and apply its series (both cached, as build does): each fix present, missing, or
       const {ctx, cache} = makeBuildContext(dirs, args.kernel, flags)
       requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'])
       const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
-      const {results} = await runStages(ctx, cache, STAGES, {until: 'patch', renderer})
+      // the kernel stages alone: a tree check needs no rootfs
+      const {results} = await runStages(ctx, cache, STAGES.filter((s) => s.name === 'kernel-source' || s.name === 'patch'), {renderer})
       const source = join(results['kernel-source']!.dir, 'tree')
       const patch = results.patch!
       const meta = patch.meta as unknown as PatchResult
