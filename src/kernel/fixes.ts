@@ -2,10 +2,10 @@ import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {LineCounter, parseDocument} from 'yaml'
 import {z} from 'zod'
 
 import {InputError} from '../errors.js'
+import {loadYamlFile} from '../util/yaml-file.js'
 
 const release = z.string().regex(/^\d+\.\d+(\.\d+)?$/, 'must be a release such as 5.12 or 5.10.35')
 const commitId = z.string().regex(/^[0-9a-f]{12,40}$/, 'must be a commit id: 12 to 40 lowercase hex digits')
@@ -41,24 +41,9 @@ export const FIXES_FILE = 'fixes.yaml'
 export async function loadFixes(kernelsDir: string): Promise<Fix[]> {
   const file = join(kernelsDir, FIXES_FILE)
   if (!existsSync(file)) throw new InputError(`no ${file}`, {hint: 'the project checkout is incomplete: kernels/fixes.yaml lists the guest fixes'})
-  const lines = new LineCounter()
-  const doc = parseDocument(await readFile(file, 'utf8'), {lineCounter: lines})
-  if (doc.errors.length) {
-    const pos = lines.linePos(doc.errors[0].pos[0])
-    throw new InputError(`${file}:${pos.line}:${pos.col}: YAML syntax: ${doc.errors[0].message.split('\n')[0]}`, {hint: 'fix the YAML at this position'})
-  }
-  const r = FixesFile.safeParse(doc.toJS())
-  if (!r.success) {
-    throw new InputError(`${file}: not a valid list of fixes`, {
-      details: r.error.issues.map((i) => {
-        const node = doc.getIn(i.path as (string | number)[], true) as {range?: [number]} | undefined
-        return `  ${file}${node?.range ? `:${lines.linePos(node.range[0]).line}` : ''}: ${i.path.join('.')}: ${i.message}`
-      }),
-      hint: 'a fix is {id, title, bug, commits, mainline, stable, present_when: [{file, matches}]}',
-    })
-  }
+  const data = await loadYamlFile(file, FixesFile, {noun: 'list of fixes', hint: 'a fix is {id, title, bug, commits, mainline, stable, present_when: [{file, matches}]}'})
   const ids = new Set<string>()
-  for (const f of r.data.fixes) {
+  for (const f of data.fixes) {
     if (ids.has(f.id)) throw new InputError(`${file}: fix id ${f.id} appears twice`, {hint: 'give every fix its own id'})
     ids.add(f.id)
     for (const p of [...f.present_when, ...(f.requires_in_tree ? [f.requires_in_tree] : [])]) {
@@ -72,7 +57,7 @@ export async function loadFixes(kernelsDir: string): Promise<Fix[]> {
       }
     }
   }
-  return r.data.fixes
+  return data.fixes
 }
 
 export interface ProbeResult {

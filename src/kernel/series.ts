@@ -2,11 +2,11 @@ import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {dirname, join, relative} from 'node:path'
 
-import {LineCounter, parseDocument} from 'yaml'
 import {z} from 'zod'
 
 import {InputError} from '../errors.js'
 import {sha256} from '../util/fsx.js'
+import {loadYamlFile} from '../util/yaml-file.js'
 import {FIXES_FILE, loadFixes} from './fixes.js'
 
 const release = z.string().regex(/^\d+\.\d+(\.\d+)?$/, 'must be a release such as 5.12 or 5.10.35')
@@ -98,25 +98,12 @@ export function seriesNames(kernel: {line: string; series?: string[]}): string[]
 export async function loadSeries(kernelsDir: string, name: string): Promise<Series> {
   const file = join(kernelsDir, name)
   if (!existsSync(file)) throw new InputError(`series ${name}: no file ${file}`, {hint: 'fix recipe.kernel.series or add the series file under kernels/'})
-  const lines = new LineCounter()
-  const doc = parseDocument(await readFile(file, 'utf8'), {lineCounter: lines})
-  if (doc.errors.length) {
-    const pos = lines.linePos(doc.errors[0].pos[0])
-    throw new InputError(`${file}:${pos.line}:${pos.col}: YAML syntax: ${doc.errors[0].message.split('\n')[0]}`, {hint: 'fix the YAML at this position'})
-  }
-  const r = SeriesSpec.safeParse(doc.toJS())
-  if (!r.success) {
-    throw new InputError(`${file}: not a valid patch series`, {
-      details: r.error.issues.map((i) => {
-        const node = doc.getIn(i.path as (string | number)[], true) as {range?: [number]} | undefined
-        const at = node?.range ? `:${lines.linePos(node.range[0]).line}` : ''
-        return `  ${file}${at}: ${i.path.join('.')}: ${i.message}`
-      }),
-      hint: 'an entry is either {id, subject, why, mainline, stable} (an upstream commit) or {file, subject, why} (a .patch beside the series)',
-    })
-  }
+  const data = await loadYamlFile(file, SeriesSpec, {
+    noun: 'patch series',
+    hint: 'an entry is either {id, subject, why, mainline, stable, fixes} (an upstream commit) or {file, kind, subject, why, backports, differs, fixes} (a .patch beside the series)',
+  })
   const entries: SeriesEntry[] = []
-  for (const e of r.data.patches) {
+  for (const e of data.patches) {
     if ('id' in e) {
       entries.push({kind: 'upstream', series: name, ...e})
       continue
@@ -125,7 +112,7 @@ export async function loadSeries(kernelsDir: string, name: string): Promise<Seri
     if (!existsSync(path)) throw new InputError(`series ${name}: patch file ${e.file} not found at ${path}`, {hint: 'add the patch beside the series file or remove the entry'})
     entries.push({...e, series: name, path, sha256: sha256(await readFile(path))})
   }
-  return {name, title: r.data.title, notes: r.data.notes, entries}
+  return {name, title: data.title, notes: data.notes, entries}
 }
 
 /** The series, in order; every fix an entry names must be one of kernels/fixes.yaml. */
