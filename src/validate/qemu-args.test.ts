@@ -27,7 +27,7 @@ describe('buildQemuArgs', () => {
       'if=pflash,format=raw,unit=1,file=/w/OVMF_VARS.fd',
       'file=/img/disk.raw,format=raw,if=none,id=disk0,snapshot=on',
     ])
-    expect(after(argv, '-device')).toEqual(['nvme,drive=disk0,serial=cvmroot', 'virtio-net-pci,netdev=net0'])
+    expect(after(argv, '-device')).toEqual(['nvme,drive=disk0,serial=cvmroot', 'virtio-net-pci,netdev=net0', 'virtio-rng-pci'])
     expect(after(argv, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22'])
     expect(after(argv, '-append')).toEqual(['root=PARTUUID=x console=ttyS0 swiotlb=force'])
     expect(after(argv, '-serial')).toEqual(['file:/w/serial.log'])

@@ -41,7 +41,7 @@ async function seedTemplatesDigest(templatesDir: string): Promise<string> {
 export const validateStage: Stage = {
   name: 'validate',
   title: 'validate',
-  version: 1,
+  version: 2,
   needs: ['assemble', 'compile'],
   async inputs(ctx) {
     const v = ctx.recipe.recipe.validate
