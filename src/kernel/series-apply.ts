@@ -1,7 +1,7 @@
 import {InputError} from '../errors.js'
 import {applyPatch, patchFailure, patchFit} from './apply.js'
 import {fixInTree, type Fix} from './fixes.js'
-import {entryLabel, type PatchKind, type Series, type SeriesEntry} from './series.js'
+import {CONTROL_KINDS, entryLabel, type PatchKind, type Series, type SeriesEntry} from './series.js'
 import type {UpstreamPatches} from './upstream.js'
 
 /** One entry of a series as the patch stage dealt with it: the one record of an applied (or not) patch. */
@@ -45,7 +45,7 @@ export async function applySeries(tree: string, series: Series[], run: SeriesRun
     const label = entryLabel(e)
     const record = recordOf(e)
     run.progress(`patch ${i + 1}/${entries.length}: ${label}`)
-    if (run.control && e.kind !== 'build-fix') {
+    if (run.control && !(CONTROL_KINDS as string[]).includes(e.kind)) {
       records.push({...record, action: 'withheld', reason: 'control build: only build fixes apply'})
       run.log(`withheld ${label}: control build`)
       continue
@@ -65,7 +65,7 @@ export async function applySeries(tree: string, series: Series[], run: SeriesRun
     }
     if (fit === 'conflicts') throw await patchFailure({label, path}, output, records.filter((r) => r.action === 'applied').length)
     const sha256 = await applyPatch(tree, {label, path}, run.logFile)
-    records.push({...record, sha256, action: 'applied', reason: e.kind === 'build-fix' ? 'build fix' : `not in the tree${e.fixes.length ? ` (${e.fixes.join(', ')} missing)` : ''}`})
+    records.push({...record, sha256, action: 'applied', reason: e.kind === 'build-fix' ? 'build fix' : e.kind === 'tree-fix' ? 'tree fix' : `not in the tree${e.fixes.length ? ` (${e.fixes.join(', ')} missing)` : ''}`})
     run.log(`applied ${label} sha256 ${sha256}`)
   }
   // a fix may take several patches (code, then the Kconfig select): each claim is checked on the whole series' result

@@ -28,11 +28,15 @@ const UpstreamEntry = z.strictObject({
 
 /**
  * What a patch written here is: a `backport` of upstream commits (named in `backports`, with how
- * it `differs`), a `build-fix` that lets an old tree build with today's toolchain (applied to
- * control builds too), or a `local` change of the project's own (such as a marker).
+ * it `differs`), a `build-fix` that lets an old tree build with today's toolchain, a `tree-fix`
+ * that undoes what a particular copy of a tree added to its upstream (both applied to control
+ * builds too), or a `local` change of the project's own (such as a marker).
  */
-export const PATCH_KINDS = ['backport', 'build-fix', 'local'] as const
+export const PATCH_KINDS = ['backport', 'build-fix', 'tree-fix', 'local'] as const
 export type PatchKind = (typeof PATCH_KINDS)[number]
+
+/** Kinds a control build applies: what the tree needs to build and run, none of the backports. */
+export const CONTROL_KINDS: readonly PatchKind[] = ['build-fix', 'tree-fix']
 
 const LocalEntry = z
   .strictObject({
