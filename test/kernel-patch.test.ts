@@ -120,16 +120,17 @@ describe('what a tree already has is read from its content', () => {
   - {id: never-shown, title: t, bug: t, commits: ["000000000002"], mainline: "6.2", present_when: [{file: init/cvm_marker.c, matches: 'no such line'}]}
 `
     const series = (fix: string) =>
-      ['title: t', 'patches:', '  - {file: build-fix.patch, kind: build-fix, subject: a build fix, why: test}', `  - {file: cvm-marker.patch, kind: backport, subject: marker, why: test, backports: [1f221a0d0dbf], differs: test, fixes: [${fix}]}`, ''].join('\n')
+      ['title: t', 'patches:', '  - {file: build-fix.patch, kind: build-fix, subject: a build fix, why: test}', '  - {file: tree-fix.patch, kind: tree-fix, subject: a tree fix, why: test}', `  - {file: cvm-marker.patch, kind: backport, subject: marker, why: test, backports: [1f221a0d0dbf], differs: test, fixes: [${fix}]}`, ''].join('\n')
     const buildFix = '--- a/init/cvm_buildfix.c\n+++ b/init/cvm_buildfix.c\n@@ -0,0 +1 @@\n+/* a build fix */\n'
-    const files = {'fixes.yaml': fixes, '6.1/cvm-marker.patch': MARKER, '6.1/build-fix.patch': buildFix}
+    const treeFix = '--- a/init/cvm_treefix.c\n+++ b/init/cvm_treefix.c\n@@ -0,0 +1 @@\n+/* a tree fix */\n'
+    const files = {'fixes.yaml': fixes, '6.1/cvm-marker.patch': MARKER, '6.1/build-fix.patch': buildFix, '6.1/tree-fix.patch': treeFix}
     const dirs = await kernelProject({kernelFiles: {...files, '6.1/s.yaml': series('marker-printed')}, series: ['6.1/s.yaml']})
 
     const control = await runKernelProject(dirs, 'patch', {force: ['patch'], options: {control: true}})
     const cm = control.results.patch!.meta as unknown as PatchResult
     expect(cm.control).toBe(true)
-    expect(cm.applied.map((a) => [a.file, a.kind])).toEqual([['6.1/build-fix.patch', 'build-fix']])
-    expect(cm.withheld).toEqual([expect.objectContaining({file: '6.1/cvm-marker.patch', kind: 'backport', backports: ['1f221a0d0dbf'], reason: 'control build: only build fixes apply'})])
+    expect(cm.applied.map((a) => [a.file, a.kind])).toEqual([['6.1/build-fix.patch', 'build-fix'], ['6.1/tree-fix.patch', 'tree-fix']])
+    expect(cm.withheld).toEqual([expect.objectContaining({file: '6.1/cvm-marker.patch', kind: 'backport', backports: ['1f221a0d0dbf'], reason: 'control build: only build and tree fixes apply'})])
     expect(existsSync(join(control.results.patch!.dir, 'tree', 'init', 'cvm_buildfix.c'))).toBe(true)
     expect(existsSync(join(control.results.patch!.dir, 'tree', 'init', 'cvm_marker.c'))).toBe(false)
 
@@ -137,6 +138,7 @@ describe('what a tree already has is read from its content', () => {
     const fm = full.results.patch!.meta as unknown as PatchResult
     expect(fm.applied.map((a) => [a.file, a.action, a.reason])).toEqual([
       ['6.1/build-fix.patch', 'applied', 'build fix'],
+      ['6.1/tree-fix.patch', 'applied', 'tree fix'],
       ['6.1/cvm-marker.patch', 'applied', 'not in the tree (marker-printed missing)'],
     ])
     // the control's key differs: both results stay cached side by side

@@ -46,7 +46,7 @@ export async function applySeries(tree: string, series: Series[], run: SeriesRun
     const record = recordOf(e)
     run.progress(`patch ${i + 1}/${entries.length}: ${label}`)
     if (run.control && !(CONTROL_KINDS as string[]).includes(e.kind)) {
-      records.push({...record, action: 'withheld', reason: 'control build: only build fixes apply'})
+      records.push({...record, action: 'withheld', reason: 'control build: only build and tree fixes apply'})
       run.log(`withheld ${label}: control build`)
       continue
     }
