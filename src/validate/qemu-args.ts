@@ -67,8 +67,8 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   args.push(
     '-netdev', `user,id=net0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`,
     '-device', 'virtio-net-pci,netdev=net0',
-    // entropy from the host: without it a pre-5.4 guest's getrandom() blocks sshd's start for minutes
-    // under TCG, and 5.4-5.x kernels spin generating jitter entropy in journald and udevd
+    // entropy from the host: without it a pre-5.4 guest's getrandom() blocks sshd's start for
+    // minutes under TCG (4.18: crng ready after 261 s)
     '-device', 'virtio-rng-pci',
   )
   if (spec.smbiosSerial) args.push('-smbios', `type=1,serial=${spec.smbiosSerial.replaceAll(',', ',,')}`)
