@@ -2,6 +2,7 @@ import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {type AddressInfo, createServer} from 'node:net'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -64,6 +65,39 @@ describe('host key pinning against a real sshd', () => {
     expect(err).toBeInstanceOf(HostError)
     expect(err.message).toMatch(/CHANGED/)
     expect(err.message).toContain(sshd.hostKeyFingerprint)
+  })
+})
+
+describe('a connection that fails and is then reset by the server', () => {
+  // Found by CI: a refused handshake followed by the server's TCP reset emitted a second error with no
+  // listener, which Node treats as uncaught (vitest reported "read ECONNRESET" from this file).
+  it('rejects once, and the later reset is not an uncaught error', async () => {
+    let reset!: () => void
+    const wasReset = new Promise<void>((r) => (reset = r))
+    const server = createServer((sock) => {
+      sock.write('SSH-2.0-OpenSSH_9.2\r\n')
+      sock.write(Buffer.alloc(64, 0xff)) // not a packet: the client gives up on the handshake
+      setTimeout(() => {
+        sock.resetAndDestroy()
+        reset()
+      }, 100)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    const uncaught: Error[] = []
+    const onUncaught = (e: Error) => uncaught.push(e)
+    process.on('uncaughtException', onUncaught)
+    try {
+      const {port} = server.address() as AddressInfo
+      const err = await connect(`u@127.0.0.1:${port}`, {hostKey: sshd.hostKeyFingerprint, privateKey: sshd.userKeyPath}).catch((e) => e)
+      expect(err).toBeInstanceOf(HostError)
+      expect(err.message).toMatch(/^cannot reach SSH server u@127\.0\.0\.1:\d+: /)
+      await wasReset
+      await new Promise((r) => setTimeout(r, 200))
+      expect(uncaught).toEqual([])
+    } finally {
+      process.off('uncaughtException', onUncaught)
+      server.close()
+    }
   })
 })
 

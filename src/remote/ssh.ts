@@ -421,9 +421,14 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
       return refusal === undefined
     },
   }
+  // A transport error can come after the one that settles the connect (a refused handshake is often
+  // followed by ECONNRESET from the server): every error needs a listener for the client's whole life,
+  // or Node treats it as uncaught. Later errors surface through the pending operation instead.
+  client.on('error', () => undefined)
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error & {level?: string}) => {
       client.removeListener('ready', onReady)
+      client.destroy()
       if (refusal) return reject(refusal)
       const where = `${addr.user}@${addr.host}:${addr.port}`
       if (serverHostKey && e.level === 'handshake' && /host key/i.test(e.message)) {
@@ -442,7 +447,5 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
     client.once('ready', onReady)
     client.connect(config)
   })
-  // later transport errors surface through the pending operation; don't crash the process on them
-  client.on('error', () => undefined)
   return new SshSession(addr, client)
 }
