@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {stat, writeFile} from 'node:fs/promises'
 import {posix} from 'node:path'
 import type {Duplex} from 'node:stream'
@@ -60,10 +61,16 @@ export class RemoteHost implements ValidationHost {
     await writeFile(localPath, await this.session.readFile(hostPath))
   }
 
-  /** Runs the command through sh, which records its pid first: killing it must not depend on the channel. */
+  /**
+   * Runs the command through sh, which records its pid first: killing it must not depend on the
+   * channel. The pid file lives in a directory of its own that sh creates with an unguessable name
+   * (mkdir fails on anything already there, a planted symlink included) and mode 0700, so nobody
+   * else on the host can point the write elsewhere or swap the pid that kill() will signal.
+   */
   spawn(cmd: string, args: readonly string[]): HostProcess {
-    const pidFile = `/tmp/cvm-validate-qemu-${process.pid}-${Date.now()}.pid`
-    const run = this.session.exec(['sh', '-c', 'echo $$ > "$0"; exec "$@"', pidFile, cmd, ...args], {reject: false})
+    const dir = `/tmp/cvm-validate-${randomBytes(16).toString('hex')}`
+    this.dirs.push(dir)
+    const run = this.session.exec(['sh', '-c', 'mkdir -m 0700 "$0" || exit 125; echo $$ > "$0/pid"; exec "$@"', dir, cmd, ...args], {reject: false})
     let out = ''
     const exited = run.then(
       (r) => {
@@ -80,7 +87,7 @@ export class RemoteHost implements ValidationHost {
       exited,
       output: () => out,
       async kill() {
-        await session.exec(['sh', '-c', 'test -s "$0" && kill -9 "$(cat "$0")" 2>/dev/null; rm -f "$0"', pidFile], {reject: false}).catch(() => undefined)
+        await session.exec(['sh', '-c', 'test -s "$0/pid" && kill -9 "$(cat "$0/pid")" 2>/dev/null; rm -rf -- "$0"', dir], {reject: false}).catch(() => undefined)
         await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
       },
     }
