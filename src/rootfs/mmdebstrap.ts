@@ -37,11 +37,12 @@ export function mmdebstrapArgs(spec: MmdebstrapSpec, mode: string, output: strin
 }
 
 /** Builds the base rootfs tarball with mmdebstrap; times inside are clamped to SOURCE_DATE_EPOCH. */
-export async function mmdebstrapRootfs(spec: MmdebstrapSpec, output: string, opts: {sourceDateEpoch: number; logFile?: string; signal?: AbortSignal; onLine?: (l: string) => void}): Promise<void> {
+export async function mmdebstrapRootfs(spec: MmdebstrapSpec, output: string, opts: {sourceDateEpoch: number; tmpDir: string; logFile?: string; signal?: AbortSignal; onLine?: (l: string) => void}): Promise<void> {
   const mode = await mmdebstrapMode()
   await run('mmdebstrap', mmdebstrapArgs(spec, mode, output), {
     what: `build the ${spec.suite} rootfs`,
-    env: {SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch), LC_ALL: 'C.UTF-8'},
+    // its chroot goes under TMPDIR: inside the stage's temp dir, which the cache sweeps after a crash
+    env: {SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch), LC_ALL: 'C.UTF-8', TMPDIR: opts.tmpDir},
     logFile: opts.logFile,
     signal: opts.signal,
     onLine: opts.onLine,

@@ -1,3 +1,6 @@
+import {accessSync, constants, existsSync, statSync} from 'node:fs'
+import {join} from 'node:path'
+
 import {execa, type Options as ExecaOptions} from 'execa'
 
 import {HostError, StageError} from '../errors.js'
@@ -28,26 +31,89 @@ export interface RunResult {
 }
 
 const TAIL_LINES = 30
+/** after SIGTERM, the group has this long to end before SIGKILL */
+const KILL_AFTER_MS = 5000
+
+/** PATH lookup without a process: the wrapper below would otherwise hide a missing program. */
+function onPath(cmd: string, env: Record<string, string | undefined> | undefined): string | undefined {
+  if (cmd.includes('/')) return existsSync(cmd) ? cmd : undefined
+  for (const dir of (env?.PATH ?? process.env.PATH ?? '').split(':')) {
+    if (!dir) continue
+    const full = join(dir, cmd)
+    try {
+      accessSync(full, constants.X_OK)
+      if (statSync(full).isFile()) return full
+    } catch {
+      // not here
+    }
+  }
+  return undefined
+}
 
 /**
- * Runs a program with an argument array (never through a shell). A missing program is a
- * HostError naming it; a failure is a StageError with the last lines it printed.
+ * How a child is kept inside the build (issue: an orphaned mmdebstrap ran on after cvm-image was
+ * killed and left a chroot with proc, sysfs and devpts mounted). Every child starts in a process
+ * group of its own (so a tool that signals its whole group, as mmdebstrap does on a full disk, cannot
+ * hit cvm-image) under `setpriv --pdeathsig KILL`, so the kernel kills it when cvm-image dies, even by
+ * SIGKILL. As root it also gets a PID and mount namespace of its own (`unshare --pid --kill-child`):
+ * when the direct child dies, every process it started dies with it and every mount it made is gone.
+ * Without root, a grandchild can outlive a SIGKILL of cvm-image; on every other path the whole group
+ * is killed.
+ */
+export function containedArgv(cmd: string, args: readonly string[]): [string, string[]] {
+  if (process.platform !== 'linux') return [cmd, [...args]]
+  const inner = process.getuid?.() === 0 ? ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', cmd, ...args] : [cmd, ...args]
+  return ['setpriv', ['--pdeathsig', 'KILL', '--', ...inner]]
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // the group is gone
+  }
+}
+
+const NO_SPACE = /No space left on device|ENOSPC/
+
+/**
+ * Runs a program with an argument array (never through a shell), contained as containedArgv() says.
+ * A missing program is a HostError naming it; a failure is a StageError with the last lines it
+ * printed; a full disk says so. Abort and timeout end the child's whole group: SIGTERM, then SIGKILL
+ * after 5 s; once the child has ended, whatever is left of its group is killed too.
  */
 export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  if (!onPath(cmd, opts.env)) {
+    throw new HostError(`${cmd}: not found on this host${opts.what ? ` (needed to ${opts.what})` : ''}`, {
+      hint: 'run `cvm-image doctor` to see which package provides it, or `cvm-image doctor --install` as root',
+    })
+  }
+  if (opts.signal?.aborted) throw new StageError(`${cmd} was cancelled`)
   const execaOpts: ExecaOptions = {
     cwd: opts.cwd,
     env: opts.env,
     extendEnv: true,
     input: opts.input,
-    timeout: opts.timeout,
-    cancelSignal: opts.signal,
+    detached: true,
     reject: false,
     stripFinalNewline: true,
     all: true,
-    forceKillAfterDelay: 5000,
     ...(opts.logFile ? {stdout: ['pipe', {file: opts.logFile, append: true}], stderr: ['pipe', {file: opts.logFile, append: true}]} : {}),
   }
-  const child = execa(cmd, args, execaOpts)
+  const [file, argv] = containedArgv(cmd, args)
+  const child = execa(file, argv, execaOpts)
+  let ended: 'cancelled' | 'timed out' | undefined
+  let hardKill: NodeJS.Timeout | undefined
+  const stop = (why: 'cancelled' | 'timed out') => {
+    if (ended) return
+    ended = why
+    killGroup(child.pid, 'SIGTERM')
+    hardKill = setTimeout(() => killGroup(child.pid, 'SIGKILL'), KILL_AFTER_MS)
+  }
+  const onAbort = () => stop('cancelled')
+  opts.signal?.addEventListener('abort', onAbort, {once: true})
+  const timer = opts.timeout ? setTimeout(() => stop('timed out'), opts.timeout) : undefined
   if (opts.onLine) {
     const onLine = opts.onLine
     let buf = ''
@@ -62,18 +128,29 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     child.stdout?.on('data', feed)
     child.stderr?.on('data', feed)
   }
-  const r = await child
-  if ((r as {code?: string}).code === 'ENOENT') {
-    throw new HostError(`${cmd}: not found on this host${opts.what ? ` (needed to ${opts.what})` : ''}`, {
-      hint: 'run `cvm-image doctor` to see which package provides it, or `cvm-image doctor --install` as root',
-    })
+  let r
+  try {
+    r = await child
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
+    clearTimeout(timer)
+    clearTimeout(hardKill)
+    killGroup(child.pid, 'SIGKILL')
   }
   const result: RunResult = {exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '')}
-  if (r.isCanceled) throw new StageError(`${cmd} was cancelled`)
-  if (r.timedOut) throw new StageError(`${cmd} timed out after ${opts.timeout} ms${opts.what ? ` (${opts.what})` : ''}`)
+  if (ended === 'cancelled') throw new StageError(`${cmd} was cancelled`)
+  if (ended === 'timed out') throw new StageError(`${cmd} timed out after ${opts.timeout} ms${opts.what ? ` (${opts.what})` : ''}`)
   if (result.exitCode !== 0 && opts.reject !== false) {
-    const tail = String(r.all ?? '').split('\n').slice(-TAIL_LINES)
-    throw new StageError(`${opts.what ? `${opts.what}: ` : ''}${cmd} ${args.join(' ')} exited with ${result.exitCode}${r.signal ? ` (${r.signal})` : ''}`, {
+    const output = String(r.all ?? '')
+    const tail = output.split('\n').slice(-TAIL_LINES)
+    const how = `${cmd} ${args.join(' ')} ${r.signal ? `was killed by ${r.signal}` : `exited with ${result.exitCode}`}`
+    if (NO_SPACE.test(output)) {
+      throw new StageError(`${opts.what ? `${opts.what}: ` : ''}no space left on device (${how})`, {
+        details: tail.map((l) => `  | ${l}`),
+        hint: `free space where it writes${opts.cwd ? ` (${opts.cwd})` : ''} and in the cache directory, then run it again${opts.logFile ? `; full log: ${opts.logFile}` : ''}`,
+      })
+    }
+    throw new StageError(`${opts.what ? `${opts.what}: ` : ''}${how}`, {
       details: tail.map((l) => `  | ${l}`),
       hint: opts.hint ?? (opts.logFile ? `full log: ${opts.logFile}` : undefined),
     })

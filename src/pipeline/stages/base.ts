@@ -47,7 +47,7 @@ export const baseStage: Stage = {
     if (base.kind === 'mmdebstrap') {
       io.progress(`mmdebstrap ${base.suite} (${base.variant}, ${base.packages.length} extra packages)`)
       const tmp = join(io.work, 'rootfs.tar')
-      await mmdebstrapRootfs(base, tmp, {sourceDateEpoch: r.source_date_epoch, logFile: io.logFile, signal: io.signal, onLine: (l) => io.progress(l.slice(0, 100))})
+      await mmdebstrapRootfs(base, tmp, {sourceDateEpoch: r.source_date_epoch, tmpDir: io.work, logFile: io.logFile, signal: io.signal, onLine: (l) => io.progress(l.slice(0, 100))})
       await rename(tmp, output)
       source = `mmdebstrap ${base.variant} ${base.suite} ${base.mirror}`
     } else {
