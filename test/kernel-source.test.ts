@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {InputError} from '../src/errors.js'
-import {downloadVerified} from '../src/kernel/download.js'
+import {downloadPinned} from '../src/util/download.js'
 import {fetchKernelSource} from '../src/kernel/source.js'
 import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
@@ -51,7 +51,7 @@ describe('kernel source: upstream tarball and git', () => {
     mkdirSync(join(dir, 'dl'))
     const half = readFileSync(tarball).subarray(0, Math.floor(statSync(tarball).size / 2))
     writeFileSync(`${dest}.part`, half)
-    await downloadVerified(`${base}/linux-6.1.999.tar.xz`, dest, sum)
+    await downloadPinned(`${base}/linux-6.1.999.tar.xz`, sum, dest)
     expect(ranges).toEqual([`bytes=${half.length}-`])
     expect(await sha256File(dest)).toBe(sum)
     expect(existsSync(`${dest}.part`)).toBe(false)
@@ -59,9 +59,9 @@ describe('kernel source: upstream tarball and git', () => {
 
   it('refuses a tarball whose sha256 differs from the pin, and keeps nothing', async () => {
     const dest = join(dir, 'dl', 'bad.tar.xz')
-    const err = await downloadVerified(`${base}/linux-6.1.999.tar.xz`, dest, '0'.repeat(64)).catch((e: unknown) => e)
+    const err = await downloadPinned(`${base}/linux-6.1.999.tar.xz`, '0'.repeat(64), dest).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(InputError)
-    expect((err as Error).message).toContain('the recipe pins 0000')
+    expect((err as Error).message).toContain('not the pinned 0000')
     expect(existsSync(dest) || existsSync(`${dest}.part`)).toBe(false)
   })
 

@@ -15,6 +15,7 @@ export interface BuildInputFlagValues {
   mode?: string[]
   host?: string
   'host-key'?: string
+  identity?: string
   'no-validate'?: boolean
   jobs?: number
 }
@@ -29,6 +30,7 @@ export function buildOptions(f: BuildInputFlagValues): BuildOptions {
     modes: f.mode,
     validateHost: f.host,
     validateHostKey: f['host-key'],
+    validateIdentity: f.identity,
     skipValidation: f['no-validate'] || undefined,
     jobs: f.jobs ?? availableParallelism(),
   }

@@ -5,8 +5,9 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {runInterruptible} from '../cli/interrupt.js'
-import {ExitCode, InputError} from '../errors.js'
+import {ExitCode} from '../errors.js'
 import {VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
+import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import {openValidationHost} from '../validate/open-host.js'
 import type {ValidationReport} from '../validate/report.js'
 import {validateImage} from '../validate/run.js'
@@ -29,9 +30,9 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   static flags = {
     mode: Flags.string({description: 'validation mode (repeat for several)', options: [...VALIDATION_MODES], multiple: true, default: ['emulated']}),
     host: Flags.string({description: 'run QEMU on this host over SSH: user@host[:port]'}),
-    'host-key': Flags.string({description: "the remote host's key fingerprint, SHA256:...", dependsOn: ['host']}),
-    'known-hosts': Flags.file({description: 'a known_hosts file holding the remote host key', dependsOn: ['host'], exists: true}),
-    identity: Flags.file({description: 'private key for the remote host (default: the SSH agent)', dependsOn: ['host'], exists: true}),
+    'host-key': Flags.string({description: "the remote host's pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]", dependsOn: ['host']}),
+    'known-hosts': Flags.file({description: 'a known_hosts file holding the remote host key (the same as --host-key FILE)', dependsOn: ['host'], exists: true, exclusive: ['host-key']}),
+    identity: Flags.file({description: 'SSH private key for the remote host [default: the ssh-agent at $SSH_AUTH_SOCK]', dependsOn: ['host'], exists: true}),
     out: Flags.directory({description: 'where report.json, junit.xml and serial.log go', default: 'validate-out'}),
     'kernel-meta': Flags.file({description: "compile's kernel.json: the release and version the booted kernel must report", exists: true}),
     release: Flags.string({description: 'the uname -r the booted kernel must report (instead of --kernel-meta)'}),
@@ -44,16 +45,12 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
 
   async run(): Promise<ValidationReport> {
     const {args, flags} = await this.parse(Validate)
-    if (flags['host-key'] && !/^SHA256:[A-Za-z0-9+/]{43}$/.test(flags['host-key'])) {
-      throw new InputError(`--host-key ${flags['host-key']} is not a SHA256 fingerprint`, {hint: 'take it from `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host: SHA256:<43 characters>'})
-    }
-    if (flags.host && !flags['host-key'] && !flags['known-hosts']) {
-      throw new InputError(`--host ${flags.host} needs its host key pinned`, {hint: 'pass --host-key SHA256:... or --known-hosts FILE; an unknown host key is always refused'})
-    }
+    // one meaning of --host-key in every command: a fingerprint or a known_hosts file (default ~/.ssh/known_hosts)
+    const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : hostKeyPinFromFlag(flags['host-key'])
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
-        const host = await openValidationHost({host: flags.host, hostKey: flags['host-key'], knownHosts: flags['known-hosts'], identity: flags.identity, signal})
+        const host = await openValidationHost({host: flags.host, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: flags.identity, signal})
         const report = await validateImage({
           disk: resolve(args.image),
           modes: flags.mode as ValidationMode[],

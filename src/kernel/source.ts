@@ -4,10 +4,10 @@ import {join} from 'node:path'
 
 import {InputError} from '../errors.js'
 import type {KernelSourceSpec} from '../recipe/schema.js'
+import {downloadPinned} from '../util/download.js'
 import {run} from '../util/exec.js'
 import {sha256, sha256File} from '../util/fsx.js'
 import {PrivateApt} from './apt.js'
-import {downloadVerified} from './download.js'
 
 export interface FetchedSource {
   kind: KernelSourceSpec['kind']
@@ -80,7 +80,7 @@ async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, i
     file = io.localFile
   } else {
     io.progress(`fetching ${spec.url}`)
-    await downloadVerified(spec.url, file, spec.sha256, {signal: io.signal, progress: io.progress})
+    await downloadPinned(spec.url, spec.sha256, file, {signal: io.signal, progress: io.progress, pinnedBy: 'recipe.kernel.source.sha256'})
   }
   const tree = await cachedTree(io, spec.sha256, (dest) => untar(file, dest, io))
   return {kind: 'tarball', tree, digest: spec.sha256}

@@ -21,8 +21,10 @@ export interface BuildOptions {
   modes?: string[]
   /** user@host of a remote validation host */
   validateHost?: string
-  /** pinned host key of the validation host: SHA256:... fingerprint */
+  /** pinned host key of the validation host: a SHA256:... fingerprint or a known_hosts file */
   validateHostKey?: string
+  /** private key for the validation host; default: the ssh-agent */
+  validateIdentity?: string
   /** skip validation: the validate stage reports every check as skipped */
   skipValidation?: boolean
   /** make -j */

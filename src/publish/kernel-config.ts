@@ -2,19 +2,12 @@ import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {type DotConfig, parseDotConfig, valueOf} from '../kernel/dotconfig.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
 
-/** A kernel .config as option -> value (y, m, "string", number); unset options are absent. */
-export type KernelConfig = Map<string, string>
-
-export function parseKernelConfig(text: string): KernelConfig {
-  const config: KernelConfig = new Map()
-  for (const line of text.split('\n')) {
-    const m = /^(CONFIG_[A-Za-z0-9_]+)=(.*)$/.exec(line.trim())
-    if (m) config.set(m[1], m[2])
-  }
-  return config
-}
+/** A kernel .config (the one parser: src/kernel/dotconfig.ts) */
+export type KernelConfig = DotConfig
+export const parseKernelConfig = parseDotConfig
 
 /** The config the published kernel was built with: compile's copy, else configure's. */
 export async function readBuiltKernelConfig(record: BuildRecord): Promise<{path: string; config: KernelConfig} | undefined> {
@@ -29,9 +22,9 @@ export async function readBuiltKernelConfig(record: BuildRecord): Promise<{path:
 }
 
 export function isBuiltIn(config: KernelConfig, option: string): boolean {
-  return config.get(option) === 'y'
+  return valueOf(config, option) === 'y'
 }
 
 export function isEnabled(config: KernelConfig, option: string): boolean {
-  return config.get(option) === 'y' || config.get(option) === 'm'
+  return ['y', 'm'].includes(valueOf(config, option))
 }

@@ -18,6 +18,11 @@ export function fingerprint(keyBlob: Buffer): string {
   return 'SHA256:' + createHash('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')
 }
 
+/** The fingerprint of an OpenSSH public key line (`<type> <base64> [comment]`). */
+export function fingerprintOfLine(line: string): string {
+  return fingerprint(Buffer.from(line.trim().split(/\s+/)[1] ?? '', 'base64'))
+}
+
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/
 
 export function checkFingerprintSyntax(fp: string): string {

@@ -198,7 +198,7 @@ describe('exec', () => {
   })
 
   it('opens a TCP tunnel through the server', async () => {
-    const ch = await session.tunnel('127.0.0.1', sshd.port)
+    const ch = await session.forwardOut('127.0.0.1', sshd.port)
     const banner = await new Promise<string>((resolve) => ch.once('data', (d: Buffer) => resolve(d.toString())))
     expect(banner).toMatch(/^SSH-2.0-OpenSSH/)
     ch.close()

@@ -1,6 +1,7 @@
 import {createHash} from 'node:crypto'
 import {open as openLocal, readFile, stat as statLocal} from 'node:fs/promises'
 import {homedir} from 'node:os'
+import type {Duplex} from 'node:stream'
 
 import ssh2 from 'ssh2'
 import type {ClientChannel, ConnectConfig, SFTPWrapper, Stats} from 'ssh2'
@@ -8,6 +9,7 @@ import type {ClientChannel, ConnectConfig, SFTPWrapper, Stats} from 'ssh2'
 import {HostError, InputError, StageError} from '../errors.js'
 import {checkFingerprintSyntax, checkHostKey, hostKeyAlgorithms, type HostKeyPin} from './host-key.js'
 import {shellQuote} from './quote.js'
+import type {ExecResult} from '../util/exec.js'
 import {sha256FilePrefix} from '../util/fsx.js'
 
 export {fingerprint, hostKeyPinFromFlag, type HostKeyPin} from './host-key.js'
@@ -29,8 +31,8 @@ export function parseSshAddress(spec: string): SshAddress {
 }
 
 export interface ConnectOptions extends HostKeyPin {
-  /** path of a private key (OpenSSH or PEM format) */
-  privateKey?: string
+  /** path of a private key (OpenSSH or PEM format), or the key itself */
+  privateKey?: string | Buffer
   passphrase?: string
   /** an ssh-agent socket; default $SSH_AUTH_SOCK when no private key is given */
   agent?: string
@@ -38,13 +40,24 @@ export interface ConnectOptions extends HostKeyPin {
   keepaliveInterval?: number
   /** milliseconds to wait for the handshake and authentication */
   readyTimeout?: number
+  /** unanswered keepalives before the connection counts as dead (ssh2's default: 3) */
+  keepaliveCountMax?: number
+  /** a stream that already leads to the server (a guest's forwarded port on a validation host), instead of a TCP connection to host:port */
+  sock?: Duplex
 }
 
-export interface ExecResult {
-  exitCode: number
-  stdout: string
-  stderr: string
+export interface ExecOptions {
+  /** bytes for the command's stdin */
+  input?: string | Buffer
+  /** false: a non-zero exit is returned, not thrown */
+  reject?: boolean
+  onLine?: (line: string) => void
+  signal?: AbortSignal
+  /** the channel is closed and the call fails after this many milliseconds */
+  timeoutMs?: number
 }
+
+export type {ExecResult} from '../util/exec.js'
 
 export interface UploadProgress {
   /** bytes of the local file handled so far (sent, or skipped as zeros, or already there) */
@@ -103,7 +116,7 @@ export class SshSession {
    * Runs argv on the host; each argument is quoted for the remote shell. onLine sees each output line
    * as it comes (long remote jobs); an abort closes the channel, which ends the remote command.
    */
-  async exec(argv: readonly string[], opts: {input?: string | Buffer; reject?: boolean; onLine?: (line: string) => void; signal?: AbortSignal} = {}): Promise<ExecResult> {
+  async exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const command = shellQuote(argv)
     const stream = await cb<ClientChannel>((done) => this.client.exec(command, done))
     const out: Buffer[] = []
@@ -123,13 +136,22 @@ export class SshSession {
     stream.stderr.on('data', (d: Buffer) => (err.push(d), feed('err', d)))
     const onAbort = () => stream.close()
     opts.signal?.addEventListener('abort', onAbort, {once: true})
+    let timedOut = false
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true
+          stream.close()
+        }, opts.timeoutMs)
+      : undefined
     const exitCode = await new Promise<number>((resolve) => {
       let code = -1
       stream.on('exit', (c: number | null) => (code = c ?? -1))
       stream.on('close', () => resolve(code))
       stream.end(opts.input)
     })
+    clearTimeout(timer)
     opts.signal?.removeEventListener('abort', onAbort)
+    if (timedOut) throw new StageError(`on ${this.where}: \`${command.slice(0, 80)}\` timed out after ${opts.timeoutMs! / 1000} s`)
     for (const rest of [pending.out, pending.err]) if (rest && opts.onLine) opts.onLine(rest)
     const r = {exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString()}
     if (opts.signal?.aborted) throw new StageError(`on ${this.where}: \`${command}\` was cancelled`)
@@ -137,13 +159,6 @@ export class SshSession {
       throw new StageError(`on ${this.where}: \`${command}\` exited with ${exitCode}`, {details: r.stderr.trim().split('\n').slice(-10).map((l) => `  | ${l}`)})
     }
     return r
-  }
-
-  /** A TCP stream to host:port as seen from the SSH server (e.g. a guest's forwarded SSH port on a validation host). */
-  tunnel(host: string, port: number): Promise<ClientChannel> {
-    return cb<ClientChannel>((done) => this.client.forwardOut('127.0.0.1', 0, host, port, done)).catch((e) => {
-      throw new HostError(`${this.where} refused a tunnel to ${host}:${port} (${(e as Error).message})`, {hint: 'the host\'s sshd needs AllowTcpForwarding yes'})
-    })
   }
 
   sftp(): Promise<SFTPWrapper> {
@@ -245,11 +260,6 @@ export class SshSession {
       this.hasher = said === 'openssl' || said === 'sha256sum' ? said : 'none'
     }
     return this.hasher
-  }
-
-  /** true when the host runs commands for us (an SFTP-only account does not) */
-  async hasExec(): Promise<boolean> {
-    return (await this.remoteHasher()) !== 'none'
   }
 
   /**
@@ -372,7 +382,18 @@ export class SshSession {
 
   /** A TCP stream to host:port as seen from the SSH server (direct-tcpip), e.g. a QEMU hostfwd port there. */
   forwardOut(host: string, port: number): Promise<ClientChannel> {
-    return cb<ClientChannel>((done) => this.client.forwardOut('127.0.0.1', 0, host, port, done))
+    return cb<ClientChannel>((done) => this.client.forwardOut('127.0.0.1', 0, host, port, done)).catch((e) => {
+      throw new HostError(`${this.where} refused a tunnel to ${host}:${port} (${(e as Error).message})`, {hint: "the host's sshd needs AllowTcpForwarding yes"})
+    })
+  }
+
+  /** Starts a command and returns without waiting for its end (kexec -e, poweroff): the link may drop. */
+  fire(argv: readonly string[]): void {
+    this.client.exec(shellQuote(argv), (err, stream) => {
+      if (err) return
+      stream.on('data', () => {})
+      stream.stderr.on('data', () => {})
+    })
   }
 
   async close(): Promise<void> {
@@ -397,7 +418,8 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
     throw new InputError(`no SSH credentials for ${addr.user}@${addr.host}`, {hint: 'pass a private key (--identity ~/.ssh/id_ed25519) or start ssh-agent and ssh-add your key'})
   }
   let privateKey: Buffer | undefined
-  if (opts.privateKey) {
+  if (Buffer.isBuffer(opts.privateKey)) privateKey = opts.privateKey
+  else if (opts.privateKey) {
     const path = opts.privateKey.replace(/^~(?=\/)/, homedir())
     privateKey = await readFile(path).catch((e) => {
       throw new InputError(`cannot read SSH private key ${path}: ${(e as Error).message}`, {hint: 'give the path of a readable private key file'})
@@ -414,7 +436,9 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
     passphrase: opts.passphrase,
     agent,
     keepaliveInterval: opts.keepaliveInterval ?? 15_000,
+    ...(opts.keepaliveCountMax ? {keepaliveCountMax: opts.keepaliveCountMax} : {}),
     readyTimeout: opts.readyTimeout ?? 20_000,
+    ...(opts.sock ? {sock: opts.sock} : {}),
     ...(serverHostKey ? {algorithms: {serverHostKey: serverHostKey as ssh2.ServerHostKeyAlgorithm[]}} : {}),
     hostVerifier: (key: Buffer) => {
       refusal = checkHostKey(addr.host, addr.port, key, opts)

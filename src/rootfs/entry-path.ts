@@ -1,5 +1,3 @@
-import {posix} from 'node:path'
-
 /**
  * Names inside a rootfs tarball, in one canonical form: relative, no "./", no trailing "/",
  * "" for the root itself. Everything here is lexical: nothing touches the host filesystem.
@@ -100,5 +98,3 @@ export class RemovalGlobs {
     return undefined
   }
 }
-
-export const joinName = (...parts: string[]): string => posix.join(...parts.filter(Boolean)).replace(/^\.$/, '')

@@ -24,11 +24,13 @@ export interface RunOptions {
   reject?: boolean
 }
 
-export interface RunResult {
+/** What a command gave back, wherever it ran: here (run), on an SSH host, in a guest. */
+export interface ExecResult {
   exitCode: number
   stdout: string
   stderr: string
 }
+export type RunResult = ExecResult
 
 const TAIL_LINES = 30
 /** after SIGTERM, the group has this long to end before SIGKILL */

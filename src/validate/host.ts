@@ -5,14 +5,9 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import type {Duplex} from 'node:stream'
 
-import {run} from '../util/exec.js'
+import {type ExecResult, run} from '../util/exec.js'
 import {freeLoopbackPort} from '../util/net.js'
 
-export interface HostExecResult {
-  exitCode: number
-  stdout: string
-  stderr: string
-}
 
 export interface HostExecOptions {
   timeoutMs?: number
@@ -36,7 +31,7 @@ export interface ValidationHost {
   /** "local" or user@host, for messages */
   readonly label: string
   readonly remote: boolean
-  exec(cmd: string, args: readonly string[], opts?: HostExecOptions): Promise<HostExecResult>
+  exec(cmd: string, args: readonly string[], opts?: HostExecOptions): Promise<ExecResult>
   /** undefined when the file does not exist or cannot be read */
   readFile(path: string): Promise<Buffer | undefined>
   writeFile(path: string, data: Buffer | string): Promise<void>
@@ -61,7 +56,7 @@ export class LocalHost implements ValidationHost {
   readonly remote = false
   private readonly dirs: string[] = []
 
-  async exec(cmd: string, args: readonly string[], opts: HostExecOptions = {}): Promise<HostExecResult> {
+  async exec(cmd: string, args: readonly string[], opts: HostExecOptions = {}): Promise<ExecResult> {
     return run(cmd, args, {reject: false, timeout: opts.timeoutMs, signal: opts.signal})
   }
 

@@ -6,7 +6,8 @@ import type {Duplex} from 'node:stream'
 import {StageError} from '../errors.js'
 import type {SshSession} from '../remote/ssh.js'
 import {sha256File} from '../util/fsx.js'
-import type {HostExecOptions, HostExecResult, HostProcess, ValidationHost} from './host.js'
+import type {ExecResult} from '../util/exec.js'
+import type {HostExecOptions, HostProcess, ValidationHost} from './host.js'
 
 /**
  * A remote validation host over one pinned SSH connection: commands by exec, files by SFTP (the disk
@@ -23,13 +24,13 @@ export class RemoteHost implements ValidationHost {
     return this.session.where
   }
 
-  async exec(cmd: string, args: readonly string[], opts: HostExecOptions = {}): Promise<HostExecResult> {
+  async exec(cmd: string, args: readonly string[], opts: HostExecOptions = {}): Promise<ExecResult> {
     const p = this.session.exec([cmd, ...args], {reject: false})
     if (!opts.timeoutMs) return p
     let timer: NodeJS.Timeout
     return Promise.race([
       p.finally(() => clearTimeout(timer)),
-      new Promise<HostExecResult>((_, reject) => {
+      new Promise<ExecResult>((_, reject) => {
         timer = setTimeout(() => reject(new StageError(`${cmd} timed out after ${opts.timeoutMs} ms on ${this.label}`)), opts.timeoutMs)
       }),
     ])

@@ -1,4 +1,4 @@
-import {createHash, randomBytes} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:http'
 import {join} from 'node:path'
@@ -6,6 +6,7 @@ import {join} from 'node:path'
 import Handlebars from 'handlebars'
 import ssh2 from 'ssh2'
 
+import {fingerprintOfLine} from '../remote/host-key.js'
 import {run} from '../util/exec.js'
 
 /** Keys made for one validation run: the client key the guest accepts, and the guest's own host key. */
@@ -32,14 +33,8 @@ export function generateRunKeys(): RunKeys {
     clientPublicKey: client.public,
     hostPrivateKey: host.private,
     hostPublicKey: host.public,
-    hostKeyFingerprint: fingerprintOf(host.public),
+    hostKeyFingerprint: fingerprintOfLine(host.public),
   }
-}
-
-/** SHA256 fingerprint of an OpenSSH public key line or of a raw key blob. */
-export function fingerprintOf(key: string | Buffer): string {
-  const blob = typeof key === 'string' ? Buffer.from(key.trim().split(/\s+/)[1] ?? '', 'base64') : key
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`
 }
 
 /** Renders templates/seed/{user-data,meta-data}.hbs for one run. */

@@ -1,8 +1,9 @@
 import type {CheckContext, GuestMachine} from '../../src/validate/checks.js'
-import type {GuestExec, GuestExecResult} from '../../src/validate/guest.js'
+import type {ExecResult} from '../../src/util/exec.js'
+import type {GuestExec} from '../../src/validate/guest.js'
 
 /** What a recorded guest answers to a command: stdout alone (exit 0), the whole result, or a failure (a timeout, a dropped link). */
-export type Answer = string | Partial<GuestExecResult> | Error
+export type Answer = string | Partial<ExecResult> | Error
 
 /** A command (argv joined by spaces) matched by a substring or a pattern, and the guest's answer to it. */
 export type Recorded = [match: string | RegExp, answer: Answer]
@@ -18,7 +19,7 @@ export class RecordedGuest implements GuestExec {
 
   constructor(private readonly answers: Recorded[]) {}
 
-  async exec(args: readonly string[], opts: {timeoutMs: number; stdin?: Buffer | string}): Promise<GuestExecResult> {
+  async exec(args: readonly string[], opts: {timeoutMs: number; stdin?: Buffer | string}): Promise<ExecResult> {
     const command = args.join(' ')
     this.commands.push(command)
     if (opts.stdin !== undefined) this.stdin.push(opts.stdin)

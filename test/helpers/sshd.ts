@@ -1,10 +1,10 @@
 import {spawn, type ChildProcess} from 'node:child_process'
-import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir, userInfo} from 'node:os'
 import {join} from 'node:path'
 
+import {fingerprintOfLine} from '../../src/remote/host-key.js'
 import {run} from '../../src/util/exec.js'
 import {freeLoopbackPort} from '../../src/util/net.js'
 
@@ -32,10 +32,6 @@ export interface TestSshd {
 const SSHD = '/usr/sbin/sshd'
 
 
-function fingerprintOfPublicKeyLine(line: string): string {
-  const blob = Buffer.from(line.trim().split(/\s+/)[1], 'base64')
-  return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')
-}
 
 /**
  * Starts /usr/sbin/sshd -D -e with a config of its own on a free 127.0.0.1 port, as the current user
@@ -107,7 +103,7 @@ export async function startSshd(opts: {sftpOnly?: boolean; hostKeyTypes?: ('ed25
     hostKeyFiles.map(async (f) => {
       const line = await readFile(`${f}.pub`, 'utf8')
       const [type, b64] = line.trim().split(/\s+/)
-      return {type, publicKey: `${type} ${b64}`, fingerprint: fingerprintOfPublicKeyLine(line)}
+      return {type, publicKey: `${type} ${b64}`, fingerprint: fingerprintOfLine(line)}
     }),
   )
   const knownHostsFile = join(dir, 'known_hosts')

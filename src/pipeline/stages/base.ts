@@ -4,10 +4,10 @@ import {join} from 'node:path'
 
 import {InputError} from '../../errors.js'
 import {decompressRootfs} from '../../rootfs/decompress.js'
-import {fetchPinned} from '../../rootfs/download.js'
 import {mmdebstrapRootfs} from '../../rootfs/mmdebstrap.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
+import {downloadPinned} from '../../util/download.js'
 import {sha256File, type Json} from '../../util/fsx.js'
 import type {BuildContext, Stage} from '../stage.js'
 
@@ -65,7 +65,7 @@ export const baseStage: Stage = {
         })
       } else {
         io.progress(`downloading ${base.url}`)
-        file = await fetchPinned(base.url, sha, join(ctx.cacheDir, 'downloads', sha), {signal: io.signal, progress: io.progress})
+        file = await downloadPinned(base.url, sha, join(ctx.cacheDir, 'downloads', sha), {signal: io.signal, progress: io.progress, pinnedBy: 'recipe.base.sha256'})
       }
       io.progress(`unpacking ${base.format}`)
       await decompressRootfs(file, base.format, output, io.work)

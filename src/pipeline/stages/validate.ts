@@ -71,9 +71,9 @@ export const validateStage: Stage = {
     const am = (assemble.meta ?? {}) as AssembleMeta
     const cm = (compile?.meta ?? {}) as CompileMeta
     const v = ctx.recipe.recipe.validate
-    // --validate-host-key takes a SHA256 fingerprint or a known_hosts path; auth is the SSH agent
+    // --host-key takes a SHA256 fingerprint or a known_hosts path (default ~/.ssh/known_hosts); auth: --identity, else the ssh-agent
     const pin = hostKeyPinFromFlag(ctx.options.validateHostKey)
-    const host = await openValidationHost({host: ctx.options.validateHost, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, signal: io.signal})
+    const host = await openValidationHost({host: ctx.options.validateHost, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: ctx.options.validateIdentity, signal: io.signal})
     const report = await validateImage({
       disk,
       modes,

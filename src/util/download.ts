@@ -1,0 +1,73 @@
+import {createReadStream, createWriteStream, existsSync} from 'node:fs'
+import {mkdir, rename, rm, stat} from 'node:fs/promises'
+import {dirname} from 'node:path'
+import {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {fileURLToPath} from 'node:url'
+
+import {InputError, StageError} from '../errors.js'
+import {sha256File} from './fsx.js'
+
+export interface DownloadOptions {
+  signal?: AbortSignal
+  progress?: (line: string) => void
+  /** where the pin comes from, for the error when the bytes differ (e.g. "recipe.kernel.source.sha256") */
+  pinnedBy?: string
+}
+
+/**
+ * The one downloader: fetches url to dest and keeps it only when its sha256 is the pinned one.
+ * An interrupted download leaves dest.part behind and the next call resumes it with an HTTP Range
+ * request; file:// URLs are copied. A file already at dest with the pinned digest is kept.
+ */
+export async function downloadPinned(url: string, sha256: string, dest: string, opts: DownloadOptions = {}): Promise<string> {
+  if (existsSync(dest)) {
+    if ((await sha256File(dest)) === sha256) return dest
+    await rm(dest, {force: true})
+  }
+  await mkdir(dirname(dest), {recursive: true})
+  const part = `${dest}.part`
+  if (url.startsWith('file://')) {
+    await pipeline(createReadStream(fileURLToPath(url)), createWriteStream(part), {signal: opts.signal})
+  } else {
+    await fetchResumable(url, part, opts)
+  }
+  const got = await sha256File(part)
+  if (got !== sha256) {
+    await rm(part, {force: true})
+    throw new InputError(`${url} has sha256 ${got}, not the pinned ${sha256}`, {
+      hint: `the file changed upstream, the pin is wrong, or the download was tampered with: check the publisher's checksum, and change ${opts.pinnedBy ?? 'the pin'} only if you trust the new file`,
+    })
+  }
+  await rename(part, dest)
+  return dest
+}
+
+async function fetchResumable(url: string, part: string, opts: DownloadOptions): Promise<void> {
+  const have = existsSync(part) ? (await stat(part)).size : 0
+  const res = await fetch(url, {headers: have ? {range: `bytes=${have}-`} : {}, signal: opts.signal, redirect: 'follow'}).catch((e: unknown) => {
+    throw new StageError(`cannot download ${url}: ${(e as Error).message}`, {hint: 'check the network and the URL; a rerun resumes the download', cause: e})
+  })
+  // 206: the server resumes at our offset; 200: it sends the whole file again; 416: the part is already complete
+  if (res.status === 416 && have) return
+  if ((res.status !== 200 && res.status !== 206) || !res.body) {
+    throw new StageError(`cannot download ${url}: HTTP ${res.status} ${res.statusText}`, {hint: `check the URL${opts.pinnedBy ? ` beside ${opts.pinnedBy}` : ''}; a rerun resumes the download`})
+  }
+  const append = res.status === 206 && have > 0
+  if (append) opts.progress?.(`resuming ${url} at ${have} bytes`)
+  const total = Number(res.headers.get('content-length') ?? 0) + (append ? have : 0)
+  let done = append ? have : 0
+  let shown = -1
+  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream)
+  body.on('data', (c: Buffer) => {
+    done += c.length
+    const pct = total ? Math.floor((100 * done) / total) : -1
+    if (pct !== shown) {
+      shown = pct
+      if (total) opts.progress?.(`download ${pct}% of ${(total / 1e6).toFixed(0)} MB`)
+    }
+  })
+  await pipeline(body, createWriteStream(part, {flags: append ? 'a' : 'w'}), {signal: opts.signal}).catch((e: unknown) => {
+    throw new StageError(`download of ${url} was interrupted: ${(e as Error).message}`, {hint: 'run the build again: it resumes where this one stopped', cause: e})
+  })
+}
