@@ -54,7 +54,7 @@ export class GuestSession implements GuestExec {
     const sock = await host.connectTcp(port)
     const session = await connect(
       {user: 'root', host: 'guest', port},
-      {sock, privateKey: keys.clientPrivateKey, hostKey: keys.hostKeyFingerprint, readyTimeout, keepaliveInterval: 10_000, keepaliveCountMax: 6},
+      {sock, privateKey: Buffer.from(keys.clientPrivateKey), hostKey: keys.hostKeyFingerprint, readyTimeout, keepaliveInterval: 10_000, keepaliveCountMax: 6},
     ).catch((e) => {
       sock.destroy()
       throw e
