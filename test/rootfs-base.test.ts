@@ -1,6 +1,6 @@
 import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {readFileSync, statSync, writeFileSync} from 'node:fs'
 import {mkdir, mkdtemp, rm} from 'node:fs/promises'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -11,7 +11,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {InputError, StageError} from '../src/errors.js'
 import {baseStage} from '../src/pipeline/stages/base.js'
-import {mmdebstrapArgs} from '../src/rootfs/mmdebstrap.js'
+import {mmdebstrapArgs, REPRODUCIBLE_HOOK} from '../src/rootfs/mmdebstrap.js'
 import type {BuildOptions, StageIO} from '../src/pipeline/stage.js'
 import {projectDirs} from '../src/recipe/load.js'
 import {sha256} from '../src/util/fsx.js'
@@ -182,8 +182,16 @@ describe('base stage with mmdebstrap', () => {
     const r = debian12Recipe().recipe
     if (r.base.kind !== 'mmdebstrap') throw new Error('debian-12 is an mmdebstrap base')
     expect(mmdebstrapArgs(r.base, 'unshare', '/o/rootfs.tar')).toEqual([
-      '--mode=unshare', '--variant=minbase', '--components=main', '--format=tar', `--include=${r.base.packages.join(',')}`, 'bookworm', '/o/rootfs.tar', 'http://deb.debian.org/debian',
+      '--mode=unshare', '--variant=minbase', '--components=main', '--format=tar', `--include=${r.base.packages.join(',')}`, `--customize-hook=${REPRODUCIBLE_HOOK}`,
+      'bookworm', '/o/rootfs.tar', 'http://deb.debian.org/debian',
     ])
   })
-  // The real run (as an unprivileged user, --mode=unshare) is in test/assemble.test.ts, which needs its output.
+
+  it('the customize hook is an executable mmdebstrap runs directly, and its content is part of the cache key', () => {
+    expect(statSync(REPRODUCIBLE_HOOK).mode & 0o111).toBe(0o111)
+    expect(readFileSync(REPRODUCIBLE_HOOK, 'utf8')).toMatch(/^#!\/bin\/sh\n/)
+    const inputs = baseStage.inputs({recipe: debian12Recipe(), dirs: projectDirs(repoRoot), options: {}, cacheDir: '/nonexistent'}) as {customizeHook: string}
+    expect(inputs.customizeHook).toBe(sha256(readFileSync(REPRODUCIBLE_HOOK)))
+  })
+  // The real runs (as an unprivileged user, --mode=unshare, twice in two empty caches) are in test/assemble.test.ts, which needs their output.
 })

@@ -58,6 +58,10 @@ beforeAll(async () => {
     {name: 'etc/', type: 'directory', mode: 0o755},
     {name: 'etc/localtime', type: 'symlink', linkname: '/usr/share/zoneinfo/Etc/UTC'},
     {name: 'etc/shadow-link', type: 'symlink', linkname: '/etc/shadow'},
+    // a file the image replaces (etc/hostname), with two more names
+    {name: 'etc/hostname', mode: 0o644, data: Buffer.from('debian\n')},
+    {name: 'etc/hostname.hard', type: 'link', linkname: 'etc/hostname'},
+    {name: 'etc/hostname.hard2', type: 'link', linkname: 'etc/hostname'},
     {name: 'srv/', type: 'directory', mode: 0o755},
   ]
   const parts = deep.split('/')
@@ -78,7 +82,8 @@ beforeAll(async () => {
   await done
 
   const rootfs = join(dir, 'rootfs.tar')
-  const t = await transformRootfs({input, output: rootfs, remove: [], additions: [], allowAbsoluteSymlinks: true, sourceDateEpoch: EPOCH})
+  const additions = [{kind: 'file', name: 'etc/hostname', mode: 0o644, content: Buffer.from('cvm\n')}] as const
+  const t = await transformRootfs({input, output: rootfs, remove: [], additions, allowAbsoluteSymlinks: true, sourceDateEpoch: EPOCH})
   execFileSync('chmod', ['a+r', rootfs])
   // the image and the work area belong to the unprivileged user; nothing else is writable for it
   image = join(unprivilegedDir(join(dir, 'img'), user), 'root.img')
@@ -118,6 +123,15 @@ describe('ext4 from an awkward rootfs, made without root', () => {
     const ino = (p: string) => /^Inode: (\d+)/.exec(debugfs(`stat ${p}`))![1]
     expect(ino('/usr/bin/perl5.36.0')).toBe(ino('/usr/bin/perl'))
     expect(debugfs('stat /usr/bin/perl')).toMatch(/Links: 2/)
+  })
+
+  it('a file the image replaces is new under its name; its other names keep the base\'s content, still linked to each other', () => {
+    const ino = (p: string) => /^Inode: (\d+)/.exec(debugfs(`stat ${p}`))![1]
+    expect(debugfs('cat /etc/hostname')).toBe('cvm\n')
+    expect(debugfs('stat /etc/hostname')).toMatch(/Links: 1/)
+    expect(debugfs('cat /etc/hostname.hard')).toBe('debian\n')
+    expect(ino('/etc/hostname.hard2')).toBe(ino('/etc/hostname.hard'))
+    expect(debugfs('stat /etc/hostname.hard')).toMatch(/Links: 2/)
   })
 
   it('long names and absolute symlinks are kept', () => {

@@ -331,6 +331,44 @@ describe('what a distro root needs is kept exactly', () => {
     expect(result.placed['lib/modules/6.1.192-cvm/modules.dep']).toBe('usr/lib/modules/6.1.192-cvm/modules.dep')
   })
 
+  it('a hardlink to a file the image replaces keeps the base\'s content, as the other names of a file dpkg replaces do', async () => {
+    const hostname = {kind: 'file', name: 'etc/hostname', mode: 0o644, content: Buffer.from('cvm\n')} as const
+    const {result, output} = await transform(
+      [
+        root,
+        etc,
+        {name: 'etc/hostname', data: 'debian\n', mode: 0o640, uid: 0, gid: 4, pax: {'SCHILY.xattr.user.awkward': xattrString(AWKWARD)}},
+        {name: 'etc/hard', type: 'link', linkname: 'etc/hostname'},
+        {name: './etc/hard2', type: 'link', linkname: './etc/hostname'},
+      ],
+      {additions: [hostname]},
+    )
+    const got = new Map((await readTar(output)).map((e) => [e.name, e]))
+    expect(got.get('etc/hostname')).toMatchObject({type: 'file', data: Buffer.from('cvm\n')})
+    // the first link takes the old file's place (content, mode, owner, xattrs); the others stay its links
+    expect(got.get('etc/hard')).toMatchObject({type: 'file', mode: 0o640, gid: 4, data: Buffer.from('debian\n')})
+    expect(got.get('etc/hard')!.pax).toMatchObject({'SCHILY.xattr.user.awkward': xattrString(AWKWARD)})
+    expect(result.xattrs.map((x) => x.name)).toEqual(['etc/hard'])
+    expect(got.get('etc/hard2')).toMatchObject({type: 'link', linkname: 'etc/hard'})
+    expect(result.removed).toBe(1)
+
+    // the same file in the other order (the link is the name replaced): the same outcome
+    const swapped = await transform([root, etc, {name: 'etc/hard', data: 'debian\n'}, {name: 'etc/hostname', type: 'link', linkname: 'etc/hard'}], {additions: [hostname]})
+    const names = new Map((await readTar(swapped.output)).map((e) => [e.name, e]))
+    expect(names.get('etc/hostname')).toMatchObject({type: 'file', data: Buffer.from('cvm\n')})
+    expect(names.get('etc/hard')).toMatchObject({type: 'file', data: Buffer.from('debian\n')})
+  })
+
+  it('a hardlink to a link the image replaces points at the file both named', async () => {
+    const {output} = await transform(
+      [root, etc, {name: 'etc/a', data: 'debian\n'}, {name: 'etc/hostname', type: 'link', linkname: 'etc/a'}, {name: 'etc/b', type: 'link', linkname: 'etc/hostname'}],
+      {additions: [{kind: 'file', name: 'etc/hostname', mode: 0o644, content: Buffer.from('cvm\n')}]},
+    )
+    const got = new Map((await readTar(output)).map((e) => [e.name, e]))
+    expect(got.get('etc/b')).toMatchObject({type: 'link', linkname: 'etc/a'})
+    expect(got.get('etc/hostname')).toMatchObject({type: 'file', data: Buffer.from('cvm\n')})
+  })
+
   it('a full disk ends the transform with a StageError instead of a hang', async () => {
     const work = join(dir, 'full')
     execFileSync('mkdir', ['-p', work])

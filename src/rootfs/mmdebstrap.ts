@@ -1,11 +1,20 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {userInfo} from 'node:os'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 
 import {HostError} from '../errors.js'
 import {run, which} from '../util/exec.js'
 import type {RecipeBase} from '../recipe/schema.js'
 
 type MmdebstrapSpec = Extract<RecipeBase, {kind: 'mmdebstrap'}>
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+/**
+ * The --customize-hook that removes what differs between two runs with the same inputs (generated
+ * ssh host keys, the build host's hostname and resolv.conf): an executable mmdebstrap runs with the root as $1.
+ */
+export const REPRODUCIBLE_HOOK = join(packageRoot, 'src', 'rootfs', 'mmdebstrap-hooks', 'reproducible.sh')
 
 /**
  * mmdebstrap's mode: as root, `root`; otherwise `unshare`, which needs user namespaces, newuidmap
@@ -33,10 +42,14 @@ export async function mmdebstrapMode(): Promise<'root' | 'unshare'> {
 export function mmdebstrapArgs(spec: MmdebstrapSpec, mode: string, output: string): string[] {
   const args = [`--mode=${mode}`, `--variant=${spec.variant}`, `--components=${spec.components.join(',')}`, '--format=tar']
   if (spec.packages.length) args.push(`--include=${spec.packages.join(',')}`)
+  args.push(`--customize-hook=${REPRODUCIBLE_HOOK}`)
   return [...args, spec.suite, output, spec.mirror]
 }
 
-/** Builds the base rootfs tarball with mmdebstrap; times inside are clamped to SOURCE_DATE_EPOCH. */
+/**
+ * Builds the base rootfs tarball with mmdebstrap: times inside are clamped to SOURCE_DATE_EPOCH and
+ * REPRODUCIBLE_HOOK removes what would still differ, so the same inputs and mirror content give the same bytes.
+ */
 export async function mmdebstrapRootfs(spec: MmdebstrapSpec, output: string, opts: {sourceDateEpoch: number; tmpDir: string; logFile?: string; signal?: AbortSignal; onLine?: (l: string) => void}): Promise<void> {
   const mode = await mmdebstrapMode()
   await run('mmdebstrap', mmdebstrapArgs(spec, mode, output), {

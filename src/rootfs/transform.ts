@@ -1,5 +1,7 @@
 import {createReadStream, createWriteStream} from 'node:fs'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {once} from 'node:events'
+import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import type {Readable} from 'node:stream'
 
@@ -18,6 +20,10 @@ installBinaryPax()
  * entry by entry with backpressure, so memory stays bounded by the number of entries (a set of
  * names), never by their size. It drops what the recipe replaces, refuses anything that would
  * land outside the root, clamps times, and appends the CVM files (kernel modules, guest config).
+ *
+ * A file an addition replaces may have other names (hardlinks) in the base. Those keep the base's
+ * content, as they would after dpkg or `install` put a new file at the one name: the first of them
+ * becomes the file (content, mode, owner, xattrs), the others its links.
  */
 
 /** A file, directory or symlink to add, at a canonical name. Owned by root. */
@@ -71,6 +77,14 @@ const SYMLINK_HOPS = 40
 
 type EntryKind = 'directory' | 'file' | 'symlink' | 'other'
 
+/**
+ * An entry an addition replaced, kept aside in case a later hardlink names it: a file or node (its
+ * header, and its content in a spool file), or a hardlink to a kept entry.
+ */
+type Replaced =
+  | {kind: 'node'; raw: string; header: TarHeader; spool?: string; heldBy?: string}
+  | {kind: 'alias'; target: string}
+
 function refuse(name: string, why: string, hint?: string): InputError {
   return new InputError(`rootfs entry "${name}" ${why}`, {
     hint: hint ?? 'the base tarball is not a plain root filesystem; check where it came from, or list the entry in recipe.image.remove',
@@ -79,6 +93,20 @@ function refuse(name: string, why: string, hint?: string): InputError {
 
 /** Runs the transform; throws an InputError naming the first entry it refuses. */
 export async function transformRootfs(opts: TransformOptions): Promise<TransformResult> {
+  // replaced files' content, kept beside the output until the end, whatever the end
+  const spool: Spool = {}
+  try {
+    return await transform(opts, spool)
+  } finally {
+    if (spool.dir) await rm(spool.dir, {recursive: true, force: true})
+  }
+}
+
+interface Spool {
+  dir?: string
+}
+
+async function transform(opts: TransformOptions, spool: Spool): Promise<TransformResult> {
   const removal = new RemovalGlobs(opts.remove)
   const epoch = opts.sourceDateEpoch
   const clamp = (d: Date | undefined) => new Date(Math.min(d ? Math.floor(d.getTime() / 1000) : epoch, epoch) * 1000)
@@ -90,7 +118,10 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   const kept = new Map<string, EntryKind>()
   /** symlinks kept so far: an entry below one would be written through it */
   const symlinks = new Map<string, string>()
+  /** names recipe.image.remove dropped */
   const removedNames = new Set<string>()
+  /** names an addition replaced, by name */
+  const replaced = new Map<string, Replaced>()
   const xattrs: XattrRecord[] = []
   const captured: Record<string, Buffer> = {}
   let removed = 0
@@ -136,33 +167,52 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
       if (belowFile) throw refuse(raw, `lies below "${belowFile}", which is not a directory`)
 
       const glob = removal.match(name)
-      if (glob !== undefined || (additionNames.has(name) && h.type !== 'directory')) {
+      if (glob !== undefined) {
         removed++
         removedNames.add(name)
         await drain(entry)
+        continue
+      }
+      if (additionNames.has(name) && h.type !== 'directory') {
+        removed++
+        if (h.type === 'link') {
+          const target = canonicalEntryName(h.linkname ?? '')
+          if (!('problem' in target) && kept.has(target.name)) replaced.set(name, {kind: 'alias', target: target.name})
+          await drain(entry)
+        } else if (entryKind(h.type) === 'file' || entryKind(h.type) === 'other') {
+          let content: string | undefined
+          if (h.size) {
+            spool.dir ??= await mkdtemp(join(dirname(opts.output), '.replaced-'))
+            content = join(spool.dir, String(replaced.size))
+            await pipeline(entry, createWriteStream(content))
+          } else {
+            await drain(entry)
+          }
+          replaced.set(name, {kind: 'node', raw, header: h, spool: content})
+        } else {
+          await drain(entry)
+        }
         continue
       }
       if (name && kept.get(name) !== undefined && !(h.type === 'directory' && kept.get(name) === 'directory')) {
         throw refuse(raw, 'appears twice in the archive', 'a root filesystem has one entry per name; rebuild the base tarball')
       }
 
+      // a hardlink to a file an addition replaced: the first one takes the file's place, with the base's content
+      const heir = h.type === 'link' ? replacedTarget(h.linkname) : undefined
+      if (heir?.kind === 'node' && heir.heldBy === undefined) {
+        heir.heldBy = name
+        const pax = checkPax(heir.raw, (heir.header.pax ?? {}) as Record<string, string>)
+        const header = outputHeader(name, heir.header, pax, clamp)
+        addXattrs(header, name, pax)
+        kept.set(name, entryKind(heir.header.type)!)
+        await drain(entry)
+        await put(header, heir.spool ? createReadStream(heir.spool) : Buffer.alloc(0))
+        continue
+      }
+
       const pax = checkPax(raw, (h.pax ?? {}) as Record<string, string>)
-      const header: Header = {
-        name: name === '' ? './' : h.type === 'directory' ? `${name}/` : name,
-        type: h.type,
-        mode: h.mode & 0o7777,
-        uid: pax.uid ?? h.uid,
-        gid: pax.gid ?? h.gid,
-        uname: h.uname,
-        gname: h.gname,
-        mtime: clamp(h.mtime),
-        size: h.type === 'file' || h.type === 'contiguous-file' ? h.size : 0,
-      }
-      if (header.type === 'contiguous-file') header.type = 'file'
-      if (h.type === 'character-device' || h.type === 'block-device') {
-        header.devmajor = h.devmajor
-        header.devminor = h.devminor
-      }
+      const header = outputHeader(name, h, pax, clamp)
       if (h.type === 'symlink') {
         const target = h.linkname ?? ''
         if (!target) throw refuse(raw, 'is a symlink with an empty target')
@@ -176,20 +226,17 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
       if (h.type === 'link') {
         const canonTarget = canonicalEntryName(h.linkname ?? '')
         if ('problem' in canonTarget) throw refuse(raw, `is a hardlink whose target "${h.linkname}" ${canonTarget.problem}`)
-        const targetKind = kept.get(canonTarget.name)
         if (removedNames.has(canonTarget.name)) {
           throw refuse(raw, `is a hardlink to "${h.linkname}", which recipe.image.remove drops`, 'add this entry to recipe.image.remove as well')
         }
+        // a link to a name an addition replaced: to the base file's new holder, or to what that name linked to
+        const target = heir?.kind === 'node' ? heir.heldBy! : heir?.kind === 'alias' ? heir.target : canonTarget.name
+        const targetKind = kept.get(target)
         if (targetKind === undefined) throw refuse(raw, `is a hardlink to "${h.linkname}", which is not an earlier entry of the archive`)
         if (targetKind === 'directory' || targetKind === 'symlink') throw refuse(raw, `is a hardlink to "${h.linkname}", which is a ${targetKind}`)
-        header.linkname = canonTarget.name
+        header.linkname = target
       }
-      const xattrPax: Record<string, string> = {}
-      for (const [key, value] of Object.entries(pax.xattrs)) {
-        xattrPax[XATTR_PREFIX + key] = value
-        xattrs.push({name, key, value: xattrValue(value)})
-      }
-      if (Object.keys(xattrPax).length) header.pax = xattrPax
+      addXattrs(header, name, pax)
 
       kept.set(name, kind)
       if (capture.has(name) && h.type === 'file' && h.size <= CAPTURE_LIMIT) {
@@ -233,6 +280,41 @@ export async function transformRootfs(opts: TransformOptions): Promise<Transform
   pack.finalize()
   await written
   return {entries: kept.size, removed, added, xattrs, captured, placed}
+
+  function replacedTarget(linkname: string | null | undefined): Replaced | undefined {
+    const target = canonicalEntryName(linkname ?? '')
+    return 'problem' in target ? undefined : replaced.get(target.name)
+  }
+
+  /** puts the entry's xattrs in its pax header and in the list the file system is given */
+  function addXattrs(header: Header, name: string, pax: CheckedPax): void {
+    const xattrPax: Record<string, string> = {}
+    for (const [key, value] of Object.entries(pax.xattrs)) {
+      xattrPax[XATTR_PREFIX + key] = value
+      xattrs.push({name, key, value: xattrValue(value)})
+    }
+    if (Object.keys(xattrPax).length) header.pax = xattrPax
+  }
+}
+
+/** The output header of a base entry at its canonical name: the source machine's details dropped, the time clamped. */
+function outputHeader(name: string, h: TarHeader, pax: CheckedPax, clamp: (d: Date | undefined) => Date): Header {
+  const header: Header = {
+    name: name === '' ? './' : h.type === 'directory' ? `${name}/` : name,
+    type: h.type === 'contiguous-file' ? 'file' : h.type,
+    mode: h.mode & 0o7777,
+    uid: pax.uid ?? h.uid,
+    gid: pax.gid ?? h.gid,
+    uname: h.uname,
+    gname: h.gname,
+    mtime: clamp(h.mtime),
+    size: h.type === 'file' || h.type === 'contiguous-file' ? h.size : 0,
+  }
+  if (h.type === 'character-device' || h.type === 'block-device') {
+    header.devmajor = h.devmajor
+    header.devminor = h.devminor
+  }
+  return header
 }
 
 function entryKind(type: string | null | undefined): EntryKind | undefined {

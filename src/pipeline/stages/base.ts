@@ -1,14 +1,14 @@
-import {statSync} from 'node:fs'
+import {readFileSync, statSync} from 'node:fs'
 import {rename} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InputError} from '../../errors.js'
 import {decompressRootfs} from '../../rootfs/decompress.js'
-import {mmdebstrapRootfs} from '../../rootfs/mmdebstrap.js'
+import {mmdebstrapRootfs, REPRODUCIBLE_HOOK} from '../../rootfs/mmdebstrap.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
 import {downloadPinned} from '../../util/download.js'
-import {sha256File, type Json} from '../../util/fsx.js'
+import {sha256, sha256File, type Json} from '../../util/fsx.js'
 import type {BuildContext, Stage} from '../stage.js'
 
 type ImageBase = Extract<RecipeBase, {kind: 'image'}>
@@ -22,7 +22,10 @@ function baseInputs(ctx: BuildContext): Json {
   const r = ctx.recipe.recipe
   const base = r.base
   if (base.kind === 'mmdebstrap') {
-    return {kind: base.kind, suite: base.suite, mirror: base.mirror, variant: base.variant, components: base.components, packages: base.packages, sourceDateEpoch: r.source_date_epoch}
+    return {
+      kind: base.kind, suite: base.suite, mirror: base.mirror, variant: base.variant, components: base.components, packages: base.packages, sourceDateEpoch: r.source_date_epoch,
+      customizeHook: sha256(readFileSync(REPRODUCIBLE_HOOK)),
+    }
   }
   // an image base is cached by its content: the pinned digest, or the local file's identity until it is hashed in run()
   const sha = trustedSha256(ctx, base)
