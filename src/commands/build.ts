@@ -11,6 +11,7 @@ import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
 import {parseForce} from '../pipeline/plan.js'
 import {chooseRenderer, runStages, type StageOutcome} from '../pipeline/run.js'
 import type {StageCache} from '../pipeline/cache.js'
+import type {ValidateResult} from '../pipeline/results.js'
 import {STAGE_NAMES, type BuildContext, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {requireSourceInputs} from '../kernel/source.js'
@@ -25,7 +26,7 @@ export interface BuildResult {
   recipeDigest: string
   buildRecord: string
   stages: StageOutcome[]
-  validation?: unknown
+  validation?: ValidateResult
   published?: PublishResult
 }
 
@@ -98,7 +99,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     const buildRecord = await writeBuildRecord(cache.root, record, {partial, control: flags.control})
     const validation = results.validate?.meta
     const result: BuildResult = {recipe: recipe.id, control: Boolean(flags.control), recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
-    const verdict = (validation as {verdict?: string} | undefined)?.verdict
+    const verdict = validation?.verdict
     if (verdict === 'failed' && !flags.control) {
       if (!this.jsonEnabled()) this.summarize(result)
       throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
@@ -121,8 +122,8 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     this.log(`\n${r.recipe}: ${r.stages.filter((s) => s.status === 'ran').length} stage(s) ran, ${r.stages.filter((s) => s.status === 'cached').length} cached`)
     for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
     this.log(`build record: ${r.buildRecord}`)
-    const v = r.validation as {verdict?: string; checks?: {mode: string; name: string; verdict: string; evidence?: string}[]} | undefined
-    if (v?.checks) {
+    const v = r.validation
+    if (v) {
       this.log(`validation: ${v.verdict}`)
       if (r.control) {
         this.log(
