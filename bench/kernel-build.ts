@@ -5,9 +5,9 @@ import {cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} fr
 import {availableParallelism, cpus} from 'node:os'
 import {join} from 'node:path'
 
+import {runBuild} from '../src/build/service.js'
 import {ccacheStats} from '../src/kernel/compile.js'
 import {StageCache} from '../src/pipeline/cache.js'
-import {runStages} from '../src/pipeline/run.js'
 import {compileStage} from '../src/pipeline/stages/compile.js'
 import {configureStage} from '../src/pipeline/stages/configure.js'
 import {kernelSourceStage} from '../src/pipeline/stages/kernel-source.js'
@@ -25,9 +25,9 @@ const stages = [kernelSourceStage, patchStage, configureStage, compileStage]
 async function build(label: string): Promise<number> {
   const recipe = new RecipeStore(dirs).load('debian-12')
   const t0 = Date.now()
-  const r = await runStages({recipe, dirs, options: {jobs}, cacheDir}, new StageCache(cacheDir), stages, {until: 'compile', renderer: 'silent'})
+  const r = await runBuild({ctx: {recipe, dirs, options: {jobs}, cacheDir}, cache: new StageCache(cacheDir), stages, until: 'compile', renderer: 'silent'})
   const s = (Date.now() - t0) / 1000
-  const ran = r.outcomes.map((o) => `${o.stage} ${o.status} ${o.seconds.toFixed(0)}s`).join(', ')
+  const ran = r.stages.map((o) => `${o.stage} ${o.status} ${o.seconds.toFixed(0)}s`).join(', ')
   console.log(`${label}: ${s.toFixed(0)} s (${ran})`)
   return s
 }

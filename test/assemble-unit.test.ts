@@ -87,7 +87,8 @@ describe('free space for the disk', () => {
         logFile: join(dir, 'stage.log'),
         signal: new AbortController().signal,
       } as const
-      const err = await assembleStage.run({recipe, dirs: projectDirs(repoRoot), options: {}, cacheDir: dir}, io as never).catch((e) => e)
+      const ctx = {recipe, dirs: projectDirs(repoRoot), options: {}, cacheDir: dir}
+      const err = await assembleStage.run(ctx, io as never, await assembleStage.inputs(ctx)).catch((e) => e)
       expect(err).toBeInstanceOf(StageError)
       expect(err.exitCode).toBe(1)
       expect(err.message).toMatch(new RegExp(`^not enough free space for assemble's ${freeGiB + 1} GiB disk and its rootfs \\(image\\.size_gib\\): ${(freeGiB + 1) * 1024 ** 3 + 10240} bytes needed, \\d+ free on the file system of ${work} \\(\\S+ \\S+ mounted at /`))

@@ -24,6 +24,8 @@ let server: Server
 const hanging = new Set<ServerResponse>()
 let slowRequested: () => void
 const slowSeen = new Promise<void>((resolve) => (slowRequested = resolve))
+let slowKernelRequested: () => void
+const slowKernelSeen = new Promise<void>((resolve) => (slowKernelRequested = resolve))
 
 beforeAll(async () => {
   if (!existsSync(join(repoRoot, 'dist', 'commands', 'build.js'))) throw new Error('dist/ is not built: run scripts/test (or npx tsc -p .) first')
@@ -36,9 +38,10 @@ beforeAll(async () => {
   const body = readFileSync(tarball)
 
   server = createServer((req, res) => {
-    if (req.url === '/slow/rootfs.tar') {
+    if (req.url === '/slow/rootfs.tar' || req.url === '/slow/linux.tar') {
       // a few bytes, then nothing: the download (and the base stage) runs until it is interrupted
-      slowRequested()
+      if (req.url === '/slow/rootfs.tar') slowRequested()
+      else slowKernelRequested()
       hanging.add(res)
       res.writeHead(200, {'content-length': body.length})
       res.write(body.subarray(0, 512))
@@ -59,6 +62,10 @@ beforeAll(async () => {
     )
   recipe('served', '/rootfs.tar')
   recipe('slow', '/slow/rootfs.tar')
+  writeFileSync(
+    join(project, 'recipes', 'slowkernel.yaml'),
+    `extends: debian-12\nname: slowkernel\nkernel:\n  source:\n    kind: tarball\n    url: http://127.0.0.1:${port}/slow/linux.tar\n    sha256: ${sha256(body)}\n`,
+  )
 })
 
 afterAll(async () => {
@@ -105,5 +112,28 @@ describe('cvm-image build (the built binary)', () => {
     expect(res.buildRecord).toBe(join(cache, 'builds', 'served.partial.json'))
     expect(Object.keys(JSON.parse(readFileSync(res.buildRecord, 'utf8')).stages)).toEqual(['base'])
     expect(readFileSync(complete, 'utf8')).toBe(text)
+  })
+
+  it('kernel check of a recipe takes the one abort path: Ctrl-C while its kernel source downloads exits 130 and says so', async () => {
+    const cache = join(work, 'cache-kernel-check')
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), 'kernel', 'check', 'slowkernel', '--root', project, '--cache-dir', cache], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {...process.env, CI: '1'},
+    })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.stdout.resume()
+    const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
+    const early = await Promise.race([slowKernelSeen.then(() => undefined), exited])
+    expect(early, `kernel check ended before its source download started:\n${stderr}`).toBeUndefined()
+    await new Promise((r) => setTimeout(r, 500))
+    child.kill('SIGINT')
+    const {code, signal} = await exited
+    expect(signal, stderr).toBeNull()
+    expect(code, stderr).toBe(130)
+    expect(stderr).toMatch(/cvm-image: SIGINT: stopping/)
+    expect(stderr).toMatch(/stage kernel-source interrupted/)
+    expect(existsSync(join(cache, 'stages', 'kernel-source')) ? readdirSync(join(cache, 'stages', 'kernel-source')) : []).toEqual([])
   })
 })

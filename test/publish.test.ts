@@ -86,7 +86,7 @@ describe.each(targets)('publish to a $kind target', (t) => {
     expect(m.kernel.version).toBe('6.1.192')
     expect(m.kernel.patches.map((p) => p.id ?? p.file)).toEqual(['3d2d861eb03e8ee96dc430a54361c900cbe28afd', '6.1/patches/0001-local.patch'])
     expect(m.boot.cmdline).toMatch(/^console=ttyS0 root=PARTUUID=/)
-    expect(m.validation).toMatchObject({status: 'passed', allowedUnvalidated: false, modes: ['emulated'], hostKind: 'local-tcg', when: '2026-11-26T08:00:00.000Z'})
+    expect(m.validation).toMatchObject({status: 'passed', allowedUnvalidated: false, modes: ['emulated'], hostKind: 'local', when: '2026-11-26T08:00:00.000Z'})
     expect(m.gce.guestOsFeatures.map((g) => g.type)).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'GVNIC'])
     expect(m.sourceDateEpoch).toBe(1700000000)
     expect(m.provenance.sha256).toBe(await sha256File(join(dir, 'provenance.intoto.json')))

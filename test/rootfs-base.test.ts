@@ -88,7 +88,7 @@ function imageRecipe(format: string, pin: string | null) {
 let runs = 0
 async function runBase(format: string, pin: string | null, options: BuildOptions = {}, cacheDir?: string) {
   const root = join(dir, `run-${++runs}`)
-  const io: StageIO = {
+  const io: StageIO<never> = {
     out: join(root, 'out'),
     work: join(root, 'work'),
     upstream: {},
@@ -100,7 +100,7 @@ async function runBase(format: string, pin: string | null, options: BuildOptions
   await mkdir(io.out, {recursive: true})
   await mkdir(io.work, {recursive: true})
   const ctx = {recipe: imageRecipe(format, pin), dirs: projectDirs(repoRoot), options, cacheDir: cacheDir ?? join(root, 'cache')}
-  const meta = (await baseStage.run(ctx, io)) as {sha256: string; entries: number; source: string}
+  const meta = await baseStage.run(ctx, io, await baseStage.inputs(ctx))
   return {meta, out: io.out, ctx}
 }
 

@@ -27,8 +27,9 @@ describe('validate stage', () => {
   it('--no-validate: every mode reported skipped with the reason, never passed', async () => {
     const out = await mkdtemp(join(tmpdir(), 'cvm-validate-stage-'))
     try {
-      const io = {out, work: out, upstream: {assemble: {stage: 'assemble', key: 'k', dir: '/nowhere', meta: {}}}, progress() {}, log() {}, logFile: join(out, 'log'), signal: new AbortController().signal} as unknown as StageIO
-      const meta = (await validateStage.run({recipe, dirs, options: {skipValidation: true}, cacheDir: out}, io)) as {verdict: string; checks: {verdict: string; evidence: string}[]}
+      const io = {out, work: out, upstream: {assemble: {stage: 'assemble', key: 'k', dir: '/nowhere', meta: {}}}, progress() {}, log() {}, logFile: join(out, 'log'), signal: new AbortController().signal} as unknown as StageIO<'assemble' | 'compile'>
+      const ctx = {recipe, dirs, options: {skipValidation: true}, cacheDir: out}
+      const meta = await validateStage.run(ctx, io, await validateStage.inputs(ctx))
       expect(meta.verdict).toBe('skipped')
       expect(meta.checks.every((c) => c.verdict === 'skip' && /--no-validate/.test(c.evidence))).toBe(true)
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))

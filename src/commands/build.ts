@@ -1,35 +1,17 @@
 import {Args, Flags} from '@oclif/core'
 
-import {join} from 'node:path'
-
-import {BaseCommand, type BaseFlags} from '../cli/base-command.js'
+import {runBuild, type BuildRequest, type BuildResult} from '../build/service.js'
+import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {buildInputFlags} from '../cli/flags.js'
-import {InputError, StageError} from '../errors.js'
-import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
+import {InputError} from '../errors.js'
 import {parseForce} from '../pipeline/plan.js'
-import {chooseRenderer, runStages, type StageOutcome} from '../pipeline/run.js'
-import type {StageCache} from '../pipeline/cache.js'
-import {STAGE_NAMES, type BuildContext, type StageName} from '../pipeline/stage.js'
-import {STAGES} from '../pipeline/stages/index.js'
-import {requireSourceInputs} from '../kernel/source.js'
-import {publish, type PublishResult} from '../publish/index.js'
+import {chooseRenderer} from '../pipeline/run.js'
+import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
-import {toolVersion} from '../version.js'
 
-export interface BuildResult {
-  recipe: string
-  /** a control build (--control): the series off but for its build fixes; never published */
-  control: boolean
-  recipeDigest: string
-  buildRecord: string
-  stages: StageOutcome[]
-  validation?: unknown
-  published?: PublishResult
-}
-
-type BuildFlags = BaseFlags<typeof Build>
+export type {BuildResult} from '../build/service.js'
 
 export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'
@@ -61,57 +43,27 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
   async run(): Promise<BuildResult> {
     const {args, flags} = await this.parse(Build)
     const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, flags)
-    const {recipe} = ctx.recipe
-    if (recipe.abstract) throw new InputError(`recipe ${args.id} is abstract: it is only extended by other recipes`, {hint: 'build one of the recipes `cvm-image recipes` lists'})
-
     if (flags.control && flags.publish !== './out' && !flags['no-publish']) {
       throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
     }
-    requireSourceInputs(recipe.kernel.source, flags['kernel-source-file'])
-    return runInterruptible((signal) => this.build(flags, ctx, cache, signal), {
-      what: `build of ${recipe.id}`,
+    const request: BuildRequest = {
+      ctx,
+      cache,
+      force: parseForce(flags.force),
+      until: flags.until as StageName | undefined,
+      lockTimeoutMs: flags['lock-timeout'] * 1000,
+      renderer: chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stdout.isTTY), ci: Boolean(process.env.CI)}),
+      // only a build that will publish reads the publish flags (a malformed --publish-host-key fails before the stages, not after them)
+      publish:
+        flags['no-publish'] || flags.until || flags.control
+          ? undefined
+          : {target: flags.publish, allowUnvalidated: flags['allow-unvalidated'], ssh: {...hostKeyPinFromFlag(flags['publish-host-key']), privateKey: flags['publish-identity']}},
+      log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
+    }
+    const result = await runInterruptible((signal) => runBuild({...request, signal}), {
+      what: `build of ${ctx.recipe.recipe.id}`,
       hint: 'run the same command again: it resumes from the last finished stage (an interrupted stage leaves no cache entry)',
     })
-  }
-
-  private async build(flags: BuildFlags, ctx: BuildContext, cache: StageCache, signal: AbortSignal): Promise<BuildResult> {
-    const {recipe} = ctx.recipe
-    const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stdout.isTTY), ci: Boolean(process.env.CI)})
-    const {results, outcomes} = await runStages(ctx, cache, STAGES, {
-      force: parseForce(flags.force),
-      renderer,
-      signal,
-      lockTimeoutMs: flags['lock-timeout'] * 1000,
-      until: flags.until as StageName | undefined,
-    })
-    const record: BuildRecord = {
-      recipeId: recipe.id,
-      recipeDigest: ctx.recipe.digest,
-      recipe,
-      toolVersion: toolVersion(),
-      sourceDateEpoch: recipe.source_date_epoch,
-      finishedAt: new Date().toISOString(),
-      stages: results,
-    }
-    // a build stopped before the last stage must not replace the record of the last complete build, which publish reads
-    const partial = flags.until !== undefined && flags.until !== STAGE_NAMES.at(-1)
-    const buildRecord = await writeBuildRecord(cache.root, record, {partial, control: flags.control})
-    const validation = results.validate?.meta
-    const result: BuildResult = {recipe: recipe.id, control: Boolean(flags.control), recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation}
-    const verdict = (validation as {verdict?: string} | undefined)?.verdict
-    if (verdict === 'failed' && !flags.control) {
-      if (!this.jsonEnabled()) this.summarize(result)
-      throw new StageError(`validation of ${recipe.id} failed`, {hint: `see ${results.validate?.dir}/report.json and serial.log`})
-    }
-    if (!flags['no-publish'] && !flags.until && !flags.control) {
-      result.published = await publish(record, flags.publish, {
-        allowUnvalidated: flags['allow-unvalidated'],
-        stagingDir: join(cache.root, 'publish'),
-        ssh: {...hostKeyPinFromFlag(flags['publish-host-key']), privateKey: flags['publish-identity']},
-        signal,
-        log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
-      })
-    }
     if (!this.jsonEnabled()) this.summarize(result)
     return result
   }
@@ -121,8 +73,8 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     this.log(`\n${r.recipe}: ${r.stages.filter((s) => s.status === 'ran').length} stage(s) ran, ${r.stages.filter((s) => s.status === 'cached').length} cached`)
     for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
     this.log(`build record: ${r.buildRecord}`)
-    const v = r.validation as {verdict?: string; checks?: {mode: string; name: string; verdict: string; evidence?: string}[]} | undefined
-    if (v?.checks) {
+    const v = r.validation
+    if (v) {
       this.log(`validation: ${v.verdict}`)
       if (r.control) {
         this.log(

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../cli/base-command.js'
+import {BaseCommand, type BaseFlags} from '../cli/base-command.js'
+import {runInterruptible} from '../cli/interrupt.js'
 import {checkTools, installPackages, missingPackages, type ToolStatus} from '../doctor/check.js'
 import {ExitCode} from '../errors.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
@@ -32,17 +33,21 @@ With --install (as root) the missing Debian packages are installed with apt-get.
 
   async run(): Promise<DoctorResult> {
     const {flags} = await this.parse(Doctor)
+    return runInterruptible((signal) => this.doctor(flags, signal), {what: 'doctor', hint: 'run the same command again'})
+  }
+
+  private async doctor(flags: BaseFlags<typeof Doctor>, signal: AbortSignal): Promise<DoctorResult> {
     let tools = await checkTools()
     let installed: string[] = []
     if (flags.install && missingPackages(tools).length) {
       installed = missingPackages(tools)
       if (!this.jsonEnabled()) this.log(`installing: ${installed.join(' ')}`)
-      await installPackages(installed, this.jsonEnabled() ? undefined : (l) => this.log(`  ${l}`))
+      await installPackages(installed, this.jsonEnabled() ? undefined : (l) => this.log(`  ${l}`), signal)
       tools = await checkTools()
     }
     const missing = missingPackages(tools)
     const pin = hostKeyPinFromFlag(flags['host-key'])
-    const validationHost = await probeValidationHost({host: flags.host, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: flags.identity})
+    const validationHost = await probeValidationHost({host: flags.host, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: flags.identity, signal})
     if (!this.jsonEnabled()) {
       const w = Math.max(...tools.map((t) => t.tool.length))
       for (const t of tools) this.log(`${t.found ? 'ok     ' : 'MISSING'}  ${t.tool.padEnd(w)}  ${t.package.padEnd(18)} ${t.stages.join(',')}: ${t.why}`)

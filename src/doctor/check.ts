@@ -23,12 +23,12 @@ export function missingPackages(status: ToolStatus[]): string[] {
 }
 
 /** apt-get install of the missing packages; needs root. */
-export async function installPackages(pkgs: string[], onLine?: (l: string) => void): Promise<void> {
+export async function installPackages(pkgs: string[], onLine?: (l: string) => void, signal?: AbortSignal): Promise<void> {
   if (!pkgs.length) return
   if (process.getuid?.() !== 0) {
     throw new HostError(`installing ${pkgs.join(' ')} needs root`, {hint: `run as root, or: sudo apt-get install -y ${pkgs.join(' ')}`})
   }
   const env = {DEBIAN_FRONTEND: 'noninteractive'}
-  await run('apt-get', ['update', '-q'], {env, onLine, what: 'refresh the package lists'})
-  await run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...pkgs], {env, onLine, what: 'install host tools'})
+  await run('apt-get', ['update', '-q'], {env, onLine, signal, what: 'refresh the package lists'})
+  await run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...pkgs], {env, onLine, signal, what: 'install host tools'})
 }

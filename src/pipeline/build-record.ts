@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {InputError} from '../errors.js'
 import type {Recipe} from '../recipe/schema.js'
 import {atomicWriteFile} from '../util/fsx.js'
-import type {StageName, StageResult} from './stage.js'
+import type {StageResults} from './results.js'
 
 /** What a finished build made: the recipe it came from and every stage's cache entry. Publish reads this. */
 export interface BuildRecord {
@@ -15,7 +15,7 @@ export interface BuildRecord {
   sourceDateEpoch: number
   /** when the build finished (informational; not part of any digest) */
   finishedAt: string
-  stages: Partial<Record<StageName, StageResult>>
+  stages: StageResults
 }
 
 /**
@@ -29,7 +29,7 @@ export function buildRecordPath(cacheDir: string, recipeId: string, opts: {parti
 
 /** A control build's record: its patch stage applied only the build fixes. Such a build is never published. */
 export function isControlBuild(rec: BuildRecord): boolean {
-  return (rec.stages.patch?.meta as {control?: boolean} | undefined)?.control === true
+  return rec.stages.patch?.meta.control === true
 }
 
 export async function writeBuildRecord(cacheDir: string, rec: BuildRecord, opts: {partial?: boolean; control?: boolean} = {}): Promise<string> {

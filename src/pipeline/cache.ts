@@ -27,8 +27,9 @@ export class StageCache {
   async lookup(stage: StageName, key: string): Promise<StageResult | undefined> {
     const dir = this.entryDir(stage, key)
     try {
-      const meta = JSON.parse(await readFile(join(dir, 'result.json'), 'utf8')) as Json
-      return {stage, key, dir, meta}
+      // result.json is what this stage's run() returned: its type is the stage's result type
+      const meta = JSON.parse(await readFile(join(dir, 'result.json'), 'utf8')) as StageResult['meta']
+      return {stage, key, dir, meta} as StageResult
     } catch {
       return undefined
     }
@@ -48,7 +49,7 @@ export class StageCache {
   }
 
   /** Moves a finished temp directory into place: result.json is written last, then one rename. */
-  async commit(stage: StageName, key: string, temp: string, meta: Json): Promise<StageResult> {
+  async commit(stage: StageName, key: string, temp: string, meta: unknown): Promise<StageResult> {
     await atomicWriteFile(join(temp, 'result.json'), JSON.stringify(meta, null, 2) + '\n')
     const dir = this.entryDir(stage, key)
     await mkdir(join(this.root, 'stages', stage), {recursive: true})
@@ -59,7 +60,7 @@ export class StageCache {
       await rm(old, {recursive: true, force: true})
     }
     await rename(temp, dir)
-    return {stage, key, dir, meta}
+    return {stage, key, dir, meta} as StageResult
   }
 
   /** Removes temp directories whose process is gone (left by a killed build). */

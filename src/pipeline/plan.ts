@@ -38,7 +38,8 @@ export async function planBuild(ctx: BuildContext, cache: StageCache, stages: St
   const planned: PlannedStage[] = []
   const byName = new Map<StageName, PlannedStage>()
   for (const stage of stages) {
-    const inputs = await stage.inputs(ctx)
+    // a stage's inputs are JSON by contract: they are hashed into its key and recorded for `plan`
+    const inputs = (await stage.inputs(ctx)) as Json
     const upstream: Record<string, string> = {}
     for (const n of stage.needs) {
       const up = byName.get(n)

@@ -7,6 +7,7 @@ import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 import {InterruptedError, StageError, isCvmError} from '../errors.js'
 import type {StageCache} from './cache.js'
 import {planBuild, type ForceSpec, type PlannedStage} from './plan.js'
+import {stageResult, type StageResults} from './results.js'
 import type {BuildContext, Stage, StageIO, StageName, StageResult} from './stage.js'
 
 export type RendererChoice = 'default' | 'simple' | 'silent'
@@ -37,7 +38,7 @@ export interface RunOptions {
 }
 
 export interface RunResult {
-  results: Partial<Record<StageName, StageResult>>
+  results: StageResults
   outcomes: StageOutcome[]
   plan: PlannedStage[]
 }
@@ -55,7 +56,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   const until = opts.until ? stages.findIndex((s) => s.name === opts.until) : -1
   const selected = until >= 0 ? stages.slice(0, until + 1) : stages
   const plan = await planBuild(ctx, cache, selected, opts.force ?? [])
-  const results: Partial<Record<StageName, StageResult>> = {}
+  const results: StageResults = {}
   const outcomes: StageOutcome[] = []
   const renderer = opts.renderer ?? 'simple'
 
@@ -67,7 +68,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
         const started = Date.now()
         let result = p.cached ? await cache.lookup(p.name, p.key) : undefined
         if (result) {
-          results[p.name] = result
+          keep(results, result)
           outcomes.push({stage: p.name, key: p.key, status: 'cached', seconds: 0, dir: result.dir})
           task.title = `${p.stage.title} [cached ${p.key.slice(0, 12)}]`
           return
@@ -86,7 +87,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
         } finally {
           await release()
         }
-        results[p.name] = result
+        keep(results, result)
         const seconds = (Date.now() - started) / 1000
         outcomes.push({stage: p.name, key: p.key, status: 'ran', seconds, dir: result.dir})
         task.title = `${p.stage.title} [${p.key.slice(0, 12)}]`
@@ -105,6 +106,15 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   return {results, outcomes, plan}
 }
 
+/** The results of the stages a stage needs; one missing is a bug in the stage list or the runner, never a run with less. */
+export function upstreamFor(stage: Stage, results: StageResults): StageIO['upstream'] {
+  return Object.fromEntries(stage.needs.map((n) => [n, stageResult(results, n, `stage ${stage.name}`)])) as StageIO['upstream']
+}
+
+function keep(results: StageResults, result: StageResult): void {
+  ;(results as Record<StageName, StageResult>)[result.stage] = result
+}
+
 function isForced(force: ForceSpec | undefined, name: StageName): boolean {
   return force === 'all' || (force ?? []).includes(name)
 }
@@ -113,7 +123,7 @@ async function runOne(
   ctx: BuildContext,
   cache: StageCache,
   p: PlannedStage,
-  results: Partial<Record<StageName, StageResult>>,
+  results: StageResults,
   task: {output: string},
   renderer: RendererChoice,
   signal?: AbortSignal,
@@ -129,7 +139,7 @@ async function runOne(
   const io: StageIO = {
     out,
     work,
-    upstream: Object.fromEntries(p.stage.needs.map((n) => [n, results[n]])),
+    upstream: upstreamFor(p.stage, results),
     logFile,
     signal: signal ?? new AbortController().signal,
     log: (line) => {
@@ -143,7 +153,8 @@ async function runOne(
     },
   }
   try {
-    const meta = await p.stage.run(ctx, io)
+    // run() gets the very inputs its key was made from
+    const meta = await p.stage.run(ctx, io, p.inputs)
     await new Promise<void>((r) => log.end(r))
     await rm(work, {recursive: true, force: true})
     await rename(logFile, join(out, 'stage.log'))

@@ -1,5 +1,5 @@
 import type {LoadedRecipe, ProjectDirs} from '../recipe/load.js'
-import type {Json} from '../util/fsx.js'
+import type {StageResult, StageResultTypes} from './results.js'
 
 /** The stages of a build, in order (DESIGN.md "The pipeline"). Publish is not cached: it is a side effect at a target. */
 export const STAGE_NAMES = ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate'] as const
@@ -40,20 +40,13 @@ export interface BuildContext {
   cacheDir: string
 }
 
-/** The finished output of a stage: a directory in the cache plus its result metadata. */
-export interface StageResult {
-  stage: StageName
-  key: string
-  dir: string
-  /** what run() returned, kept as result.json */
-  meta: Json
-}
+export type {StageResult, StageResults} from './results.js'
 
-export interface StageIO {
+export interface StageIO<N extends StageName = StageName> {
   /** an empty directory to write outputs to; renamed into the cache when run() returns */
   out: string
-  /** the results of the stages named in needs */
-  upstream: Partial<Record<StageName, StageResult>>
+  /** the results of the stages named in needs, each typed (the runner refuses to start a stage without them) */
+  upstream: {[K in N]: StageResult<K>}
   /** a scratch directory, removed afterwards whatever happens */
   work: string
   /** progress for people (one short line, replaced as it changes) */
@@ -65,19 +58,27 @@ export interface StageIO {
   signal: AbortSignal
 }
 
-export interface Stage {
+/**
+ * A stage: I is what inputs() returns (JSON, hashed into the cache key) and run() receives, R what run()
+ * returns (kept as result.json), N the stages it needs. Real stages are declared as StageOf<name, ...>,
+ * which ties R to the stage's entry in StageResultTypes.
+ */
+export interface Stage<I = unknown, R = unknown, N extends StageName = StageName> {
   name: StageName
   title: string
   /** bump when the stage's code changes what it produces: it is part of the cache key */
   version: number
   /** the stages whose outputs this one reads; their keys are part of this one's key */
-  needs: StageName[]
+  needs: N[]
   /**
    * Everything besides upstream outputs that determines this stage's output, as JSON:
    * the recipe fields it reads, digests of the files it reads (templates, patches), options.
    * Must be cheap: `plan` calls it for every stage and must stay under a second.
    */
-  inputs(ctx: BuildContext): Promise<Json> | Json
-  /** Does the work. Returns the metadata to keep as result.json. */
-  run(ctx: BuildContext, io: StageIO): Promise<Json>
+  inputs(ctx: BuildContext): Promise<I> | I
+  /** Does the work from the inputs inputs() returned (never recomputed). Returns the result to keep as result.json. */
+  run(ctx: BuildContext, io: StageIO<N>, inputs: I): Promise<R>
 }
+
+/** A real stage of the pipeline: its name fixes its result type (StageResultTypes). */
+export type StageOf<S extends StageName, I, N extends StageName> = Stage<I, StageResultTypes[S], N> & {name: S}

@@ -1,4 +1,5 @@
 import type {ImageArtifact} from '../formats/index.js'
+import type {PatchRecord} from '../kernel/series-apply.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
 import type {StageName} from '../pipeline/stage.js'
 import type {GuestOsFeature} from './guest-os-features.js'
@@ -6,14 +7,8 @@ import type {ValidationSummary} from './validation-gate.js'
 
 export const MANIFEST_SCHEMA = 'cvm-image/manifest/v1'
 
-export interface PatchRecord {
-  /** upstream commit id, for a backported commit */
-  id?: string
-  /** file under kernels/, for a local patch */
-  file?: string
-  subject?: string
-  sha256: string
-}
+/** An applied patch as the manifest and the provenance name it: the patch stage's record, cut to what identifies it. */
+export type PublishedPatch = Pick<PatchRecord, 'id' | 'file' | 'subject'> & {sha256: string}
 
 /** manifest.json: everything a consumer needs to know what the image is and why to trust it. */
 export interface Manifest {
@@ -28,7 +23,7 @@ export interface Manifest {
     version?: string
     release?: string
     source: {kind?: string; digest?: string}
-    patches: PatchRecord[]
+    patches: PublishedPatch[]
     config: {base?: string; features: string[]; digest?: string}
   }
   boot: {ukiSha256?: string; cmdline?: string; rootPartUuid?: string}
@@ -41,13 +36,9 @@ export interface Manifest {
   build: {stages: Partial<Record<StageName, string>>}
 }
 
-type Meta = Record<string, unknown>
-const metaOf = (record: BuildRecord, stage: StageName): Meta => (record.stages[stage]?.meta ?? {}) as Meta
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
-
-function patchesOf(record: BuildRecord): PatchRecord[] {
-  const list = (metaOf(record, 'compile').patches ?? metaOf(record, 'patch').applied ?? []) as Meta[]
-  return list.map((p) => ({id: str(p.id), file: str(p.file), subject: str(p.subject), sha256: String(p.sha256 ?? '')}))
+function patchesOf(record: BuildRecord): PublishedPatch[] {
+  const list = record.stages.compile?.meta.patches ?? record.stages.patch?.meta.applied ?? []
+  return list.map((p) => ({id: p.id, file: p.file, subject: p.subject, sha256: p.sha256 ?? ''}))
 }
 
 export interface ManifestInput {
@@ -63,11 +54,12 @@ export interface ManifestInput {
 /** Built only from the build record and the artifacts, so the same build always gives the same bytes. */
 export function buildManifest(m: ManifestInput): Manifest {
   const {record} = m
-  const base = metaOf(record, 'base')
-  const source = metaOf(record, 'kernel-source')
-  const compile = metaOf(record, 'compile')
-  const configure = metaOf(record, 'configure')
-  const assemble = metaOf(record, 'assemble')
+  // a record may lack a stage (a build stopped early): each field then falls back to the recipe or is left out
+  const base = record.stages.base?.meta
+  const source = record.stages['kernel-source']?.meta
+  const compile = record.stages.compile?.meta
+  const configure = record.stages.configure?.meta
+  const assemble = record.stages.assemble?.meta
   const recipe = record.recipe
   return {
     schema: MANIFEST_SCHEMA,
@@ -76,20 +68,20 @@ export function buildManifest(m: ManifestInput): Manifest {
     sourceDateEpoch: record.sourceDateEpoch,
     tool: {name: 'cvm-image', version: record.toolVersion},
     distro: recipe.distro ? {family: recipe.distro.family, release: recipe.distro.release} : undefined,
-    base: {source: str(base.source), digest: str(base.sha256)},
+    base: {source: base?.source, digest: base?.sha256},
     kernel: {
-      version: str(compile.version) ?? str(source.version),
-      release: str(compile.release),
-      source: {kind: str(source.kind) ?? recipe.kernel?.source.kind, digest: str(compile.sourceDigest) ?? str(source.digest)},
+      version: compile?.version ?? source?.version,
+      release: compile?.release,
+      source: {kind: source?.kind ?? recipe.kernel?.source.kind, digest: compile?.sourceDigest ?? source?.digest},
       patches: patchesOf(record),
       config: {
-        base: str(configure.base) ?? recipe.kernel?.config.base,
-        features: ((configure.features as string[] | undefined) ?? recipe.kernel?.config.features ?? []).map(String),
-        digest: str(compile.configDigest) ?? str(configure.digest),
+        base: configure?.base ?? recipe.kernel?.config.base,
+        features: [...(configure?.features ?? recipe.kernel?.config.features ?? [])],
+        digest: compile?.configDigest ?? configure?.digest,
       },
     },
-    boot: {ukiSha256: str(assemble.ukiSha256), cmdline: str(assemble.cmdline), rootPartUuid: str(assemble.rootPartUuid)},
-    disk: {sha256: m.disk.sha256, sizeGiB: typeof assemble.sizeGiB === 'number' ? assemble.sizeGiB : recipe.image?.size_gib},
+    boot: {ukiSha256: assemble?.ukiSha256, cmdline: assemble?.cmdline, rootPartUuid: assemble?.rootPartUuid},
+    disk: {sha256: m.disk.sha256, sizeGiB: assemble?.sizeGiB ?? recipe.image?.size_gib},
     validation: m.validation,
     gce: {guestOsFeatures: m.guestOsFeatures},
     artifacts: m.artifacts.map((a) => ({name: a.name, format: a.format, size: a.size, sha256: a.sha256})),

@@ -1,6 +1,6 @@
 import type {ImageArtifact} from '../formats/index.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
-import type {PatchRecord} from './manifest.js'
+import type {PublishedPatch} from './manifest.js'
 
 export const PROVENANCE_NAME = 'provenance.intoto.json'
 /** our build type: how to read externalParameters (a recipe id and digest, the formats, the version) */
@@ -47,7 +47,7 @@ export interface ProvenanceInput {
   artifacts: ImageArtifact[]
   base: {source?: string; digest?: string}
   kernelSource: {kind?: string; digest?: string; version?: string}
-  patches: PatchRecord[]
+  patches: PublishedPatch[]
   ukiSha256?: string
   allowUnvalidated: boolean
 }
@@ -84,7 +84,7 @@ export function buildProvenance(p: ProvenanceInput): ProvenanceStatement {
         builder: {id: 'urn:cvm-image:builder:local', version: {'cvm-image': record.toolVersion}},
         // finishedOn is when the validated build was made (the validate stage's time, cached with it), so a
         // rebuild from the cache republishes the same statement
-        metadata: {invocationId: record.stages.assemble?.key ?? '', finishedOn: (record.stages.validate?.meta as {when?: string} | undefined)?.when},
+        metadata: {invocationId: record.stages.assemble?.key ?? '', finishedOn: record.stages.validate?.meta.when},
         byproducts: p.ukiSha256 ? [{name: 'uki.efi', digest: {sha256: p.ukiSha256}}] : [],
       },
     },

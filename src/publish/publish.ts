@@ -103,7 +103,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
       hint: `run \`cvm-image build ${record.recipeId}\` again: the cache entry may have been removed`,
     })
   }
-  const assembleMeta = assemble.meta as {diskSha256?: string; ukiSha256?: string}
+  const assembleMeta = assemble.meta
   if (!assembleMeta.diskSha256) throw new StageError(`assemble result of ${record.recipeId} records no diskSha256`, {hint: 'rebuild with a current cvm-image'})
   const version = releaseVersion(record)
   const formats = opts.formats ?? record.recipe.image.formats
@@ -120,7 +120,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   const features = guestOsFeatures({
     config: kernelConfig?.config,
     recipeFeatures: record.recipe.kernel?.config.features ?? [],
-    kernelVersion: (record.stages.compile?.meta as {version?: string} | undefined)?.version ?? (record.stages['kernel-source']?.meta as {version?: string} | undefined)?.version,
+    kernelVersion: record.stages.compile?.meta.version ?? record.stages['kernel-source']?.meta.version,
     validation,
   })
   const draft = buildManifest({record, version, disk: {sha256: assembleMeta.diskSha256}, artifacts, validation, guestOsFeatures: features, provenance: {name: PROVENANCE_NAME, sha256: ''}})

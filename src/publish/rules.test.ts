@@ -85,8 +85,15 @@ describe('releaseVersion', () => {
 
 describe('gateOnValidation', () => {
   it('does not trust a "passed" verdict that carries a failed check or no passing check', () => {
-    expect(() => gateOnValidation(record({validate: {verdict: 'passed', checks: [{mode: 'emulated', name: 'a', verdict: 'pass'}, {mode: 'emulated', name: 'b', verdict: 'fail'}]}}), false)).toThrow(/validation failed/)
-    expect(() => gateOnValidation(record({validate: {verdict: 'passed', checks: [{mode: 'emulated', name: 'a', verdict: 'skip'}]}}), false)).toThrow(/not validated/)
+    expect(() => gateOnValidation(record({validate: {verdict: 'passed', modes: ['emulated'], checks: [{mode: 'emulated', name: 'a', verdict: 'pass'}, {mode: 'emulated', name: 'b', verdict: 'fail'}]}}), false)).toThrow(/validation failed/)
+    expect(() => gateOnValidation(record({validate: {verdict: 'passed', modes: ['emulated'], checks: [{mode: 'emulated', name: 'a', verdict: 'skip'}]}}), false)).toThrow(/not validated/)
     expect(gateOnValidation(record({validate: {verdict: 'passed', modes: ['emulated'], checks: [{mode: 'emulated', name: 'a', verdict: 'pass'}]}}), false).status).toBe('passed')
+  })
+
+  it('records when and where validation ran as the validate stage writes them (when, hostKind); a skipped one ran nowhere', () => {
+    const ran = gateOnValidation(record({validate: {verdict: 'passed', modes: ['sev'], checks: [{mode: 'sev', name: 'a', verdict: 'pass'}], when: '2026-11-26T08:00:00.000Z', hostKind: 'remote'}}), false)
+    expect(ran).toMatchObject({status: 'passed', modes: ['sev'], when: '2026-11-26T08:00:00.000Z', hostKind: 'remote'})
+    const skipped = gateOnValidation(record({validate: {verdict: 'skipped', modes: ['emulated'], checks: [{mode: 'emulated', name: 'a', verdict: 'skip'}]}}), true)
+    expect(skipped).toMatchObject({status: 'not-run', allowedUnvalidated: true, when: undefined, hostKind: 'unrecorded'})
   })
 })

@@ -12,35 +12,25 @@ export interface ValidationSummary {
   modes: string[]
   /** when validation finished, as the validate stage recorded it (cached with it, so stable across rebuilds) */
   when?: string
-  /** which kind of host it ran on, as validate recorded it (local-tcg, remote-sev, ...); "unrecorded" if it did not say */
+  /** where QEMU ran, as validate recorded it (local or remote); "unrecorded" when validation was skipped and ran nowhere */
   hostKind?: string
   checks: {mode: string; name: string; verdict: CheckVerdict}[]
-}
-
-interface ValidateMeta {
-  verdict?: string
-  modes?: string[]
-  checks?: {mode?: string; name?: string; verdict?: string}[]
-  when?: string
-  finishedAt?: string
-  hostKind?: string
-  host?: {kind?: string}
 }
 
 export function summarizeValidation(record: BuildRecord): Omit<ValidationSummary, 'allowedUnvalidated'> {
   const v = record.stages.validate
   if (!v) return {status: 'not-run', modes: [], checks: []}
-  const meta = (v.meta ?? {}) as ValidateMeta
-  const checks = (meta.checks ?? []).map((c) => ({mode: String(c.mode ?? ''), name: String(c.name ?? ''), verdict: (['pass', 'fail', 'skip'].includes(String(c.verdict)) ? c.verdict : 'fail') as CheckVerdict}))
+  const meta = v.meta
+  const checks = meta.checks.map((c) => ({mode: c.mode, name: c.name, verdict: c.verdict}))
   // a "passed" verdict with a failing check, or with nothing that passed, is not trusted as passed
   const anyFail = checks.some((c) => c.verdict === 'fail')
   const anyPass = checks.some((c) => c.verdict === 'pass')
   const status = meta.verdict === 'passed' && !anyFail && anyPass ? 'passed' : meta.verdict === 'skipped' || (!anyFail && !anyPass) ? 'not-run' : 'failed'
   return {
     status,
-    modes: (meta.modes ?? []).map(String),
-    when: meta.when ?? meta.finishedAt,
-    hostKind: meta.host?.kind ?? meta.hostKind ?? 'unrecorded',
+    modes: [...meta.modes],
+    when: meta.when,
+    hostKind: meta.hostKind ?? 'unrecorded',
     checks,
   }
 }

@@ -1,10 +1,10 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-export interface AppliedPatch {
-  file?: string
-  subject?: string
-}
+import type {PatchRecord} from '../kernel/series-apply.js'
+
+/** What the marker lookup reads of the patch stage's record of an applied patch. */
+export type AppliedPatch = Pick<PatchRecord, 'file' | 'subject'>
 
 /**
  * The boot line a series' marker patch prints (its pr_info text), read from the patch itself so the

@@ -111,7 +111,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
       {mode: 'emulated', name: 'nvme-bounce-integrity', verdict: v === 'failed' ? 'fail' : verdict, evidence: 'sha256 mismatch at offset 4097'},
       {mode: 'sev', name: 'memory-encryption', verdict: 'skip', evidence: 'host has no SEV'},
     ]
-    await put('validate', {verdict: v, modes: ['emulated'], checks, finishedAt: '2026-11-26T08:00:00.000Z', host: {kind: 'local-tcg'}}, {'report.json': '{}'})
+    await put('validate', {verdict: v, modes: ['emulated'], checks, when: '2026-11-26T08:00:00.000Z', hostKind: 'local'}, {'report.json': '{}'})
   }
 
   const record: BuildRecord = {

@@ -9,13 +9,16 @@ import {assembleStage} from '../../src/pipeline/stages/assemble.js'
 import {baseStage} from '../../src/pipeline/stages/base.js'
 import {projectDirs} from '../../src/recipe/load.js'
 import {isCvmError} from '../../src/errors.js'
+import type {Stage} from '../../src/pipeline/stage.js'
 import {repoRoot} from './paths.js'
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'))
 const stage = {assemble: assembleStage, base: baseStage}[spec.stage as 'assemble' | 'base']
 try {
-  const meta = await stage.run(
-    {recipe: spec.recipe, dirs: projectDirs(repoRoot), options: spec.options ?? {}, cacheDir: spec.cacheDir},
+  const ctx = {recipe: spec.recipe, dirs: projectDirs(repoRoot), options: spec.options ?? {}, cacheDir: spec.cacheDir}
+  // as the runner does: run() gets what inputs() returned
+  const meta = await (stage as Stage).run(
+    ctx,
     {
       out: spec.out,
       work: spec.work,
@@ -25,6 +28,7 @@ try {
       logFile: spec.logFile,
       signal: new AbortController().signal,
     },
+    await (stage as Stage).inputs(ctx),
   )
   console.log(JSON.stringify(meta))
 } catch (e) {

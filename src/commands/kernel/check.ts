@@ -6,9 +6,10 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
 import {cacheDirFlag} from '../../cli/flags.js'
+import {runInterruptible} from '../../cli/interrupt.js'
 import {requireSourceInputs} from '../../kernel/source.js'
 import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
-import type {PatchResult} from '../../pipeline/stages/patch.js'
+import {stageResult} from '../../pipeline/results.js'
 import {chooseRenderer, runStages} from '../../pipeline/run.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {RecipeStore} from '../../recipe/load.js'
@@ -46,11 +47,13 @@ and apply its series (both cached, as build does): each fix present, missing, or
       requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'])
       const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
       // the kernel stages alone: a tree check needs no rootfs
-      const {results} = await runStages(ctx, cache, STAGES.filter((s) => s.name === 'kernel-source' || s.name === 'patch'), {renderer})
-      const source = join(results['kernel-source']!.dir, 'tree')
-      const patch = results.patch!
-      const meta = patch.meta as unknown as PatchResult
-      result = await checkTree(dirs.kernels, source, {featureNames: flags.feature, subject: args.kernel, patched: {tree: join(patch.dir, 'tree'), records: meta.applied}})
+      const {results} = await runInterruptible((signal) => runStages(ctx, cache, STAGES.filter((s) => s.name === 'kernel-source' || s.name === 'patch'), {renderer, signal}), {
+        what: `kernel check of ${args.kernel}`,
+        hint: 'run the same command again: it resumes from the last finished stage (an interrupted stage leaves no cache entry)',
+      })
+      const source = join(stageResult(results, 'kernel-source', 'kernel check').dir, 'tree')
+      const patch = stageResult(results, 'patch', 'kernel check')
+      result = await checkTree(dirs.kernels, source, {featureNames: flags.feature, subject: args.kernel, patched: {tree: join(patch.dir, 'tree'), records: patch.meta.applied}})
     } else {
       result = await checkKernel(dirs.kernels, args.kernel, flags.feature)
     }

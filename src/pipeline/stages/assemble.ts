@@ -11,22 +11,18 @@ import {guestTemplatesDigest, renderGuestFiles} from '../../rootfs/guest-files.j
 import {kernelModuleAdditions} from '../../rootfs/kernel-modules.js'
 import {transformRootfs} from '../../rootfs/transform.js'
 import {requireFreeSpace} from '../../util/free-space.js'
-import {atomicWriteFile, canonicalJson, sha256, type Json} from '../../util/fsx.js'
-import type {BuildContext, Stage, StageIO, StageResult} from '../stage.js'
+import {atomicWriteFile, canonicalJson, sha256} from '../../util/fsx.js'
+import {toolVersion} from '../../version.js'
+import type {BuildContext, StageOf} from '../stage.js'
 
 /** The ESP holds one UKI (tens of MB); 256 MiB keeps FAT32 valid with 512-byte clusters. */
 const ESP_MIB = 256
 const OS_RELEASE = ['usr/lib/os-release', 'etc/os-release']
 
-function toolVersion(root: string): string {
-  try {
-    return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {version: string}).version
-  } catch {
-    return 'unknown'
-  }
-}
+/** Everything the disk depends on besides its base and kernel. */
+export type AssembleInputs = ReturnType<typeof assembleInputs>
 
-function assembleInputs(ctx: BuildContext): Json {
+function assembleInputs(ctx: BuildContext) {
   const r = ctx.recipe.recipe
   return {
     recipeId: r.id,
@@ -43,36 +39,29 @@ function assembleInputs(ctx: BuildContext): Json {
     espMiB: ESP_MIB,
     templates: guestTemplatesDigest(ctx.dirs.templates),
     efiStub: existsSync(EFI_STUB) ? sha256(readFileSync(EFI_STUB)) : null,
-    tool: toolVersion(ctx.dirs.root),
+    // cvm-image's own version (src/version.ts), whatever --root names: the transform and the disk layout are its code
+    tool: toolVersion(),
   }
 }
 
 export {kernelCmdline} from '../../disk/cmdline.js'
 
-function upstream(io: StageIO, name: 'base' | 'compile'): StageResult {
-  const u = io.upstream[name]
-  if (!u) throw new StageError(`assemble needs the ${name} stage's output, and the runner gave none`)
-  return u
-}
-
 /** base rootfs + built kernel -> GPT disk with a UKI on the ESP and the transformed root on ext4. */
-export const assembleStage: Stage = {
+export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compile'> = {
   name: 'assemble',
   title: 'assemble the disk image',
   version: 1,
   needs: ['base', 'compile'],
   inputs: assembleInputs,
-  async run(ctx, io) {
+  async run(ctx, io, inputs) {
     const r = ctx.recipe.recipe
-    const base = upstream(io, 'base')
-    const compile = upstream(io, 'compile')
+    const {base, compile} = io.upstream
     // the disk (size_gib, counted whole although it is sparse) and the transformed copy of the rootfs, before any work
     const rootfsBytes = statSync(join(base.dir, 'rootfs.tar'), {throwIfNoEntry: false})?.size ?? 0
     await requireFreeSpace(io.work, r.image.size_gib * 1024 ** 3 + rootfsBytes, `assemble's ${r.image.size_gib} GiB disk and its rootfs (image.size_gib)`)
-    const kernel = compile.meta as {release?: string; version?: string; vmlinuzSha256?: string; configDigest?: string; patches?: Json}
+    const kernel = compile.meta
     if (!kernel.release) throw new StageError(`the compile stage's result (${compile.dir}) names no kernel release`)
 
-    const inputs = assembleInputs(ctx)
     // ids derive from everything the disk depends on: same inputs, same bytes; any change, new ids
     const seed = sha256(canonicalJson({inputs, base: base.key, compile: compile.key}))
     const ids = diskIds(seed)
@@ -84,9 +73,9 @@ export const assembleStage: Stage = {
       name: r.name,
       distro: r.distro,
       sourceDateEpoch: r.source_date_epoch,
-      tool: {name: 'cvm-image', version: toolVersion(ctx.dirs.root)},
+      tool: {name: 'cvm-image', version: inputs.tool},
       base: base.meta,
-      kernel: {release: kernel.release, version: kernel.version ?? null, vmlinuzSha256: kernel.vmlinuzSha256 ?? null, configDigest: kernel.configDigest ?? null, patches: kernel.patches ?? []},
+      kernel: {release: kernel.release, version: kernel.version, vmlinuzSha256: kernel.vmlinuzSha256, configDigest: kernel.configDigest, patches: kernel.patches},
       boot: {cmdline, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, uki: '\\EFI\\BOOT\\BOOTX64.EFI'},
     }
     io.progress('rendering guest files')

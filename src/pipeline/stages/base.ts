@@ -8,8 +8,8 @@ import {mmdebstrapRootfs, REPRODUCIBLE_HOOK} from '../../rootfs/mmdebstrap.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
 import {downloadPinned} from '../../util/download.js'
-import {sha256, sha256File, type Json} from '../../util/fsx.js'
-import type {BuildContext, Stage} from '../stage.js'
+import {sha256, sha256File} from '../../util/fsx.js'
+import type {BuildContext, StageOf} from '../stage.js'
 
 type ImageBase = Extract<RecipeBase, {kind: 'image'}>
 
@@ -18,7 +18,12 @@ function trustedSha256(ctx: BuildContext, base: ImageBase): string | undefined {
   return base.sha256 ?? ctx.options.baseSha256
 }
 
-function baseInputs(ctx: BuildContext): Json {
+/** What determines the rootfs: the mmdebstrap request, or an image base's content (its digest, or the local file's identity). */
+export type BaseInputs =
+  | {kind: 'mmdebstrap'; suite: string; mirror: string; variant: string; components: string[]; packages: string[]; sourceDateEpoch: number; customizeHook: string}
+  | {kind: 'image'; format: ImageBase['format']; sha256: string | null; file: {path: string; size: number | null; mtimeMs: number | null} | null; url: string | null}
+
+function baseInputs(ctx: BuildContext): BaseInputs {
   const r = ctx.recipe.recipe
   const base = r.base
   if (base.kind === 'mmdebstrap') {
@@ -31,18 +36,18 @@ function baseInputs(ctx: BuildContext): Json {
   const sha = trustedSha256(ctx, base)
   const file = ctx.options.baseFile
   const st = file && !sha ? statSync(file, {throwIfNoEntry: false}) : undefined
-  const fileId: Json = file && !sha ? {path: file, size: st?.size ?? null, mtimeMs: st?.mtimeMs ?? null} : null
+  const fileId = file && !sha ? {path: file, size: st?.size ?? null, mtimeMs: st?.mtimeMs ?? null} : null
   return {kind: base.kind, format: base.format, sha256: sha ?? null, file: fileId, url: sha ? null : base.url}
 }
 
 /** base: the distro's root filesystem as an uncompressed tarball (out/rootfs.tar). */
-export const baseStage: Stage = {
+export const baseStage: StageOf<'base', BaseInputs, never> = {
   name: 'base',
   title: 'base rootfs',
   version: 1,
   needs: [],
   inputs: baseInputs,
-  async run(ctx, io) {
+  async run(ctx, io, inputs) {
     const r = ctx.recipe.recipe
     const base = r.base
     const output = join(io.out, 'rootfs.tar')
@@ -54,7 +59,7 @@ export const baseStage: Stage = {
       await rename(tmp, output)
       source = `mmdebstrap ${base.variant} ${base.suite} ${base.mirror}`
     } else {
-      const sha = trustedSha256(ctx, base)
+      const sha = (inputs.kind === 'image' && inputs.sha256) || undefined
       let file: string
       if (ctx.options.baseFile) {
         file = ctx.options.baseFile

@@ -1,12 +1,12 @@
 import {join} from 'node:path'
 
-import {BugError} from '../../errors.js'
 import {compileKernel} from '../../kernel/compile.js'
-import {atomicWriteFile, type Json} from '../../util/fsx.js'
-import type {Stage} from '../stage.js'
+import {atomicWriteFile} from '../../util/fsx.js'
+import type {CompileResult} from '../results.js'
+import type {StageOf} from '../stage.js'
 
 /** make with ccache and reproducible build variables: out/vmlinuz, System.map, config, modules/, kernel.json. */
-export const compileStage: Stage = {
+export const compileStage: StageOf<'compile', {localversion: string; sourceDateEpoch: number}, 'kernel-source' | 'patch' | 'configure'> = {
   name: 'compile',
   title: 'compile',
   version: 1,
@@ -16,17 +16,16 @@ export const compileStage: Stage = {
     localversion: ctx.recipe.recipe.kernel.localversion,
     sourceDateEpoch: ctx.recipe.recipe.source_date_epoch,
   }),
-  async run(ctx, io) {
+  async run(ctx, io, {localversion, sourceDateEpoch}) {
     const {patch, configure} = io.upstream
     const source = io.upstream['kernel-source']
-    if (!patch || !configure || !source) throw new BugError('compile stage ran without its upstream results')
     const built = await compileKernel({
       tree: join(patch.dir, 'tree'),
       config: join(configure.dir, 'config'),
       work: io.work,
       out: io.out,
-      sourceDateEpoch: ctx.recipe.recipe.source_date_epoch,
-      localversion: ctx.recipe.recipe.kernel.localversion,
+      sourceDateEpoch,
+      localversion,
       jobs: ctx.options.jobs ?? 2,
       ccacheDir: join(ctx.cacheDir, 'ccache'),
       statsDir: join(ctx.cacheDir, 'kbuild-stats'),
@@ -34,14 +33,12 @@ export const compileStage: Stage = {
       signal: io.signal,
       progress: io.progress,
     })
-    const sourceMeta = source.meta as {version: string; digest: string}
-    const patchMeta = patch.meta as {applied: Json[]}
-    const kernel = {
+    const kernel: CompileResult = {
       release: built.release,
-      version: sourceMeta.version,
-      sourceDigest: sourceMeta.digest,
-      patches: patchMeta.applied,
-      configDigest: (configure.meta as {digest: string}).digest,
+      version: source.meta.version,
+      sourceDigest: source.meta.digest,
+      patches: patch.meta.applied,
+      configDigest: configure.meta.digest,
       vmlinuzSha256: built.vmlinuzSha256,
     }
     await atomicWriteFile(join(io.out, 'kernel.json'), JSON.stringify(kernel, null, 2) + '\n')

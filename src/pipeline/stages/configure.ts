@@ -1,17 +1,30 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {BugError} from '../../errors.js'
 import {configureKernel} from '../../kernel/configure.js'
 import {fetchDistroConfig} from '../../kernel/distro-config.js'
 import {loadFeatures} from '../../kernel/features.js'
 import {DISTRO_FIXUPS, LEAN_PROFILE, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
 import {treeVersion} from '../../kernel/version.js'
-import {atomicWriteFile, sha256, type Json} from '../../util/fsx.js'
-import type {BuildContext, Stage} from '../stage.js'
+import type {KernelSourceSpec, Recipe} from '../../recipe/schema.js'
+import {atomicWriteFile, sha256} from '../../util/fsx.js'
+import type {BuildContext, StageOf} from '../stage.js'
+
+type KernelConfigSpec = Recipe['kernel']['config']
 
 /** The kernel .config: base + feature fragments -> olddefconfig -> every required option proven: out/config. */
-export const configureStage: Stage = {
+/** The config base and features, their files' digests, and the options the recipe sets. */
+export interface ConfigureInputs {
+  base: KernelConfigSpec['base']
+  /** base distro: the kernel source whose distribution config is read */
+  source?: KernelSourceSpec
+  features: string[]
+  options: KernelConfigSpec['options']
+  featureFiles: Record<string, string>
+  templates: Record<string, string>
+}
+
+export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
   name: 'configure',
   title: 'configure',
   version: 1,
@@ -23,18 +36,16 @@ export const configureStage: Stage = {
     return {
       base: config.base,
       // base distro reads the distribution's config of the same package and suite
-      ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source as unknown as Json} : {}),
+      ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source} : {}),
       features: config.features,
       options: config.options,
       featureFiles: await digests(features.map((f) => f.file)),
       templates: await digests(templates.map((t) => join(ctx.dirs.templates, 'kernel', t))),
     }
   },
-  async run(ctx, io) {
-    const patched = io.upstream.patch
-    if (!patched) throw new BugError('configure stage ran without the patch result')
-    const tree = join(patched.dir, 'tree')
-    const {config} = ctx.recipe.recipe.kernel
+  async run(ctx, io, config) {
+    const tree = join(io.upstream.patch.dir, 'tree')
+    // the features' files are read again to render them; their digests (inputs.featureFiles) made the key
     const features = await loadFeatures(ctx.dirs.kernels, config.features)
     const version = await treeVersion(tree)
     const fragments = await renderFragments(ctx.dirs.templates, config.base, features, {version})
@@ -44,7 +55,7 @@ export const configureStage: Stage = {
       tree,
       objdir: join(io.work, 'obj'),
       base: config.base,
-      distroConfig: config.base === 'distro' ? await distroConfig(ctx, io.work, io.log) : undefined,
+      distroConfig: config.source ? await distroConfig(ctx, config.source, io.work, io.log) : undefined,
       fragments,
       requirements: requirements(fragments, features),
       logFile: io.logFile,
@@ -63,8 +74,8 @@ async function digests(files: string[]): Promise<Record<string, string>> {
 }
 
 /** The distribution's own config, for base "distro". */
-async function distroConfig(ctx: BuildContext, work: string, log: (line: string) => void): Promise<string> {
+async function distroConfig(ctx: BuildContext, source: KernelSourceSpec, work: string, log: (line: string) => void): Promise<string> {
   const dest = join(work, 'distro.config')
-  log(`distro config: ${await fetchDistroConfig(ctx.recipe.recipe.kernel.source, ctx.cacheDir, work, dest)}`)
+  log(`distro config: ${await fetchDistroConfig(source, ctx.cacheDir, work, dest)}`)
   return dest
 }

@@ -1,18 +1,18 @@
 import {fetchKernelSource} from '../../kernel/source.js'
 import {linkCopy} from '../../kernel/tree.js'
 import {formatVersion, treeVersion} from '../../kernel/version.js'
-import type {Json} from '../../util/fsx.js'
-import type {Stage} from '../stage.js'
+import type {KernelSourceSpec} from '../../recipe/schema.js'
+import type {StageOf} from '../stage.js'
 
 /** The kernel source the recipe names, unpacked: out/tree. */
-export const kernelSourceStage: Stage = {
+export const kernelSourceStage: StageOf<'kernel-source', {source: KernelSourceSpec}, never> = {
   name: 'kernel-source',
   title: 'kernel source',
   version: 1,
   needs: [],
-  inputs: (ctx) => ({source: ctx.recipe.recipe.kernel.source as unknown as Json}),
-  async run(ctx, io) {
-    const fetched = await fetchKernelSource(ctx.recipe.recipe.kernel.source, {
+  inputs: (ctx) => ({source: ctx.recipe.recipe.kernel.source}),
+  async run(ctx, io, inputs) {
+    const fetched = await fetchKernelSource(inputs.source, {
       cacheDir: ctx.cacheDir,
       // not an input: the recipe's sha256 names its content
       localFile: ctx.options.kernelSourceFile,

@@ -1,25 +1,22 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {BugError} from '../../errors.js'
 import {loadFixes} from '../../kernel/fixes.js'
 import {loadAllSeries, seriesDigestInput, seriesNames} from '../../kernel/series.js'
-import {applySeries, type PatchRecord} from '../../kernel/series-apply.js'
+import {applySeries} from '../../kernel/series-apply.js'
 import {linkCopy, moveTree} from '../../kernel/tree.js'
 import {UpstreamPatches} from '../../kernel/upstream.js'
-import {sha256, type Json} from '../../util/fsx.js'
-import type {Stage} from '../stage.js'
+import {sha256} from '../../util/fsx.js'
+import type {PatchResult} from '../results.js'
+import type {StageOf} from '../stage.js'
 
-/** What the patch stage returns (result.json). */
-export interface PatchResult {
-  /** a control build: only the build fixes were applied */
+export type {PatchResult} from '../results.js'
+
+/** The series' content, the fixes' probes, and whether it is a control build. */
+export interface PatchInputs {
+  series: ReturnType<typeof seriesDigestInput>
+  fixes: string
   control: boolean
-  /** the entries applied, in order */
-  applied: PatchRecord[]
-  /** entries the tree already has (read from its content) */
-  skipped: PatchRecord[]
-  /** entries a control build left out */
-  withheld: PatchRecord[]
 }
 
 /**
@@ -27,7 +24,7 @@ export interface PatchResult {
  * scratch copy first; out/tree appears only when all of them applied. With --control only the
  * build fixes apply, so the unpatched kernel can be validated to show what the series fixes.
  */
-export const patchStage: Stage = {
+export const patchStage: StageOf<'patch', PatchInputs, 'kernel-source'> = {
   name: 'patch',
   title: 'patch',
   version: 2,
@@ -36,16 +33,15 @@ export const patchStage: Stage = {
   async inputs(ctx) {
     const names = seriesNames(ctx.recipe.recipe.kernel)
     return {
-      series: seriesDigestInput(await loadAllSeries(ctx.dirs.kernels, names), ctx.dirs.kernels) as unknown as Json,
+      series: seriesDigestInput(await loadAllSeries(ctx.dirs.kernels, names), ctx.dirs.kernels),
       fixes: sha256(await readFile(join(ctx.dirs.kernels, 'fixes.yaml'))),
       control: ctx.options.control ?? false,
     }
   },
-  async run(ctx, io) {
+  async run(ctx, io, {control}) {
     const source = io.upstream['kernel-source']
-    if (!source) throw new BugError('patch stage ran without the kernel-source result')
+    // the series' files are read again to apply them; their digests (inputs.series) made the key
     const series = await loadAllSeries(ctx.dirs.kernels, seriesNames(ctx.recipe.recipe.kernel))
-    const control = ctx.options.control ?? false
     const scratch = join(io.work, 'tree')
     await linkCopy(join(source.dir, 'tree'), scratch)
     const records = await applySeries(scratch, series, {
@@ -63,6 +59,6 @@ export const patchStage: Stage = {
       skipped: records.filter((r) => r.action === 'skipped'),
       withheld: records.filter((r) => r.action === 'withheld'),
     }
-    return result as unknown as Json
+    return result
   },
 }

@@ -6,20 +6,9 @@ import type {ValidationMode} from '../../recipe/schema.js'
 import {sha256} from '../../util/fsx.js'
 import {hostKeyPinFromFlag} from '../../remote/ssh.js'
 import {openValidationHost} from '../../validate/open-host.js'
-import {markerLine, type AppliedPatch} from '../../validate/marker.js'
+import {markerLine} from '../../validate/marker.js'
 import {validateImage, writeSkippedReport} from '../../validate/run.js'
-import type {Json} from '../../util/fsx.js'
-import type {BuildContext, Stage} from '../stage.js'
-
-interface AssembleMeta {
-  diskSha256?: string
-  ukiSha256?: string
-}
-interface CompileMeta {
-  release?: string
-  version?: string
-  patches?: AppliedPatch[]
-}
+import type {BuildContext, StageOf} from '../stage.js'
 
 function modesOf(ctx: BuildContext): ValidationMode[] {
   return (ctx.options.modes as ValidationMode[] | undefined) ?? ctx.recipe.recipe.validate.modes
@@ -33,17 +22,30 @@ async function seedTemplatesDigest(templatesDir: string): Promise<string> {
   return sha256(parts.join('\n'))
 }
 
+/** The validation asked for: modes, guest size, host, and the seed templates. */
+export interface ValidateInputs {
+  modes: ValidationMode[]
+  memoryMiB: number
+  cpus: number
+  bootTimeoutS: number
+  hostname: string
+  host: string | null
+  skip: boolean
+  control: boolean
+  seedTemplates: string
+}
+
 /**
  * validate: boots the exact disk assemble made (never modified) under QEMU + OVMF, locally or on
  * an AMD host, and keeps report.json, junit.xml and serial.log. A failed check fails the stage, so
  * a failed validation is never cached as if it passed.
  */
-export const validateStage: Stage = {
+export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'compile'> = {
   name: 'validate',
   title: 'validate',
   version: 2,
   needs: ['assemble', 'compile'],
-  async inputs(ctx) {
+  async inputs(ctx): Promise<ValidateInputs> {
     const v = ctx.recipe.recipe.validate
     return {
       modes: modesOf(ctx),
@@ -58,22 +60,19 @@ export const validateStage: Stage = {
       seedTemplates: await seedTemplatesDigest(ctx.dirs.templates),
     }
   },
-  async run(ctx, io) {
-    const assemble = io.upstream.assemble
-    const compile = io.upstream.compile
-    if (!assemble) throw new StageError('validate needs the assemble stage output (disk.raw)')
+  async run(ctx, io, inputs) {
+    const {assemble, compile} = io.upstream
     const disk = join(assemble.dir, 'disk.raw')
-    const modes = modesOf(ctx)
-    if (ctx.options.skipValidation) {
+    const {modes} = inputs
+    if (inputs.skip) {
       const r = await writeSkippedReport(io.out, modes, 'validation skipped by --no-validate', disk)
-      return {verdict: r.verdict, modes, checks: r.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))} as Json
+      return {verdict: r.verdict, modes, checks: r.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))}
     }
-    const am = (assemble.meta ?? {}) as AssembleMeta
-    const cm = (compile?.meta ?? {}) as CompileMeta
-    const v = ctx.recipe.recipe.validate
+    const am = assemble.meta
+    const cm = compile.meta
     // --host-key takes a SHA256 fingerprint or a known_hosts path (default ~/.ssh/known_hosts); auth: --identity, else the ssh-agent
     const pin = hostKeyPinFromFlag(ctx.options.validateHostKey)
-    const host = await openValidationHost({host: ctx.options.validateHost, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: ctx.options.validateIdentity, signal: io.signal})
+    const host = await openValidationHost({host: inputs.host ?? undefined, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: ctx.options.validateIdentity, signal: io.signal})
     const report = await validateImage({
       disk,
       modes,
@@ -81,10 +80,10 @@ export const validateStage: Stage = {
       templatesDir: ctx.dirs.templates,
       outDir: io.out,
       expected: {release: cm.release, version: cm.version, marker: await markerLine(ctx.dirs.kernels, cm.patches, ctx.recipe.recipe.kernel.line), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
-      memoryMiB: v.memory_mib,
-      cpus: v.cpus,
-      bootTimeoutS: v.boot_timeout_s,
-      hostname: ctx.recipe.recipe.image.hostname,
+      memoryMiB: inputs.memoryMiB,
+      cpus: inputs.cpus,
+      bootTimeoutS: inputs.bootTimeoutS,
+      hostname: inputs.hostname,
       diskBoot: true,
       probeCacheDir: ctx.cacheDir,
       signal: io.signal,
@@ -92,7 +91,7 @@ export const validateStage: Stage = {
       progress: io.progress,
     })
     const checks = report.checks.map(({mode, name, verdict, evidence}) => ({mode, name, verdict, evidence}))
-    if (report.verdict === 'failed' && !ctx.options.control) {
+    if (report.verdict === 'failed' && !inputs.control) {
       // the runner keeps a failed stage's out dir under <cache>/failed/validate: report, JUnit and serial log stay readable
       const failed = checks.filter((c) => c.verdict === 'fail')
       throw new StageError(`validation failed: ${failed.map((c) => `${c.mode}/${c.name}`).join(', ')}`, {
@@ -101,7 +100,6 @@ export const validateStage: Stage = {
       })
     }
     // when and where it ran are facts about this validation, kept with its cached result (not inputs)
-    const hostKind = ctx.options.validateHost ? 'remote' : 'local'
-    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind, bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs} as Json
+    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind: inputs.host ? 'remote' : 'local', bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs}
   },
 }

@@ -1,0 +1,94 @@
+import {join} from 'node:path'
+
+import {InputError} from '../errors.js'
+import {requireSourceInputs} from '../kernel/source.js'
+import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
+import type {StageCache} from '../pipeline/cache.js'
+import type {ForceSpec} from '../pipeline/plan.js'
+import type {ValidateResult} from '../pipeline/results.js'
+import {runStages, type RendererChoice, type StageOutcome} from '../pipeline/run.js'
+import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from '../pipeline/stage.js'
+import {STAGES} from '../pipeline/stages/index.js'
+import {publish, type PublishResult} from '../publish/index.js'
+import type {ConnectOptions} from '../remote/ssh.js'
+import {toolVersion} from '../version.js'
+
+/** What `cvm-image build` returns (its --json). */
+export interface BuildResult {
+  recipe: string
+  /** a control build (--control): the series off but for its build fixes; never published */
+  control: boolean
+  recipeDigest: string
+  buildRecord: string
+  stages: StageOutcome[]
+  validation?: ValidateResult
+  published?: PublishResult
+}
+
+export interface BuildRequest {
+  ctx: BuildContext
+  cache: StageCache
+  /** the stages to run (default: all of them, in order) */
+  stages?: Stage[]
+  force?: ForceSpec
+  /** stop after this stage: the record is the partial one, and nothing is published */
+  until?: StageName
+  /** how long to wait for another build holding a stage's lock */
+  lockTimeoutMs?: number
+  renderer?: RendererChoice
+  /** where to publish the validated image; none: stop after validation. A control build is never published. */
+  publish?: {target: string; allowUnvalidated?: boolean; ssh?: ConnectOptions}
+  /** one line per publish step, for people */
+  log?: (line: string) => void
+  signal?: AbortSignal
+}
+
+/** Refuses, before any work, a recipe that cannot be built as asked. */
+export function checkBuildable(ctx: BuildContext): void {
+  const {recipe} = ctx.recipe
+  if (recipe.abstract) throw new InputError(`recipe ${recipe.id} is abstract: it is only extended by other recipes`, {hint: 'build one of the recipes `cvm-image recipes` lists'})
+  requireSourceInputs(recipe.kernel.source, ctx.options.kernelSourceFile)
+}
+
+/**
+ * A build: the stages from the cache, the build record (builds/<id>.json, or the partial or control
+ * one), then, unless the build stopped early or is a control build, the publish of the validated
+ * image. A failed validation has already failed its stage (the validate stage throws unless the
+ * build is a control build), so a build that gets here has a verdict it may publish or show.
+ */
+export async function runBuild(req: BuildRequest): Promise<BuildResult> {
+  const {ctx, cache} = req
+  const {recipe} = ctx.recipe
+  checkBuildable(ctx)
+  const control = Boolean(ctx.options.control)
+  const {results, outcomes} = await runStages(ctx, cache, req.stages ?? STAGES, {
+    force: req.force,
+    renderer: req.renderer,
+    signal: req.signal,
+    lockTimeoutMs: req.lockTimeoutMs,
+    until: req.until,
+  })
+  const record: BuildRecord = {
+    recipeId: recipe.id,
+    recipeDigest: ctx.recipe.digest,
+    recipe,
+    toolVersion: toolVersion(),
+    sourceDateEpoch: recipe.source_date_epoch,
+    finishedAt: new Date().toISOString(),
+    stages: results,
+  }
+  // a build stopped before the last stage must not replace the record of the last complete build, which publish reads
+  const partial = req.until !== undefined && req.until !== STAGE_NAMES.at(-1)
+  const buildRecord = await writeBuildRecord(cache.root, record, {partial, control})
+  const result: BuildResult = {recipe: recipe.id, control, recipeDigest: ctx.recipe.digest, buildRecord, stages: outcomes, validation: results.validate?.meta}
+  if (req.publish && !req.until && !control) {
+    result.published = await publish(record, req.publish.target, {
+      allowUnvalidated: req.publish.allowUnvalidated,
+      stagingDir: join(cache.root, 'publish'),
+      ssh: req.publish.ssh,
+      signal: req.signal,
+      log: req.log,
+    })
+  }
+  return result
+}
