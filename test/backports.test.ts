@@ -92,6 +92,8 @@ describe('backports on real old trees', () => {
       'nvme-min-align-first': 'added-by-series',
       'sev-swiotlb-size': 'added-by-series',
       'dma-atomic-pools': 'added-by-series',
+      // kernels/5.4 does not carry the SEV-ES guest: that needs the 5.8 line with its series, or 5.10+
+      'sev-es-guest': 'missing',
     })
     expect(k.features.find((f) => f.feature === 'sev-es')!.status).toBe('needs-backport')
     expect(k.features.find((f) => f.feature === 'swiotlb')!.status).toBe('supported')
@@ -105,4 +107,16 @@ describe('backports on real old trees', () => {
       expect(readdirSync(compileDir)).toEqual(expect.arrayContaining(['vmlinuz', 'kernel.json']))
     }, 60 * 60_000)
   }
+
+  it('kernel check backport-5.8: the SEV-ES guest (5.10) is added by kernels/5.8\'s series, judged from the patched tree', async () => {
+    const r = await cli(['kernel', 'check', 'backport-5.8', '--kernel-source-file', archive, '--cache-dir', sharedTestCache(), '--json'], {cwd, timeoutMs: 10 * 60_000})
+    expect(r.code, r.stderr).toBe(0)
+    const k = JSON.parse(r.stdout) as KernelCheckResult
+    const fix = k.fixes!.find((f) => f.fix === 'sev-es-guest')!
+    expect(fix.status).toBe('added-by-series')
+    expect(fix.addedBy).toEqual(expect.arrayContaining([expect.stringMatching(/0300-/), expect.stringMatching(/0310-/), expect.stringMatching(/0320-/)]))
+    const sevEs = k.features.find((f) => f.feature === 'sev-es')!
+    expect(sevEs.status).toBe('supported')
+    expect(sevEs.reason).toMatch(/^added by the recipe's series: /)
+  }, 15 * 60_000)
 })
