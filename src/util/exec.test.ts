@@ -59,10 +59,17 @@ describe('run(): every child is contained', () => {
     expect((await run('sh', ['-c', 'exit 7'], {reject: false})).exitCode).toBe(7)
   })
 
+  it('orphans of the command are reaped: a command that waits for one to be gone ends (node as the command, which reaps no stranger)', async () => {
+    const f = join(dir, 'orphan.pid')
+    const script = `(sleep 0.3 & echo $! > ${f}); p=$(cat ${f}); while kill -0 $p 2>/dev/null; do sleep 0.1; done; echo gone`
+    const r = await run(process.execPath, ['-e', `process.stdout.write(require('child_process').execFileSync('sh', ['-c', ${JSON.stringify(script)}]))`], {timeout: 20_000})
+    expect(r.stdout).toBe('gone')
+  }, 30_000)
+
   it('a child that signals its own process group (as mmdebstrap does on a full disk) ends in an error, not in the death of cvm-image', async () => {
     const err = await run('sh', ['-c', 'kill -HUP 0; sleep 5'], {what: 'hang up'}).catch((e) => e)
     expect(err).toBeInstanceOf(StageError)
-    expect(err.message).toMatch(/^hang up: sh -c .* was killed by SIGHUP$/)
+    expect(err.message).toMatch(/^hang up: sh -c .* (was killed by SIGHUP|exited with 129 \(SIGHUP\))$/)
   })
 
   it('a full disk (a write to /dev/full fails with ENOSPC) says "no space left on device"', async () => {

@@ -1,4 +1,5 @@
-import {accessSync, constants, existsSync, statSync} from 'node:fs'
+import {accessSync, constants as fsConstants, existsSync, statSync} from 'node:fs'
+import {constants} from 'node:os'
 import {join} from 'node:path'
 
 import {execa, type Options as ExecaOptions} from 'execa'
@@ -43,7 +44,7 @@ function onPath(cmd: string, env: Record<string, string | undefined> | undefined
     if (!dir) continue
     const full = join(dir, cmd)
     try {
-      accessSync(full, constants.X_OK)
+      accessSync(full, fsConstants.X_OK)
       if (statSync(full).isFile()) return full
     } catch {
       // not here
@@ -64,9 +65,17 @@ function onPath(cmd: string, env: Record<string, string | undefined> | undefined
  */
 export function containedArgv(cmd: string, args: readonly string[]): [string, string[]] {
   if (process.platform !== 'linux') return [cmd, [...args]]
-  const inner = process.getuid?.() === 0 ? ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', cmd, ...args] : [cmd, ...args]
+  const inner = process.getuid?.() === 0 ? ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', 'sh', '-c', REAPER, 'sh', cmd, ...args] : [cmd, ...args]
   return ['setpriv', ['--pdeathsig', 'KILL', '--', ...inner]]
 }
+
+/**
+ * PID 1 of the namespace: the orphans of the command are re-parented to it, and a PID 1 that does
+ * not reap them leaves zombies that still answer `kill` (fakeroot then waits forever for its dead
+ * faked, found when node ran as PID 1). sh reaps every child while it waits for the command, passes
+ * stdin on (an asynchronous list would get /dev/null) and exits with the command's status.
+ */
+const REAPER = 'exec 3<&0; "$@" <&3 3<&- & wait $!'
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (!pid) return
@@ -78,6 +87,13 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
 }
 
 const NO_SPACE = /No space left on device|ENOSPC/
+
+/** a shell reports a command killed by signal N as exit 128+N */
+function signalName(code: number): string {
+  if (code <= 128 || code > 128 + 64) return ''
+  const name = Object.entries(constants.signals).find(([, n]) => n === code - 128)?.[0]
+  return name ? ` (${name})` : ''
+}
 
 /**
  * Runs a program with an argument array (never through a shell), contained as containedArgv() says.
@@ -145,7 +161,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   if (result.exitCode !== 0 && opts.reject !== false) {
     const output = String(r.all ?? '')
     const tail = output.split('\n').slice(-TAIL_LINES)
-    const how = `${cmd} ${args.join(' ')} ${r.signal ? `was killed by ${r.signal}` : `exited with ${result.exitCode}`}`
+    const how = `${cmd} ${args.join(' ')} ${r.signal ? `was killed by ${r.signal}` : `exited with ${result.exitCode}${signalName(result.exitCode)}`}`
     if (NO_SPACE.test(output)) {
       throw new StageError(`${opts.what ? `${opts.what}: ` : ''}no space left on device (${how})`, {
         details: tail.map((l) => `  | ${l}`),
