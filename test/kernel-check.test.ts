@@ -32,6 +32,8 @@ describe('cvm-image kernel check', () => {
     const status = (r: KernelCheckResult) => Object.fromEntries(r.features.map((f) => [f.feature, f.status]))
     expect(status(old.result)).toMatchObject({sev: 'supported', 'sev-es': 'needs-backport', swiotlb: 'needs-backport', 'sev-snp': 'needs-backport'})
     expect(JSON.parse(old.stdout)).toEqual(old.result)
+    // and says where SEV-ES can come from: the 5.8 line with kernels/5.8's series, or 5.10+
+    expect(old.result.features.find((f) => f.feature === 'sev-es')!.reason).toMatch(/predates mainline 5\.10; kernels\/5\.8 carries it .*the 5\.8 line with that series or a 5\.10\+ line/)
     const bullseye = await check('5.10.223')
     expect(status(bullseye.result)).toMatchObject({sev: 'supported', 'sev-es': 'supported', swiotlb: 'supported', tdx: 'needs-backport'})
     expect(bullseye.stdout).toMatch(/swiotlb\s+supported\s+in stable 5\.10\.35/)
@@ -62,7 +64,7 @@ describe('cvm-image kernel check', () => {
     expect(result).toMatchObject({kind: 'tree', version: '4.18.0'})
     const fixes = Object.fromEntries(result.fixes!.map((f) => [f.fix, f.status]))
     // 4.18 predates mainline 5.12, yet the tree has the code: present
-    expect(fixes).toEqual({'min-align-mask': 'present', 'swiotlb-sync-offset': 'missing', 'nvme-min-align-first': 'not-applicable', 'sev-swiotlb-size': 'missing', 'dma-atomic-pools': 'missing'})
+    expect(fixes).toEqual({'min-align-mask': 'present', 'swiotlb-sync-offset': 'missing', 'nvme-min-align-first': 'not-applicable', 'sev-swiotlb-size': 'missing', 'dma-atomic-pools': 'missing', 'sev-es-guest': 'missing'})
     const features = Object.fromEntries(result.features.map((f) => [f.feature, f.status]))
     expect(features).toMatchObject({sev: 'supported', swiotlb: 'supported', 'sev-es': 'needs-backport'})
     expect(JSON.parse(stdout)).toEqual(result)

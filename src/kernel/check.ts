@@ -115,7 +115,7 @@ export async function checkTree(
     if (!before) features.push(base)
     else if (before.holds) features.push({...base, status: 'supported', reason: `the tree has it: ${before.evidence}`})
     else if (after?.holds) features.push({...base, status: 'supported', reason: `added by the recipe's series: ${after.evidence}`})
-    else features.push({...base, status: 'needs-backport', reason: `the tree lacks it: ${before.evidence}${opts.patched ? ' (and the series does not add it)' : ''}`})
+    else features.push({...base, status: 'needs-backport', reason: `the tree lacks it: ${before.evidence}${opts.patched ? ' (and the series does not add it)' : ''}${f.carried ? `; ${f.carried}` : ''}`})
   }
   return {subject: opts.subject ?? tree, kind: opts.patched ? 'recipe' : 'tree', version: formatVersion(version), configChecked: false, features, fixes, tree}
 }
@@ -149,7 +149,7 @@ export function judge(f: Feature, version: KernelVersion, config: DotConfig | un
   const base = {feature: f.name, title: f.title, mainline: f.mainline, stable: f.stable, missing: [] as FeatureVerdict['missing']}
   if (!contains(version, f.mainline, f.stable)) {
     const stable = f.stable.length ? ` or stable ${f.stable.join(', ')}` : ''
-    return {...base, status: 'needs-backport', reason: `${formatVersion(version)} predates mainline ${f.mainline}${stable}`}
+    return {...base, status: 'needs-backport', reason: `${formatVersion(version)} predates mainline ${f.mainline}${stable}${f.carried ? `; ${f.carried}` : ''}`}
   }
   const since = atLeast(version, f.mainline) ? `mainline ${f.mainline}` : `stable ${f.stable.find((s) => s.startsWith(`${version.major}.${version.minor}.`)) ?? f.stable.join(', ')}`
   if (!config) return {...base, status: 'supported', reason: `in ${since} (options not checked: give a .config)`}

@@ -25,6 +25,8 @@ export const FeatureSpec = z.strictObject({
   requires: z.record(z.string().regex(/^CONFIG_[A-Z0-9_]+$/), z.union([optionValue, z.array(optionValue).min(1)])),
   guest_prints: z.string().optional(),
   notes: z.string().optional(),
+  /** where this project carries a backport for lines older than mainline, said when a tree lacks the feature */
+  carried: z.string().optional(),
   /** how a source tree shows the feature (every probe holds); without it a tree is judged by its version */
   present_when: z.array(ProbeSpec).min(1).optional(),
   /** or: the tree has these fixes of kernels/fixes.yaml */
@@ -42,6 +44,7 @@ export interface Feature {
   /** option -> accepted values */
   requires: Record<string, string[]>
   notes?: string
+  carried?: string
   presentWhen?: Probe[]
   fixes?: string[]
 }
@@ -67,7 +70,7 @@ export async function loadFeature(kernelsDir: string, name: string): Promise<Fea
   const s = r.data
   const requires: Record<string, string[]> = {}
   for (const [opt, v] of Object.entries(s.requires)) requires[opt] = Array.isArray(v) ? v : [v]
-  return {name, file, title: s.title, mainline: s.mainline, stable: s.stable, upstream: s.upstream, fragment: s.fragment, requires, notes: s.notes, presentWhen: s.present_when, fixes: s.fixes}
+  return {name, file, title: s.title, mainline: s.mainline, stable: s.stable, upstream: s.upstream, fragment: s.fragment, requires, notes: s.notes, carried: s.carried, presentWhen: s.present_when, fixes: s.fixes}
 }
 
 export async function loadFeatures(kernelsDir: string, names?: readonly string[]): Promise<Feature[]> {
