@@ -101,6 +101,26 @@ describe('a connection that fails and is then reset by the server', () => {
   })
 })
 
+describe('an abort during the handshake', () => {
+  it('ends a connect to a server that never answers at once, not at the ready timeout', async () => {
+    const server = createServer(() => {
+      // accepts the TCP connection and never sends a banner
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    try {
+      const {port} = server.address() as AddressInfo
+      const abort = new AbortController()
+      const t0 = Date.now()
+      setTimeout(() => abort.abort(), 300)
+      const err = await connect(`u@127.0.0.1:${port}`, {hostKey: sshd.hostKeyFingerprint, privateKey: sshd.userKeyPath, readyTimeout: 20_000, signal: abort.signal}).catch((e) => e)
+      expect(err.message).toBe(`connecting to u@127.0.0.1:${port} was cancelled`)
+      expect(Date.now() - t0).toBeLessThan(3000)
+    } finally {
+      server.close()
+    }
+  })
+})
+
 describe('known_hosts with keys of other types (the server has ed25519, ECDSA and RSA host keys)', () => {
   let multi: TestSshd
   const target = () => `${multi.user}@127.0.0.1:${multi.port}`

@@ -44,6 +44,8 @@ export interface ConnectOptions extends HostKeyPin {
   keepaliveCountMax?: number
   /** a stream that already leads to the server (a guest's forwarded port on a validation host), instead of a TCP connection to host:port */
   sock?: Duplex
+  /** an abort (Ctrl-C) ends a connect still in its handshake at once */
+  signal?: AbortSignal
 }
 
 export interface ExecOptions {
@@ -452,6 +454,7 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error & {level?: string}) => {
       client.removeListener('ready', onReady)
+      opts.signal?.removeEventListener('abort', onAbort)
       client.destroy()
       if (refusal) return reject(refusal)
       const where = `${addr.user}@${addr.host}:${addr.port}`
@@ -463,10 +466,19 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
       }
       reject(new HostError(`cannot reach SSH server ${where}: ${e.message}`, {hint: 'check the host, the port and that sshd runs there', cause: e}))
     }
+    const onAbort = () => {
+      client.removeListener('ready', onReady)
+      client.removeListener('error', onError)
+      client.destroy()
+      reject(new StageError(`connecting to ${addr.user}@${addr.host}:${addr.port} was cancelled`))
+    }
     const onReady = () => {
       client.removeListener('error', onError)
+      opts.signal?.removeEventListener('abort', onAbort)
       resolve()
     }
+    if (opts.signal?.aborted) return onAbort()
+    opts.signal?.addEventListener('abort', onAbort, {once: true})
     client.once('error', onError)
     client.once('ready', onReady)
     client.connect(config)

@@ -20,6 +20,6 @@ export interface HostTarget {
  */
 export async function openValidationHost(t: HostTarget): Promise<ValidationHost> {
   if (!t.host) return new LocalHost()
-  const session = await connect(t.host, {hostKey: t.hostKey, knownHostsFile: t.knownHosts, privateKey: t.identity, keepaliveInterval: 10_000})
+  const session = await connect(t.host, {hostKey: t.hostKey, knownHostsFile: t.knownHosts, privateKey: t.identity, keepaliveInterval: 10_000, signal: t.signal})
   return new RemoteHost(session)
 }
