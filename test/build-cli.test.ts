@@ -74,23 +74,24 @@ afterAll(async () => {
   if (work) await rm(work, {recursive: true, force: true})
 })
 
+/** Starts the built binary, waits until `started` (its slow download began), sends SIGINT, and returns how it ended. */
+async function interruptOnceStarted(args: string[], started: Promise<unknown>): Promise<{code: number | null; signal: NodeJS.Signals | null; stderr: string}> {
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, CI: '1'}})
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stdout.resume()
+  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
+  const early = await Promise.race([started.then(() => undefined), exited])
+  expect(early, `${args.slice(0, 2).join(' ')} ended before its slow download started:\n${stderr}`).toBeUndefined()
+  await new Promise((r) => setTimeout(r, 500)) // the first bytes are being written
+  child.kill('SIGINT')
+  return {...(await exited), stderr}
+}
+
 describe('cvm-image build (the built binary)', () => {
   it('Ctrl-C (SIGINT) during a stage exits 130, says it was interrupted, and leaves no cache entry', async () => {
     const cache = join(work, 'cache-interrupt')
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), 'build', 'slow', '--root', project, '--cache-dir', cache, '--until', 'base'], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {...process.env, CI: '1'},
-    })
-    let stderr = ''
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.stdout.resume()
-    const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
-    const early = await Promise.race([slowSeen.then(() => undefined), exited])
-    expect(early, `build ended before its base download started:\n${stderr}`).toBeUndefined()
-    await new Promise((r) => setTimeout(r, 500)) // the first bytes are being written to the download
-    child.kill('SIGINT')
-    const {code, signal} = await exited
+    const {code, signal, stderr} = await interruptOnceStarted(['build', 'slow', '--root', project, '--cache-dir', cache, '--until', 'base'], slowSeen)
     expect(signal, stderr).toBeNull()
     expect(code, stderr).toBe(130)
     expect(stderr).toMatch(/cvm-image: SIGINT: stopping/)
@@ -116,20 +117,7 @@ describe('cvm-image build (the built binary)', () => {
 
   it('kernel check of a recipe takes the one abort path: Ctrl-C while its kernel source downloads exits 130 and says so', async () => {
     const cache = join(work, 'cache-kernel-check')
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), 'kernel', 'check', 'slowkernel', '--root', project, '--cache-dir', cache], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {...process.env, CI: '1'},
-    })
-    let stderr = ''
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.stdout.resume()
-    const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
-    const early = await Promise.race([slowKernelSeen.then(() => undefined), exited])
-    expect(early, `kernel check ended before its source download started:\n${stderr}`).toBeUndefined()
-    await new Promise((r) => setTimeout(r, 500))
-    child.kill('SIGINT')
-    const {code, signal} = await exited
+    const {code, signal, stderr} = await interruptOnceStarted(['kernel', 'check', 'slowkernel', '--root', project, '--cache-dir', cache], slowKernelSeen)
     expect(signal, stderr).toBeNull()
     expect(code, stderr).toBe(130)
     expect(stderr).toMatch(/cvm-image: SIGINT: stopping/)

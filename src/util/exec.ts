@@ -176,8 +176,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   return result
 }
 
-/** true when a program is on PATH */
+/** the path of a program on PATH (the same lookup run() makes before it starts one) */
 export async function which(cmd: string): Promise<string | undefined> {
-  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', cmd], {reject: false})
-  return r.exitCode === 0 ? String(r.stdout).trim() : undefined
+  return onPath(cmd, undefined)
 }
