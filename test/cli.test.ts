@@ -7,6 +7,9 @@ import {describe, expect, it} from 'vitest'
 import {cli} from './helpers/cli.js'
 import {repoRoot} from './helpers/paths.js'
 
+/** the recipes whose family module cannot build them (src/distro/): COS has no module, SUSE's source is a patch queue */
+const UNSUPPORTED = ['centos-8', 'cos-97', 'rhel-8.4', 'sles-15.2']
+
 describe('cvm-image CLI (the built binary)', () => {
   it('recipes --json lists every recipe of the seed table with its status', async () => {
     const r = await cli(['recipes', '--json'])
@@ -14,10 +17,14 @@ describe('cvm-image CLI (the built binary)', () => {
     const rows = JSON.parse(r.stdout) as {id: string; status: string; problems?: string[]}[]
     const byId = Object.fromEntries(rows.map((x) => [x.id, x]))
     expect(Object.keys(byId).sort()).toEqual(['backport-4.18', 'backport-5.4', 'backport-5.8', 'centos-8', 'cos-97', 'debian-11', 'debian-12', 'rhel-8.4', 'sles-15.2', 'ubuntu-18.04', 'ubuntu-20.04'])
-    for (const row of rows) expect(row.problems, `${row.id}: ${row.problems?.join('\n')}`).toBeUndefined()
+    // a recipe that asks what its family's module cannot do is listed as unsupported, with the field and what is missing
+    const unsupported = Object.fromEntries(rows.filter((x) => x.problems).map((x) => [x.id, x]))
+    expect(Object.keys(unsupported).sort()).toEqual(UNSUPPORTED)
+    for (const row of Object.values(unsupported)) expect(row.status, row.id).toBe('unsupported')
+    expect(unsupported['cos-97'].problems).toEqual([expect.stringMatching(/^recipes\/cos-97\.yaml:5:\d+: cvm-image has no module for the distro family "cos"/)])
+    expect(unsupported['sles-15.2'].problems).toEqual([expect.stringMatching(/^recipes\/sles-15\.2\.yaml:\d+:\d+: https:\/\/github\.com\/SUSE\/kernel-source is SUSE's kernel-source repository: a patch queue/)])
     expect(byId['debian-12'].status).toBe('buildable-here')
     expect(byId['debian-11'].status).toBe('buildable-here')
-    expect(byId['rhel-8.4'].status).toBe('needs-subscription')
     expect(byId['ubuntu-20.04'].status).toBe('needs-source-access')
     // the proving recipes build here from the old trees' archive
     for (const id of ['backport-4.18', 'backport-5.4', 'backport-5.8']) expect(byId[id].status).toBe('buildable-here')
@@ -31,6 +38,16 @@ describe('cvm-image CLI (the built binary)', () => {
     expect(err.error.message).toMatch(/^recipe\.kernel\.source is the archive old-kernels\.tar\.zst \(sha256 9ece2041/)
     expect(err.error.details.join('\n')).toContain('linux-5.4.59.tar.xz')
     expect(err.error.hint).toBe('give your copy with --kernel-source-file <path of old-kernels.tar.zst>')
+  })
+
+  it('plan and build refuse an unsupported recipe when it loads, exit 2, naming the field and what is missing', async () => {
+    for (const cmd of [['plan', 'cos-97'], ['build', 'sles-15.2', '--cache-dir', mkdtempSync(join(tmpdir(), 'cvm-unsup-'))]]) {
+      const r = await cli([...cmd, '--json'])
+      expect(r.code, cmd.join(' ')).toBe(2)
+      const err = JSON.parse(r.stdout) as {error: {message: string; details: string[]}}
+      expect(err.error.message).toBe(`recipe ${cmd[1]} asks for what cvm-image cannot build`)
+      expect(err.error.details.join('\n')).toMatch(cmd[1] === 'cos-97' ? /no module for the distro family "cos"/ : /a patch queue/)
+    }
   })
 
   it('recipes show prints the merged recipe of ubuntu-20.04', async () => {

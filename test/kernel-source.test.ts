@@ -8,6 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {InputError} from '../src/errors.js'
 import {downloadPinned} from '../src/util/download.js'
+import {debianModule} from '../src/distro/debian/index.js'
 import {fetchKernelSource} from '../src/kernel/source.js'
 import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
@@ -68,7 +69,7 @@ describe('kernel source: upstream tarball and git', () => {
   it('unpacks a tarball source into the tree cache by its digest', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'kernel-source-cache-'))
     const sum = await sha256File(tarball)
-    const got = await fetchKernelSource({kind: 'tarball', url: `${base}/linux-6.1.999.tar.xz`, sha256: sum}, {cacheDir, work: mkdtempSync(join(tmpdir(), 'w-')), progress: () => {}})
+    const got = await fetchKernelSource({kind: 'tarball', url: `${base}/linux-6.1.999.tar.xz`, sha256: sum}, {cacheDir, work: mkdtempSync(join(tmpdir(), 'w-')), progress: () => {}}, debianModule)
     expect(got).toMatchObject({kind: 'tarball', digest: sum, tree: join(cacheDir, 'kernel-trees', sum)})
     expect(readFileSync(join(got.tree, 'Makefile'), 'utf8')).toContain('SUBLEVEL = 999')
   })
@@ -84,7 +85,7 @@ describe('kernel source: upstream tarball and git', () => {
     await g('tag', 'v5.10.35')
     const commit = (await g('rev-parse', 'HEAD')).stdout.trim()
     const cacheDir = mkdtempSync(join(tmpdir(), 'kernel-source-cache-'))
-    const got = await fetchKernelSource({kind: 'git', url: `file://${repo}`, ref: 'v5.10.35'}, {cacheDir, work: mkdtempSync(join(tmpdir(), 'w-')), progress: () => {}})
+    const got = await fetchKernelSource({kind: 'git', url: `file://${repo}`, ref: 'v5.10.35'}, {cacheDir, work: mkdtempSync(join(tmpdir(), 'w-')), progress: () => {}}, debianModule)
     expect(got).toMatchObject({kind: 'git', digest: commit})
     expect(readFileSync(join(got.tree, 'Makefile'), 'utf8')).toContain('SUBLEVEL = 35')
     expect(existsSync(join(got.tree, '.git'))).toBe(false)

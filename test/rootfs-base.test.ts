@@ -11,7 +11,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {InputError, StageError} from '../src/errors.js'
 import {baseStage} from '../src/pipeline/stages/base.js'
-import {mmdebstrapArgs, REPRODUCIBLE_HOOK} from '../src/rootfs/mmdebstrap.js'
+import {mmdebstrapArgs, REPRODUCIBLE_HOOK} from '../src/distro/debian/mmdebstrap.js'
 import type {BuildOptions, StageIO} from '../src/pipeline/stage.js'
 import {projectDirs} from '../src/recipe/load.js'
 import {sha256} from '../src/util/fsx.js'

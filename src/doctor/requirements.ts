@@ -1,3 +1,4 @@
+import {DISTRO_MODULES} from '../distro/index.js'
 import type {StageName} from '../pipeline/stage.js'
 
 /** A host tool (a command on PATH or a file) a stage needs, and the Debian package that provides it. */
@@ -9,11 +10,9 @@ export interface Requirement {
   why: string
 }
 
-// Data, not code: which host tools each stage runs (DESIGN.md "Real components").
-export const REQUIREMENTS: Requirement[] = [
-  {tool: 'mmdebstrap', package: 'mmdebstrap', stages: ['base'], why: 'build a Debian rootfs tarball'},
-  {tool: 'apt-get', package: 'apt', stages: ['base', 'kernel-source'], why: 'fetch Debian packages'},
-  {tool: 'newuidmap', package: 'uidmap', stages: ['base', 'tests'], why: 'mmdebstrap without root (unshare mode)'},
+// Data, not code: which host tools each stage runs (DESIGN.md "Real components"); a distro
+// family's own tools are in its module (src/distro/) and follow these.
+const COMMON: Requirement[] = [
   {tool: 'setpriv', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate', 'tests'], why: 'every child a stage starts dies with cvm-image (src/util/exec.ts); tests drop root'},
   {tool: 'unshare', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble'], why: 'as root, a stage\'s children get PID and mount namespaces of their own: none outlives the build, no mount is left behind'},
   {tool: 'getfattr', package: 'attr', stages: ['tests'], why: 'read xattrs back in the archive tests'},
@@ -49,3 +48,5 @@ export const REQUIREMENTS: Requirement[] = [
   {tool: '/usr/sbin/sshd', package: 'openssh-server', stages: ['tests'], why: 'the loopback SSH host in tests'},
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
+
+export const REQUIREMENTS: Requirement[] = [...COMMON, ...DISTRO_MODULES.flatMap((m) => m.tools)]

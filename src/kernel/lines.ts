@@ -29,7 +29,8 @@ export async function kernelLines(dirs: ProjectDirs): Promise<KernelLine[]> {
   const store = new RecipeStore(dirs)
   const recipes = store.concreteIds().flatMap((id) => {
     const r = store.tryLoad(id)
-    return 'problems' in r ? [] : [{id, line: r.recipe.kernel.line}]
+    // a recipe its distro module cannot build yet still uses the line
+    return r.recipe ? [{id, line: r.recipe.kernel.line}] : []
   })
   const fixOrder = (await loadFixes(dirs.kernels)).map((f) => f.id)
   const out: KernelLine[] = []

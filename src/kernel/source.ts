@@ -2,12 +2,12 @@ import {existsSync} from 'node:fs'
 import {mkdir, readdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {InputError} from '../errors.js'
+import type {DistroModule} from '../distro/family.js'
+import {BugError, InputError} from '../errors.js'
 import type {KernelSourceSpec} from '../recipe/schema.js'
 import {downloadPinned} from '../util/download.js'
 import {run} from '../util/exec.js'
 import {sha256, sha256File} from '../util/fsx.js'
-import {PrivateApt} from './apt.js'
 
 export interface FetchedSource {
   kind: KernelSourceSpec['kind']
@@ -29,43 +29,25 @@ export interface SourceIO {
   progress(line: string): void
 }
 
-/** Fetches the kernel source a recipe names and unpacks it once per digest into cacheDir/kernel-trees/. */
-export async function fetchKernelSource(spec: KernelSourceSpec, io: SourceIO): Promise<FetchedSource> {
+/**
+ * Fetches the kernel source a recipe names and unpacks it once per digest into cacheDir/kernel-trees/.
+ * Tarballs, archives and git trees are read here for every family; a distro's own kind (a Debian
+ * source package, a source RPM) by its module.
+ */
+export async function fetchKernelSource(spec: KernelSourceSpec, io: SourceIO, distro: DistroModule): Promise<FetchedSource> {
   switch (spec.kind) {
-    case 'debian-package':
-      return fromDebianPackage(spec, io)
     case 'tarball':
       return fromTarball(spec, io)
     case 'git':
       return fromGit(spec, io)
     case 'archive':
       return fromArchive(spec, io)
+    default:
+      if (!distro.sourceKinds.includes(spec.kind) || !distro.fetchSource) {
+        throw new BugError(`recipe.kernel.source.kind ${spec.kind} reached the kernel-source stage of a ${distro.name} recipe, which the recipe check refuses`)
+      }
+      return distro.fetchSource(spec, io)
   }
-}
-
-async function fromDebianPackage(spec: Extract<KernelSourceSpec, {kind: 'debian-package'}>, io: SourceIO): Promise<FetchedSource> {
-  const apt = new PrivateApt(io.cacheDir, spec.mirror, spec.suite)
-  io.progress(`reading the ${spec.suite} index`)
-  await apt.update(io.logFile, io.signal)
-  const pkg = await apt.show(spec.package, spec.version)
-  const debDir = join(io.cacheDir, 'downloads', 'debian')
-  const deb = join(debDir, pkg.filename.split('/').at(-1)!)
-  if (!existsSync(deb) || (await sha256File(deb)) !== pkg.sha256) {
-    io.progress(`downloading ${pkg.name} ${pkg.version}`)
-    await apt.download(pkg, debDir, io.logFile, io.signal)
-  }
-  const digest = await sha256File(deb)
-  if (digest !== pkg.sha256) throw new InputError(`${deb}: sha256 ${digest} differs from the signed index (${pkg.sha256})`, {hint: `remove ${deb} and build again`})
-  const tree = await cachedTree(io, digest, async (dest) => {
-    const x = join(io.work, 'deb')
-    await run('dpkg-deb', ['-x', deb, x], {what: `unpack ${deb}`, logFile: io.logFile})
-    const src = join(x, 'usr', 'src')
-    const tarball = (await readdir(src)).find((f) => /^linux-source-.*\.tar\.(xz|gz|bz2|zst)$/.test(f))
-    if (!tarball) throw new InputError(`${pkg.name} ${pkg.version} holds no usr/src/linux-source-*.tar.*`, {hint: 'name a linux-source-<version> package in recipe.kernel.source.package'})
-    await untar(join(src, tarball), dest, io)
-    await rm(x, {recursive: true, force: true})
-  })
-  return {kind: 'debian-package', tree, digest, package: `${pkg.name} ${pkg.version}`}
 }
 
 async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, io: SourceIO): Promise<FetchedSource> {
@@ -133,7 +115,7 @@ async function fromGit(spec: Extract<KernelSourceSpec, {kind: 'git'}>, io: Sourc
 }
 
 /** The tree for a digest, unpacked by fill into a temp directory and renamed into place once complete. */
-async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => Promise<void>): Promise<string> {
+export async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => Promise<void>): Promise<string> {
   const tree = join(io.cacheDir, 'kernel-trees', digest)
   if (existsSync(join(tree, 'Makefile'))) return tree
   const tmp = `${tree}.tmp-${process.pid}`
@@ -153,7 +135,7 @@ async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => 
  * Unpacks a kernel tarball whose entries sit under one top directory (linux-6.1/...), or only the
  * top directory `member` of an archive of several trees.
  */
-async function untar(file: string, dest: string, io: SourceIO, member?: string): Promise<void> {
+export async function untar(file: string, dest: string, io: SourceIO, member?: string): Promise<void> {
   await mkdir(dest, {recursive: true})
   // zstd archives compressed with long-distance matching need the window given when reading
   const zstd = /\.zst$/.test(file) ? ['--use-compress-program=zstd -d --long=31'] : []

@@ -114,6 +114,35 @@ describe('RecipeStore', () => {
     }
   })
 
+  it('refuses at load what the distro family\'s module cannot build, at the field that asks it', () => {
+    // an apt hold (the parent's), an mmdebstrap base and a Debian source package in a RHEL recipe
+    write('recipes/rh.yaml', child.replace('family: debian', 'family: rhel'))
+    expect(problemsOf('rh')).toEqual([
+      'recipes/_parent.yaml:10:25: the rhel module holds the kernel with dnf-exclude or none, not "apt-preferences"',
+      'recipes/rh.yaml:6:9: the rhel module cannot build a "mmdebstrap" base (it builds image)',
+      'recipes/rh.yaml:12:18: the rhel module cannot fetch a "debian-package" kernel source (it takes tarball, archive, git)',
+    ])
+    // an mmdebstrap base for SUSE, a distro config from a tarball for Debian, a family with no module
+    write('recipes/su.yaml', child.replace('family: debian', 'family: sles').replace('source: {kind: debian-package, package: linux-source-6.1, suite: bookworm, mirror: http://deb.debian.org/debian}', 'source: {kind: tarball, url: https://example.org/l.tar.xz, sha256: null}') + 'image:\n  kernel_hold: {method: zypper-lock, packages: [kernel-default]}\n')
+    expect(problemsOf('su')).toEqual(['recipes/su.yaml:6:9: the sles module cannot build a "mmdebstrap" base (it builds image)'])
+    write('recipes/dc.yaml', child.replace('source: {kind: debian-package, package: linux-source-6.1, suite: bookworm, mirror: http://deb.debian.org/debian}', 'source: {kind: tarball, url: https://example.org/l.tar.xz, sha256: null}') + '  config: {base: distro, features: [sev]}\n')
+    expect(problemsOf('dc')).toEqual([
+      'recipes/dc.yaml:14:18: config base "distro" needs debian\'s own kernel config, and a tarball source has none here (it comes with debian-package (linux-config-<line> of the same suite, cloud-amd64 flavour); or use lean or defconfig)',
+    ])
+    write('recipes/co.yaml', child.replace('family: debian', 'family: cos'))
+    expect(problemsOf('co')).toEqual([expect.stringMatching(/^recipes\/co\.yaml:4:18: cvm-image has no module for the distro family "cos" \(src\/distro\/ has debian, ubuntu, rhel, sles\)/)])
+    // the recipe parsed: listings can still show it; load() refuses it as unbuildable, with every field
+    const store = new RecipeStore(projectDirs(root))
+    const r = store.tryLoad('rh')
+    expect('problems' in r && r.recipe?.distro.family).toBe('rhel')
+    expect(() => store.load('rh')).toThrow(/recipe rh asks for what cvm-image cannot build/)
+  })
+
+  it('a hold method that needs packages refuses an empty list at load', () => {
+    write('recipes/bad.yaml', child + 'image:\n  kernel_hold: {method: apt-preferences, packages: []}\n')
+    expect(problemsOf('bad')).toEqual(['recipes/bad.yaml:15:42: kernel_hold method apt-preferences needs the kernel packages to hold (list them, e.g. [linux-image-*, linux-headers-*])'])
+  })
+
   it('refuses an extends cycle and an unknown parent', () => {
     write('recipes/a.yaml', 'extends: b\n')
     write('recipes/b.yaml', 'extends: a\n')

@@ -5,6 +5,7 @@ import {isMap, isScalar, isSeq, LineCounter, parseDocument, type Document} from 
 import type {z} from 'zod'
 
 import {COMMAND_LINE_SIZE, kernelCmdlineBytes, rootArgument} from '../disk/cmdline.js'
+import {capabilityProblems} from '../distro/index.js'
 import {InputError} from '../errors.js'
 import {canonicalJson, sha256} from '../util/fsx.js'
 import {Recipe} from './schema.js'
@@ -14,6 +15,8 @@ export interface RecipeProblem {
   line: number
   col: number
   message: string
+  /** a valid recipe that asks what its distro module cannot do (src/distro/), not a malformed one */
+  unsupported?: true
 }
 
 export interface LoadedRecipe {
@@ -81,6 +84,12 @@ export class RecipeStore {
   /** Loads and validates one recipe; throws an InputError listing every problem. */
   load(id: string): LoadedRecipe {
     const r = this.tryLoad(id)
+    if ('problems' in r && r.problems.every((p) => p.unsupported)) {
+      throw new InputError(`recipe ${id} asks for what cvm-image cannot build`, {
+        details: r.problems.map(formatProblem),
+        hint: 'change the fields above to what the family\'s module supports (`cvm-image recipes` lists what each recipe lacks), or add it to the module in src/distro/',
+      })
+    }
     if ('problems' in r) {
       throw new InputError(`recipe ${id} has ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`, {
         details: r.problems.map(formatProblem),
@@ -90,7 +99,8 @@ export class RecipeStore {
     return r
   }
 
-  tryLoad(id: string): LoadedRecipe | {problems: RecipeProblem[]} {
+  /** The recipe, or its problems (with the parsed recipe when only checks past the schema failed). */
+  tryLoad(id: string): LoadedRecipe | {problems: RecipeProblem[]; recipe?: Recipe} {
     if (!/^[_a-z0-9][a-z0-9._-]*$/.test(id) || !this.ids().includes(id)) {
       throw new InputError(`no recipe named "${id}" in ${displayPath(this.dirs.recipes)}`, {
         hint: `known recipes: ${this.concreteIds().join(', ') || '(none)'}; \`cvm-image recipes\` lists them`,
@@ -128,7 +138,8 @@ export class RecipeStore {
     }
     const recipe = result.data
     problems.push(...this.checkReferences(chain, recipe), ...this.checkBoot(chain, recipe))
-    if (problems.length) return {problems: sortProblems(problems)}
+    for (const c of capabilityProblems(recipe)) problems.push({...this.at(this.owner(chain, c.path), c.path, c.message), unsupported: true})
+    if (problems.length) return {problems: sortProblems(problems), recipe}
     return {recipe, files: chain.map((c) => c.file), digest: sha256(canonicalJson(recipe))}
   }
 

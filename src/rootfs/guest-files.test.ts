@@ -8,6 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BugError} from '../errors.js'
 import {repoRoot} from '../../test/helpers/paths.js'
+import {debianModule} from '../distro/debian/index.js'
 import {readGuestManifest, renderGuestFiles, type GuestFacts} from './guest-files.js'
 import {transformRootfs} from './transform.js'
 
@@ -23,7 +24,6 @@ const facts: GuestFacts = {
   rootPartUuid: '0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f',
   espPartUuid: '0f7a4c3e-2222-4e0c-9d7a-3b2f6c1d2e3f',
   kernelRelease: '6.1.0-cvm',
-  kernelHold: {method: 'apt-preferences', packages: ['linux-image-*']},
   build: {recipe: 'test'},
 }
 /** every file templates/guest adds and the mode it must have in the image */
@@ -34,6 +34,12 @@ const INTENDED: Record<string, number> = {
   'etc/apt/preferences.d/cvm-image-kernel': 0o644,
   'etc/default/locale': 0o644,
   'etc/cvm-image/build.json': 0o644,
+}
+
+/** what assemble adds for a Debian recipe: the common and Debian manifests, and the Debian module's apt hold */
+async function debianGuestFiles() {
+  const hold = await debianModule.kernelHold({method: 'apt-preferences', packages: ['linux-image-*']}, {kernelRelease: facts.kernelRelease, templatesDir: templates, baseFile: async () => undefined})
+  return [...renderGuestFiles(templates, facts, debianModule.guestManifests), ...hold]
 }
 
 let dir: string
@@ -55,8 +61,8 @@ async function tarEntries(file: string): Promise<Map<string, {type: string; mode
 }
 
 describe('guest files', () => {
-  it('every added file has its intended mode (0644), not 01204 (decimal 644)', () => {
-    const files = renderGuestFiles(templates, facts).filter((a) => a.kind === 'file')
+  it('every added file has its intended mode (0644), not 01204 (decimal 644)', async () => {
+    const files = (await debianGuestFiles()).filter((a) => a.kind === 'file')
     expect(Object.fromEntries(files.map((f) => [f.name, (f as {mode: number}).mode.toString(8)]))).toEqual(Object.fromEntries(Object.entries(INTENDED).map(([k, v]) => [k, v.toString(8)])))
   })
 
@@ -70,7 +76,7 @@ describe('guest files', () => {
     pack.finalize()
     await writing
     const output = join(dir, 'out.tar')
-    await transformRootfs({input: base, output, remove: [], additions: renderGuestFiles(templates, facts), allowAbsoluteSymlinks: true, sourceDateEpoch: 1_700_000_000})
+    await transformRootfs({input: base, output, remove: [], additions: await debianGuestFiles(), allowAbsoluteSymlinks: true, sourceDateEpoch: 1_700_000_000})
     const entries = await tarEntries(output)
     for (const [name, mode] of Object.entries(INTENDED)) {
       expect(entries.get(name), name).toBeDefined()
@@ -101,8 +107,9 @@ describe('guest files', () => {
       expect(err, bad).toBeInstanceOf(BugError)
       expect((err as Error).message, bad).toMatch(/files\.0\.mode: must be a quoted octal string such as "0644" or a number written 0o644/)
     }
-    // the shipped manifest passes
-    expect(readGuestManifest(join(templates, 'guest', 'manifest.yaml')).files.length).toBe(Object.keys(INTENDED).length)
-    expect(readFileSync(join(templates, 'guest', 'manifest.yaml'), 'utf8')).not.toMatch(/mode: 0\d/)
+    // the shipped manifests pass: every file but the hold (the module's) comes from them
+    const shipped = ['manifest.yaml', ...debianModule.guestManifests]
+    expect(shipped.reduce((n, m) => n + readGuestManifest(join(templates, 'guest', m)).files.length, 0)).toBe(Object.keys(INTENDED).length - 1)
+    for (const m of shipped) expect(readFileSync(join(templates, 'guest', m), 'utf8'), m).not.toMatch(/mode: 0\d/)
   })
 })

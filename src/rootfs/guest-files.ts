@@ -5,12 +5,15 @@ import Handlebars from 'handlebars'
 import {isScalar, parseDocument, visit} from 'yaml'
 import {z} from 'zod'
 
-import {BugError, InputError} from '../errors.js'
+import {BugError} from '../errors.js'
 import {canonicalJson, sha256} from '../util/fsx.js'
 import {canonicalEntryName} from './entry-path.js'
 import type {Addition} from './transform.js'
 
-/** The guest files every image gets, described by templates/guest/manifest.yaml. */
+/**
+ * The guest files every image gets (templates/guest/manifest.yaml) and those of its distro family
+ * (the module's own manifests, e.g. templates/guest/debian.yaml). The kernel hold is the module's.
+ */
 
 /**
  * A file mode, written so that no YAML version reads it otherwise: a quoted octal string ("0644") or a
@@ -24,7 +27,7 @@ export const FileMode = z
   .transform((s) => Number.parseInt(s.replace(/^0o/, ''), 8))
 
 const Manifest = z.strictObject({
-  files: z.array(z.strictObject({path: z.string(), template: z.string(), mode: FileMode, when: z.enum(['kernelHoldApt']).optional()})),
+  files: z.array(z.strictObject({path: z.string(), template: z.string(), mode: FileMode})).default([]),
   directories: z.array(z.string()).default([]),
   symlinks: z.array(z.strictObject({path: z.string(), target: z.string()})).default([]),
 })
@@ -34,8 +37,6 @@ export interface GuestFacts {
   rootPartUuid: string
   espPartUuid: string
   kernelRelease: string
-  /** recipe.image.kernel_hold */
-  kernelHold: {method: string; packages: string[]}
   /** the record of the CVM build written to /etc/cvm-image/build.json */
   build: unknown
 }
@@ -51,38 +52,29 @@ export function guestTemplatesDigest(templatesDir: string): string {
   return sha256(canonicalJson(files.map((f) => [f, sha256(readFileSync(join(dir, f)))])))
 }
 
-export function renderGuestFiles(templatesDir: string, facts: GuestFacts): Addition[] {
+/** Renders the common manifest.yaml and then the family's manifests (names under templates/guest/). */
+export function renderGuestFiles(templatesDir: string, facts: GuestFacts, familyManifests: readonly string[]): Addition[] {
   const dir = guestTemplateDir(templatesDir)
-  const manifestPath = join(dir, 'manifest.yaml')
-  const manifest = readGuestManifest(manifestPath)
-
-  if (!['apt-preferences', 'none'].includes(facts.kernelHold.method)) {
-    throw new InputError(`recipe.image.kernel_hold.method "${facts.kernelHold.method}" is not supported by assemble yet`, {
-      hint: 'use apt-preferences (Debian, Ubuntu) or none, or add the method to templates/guest/manifest.yaml',
-    })
-  }
-  const conditions = {kernelHoldApt: facts.kernelHold.method === 'apt-preferences'}
   const context = {
     hostname: facts.hostname,
     rootPartUuid: facts.rootPartUuid,
     espPartUuid: facts.espPartUuid,
     kernelRelease: facts.kernelRelease,
-    packages: facts.kernelHold.packages,
     buildJson: JSON.stringify(facts.build, null, 2),
   }
-  if (conditions.kernelHoldApt && facts.kernelHold.packages.length === 0) {
-    throw new InputError('recipe.image.kernel_hold has method apt-preferences but no packages', {hint: 'list the kernel packages to pin away, e.g. packages: ["linux-image-*"]'})
-  }
-
   const out: Addition[] = []
-  for (const f of manifest.files) {
-    if (f.when && !conditions[f.when]) continue
-    const template = Handlebars.compile(readFileSync(join(dir, f.template), 'utf8'), {noEscape: true, strict: true})
-    out.push({kind: 'file', name: checkedName(f.path), mode: f.mode, content: Buffer.from(template(context))})
+  for (const m of ['manifest.yaml', ...familyManifests]) {
+    const manifest = readGuestManifest(join(dir, m))
+    for (const f of manifest.files) out.push({kind: 'file', name: checkedName(f.path), mode: f.mode, content: Buffer.from(renderGuestTemplate(templatesDir, f.template, context))})
+    for (const d of manifest.directories) out.push({kind: 'directory', name: checkedName(d), mode: 0o755})
+    for (const s of manifest.symlinks) out.push({kind: 'symlink', name: checkedName(s.path), target: s.target})
   }
-  for (const d of manifest.directories) out.push({kind: 'directory', name: checkedName(d), mode: 0o755})
-  for (const s of manifest.symlinks) out.push({kind: 'symlink', name: checkedName(s.path), target: s.target})
   return out
+}
+
+/** One handlebars template of templates/guest/, strict: a name the context lacks is an error, not an empty string. */
+export function renderGuestTemplate(templatesDir: string, template: string, context: object): string {
+  return Handlebars.compile(readFileSync(join(guestTemplateDir(templatesDir), template), 'utf8'), {noEscape: true, strict: true})(context)
 }
 
 /** Reads templates/guest/manifest.yaml; a mode written 0o644 reaches the schema as that text, a plain number as a number (refused). */
@@ -102,8 +94,9 @@ export function readGuestManifest(manifestPath: string): z.infer<typeof Manifest
   return parsed.data
 }
 
-function checkedName(path: string): string {
+/** A guest path as the transform names entries; a path that cannot be one is the project's own bug. */
+export function checkedName(path: string): string {
   const c = canonicalEntryName(path)
-  if ('problem' in c) throw new BugError(`templates/guest/manifest.yaml: path "${path}" ${c.problem}`)
+  if ('problem' in c) throw new BugError(`templates/guest: path "${path}" ${c.problem}`)
   return c.name
 }

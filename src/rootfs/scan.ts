@@ -22,3 +22,26 @@ export async function countEntries(tarball: string): Promise<number> {
   }
   return n
 }
+
+/**
+ * The content of the regular file at a canonical name (etc/dnf/dnf.conf) in a rootfs tarball, read in
+ * one pass; undefined when there is none (or it is not a regular file). For small configuration files.
+ */
+export async function readTarFile(tarball: string, name: string): Promise<Buffer | undefined> {
+  const extract = tar.extract()
+  const reading = pipeline(createReadStream(tarball), extract as unknown as NodeJS.WritableStream)
+  reading.catch(() => undefined)
+  let found: Buffer | undefined
+  for await (const entry of extract) {
+    const entryName = entry.header.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
+    if (entryName === name && (entry.header.type ?? 'file') === 'file') {
+      const chunks: Buffer[] = []
+      for await (const c of entry) chunks.push(c as Buffer)
+      found = Buffer.concat(chunks)
+    } else {
+      entry.resume()
+    }
+  }
+  await reading
+  return found
+}

@@ -15,8 +15,9 @@ export interface RecipeRow {
 export default class Recipes extends BaseCommand {
   static summary = 'List the recipes and whether each can be built here.'
   static description = `Reads recipes/*.yaml. Status says whether this machine can build a recipe:
-buildable-here, needs-source-access (the distro's sources are not reachable from here) or
-needs-subscription. A recipe with problems is listed with them.`
+buildable-here, needs-source-access (the distro's sources are not reachable from here),
+needs-subscription, unsupported (it asks for what its distro family's module in src/distro/ cannot
+do: each such field is listed) or invalid. A recipe with problems is listed with them.`
   static examples = ['<%= config.bin %> recipes', '<%= config.bin %> recipes --json']
 
   async run(): Promise<RecipeRow[]> {
@@ -24,10 +25,14 @@ needs-subscription. A recipe with problems is listed with them.`
     const store = new RecipeStore(this.dirs(flags.root))
     const rows: RecipeRow[] = store.concreteIds().map((id) => {
       const r = store.tryLoad(id)
-      if ('problems' in r) return {id, name: '?', status: 'invalid', problems: r.problems.map(formatProblem)}
-      const {recipe} = r
-      const base = recipe.base.kind === 'mmdebstrap' ? `mmdebstrap ${recipe.base.suite}` : `image ${recipe.base.sha256 ? 'pinned' : 'unpinned'}`
-      return {id, name: recipe.name, status: recipe.status, statusNote: recipe.status_note, kernelLine: recipe.kernel.line, base}
+      const recipe = 'problems' in r ? r.recipe : r.recipe
+      const problems = 'problems' in r ? r.problems : []
+      if (!recipe) return {id, name: '?', status: 'invalid', problems: problems.map(formatProblem)}
+      const base = recipe.base.kind === 'mmdebstrap' ? `mmdebstrap ${recipe.base.suite}` : `image ${recipe.base.format} ${recipe.base.sha256 ? 'pinned' : 'unpinned'}`
+      const row: RecipeRow = {id, name: recipe.name, status: recipe.status, statusNote: recipe.status_note, kernelLine: recipe.kernel.line, base}
+      // a recipe that parses but asks what its distro module cannot do is not buildable anywhere, whatever its status says
+      if (problems.length) Object.assign(row, {status: problems.every((p) => p.unsupported) ? 'unsupported' : 'invalid', problems: problems.map(formatProblem)})
+      return row
     })
     if (!this.jsonEnabled()) {
       const table = [['ID', 'STATUS', 'KERNEL', 'BASE', 'NAME'], ...rows.map((r) => [r.id, r.status, r.kernelLine ?? '', r.base ?? '', r.name])]

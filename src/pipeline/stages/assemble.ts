@@ -7,8 +7,10 @@ import {diskIds} from '../../disk/ids.js'
 import {planLayout} from '../../disk/gpt.js'
 import {assembleDisk} from '../../disk/image.js'
 import {EFI_STUB} from '../../disk/uki.js'
+import {distroOf} from '../../distro/index.js'
 import {guestTemplatesDigest, renderGuestFiles} from '../../rootfs/guest-files.js'
 import {kernelModuleAdditions} from '../../rootfs/kernel-modules.js'
+import {readTarFile} from '../../rootfs/scan.js'
 import {transformRootfs} from '../../rootfs/transform.js'
 import {requireFreeSpace} from '../../util/free-space.js'
 import {atomicWriteFile, canonicalJson, sha256} from '../../util/fsx.js'
@@ -79,22 +81,18 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
       boot: {cmdline, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, uki: '\\EFI\\BOOT\\BOOTX64.EFI'},
     }
     io.progress('rendering guest files')
+    const distro = distroOf(r)
+    const baseTar = join(base.dir, 'rootfs.tar')
     const additions = [
       ...(await kernelModuleAdditions(join(compile.dir, 'modules'))),
-      ...renderGuestFiles(ctx.dirs.templates, {
-        hostname: r.image.hostname,
-        rootPartUuid: ids.rootPartUuid,
-        espPartUuid: ids.espPartUuid,
-        kernelRelease: kernel.release,
-        kernelHold: r.image.kernel_hold,
-        build,
-      }),
+      ...renderGuestFiles(ctx.dirs.templates, {hostname: r.image.hostname, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, kernelRelease: kernel.release, build}, distro.guestManifests),
+      ...(await distro.kernelHold(r.image.kernel_hold, {kernelRelease: kernel.release, templatesDir: ctx.dirs.templates, baseFile: (name) => readTarFile(baseTar, name)})),
     ]
 
     io.progress('transforming the rootfs')
     const rootfsTar = join(io.work, 'rootfs.tar')
     const t = await transformRootfs({
-      input: join(base.dir, 'rootfs.tar'),
+      input: baseTar,
       output: rootfsTar,
       remove: r.image.remove,
       additions,

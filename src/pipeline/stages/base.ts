@@ -1,14 +1,14 @@
-import {readFileSync, statSync} from 'node:fs'
+import {statSync} from 'node:fs'
 import {rename} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {InputError} from '../../errors.js'
+import {distroOf} from '../../distro/index.js'
+import {BugError, InputError} from '../../errors.js'
 import {decompressRootfs} from '../../rootfs/decompress.js'
-import {mmdebstrapRootfs, REPRODUCIBLE_HOOK} from '../../rootfs/mmdebstrap.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
 import {downloadPinned} from '../../util/download.js'
-import {sha256, sha256File} from '../../util/fsx.js'
+import {sha256File, type Json} from '../../util/fsx.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
 type ImageBase = Extract<RecipeBase, {kind: 'image'}>
@@ -18,19 +18,18 @@ function trustedSha256(ctx: BuildContext, base: ImageBase): string | undefined {
   return base.sha256 ?? ctx.options.baseSha256
 }
 
-/** What determines the rootfs: the mmdebstrap request, or an image base's content (its digest, or the local file's identity). */
+/** What determines the rootfs: the request a distro module builds it from (mmdebstrap), or an image base's content (its digest, or the local file's identity). */
 export type BaseInputs =
-  | {kind: 'mmdebstrap'; suite: string; mirror: string; variant: string; components: string[]; packages: string[]; sourceDateEpoch: number; customizeHook: string}
+  | ({kind: Exclude<RecipeBase['kind'], 'image'>} & Record<string, Json>)
   | {kind: 'image'; format: ImageBase['format']; sha256: string | null; file: {path: string; size: number | null; mtimeMs: number | null} | null; url: string | null}
 
 function baseInputs(ctx: BuildContext): BaseInputs {
   const r = ctx.recipe.recipe
   const base = r.base
   if (base.kind === 'mmdebstrap') {
-    return {
-      kind: base.kind, suite: base.suite, mirror: base.mirror, variant: base.variant, components: base.components, packages: base.packages, sourceDateEpoch: r.source_date_epoch,
-      customizeHook: sha256(readFileSync(REPRODUCIBLE_HOOK)),
-    }
+    const distro = distroOf(r)
+    if (!distro.rootfsInputs) throw new BugError(`a ${base.kind} base reached the base stage of a ${distro.name} recipe, which the recipe check refuses`)
+    return {kind: base.kind, ...distro.rootfsInputs(base, r.source_date_epoch)}
   }
   // an image base is cached by its content: the pinned digest, or the local file's identity until it is hashed in run()
   const sha = trustedSha256(ctx, base)
@@ -52,12 +51,12 @@ export const baseStage: StageOf<'base', BaseInputs, never> = {
     const base = r.base
     const output = join(io.out, 'rootfs.tar')
     let source: string
-    if (base.kind === 'mmdebstrap') {
-      io.progress(`mmdebstrap ${base.suite} (${base.variant}, ${base.packages.length} extra packages)`)
+    if (base.kind !== 'image') {
+      const distro = distroOf(r)
+      if (!distro.buildRootfs) throw new BugError(`a ${base.kind} base reached the base stage of a ${distro.name} recipe, which the recipe check refuses`)
       const tmp = join(io.work, 'rootfs.tar')
-      await mmdebstrapRootfs(base, tmp, {sourceDateEpoch: r.source_date_epoch, tmpDir: io.work, logFile: io.logFile, signal: io.signal, onLine: (l) => io.progress(l.slice(0, 100))})
+      source = await distro.buildRootfs(base, tmp, {sourceDateEpoch: r.source_date_epoch, tmpDir: io.work, logFile: io.logFile, signal: io.signal, onLine: (l) => io.progress(l.slice(0, 100))})
       await rename(tmp, output)
-      source = `mmdebstrap ${base.variant} ${base.suite} ${base.mirror}`
     } else {
       const sha = (inputs.kind === 'image' && inputs.sha256) || undefined
       let file: string

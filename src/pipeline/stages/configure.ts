@@ -2,7 +2,8 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {configureKernel} from '../../kernel/configure.js'
-import {fetchDistroConfig} from '../../kernel/distro-config.js'
+import {distroOf} from '../../distro/index.js'
+import {BugError} from '../../errors.js'
 import {loadFeatures} from '../../kernel/features.js'
 import {DISTRO_FIXUPS, LEAN_PROFILE, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
 import {treeVersion} from '../../kernel/version.js'
@@ -55,7 +56,7 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
       tree,
       objdir: join(io.work, 'obj'),
       base: config.base,
-      distroConfig: config.source ? await distroConfig(ctx, config.source, io.work, io.log) : undefined,
+      distroConfig: config.source ? await distroConfig(ctx, config.source, io) : undefined,
       fragments,
       requirements: requirements(fragments, features),
       logFile: io.logFile,
@@ -73,9 +74,12 @@ async function digests(files: string[]): Promise<Record<string, string>> {
   return out
 }
 
-/** The distribution's own config, for base "distro". */
-async function distroConfig(ctx: BuildContext, source: KernelSourceSpec, work: string, log: (line: string) => void): Promise<string> {
-  const dest = join(work, 'distro.config')
-  log(`distro config: ${await fetchDistroConfig(source, ctx.cacheDir, work, dest)}`)
+/** The distribution's own config, for base "distro": the recipe's distro module reads it from the source. */
+async function distroConfig(ctx: BuildContext, source: KernelSourceSpec, io: {work: string; logFile?: string; signal?: AbortSignal; log(line: string): void; progress(line: string): void}): Promise<string> {
+  const distro = distroOf(ctx.recipe.recipe)
+  if (!distro.distroConfig || !distro.distroConfigFrom[source.kind]) throw new BugError(`config base distro with a ${source.kind} source reached the configure stage of a ${distro.name} recipe, which the recipe check refuses`)
+  const dest = join(io.work, 'distro.config')
+  const what = await distro.distroConfig(source, {cacheDir: ctx.cacheDir, work: io.work, logFile: io.logFile, signal: io.signal, progress: io.progress}, dest)
+  io.log(`distro config: ${what}`)
   return dest
 }

@@ -1,3 +1,4 @@
+import {distroOf} from '../../distro/index.js'
 import {fetchKernelSource} from '../../kernel/source.js'
 import {linkCopy} from '../../kernel/tree.js'
 import {formatVersion, treeVersion} from '../../kernel/version.js'
@@ -20,7 +21,7 @@ export const kernelSourceStage: StageOf<'kernel-source', {source: KernelSourceSp
       logFile: io.logFile,
       signal: io.signal,
       progress: io.progress,
-    })
+    }, distroOf(ctx.recipe.recipe))
     const tree = `${io.out}/tree`
     await linkCopy(fetched.tree, tree)
     const version = formatVersion(await treeVersion(tree))

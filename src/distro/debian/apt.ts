@@ -3,9 +3,9 @@ import {mkdir, writeFile} from 'node:fs/promises'
 import {userInfo} from 'node:os'
 import {join} from 'node:path'
 
-import {InputError} from '../errors.js'
-import {run} from '../util/exec.js'
-import {sha256} from '../util/fsx.js'
+import {InputError} from '../../errors.js'
+import {run} from '../../util/exec.js'
+import {sha256} from '../../util/fsx.js'
 
 /** The Debian archive keyring (debian-archive-keyring): it holds the keys of bullseye, bookworm and trixie. */
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg'

@@ -3,18 +3,18 @@ import {userInfo} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {HostError} from '../errors.js'
-import {run, which} from '../util/exec.js'
-import type {RecipeBase} from '../recipe/schema.js'
+import {HostError} from '../../errors.js'
+import type {RecipeBase} from '../../recipe/schema.js'
+import {run, which} from '../../util/exec.js'
 
 type MmdebstrapSpec = Extract<RecipeBase, {kind: 'mmdebstrap'}>
 
-const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 /**
  * The --customize-hook that removes what differs between two runs with the same inputs (generated
  * ssh host keys, the build host's hostname and resolv.conf): an executable mmdebstrap runs with the root as $1.
  */
-export const REPRODUCIBLE_HOOK = join(packageRoot, 'src', 'rootfs', 'mmdebstrap-hooks', 'reproducible.sh')
+export const REPRODUCIBLE_HOOK = join(packageRoot, 'src', 'distro', 'debian', 'mmdebstrap-hooks', 'reproducible.sh')
 
 /**
  * mmdebstrap's mode: as root, `root`; otherwise `unshare`, which needs user namespaces, newuidmap
