@@ -40,7 +40,7 @@ async function generate(file: string, bytes: number): Promise<number> {
       entries++
       const header = {mode: 0o644, uid: 0, gid: 0, mtime, ...h} as tar.Header
       if (body) pack.entry({...header, size: body.length}, body, (e) => (e ? reject(e) : resolve()))
-      else pack.entry(header, (e) => (e ? reject(e) : resolve())).end()
+      else pack.entry(header, (e) => (e ? reject(e) : resolve())).end(undefined)
     })
   await add({name: './', type: 'directory', mode: 0o755})
   await add({name: 'dev/', type: 'directory', mode: 0o755})
@@ -70,9 +70,9 @@ async function generate(file: string, bytes: number): Promise<number> {
       const sink = pack.entry({name: `usr/lib/big-${big++}.bin`, size, mode: 0o644, mtime}, (e) => (e ? reject(e) : resolve()))
       ;(async () => {
         for (let left = size; left > 0; left -= block.length) {
-          if (!sink.write(block.subarray(0, Math.min(block.length, left)))) await new Promise((r) => sink.once('drain', r))
+          if (!sink.write(block.subarray(0, Math.min(block.length, left)))) await new Promise<void>((r) => sink.once('drain', () => r()))
         }
-        sink.end()
+        sink.end(undefined)
       })().catch(reject)
     })
     written += size

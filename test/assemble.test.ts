@@ -10,6 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {baseStage} from '../src/pipeline/stages/base.js'
 import {projectDirs} from '../src/recipe/load.js'
 import {StageCache} from '../src/pipeline/cache.js'
+import type {AssembleResult} from '../src/pipeline/results.js'
 import type {StageResult} from '../src/pipeline/stage.js'
 import {XATTR_PREFIX, xattrValue} from '../src/rootfs/tar-pax.js'
 import {sha256} from '../src/util/fsx.js'
@@ -33,8 +34,8 @@ let base: StageResult
 /** the base built again, cold, in an empty cache */
 let coldBase: StageResult
 let kernel: StageResult
-let first: {meta: Record<string, unknown>; out: string}
-let second: {meta: Record<string, unknown>; out: string}
+let first: {meta: AssembleResult; out: string}
+let second: {meta: AssembleResult; out: string}
 
 /** test-only files, removed with the runs */
 function scratch(): string {
@@ -48,7 +49,7 @@ function ctx() {
 }
 
 /** The base stage's output, built once as the unprivileged user (mmdebstrap --mode=unshare) and kept in the shared test cache. */
-async function cachedBase(): Promise<StageResult> {
+async function cachedBase(): Promise<StageResult<'base'>> {
   const key = StageCache.key('base', baseStage.version, await baseStage.inputs(ctx()), {})
   const dir = join(cacheRoot, 'base', key)
   if (existsSync(join(dir, 'result.json'))) return {stage: 'base', key, dir, meta: JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'))}
@@ -60,16 +61,16 @@ async function cachedBase(): Promise<StageResult> {
   writeFileSync(join(r.out, 'result.json'), JSON.stringify(r.meta))
   renameSync(r.out, dir)
   await rm(tmp, {recursive: true, force: true})
-  return {stage: 'base', key, dir, meta: r.meta}
+  return {stage: 'base', key, dir, meta: r.meta!}
 }
 
 /** The base stage run as the unprivileged user in a new, empty cache: nothing of an earlier build is there to reuse. */
-async function coldBaseIn(name: string): Promise<StageResult> {
+async function coldBaseIn(name: string): Promise<StageResult<'base'>> {
   const cacheDir = unprivilegedDir(join(cacheRoot, 'runs', `${name}-cache-${process.pid}`), user)
   const key = StageCache.key('base', baseStage.version, await baseStage.inputs(ctx()), {})
   const r = await runStageAs(user, {stage: 'base', recipe, root: join(cacheRoot, 'runs', `${name}-${process.pid}`), cacheDir})
   if (r.exitCode !== 0) throw new Error(`base stage failed as ${user.name}:\n${r.stderr.slice(-4000)}`)
-  return {stage: 'base', key, dir: r.out, meta: r.meta}
+  return {stage: 'base', key, dir: r.out, meta: r.meta!}
 }
 
 /** Entries (name, type, mode, owner, link, size, content digest) of one tarball that the other lacks or has otherwise. */
@@ -95,7 +96,7 @@ async function assembleAs(name: string, from: StageResult) {
   await rm(root, {recursive: true, force: true})
   const r = await runStageAs(user, {stage: 'assemble', recipe, root, cacheDir: cacheRoot, upstream: {base: from, compile: kernel}})
   if (r.exitCode !== 0) throw new Error(`assemble failed as ${user.name}:\n${r.stderr.slice(-4000)}`)
-  return {meta: r.meta as Record<string, unknown>, out: r.out}
+  return {meta: r.meta!, out: r.out}
 }
 
 function debugfs(disk: string, offset: number, command: string): string {

@@ -14,7 +14,8 @@ async function check(...argv: string[]): Promise<{result: KernelCheckResult; std
   const log = vi.spyOn(KernelCheck.prototype, 'log').mockImplementation((text?: string) => {
     stdout += `${text ?? ''}\n`
   })
-  const logJson = vi.spyOn(KernelCheck.prototype, 'logJson').mockImplementation((json: unknown) => {
+  // logJson is protected in oclif's Command: spied on through a type that names it
+  const logJson = vi.spyOn(KernelCheck.prototype as unknown as {logJson(json: unknown): void}, 'logJson').mockImplementation((json: unknown) => {
     stdout += JSON.stringify(json)
   })
   try {

@@ -75,7 +75,7 @@ beforeAll(async () => {
     await new Promise<void>((resolve, reject) => {
       const header = {mode: 0o644, uid: 0, gid: 0, mtime: new Date(EPOCH * 1000), ...h}
       if (data) pack.entry({...header, size: data.length}, data, (e) => (e ? reject(e) : resolve()))
-      else pack.entry(header, (e) => (e ? reject(e) : resolve())).end()
+      else pack.entry(header, (e) => (e ? reject(e) : resolve())).end(undefined)
     })
   }
   pack.finalize()

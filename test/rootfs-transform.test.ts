@@ -43,7 +43,7 @@ async function makeTar(file: string, entries: Spec[]): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const header = {mode: 0o644, uid: 0, gid: 0, mtime: new Date(EPOCH * 1000), ...h}
       if (body) pack.entry({...header, size: body.length}, body, (e) => (e ? reject(e) : resolve()))
-      else pack.entry(header, (e) => (e ? reject(e) : resolve())).end()
+      else pack.entry(header, (e) => (e ? reject(e) : resolve())).end(undefined)
     })
   }
   pack.finalize()

@@ -4,10 +4,11 @@ import {link, mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {writeBuildRecord, type BuildRecord} from '../../src/pipeline/build-record.js'
-import type {StageName, StageResult} from '../../src/pipeline/stage.js'
+import type {StageName, StageResult, StageResults} from '../../src/pipeline/stage.js'
 import {Recipe} from '../../src/recipe/schema.js'
 import {sha256} from '../../src/util/fsx.js'
-import type {Json} from '../../src/util/fsx.js'
+import type {PatchRecord} from '../../src/kernel/series-apply.js'
+import type {StageResultTypes, ValidateCheck} from '../../src/pipeline/results.js'
 import {makeGptDisk, pseudoRandom} from './disk-fixture.js'
 
 export interface FixtureOptions {
@@ -73,13 +74,13 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
     publish: o.version ? {version: o.version} : {},
   })
   const key = (stage: string) => sha256(`${recipeId}:${seed}:${stage}`)
-  const stages: Partial<Record<StageName, StageResult>> = {}
-  const put = async (stage: StageName, meta: Json, files: Record<string, Buffer | string> = {}) => {
+  const stages: StageResults = {}
+  const put = async <K extends StageName>(stage: K, meta: StageResultTypes[K], files: Record<string, Buffer | string> = {}) => {
     const dir = join(cacheDir, 'stages', stage, key(stage))
     await mkdir(dir, {recursive: true})
     for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data)
     await writeFile(join(dir, 'result.json'), JSON.stringify(meta, null, 2))
-    stages[stage] = {stage, key: key(stage), dir, meta}
+    ;(stages as Partial<Record<K, StageResult<K>>>)[stage] = {stage, key: key(stage), dir, meta}
     return dir
   }
 
@@ -88,9 +89,9 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
   const tarball = pseudoRandom('linux-source-6.1', 4096)
   await put('kernel-source', {kind: 'debian-package', version: '6.1.192', digest: sha256(tarball), package: 'linux-source-6.1'})
   const localPatch = Buffer.from('--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n')
-  const applied: Json[] = [
-    {id: '3d2d861eb03e8ee96dc430a54361c900cbe28afd', subject: 'nvme-pci: set min_align_mask', sha256: sha256('3d2d861eb03e patch text')},
-    {file: '6.1/patches/0001-local.patch', subject: 'local fix', sha256: sha256(localPatch)},
+  const applied: PatchRecord[] = [
+    {series: '6.1', kind: 'upstream', id: '3d2d861eb03e8ee96dc430a54361c900cbe28afd', subject: 'nvme-pci: set min_align_mask', backports: [], fixes: [], sha256: sha256('3d2d861eb03e patch text'), action: 'applied', reason: 'not in the tree'},
+    {series: '6.1', kind: 'local', file: '6.1/patches/0001-local.patch', subject: 'local fix', backports: [], fixes: [], sha256: sha256(localPatch), action: 'applied', reason: 'not in the tree'},
   ]
   await put('patch', {control: o.control ?? false, applied, skipped: [], withheld: []})
   const config = (o.config ?? CONFIG).join('\n') + '\n'
@@ -101,12 +102,23 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
   await mkdir(assembleDir, {recursive: true})
   const disk = await diskFor(seed, join(assembleDir, 'disk.raw'))
   const uki = pseudoRandom(`uki:${seed}`, 64 * 1024)
-  await put('assemble', {diskSha256: disk.sha256, ukiSha256: sha256(uki), cmdline: 'console=ttyS0 root=PARTUUID=0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f ro', rootPartUuid: '0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f', sizeGiB: 1}, {'uki.efi': uki})
+  await put('assemble', {
+    diskSha256: disk.sha256,
+    ukiSha256: sha256(uki),
+    cmdline: 'console=ttyS0 root=PARTUUID=0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f ro',
+    rootPartUuid: '0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f',
+    espPartUuid: '0f7a4c3e-2222-4e0c-9d7a-3b2f6c1d2e3f',
+    diskGuid: '0f7a4c3e-3333-4e0c-9d7a-3b2f6c1d2e3f',
+    rootFsUuid: '0f7a4c3e-4444-4e0c-9d7a-3b2f6c1d2e3f',
+    sizeGiB: 1,
+    kernelRelease: '6.1.192-cvm',
+    rootfs: {entries: 1, removed: 0, added: 0, xattrs: 0},
+  }, {'uki.efi': uki})
 
   const v = o.validation ?? 'passed'
   if (v !== 'missing') {
     const verdict = v === 'skipped' ? 'skip' : 'pass'
-    const checks = [
+    const checks: ValidateCheck[] = [
       {mode: 'emulated', name: 'booted-kernel', verdict, evidence: 'Linux version 6.1.192-cvm'},
       {mode: 'emulated', name: 'nvme-bounce-integrity', verdict: v === 'failed' ? 'fail' : verdict, evidence: 'sha256 mismatch at offset 4097'},
       {mode: 'sev', name: 'memory-encryption', verdict: 'skip', evidence: 'host has no SEV'},

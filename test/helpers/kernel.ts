@@ -4,6 +4,7 @@ import {join} from 'node:path'
 
 import {run} from '../../src/util/exec.js'
 import {sha256File} from '../../src/util/fsx.js'
+import type {CompileResult} from '../../src/pipeline/results.js'
 import type {StageResult} from '../../src/pipeline/stage.js'
 
 /**
@@ -12,7 +13,7 @@ import type {StageResult} from '../../src/pipeline/stage.js'
  * Assemble only packs a kernel, it does not build one; this keeps its tests off the 4-minute compile.
  * A subset of modules (fs/ and crypto/) keeps the tree small but real.
  */
-export async function debianCloudKernel(cacheDir: string): Promise<StageResult> {
+export async function debianCloudKernel(cacheDir: string): Promise<StageResult<'compile'>> {
   const dir = join(cacheDir, 'debian-cloud-kernel')
   const metaFile = join(dir, 'kernel.json')
   if (existsSync(metaFile)) return {stage: 'compile', key: 'debian-cloud-kernel', dir, meta: JSON.parse(await import('node:fs/promises').then((m) => m.readFile(metaFile, 'utf8')))}
@@ -32,9 +33,11 @@ export async function debianCloudKernel(cacheDir: string): Promise<StageResult> 
   await mkdir(join(mods, 'kernel'), {recursive: true})
   for (const sub of ['fs', 'crypto']) await cp(join(x, 'lib/modules', release, 'kernel', sub), join(mods, 'kernel', sub), {recursive: true})
   for (const f of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) await cp(join(x, 'lib/modules', release, f), join(mods, f))
+  // the package's own .config (boot/config-<release>), where a compile stage records its configure stage's
+  const configDigest = await sha256File(join(x, 'boot', `config-${release}`))
   await rm(x, {recursive: true, force: true})
   await rm(join(tmp, deb))
-  const meta = {release, version: release.split('-')[0], sourceDigest: `debian:${pkg}`, patches: [], configDigest: null, vmlinuzSha256: await sha256File(join(tmp, 'vmlinuz'))}
+  const meta: CompileResult = {release, version: release.split('-')[0], sourceDigest: `debian:${pkg}`, patches: [], configDigest, vmlinuzSha256: await sha256File(join(tmp, 'vmlinuz'))}
   await writeFile(join(tmp, 'kernel.json'), JSON.stringify(meta, null, 2))
   await run('chmod', ['-R', 'a+rX', tmp])
   await rename(tmp, dir)

@@ -21,9 +21,10 @@ export const DEBIAN_IMAGE_REMOVE = [
 
 /**
  * recipes/debian-12.yaml as the repository has it, with base.packages and image.remove as
- * recommended above, then `change` applied (tests replace the base, for example).
+ * recommended above, then `change` applied (tests replace the base, for example). `change` edits the
+ * raw recipe object, untyped as the YAML is; Recipe.parse checks what it made.
  */
-export function debian12Recipe(change: (r: Record<string, unknown>) => void = () => {}): LoadedRecipe {
+export function debian12Recipe(change: (r: Record<string, any>) => void = () => {}): LoadedRecipe {
   const loaded = new RecipeStore(projectDirs(repoRoot)).load('debian-12')
   const raw = JSON.parse(JSON.stringify(loaded.recipe)) as Record<string, any>
   raw.base.packages = DEBIAN_CLOUD_PACKAGES

@@ -6,7 +6,7 @@ import {run, type RunOptions, type RunResult} from '../../src/util/exec.js'
 import type {StageResult} from '../../src/pipeline/stage.js'
 import type {LoadedRecipe} from '../../src/recipe/load.js'
 import type {BuildOptions} from '../../src/pipeline/stage.js'
-import type {Json} from '../../src/util/fsx.js'
+import type {StageResultTypes} from '../../src/pipeline/results.js'
 import {repoRoot} from './paths.js'
 
 /**
@@ -63,11 +63,11 @@ export async function runAs(user: UnprivilegedUser, cmd: string, args: string[],
   })
 }
 
-/** Runs a stage (test/helpers/run-stage.ts) as the user, in dirs it owns under `root`; returns its meta. */
-export async function runStageAs(
+/** Runs a stage (test/helpers/run-stage.ts) as the user, in dirs it owns under `root`; returns its meta (null when it failed). */
+export async function runStageAs<S extends 'base' | 'assemble'>(
   user: UnprivilegedUser,
-  spec: {stage: 'base' | 'assemble'; recipe: LoadedRecipe; root: string; cacheDir: string; upstream?: Partial<Record<string, StageResult>>; options?: BuildOptions},
-): Promise<{meta: Json; out: string; stderr: string; exitCode: number}> {
+  spec: {stage: S; recipe: LoadedRecipe; root: string; cacheDir: string; upstream?: Partial<Record<string, StageResult>>; options?: BuildOptions},
+): Promise<{meta: StageResultTypes[S] | null; out: string; stderr: string; exitCode: number}> {
   const root = unprivilegedDir(spec.root, user)
   const out = unprivilegedDir(join(root, 'out'), user)
   const work = unprivilegedDir(join(root, 'work'), user)
@@ -75,5 +75,6 @@ export async function runStageAs(
   writeFileSync(specFile, JSON.stringify({stage: spec.stage, recipe: spec.recipe, out, work, cacheDir: spec.cacheDir, upstream: spec.upstream, options: spec.options, logFile: join(root, 'stage.log')}))
   const r = await runAs(user, process.execPath, ['--import', 'tsx', join(repoRoot, 'test/helpers/run-stage.ts'), specFile], {cwd: repoRoot, reject: false})
   const last = r.stdout.trim().split('\n').at(-1) ?? ''
-  return {meta: r.exitCode === 0 ? (JSON.parse(last) as Json) : null, out, stderr: r.stderr, exitCode: r.exitCode}
+  // run-stage.ts prints what the stage's run() returned
+  return {meta: r.exitCode === 0 ? (JSON.parse(last) as StageResultTypes[S]) : null, out, stderr: r.stderr, exitCode: r.exitCode}
 }
