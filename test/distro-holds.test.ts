@@ -52,7 +52,7 @@ async function buildDisk(id: string, yaml: string): Promise<{disk: string; rootO
     const w = join(work, id, name, 'work')
     mkdirSync(out, {recursive: true})
     mkdirSync(w, {recursive: true})
-    return {out, work: w, progress: () => {}, log: () => {}, signal: new AbortController().signal}
+    return {out, work: w, logFile: join(w, 'log'), progress: () => {}, log: () => {}, signal: new AbortController().signal}
   }
   const b = io('base')
   const baseMeta = await baseStage.run(ctx, {...b, upstream: {}}, await baseStage.inputs(ctx))
