@@ -112,7 +112,8 @@ export const Image = z.strictObject({
   remove: z.array(z.string().min(1)).default([]),
   /** how the image's package manager is kept from replacing the CVM kernel */
   kernel_hold: z.strictObject({
-    method: z.enum(['apt-preferences', 'dnf-exclude', 'zypper-lock', 'none']),
+    /** a method of the recipe's distro module (src/distro/): apt-preferences, dnf-exclude, zypper-lock, or none; the recipe check refuses one the module lacks */
+    method: z.string().regex(/^[a-z][a-z0-9-]*$/, 'must be a hold method name such as apt-preferences, dnf-exclude, zypper-lock or none'),
     /** packages to pin away, e.g. linux-image-* */
     packages: z.array(z.string().min(1)).default([]),
     note: z.string().optional(),
@@ -148,7 +149,8 @@ export const Recipe = z.strictObject({
   status_note: z.string().optional(),
   /** the distro this recipe forks and the kernel it ships (from the seed's table) */
   distro: z.strictObject({
-    family: z.enum(['debian', 'ubuntu', 'rhel', 'sles', 'cos']),
+    /** picks the distro module (src/distro/); the recipe check refuses a family no module serves */
+    family: z.string().regex(/^[a-z][a-z0-9-]*$/, 'must be a distro family name such as debian, ubuntu, rhel or sles'),
     release: z.string().min(1),
     kernel: z.string().min(1),
   }),
