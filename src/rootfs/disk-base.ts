@@ -44,7 +44,7 @@ export async function diskToRootfs(source: string, format: DiskFormat, output: s
     const root = await findRootPartition(raw, size)
     const fsType = await filesystemType(raw, root.offset)
     if (fsType !== 'ext2/3/4') {
-      throw new InputError(`the ${format} base ${source}: its root, ${root.where}, holds ${fsType === 'unknown' ? 'no filesystem cvm-image recognizes' : `a ${fsType} filesystem`}; cvm-image reads only ext2/3/4 root filesystems from disk images (without root, with debugfs)`, {
+      throw new InputError(`the ${format} base ${source}: its root, ${root.where}, is ${fsType === 'unknown' ? 'no filesystem cvm-image recognizes' : fsType}; cvm-image reads only ext2/3/4 root filesystems from disk images (without root, with debugfs)`, {
         hint: 'export the root filesystem as a tarball where you have root or libguestfs (e.g. `virt-tar-out -a disk.qcow2 / rootfs.tar`), then build a recipe whose base is that tarball: `base: {kind: image, format: tar, url: <where it is>, sha256: <its sha256>}`, or sha256: null with --base-file rootfs.tar',
       })
     }
