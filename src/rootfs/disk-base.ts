@@ -32,12 +32,13 @@ export async function diskToRootfs(source: string, format: DiskFormat, output: s
     await symlink(resolve(source), raw)
   } else {
     io.progress(`converting the ${format} disk to raw`)
-    await run('qemu-img', ['convert', '-f', format, '-O', 'raw', source, raw], {
-      what: `convert the ${format} base to raw`,
-      signal: io.signal,
-      logFile: io.logFile,
-      hint: `check that ${source} is a ${format} disk image (qemu-img info ${source})`,
-    })
+    const r = await run('qemu-img', ['convert', '-f', format, '-O', 'raw', source, raw], {what: `convert the ${format} base to raw`, signal: io.signal, logFile: io.logFile, reject: false})
+    if (r.exitCode !== 0) {
+      await rm(raw, {force: true})
+      throw new InputError(`the ${format} base ${source} cannot be read by qemu-img: ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`, {
+        hint: `check that it is a ${format} disk image (qemu-img info ${source}) and that the recipe's base.format says what it is; if it was downloaded, download it again`,
+      })
+    }
   }
   try {
     const size = (await stat(raw)).size
