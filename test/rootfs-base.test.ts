@@ -160,11 +160,12 @@ describe('base stage from a rootfs tarball URL', () => {
     expect(execFileSync('find', [cache, '-type', 'f']).toString()).toBe('')
   })
 
-  it('refuses a disk image base with a clear hint', async () => {
+  it('refuses a damaged disk image base (a qcow2 header and nothing else), saying qemu-img cannot read it', async () => {
     files.set('/rootfs.qcow2', Buffer.from('QFI\xfb'))
     const e = await runBase('qcow2', sha256(files.get('/rootfs.qcow2')!)).catch((err: unknown) => err)
     expect(e).toBeInstanceOf(InputError)
-    expect((e as InputError).hint).toMatch(/rootfs tarball/)
+    expect((e as InputError).message).toMatch(/^the qcow2 base \S+ cannot be read by qemu-img: \S/)
+    expect((e as InputError).hint).toMatch(/^check that it is a qcow2 disk image \(qemu-img info /)
   })
 
   it('the cache key of an image base is its digest, not its URL', async () => {

@@ -7,7 +7,7 @@ import {createGunzip} from 'node:zlib'
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
 
-/** A base archive (tar, tar.gz, tar.xz, tar.zst) as an uncompressed tarball, streamed. */
+/** A base archive (tar, tar.gz, tar.xz, tar.zst) as an uncompressed tarball, streamed. Disk images go to diskToRootfs. */
 export async function decompressRootfs(source: string, format: string, output: string, work: string): Promise<void> {
   switch (format) {
     case 'tar':
@@ -32,8 +32,7 @@ export async function decompressRootfs(source: string, format: string, output: s
       return
     }
     default:
-      throw new InputError(`base format "${format}" is a disk image; the base stage reads rootfs tarballs only (tar, tar.gz, tar.xz, tar.zst)`, {
-        hint: 'point recipe.base.url at the distro\'s rootfs tarball, or export the image\'s root filesystem as a tarball and give it with --base-file',
-      })
+      // disk images (qcow2, raw, vmdk) are read by diskToRootfs (disk-base.ts)
+      throw new InputError(`base format "${format}" is not a tarball (tar, tar.gz, tar.xz, tar.zst)`)
   }
 }

@@ -422,7 +422,7 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
 }
 
 /** Writes one entry, waiting until the pack has taken all of it (backpressure included). */
-function packEntry(pack: Pack, header: Header, body: Buffer | AsyncIterable<unknown> | Readable): Promise<void> {
+export function packEntry(pack: Pack, header: Header, body: Buffer | AsyncIterable<unknown> | Readable): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (Buffer.isBuffer(body)) {
       pack.entry(header, body, (err) => (err ? reject(err) : resolve()))

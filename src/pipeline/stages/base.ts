@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {distroOf} from '../../distro/index.js'
 import {BugError, InputError} from '../../errors.js'
 import {decompressRootfs} from '../../rootfs/decompress.js'
+import {diskToRootfs, isDiskFormat} from '../../rootfs/disk-base.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
 import {downloadPinned} from '../../util/download.js'
@@ -74,9 +75,16 @@ export const baseStage: StageOf<'base', BaseInputs, never> = {
         io.progress(`downloading ${base.url}`)
         file = await downloadPinned(base.url, sha, join(ctx.cacheDir, 'downloads', sha), {signal: io.signal, progress: io.progress, pinnedBy: 'recipe.base.sha256'})
       }
-      io.progress(`unpacking ${base.format}`)
-      await decompressRootfs(file, base.format, output, io.work)
       source = ctx.options.baseFile ? `file ${ctx.options.baseFile}` : base.url
+      if (isDiskFormat(base.format)) {
+        const read = await diskToRootfs(file, base.format, output, io.work, {progress: io.progress, signal: io.signal, logFile: io.logFile})
+        io.log(`read ${read.where} of the ${base.format} disk: ${read.entries} entries, ${read.files} files (${read.bytes} bytes), ${read.hardlinks} hardlinks, ${read.xattrs} xattrs`)
+        if (read.sockets.length) io.log(`left out ${read.sockets.length} sockets (tar has no form for them): ${read.sockets.slice(0, 5).join(', ')}`)
+        source += ` (${read.where})`
+      } else {
+        io.progress(`unpacking ${base.format}`)
+        await decompressRootfs(file, base.format, output, io.work)
+      }
     }
     io.progress('checking the rootfs tarball')
     const entries = await countEntries(output)

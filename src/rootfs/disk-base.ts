@@ -1,0 +1,58 @@
+import {stat, symlink, rm} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+
+import {InputError} from '../errors.js'
+import {filesystemType} from '../disk/filesystem.js'
+import {findRootPartition} from '../disk/root-partition.js'
+import {run} from '../util/exec.js'
+import {ext4ToTar, type Ext4ToTarResult} from './ext4-tar.js'
+
+export const DISK_FORMATS = ['qcow2', 'raw', 'vmdk'] as const
+export type DiskFormat = (typeof DISK_FORMATS)[number]
+
+export function isDiskFormat(format: string): format is DiskFormat {
+  return (DISK_FORMATS as readonly string[]).includes(format)
+}
+
+export interface DiskRootfsResult extends Ext4ToTarResult {
+  /** where the root filesystem was found, e.g. 'GPT partition 1 (Linux root x86-64)' */
+  where: string
+}
+
+/**
+ * A disk image base (qcow2, vmdk or raw) as a rootfs tarball, without root: qcow2 and vmdk become a
+ * sparse raw file in the work dir (qemu-img), the root partition is found in the partition table,
+ * and its ext2/3/4 filesystem is read with debugfs (ext4ToTar). Any other filesystem is refused.
+ */
+export async function diskToRootfs(source: string, format: DiskFormat, output: string, work: string, io: {progress: (l: string) => void; signal?: AbortSignal; logFile?: string}): Promise<DiskRootfsResult> {
+  // debugfs takes options after a "?" in the file name: it only ever sees this name
+  const raw = join(work, 'disk.raw')
+  await rm(raw, {force: true})
+  if (format === 'raw') {
+    await symlink(resolve(source), raw)
+  } else {
+    io.progress(`converting the ${format} disk to raw`)
+    const r = await run('qemu-img', ['convert', '-f', format, '-O', 'raw', source, raw], {what: `convert the ${format} base to raw`, signal: io.signal, logFile: io.logFile, reject: false})
+    if (r.exitCode !== 0) {
+      await rm(raw, {force: true})
+      throw new InputError(`the ${format} base ${source} cannot be read by qemu-img: ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`, {
+        hint: `check that it is a ${format} disk image (qemu-img info ${source}) and that the recipe's base.format says what it is; if it was downloaded, download it again`,
+      })
+    }
+  }
+  try {
+    const size = (await stat(raw)).size
+    const root = await findRootPartition(raw, size)
+    const fsType = await filesystemType(raw, root.offset)
+    if (fsType !== 'ext2/3/4') {
+      throw new InputError(`the ${format} base ${source}: its root, ${root.where}, is ${fsType === 'unknown' ? 'no filesystem cvm-image recognizes' : fsType}; cvm-image reads only ext2/3/4 root filesystems from disk images (without root, with debugfs)`, {
+        hint: 'export the root filesystem as a tarball where you have root or libguestfs (e.g. `virt-tar-out -a disk.qcow2 / rootfs.tar`), then build a recipe whose base is that tarball: `base: {kind: image, format: tar, url: <where it is>, sha256: <its sha256>}`, or sha256: null with --base-file rootfs.tar',
+      })
+    }
+    io.progress(`reading ${root.where}`)
+    const result = await ext4ToTar({image: raw, offset: root.offset, output, work, progress: io.progress, signal: io.signal, logFile: io.logFile})
+    return {...result, where: root.where}
+  } finally {
+    await rm(raw, {force: true})
+  }
+}
