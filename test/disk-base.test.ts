@@ -228,7 +228,7 @@ describe('a small ext4 with every kind of entry', () => {
     // the rootfs as a tarball, made by the project's own ext4 writer (as assemble makes its root)
     const pack = tar.pack()
     const t = new Date(1_700_000_000 * 1000)
-    const add = (h: tar.Headers, body?: Buffer) => pack.entry({mtime: t, uid: 0, gid: 0, mode: 0o644, ...h}, body)
+    const add = (h: Partial<tar.Header> & {name: string}, body?: Buffer) => (body ? pack.entry({mtime: t, uid: 0, gid: 0, mode: 0o644, ...h}, body) : pack.entry({mtime: t, uid: 0, gid: 0, mode: 0o644, ...h}))
     add({name: './', type: 'directory', mode: 0o755})
     add({name: 'usr/', type: 'directory', mode: 0o755})
     add({name: 'usr/bin/', type: 'directory', mode: 0o755})
