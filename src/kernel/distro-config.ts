@@ -7,18 +7,21 @@ import type {KernelSourceSpec} from '../recipe/schema.js'
 import {run} from '../util/exec.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {PrivateApt} from './apt.js'
+import {srpmDistroConfig} from './srpm.js'
 
 /** Debian's flavours, best first: the cloud kernel is what a Debian cloud image ships. */
 const DEBIAN_FLAVOURS = ['config.amd64_none_cloud-amd64.xz', 'config.amd64_none_amd64.xz']
 
 /**
  * The distribution's own kernel config for a source, written to dest: for a Debian source package
- * linux-source-<line>, the cloud-amd64 config from linux-config-<line> of the same suite.
+ * linux-source-<line>, the cloud-amd64 config from linux-config-<line> of the same suite; for a
+ * source RPM, its non-debug x86_64 config (localFile: the --kernel-source-file copy of it).
  */
-export async function fetchDistroConfig(source: KernelSourceSpec, cacheDir: string, work: string, dest: string, logFile?: string): Promise<string> {
+export async function fetchDistroConfig(source: KernelSourceSpec, cacheDir: string, work: string, dest: string, logFile?: string, localFile?: string): Promise<string> {
+  if (source.kind === 'srpm') return srpmDistroConfig(source, {cacheDir, work, logFile, localFile, progress: () => {}}, dest)
   if (source.kind !== 'debian-package') {
     throw new InputError(`config base "distro" needs a distribution's config, and a ${source.kind} source has none`, {
-      hint: 'use kernel.config.base lean or defconfig, or a debian-package source (its linux-config package has the configs)',
+      hint: 'use kernel.config.base lean or defconfig, or a debian-package or srpm source (a linux-config package or the source RPM has the configs)',
     })
   }
   const name = source.package.replace(/^linux-source-/, 'linux-config-')

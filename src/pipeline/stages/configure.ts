@@ -35,7 +35,7 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
     const templates = [...(config.base === 'lean' ? [LEAN_PROFILE] : config.base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
     return {
       base: config.base,
-      // base distro reads the distribution's config of the same package and suite
+      // base distro reads the distribution's config of the same package and suite, or of the same source RPM (its sha256)
       ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source} : {}),
       features: config.features,
       options: config.options,
@@ -76,6 +76,7 @@ async function digests(files: string[]): Promise<Record<string, string>> {
 /** The distribution's own config, for base "distro". */
 async function distroConfig(ctx: BuildContext, source: KernelSourceSpec, work: string, log: (line: string) => void): Promise<string> {
   const dest = join(work, 'distro.config')
-  log(`distro config: ${await fetchDistroConfig(source, ctx.cacheDir, work, dest)}`)
+  // a source RPM given with --kernel-source-file is read again for its config; its pin is in the key
+  log(`distro config: ${await fetchDistroConfig(source, ctx.cacheDir, work, dest, undefined, ctx.options.kernelSourceFile)}`)
   return dest
 }
