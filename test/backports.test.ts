@@ -6,13 +6,13 @@ import {afterAll, describe, expect, it} from 'vitest'
 
 import type {KernelCheckResult} from '../src/kernel/check.js'
 import {cli} from './helpers/cli.js'
-import {repoRoot, sharedTestCache} from './helpers/paths.js'
+import {oldKernelsArchive, sharedTestCache} from './helpers/paths.js'
 
 // The backports proven on real old kernel trees, through the CLI as a user runs them: the 5.4
 // recipe both ways (the control, without the backports, must fail NVMe integrity through SWIOTLB;
 // the patched build must pass every check), and 4.18 and 5.8 patched, configured and compiled.
 // The trees come from ../shared/kernels/old-kernels.tar.zst (CVM_TEST_OLD_KERNELS overrides it).
-const archive = process.env.CVM_TEST_OLD_KERNELS ?? join(repoRoot, '..', 'shared', 'kernels', 'old-kernels.tar.zst')
+const archive = oldKernelsArchive()
 const cwd = mkdtempSync(join(tmpdir(), 'cvm-backports-'))
 afterAll(() => rmSync(cwd, {recursive: true, force: true}))
 

@@ -1,6 +1,7 @@
 import {join} from 'node:path'
 
 import {InputError} from '../errors.js'
+import {distroOf} from '../distro/index.js'
 import {requireSourceInputs} from '../kernel/source.js'
 import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
 import type {StageCache} from '../pipeline/cache.js'
@@ -47,7 +48,7 @@ export interface BuildRequest {
 export function checkBuildable(ctx: BuildContext): void {
   const {recipe} = ctx.recipe
   if (recipe.abstract) throw new InputError(`recipe ${recipe.id} is abstract: it is only extended by other recipes`, {hint: 'build one of the recipes `cvm-image recipes` lists'})
-  requireSourceInputs(recipe.kernel.source, ctx.options.kernelSourceFile)
+  requireSourceInputs(recipe.kernel.source, ctx.options.kernelSourceFile, distroOf(recipe))
 }
 
 /**

@@ -23,7 +23,7 @@ export const buildInputFlags = {
   'kernel-git': Flags.string({description: 'kernel git (local clone or URL) to resolve upstream commits of the series from', env: 'CVM_IMAGE_KERNEL_GIT'}),
   'base-sha256': Flags.string({description: 'sha256 you vouch for when the recipe\'s base image is unpinned'}),
   'base-file': Flags.file({description: 'a local copy of the recipe\'s base image to use instead of downloading it', exists: true}),
-  'kernel-source-file': Flags.file({description: 'a local copy of the recipe\'s kernel source archive (checked against its sha256): needed for kernel.source kind archive, used instead of downloading a tarball', exists: true}),
+  'kernel-source-file': Flags.file({description: 'a local copy of the recipe\'s kernel source archive (checked against its sha256): needed for kernel.source kind archive, used instead of downloading a tarball or source RPM', exists: true}),
   control: Flags.boolean({description: 'control build: apply only the series\' build fixes, to validate the unpatched kernel and show what the backports fix (never published)'}),
   mode: Flags.string({description: 'validation mode to run instead of the recipe\'s (repeatable)', options: ['emulated', 'sev', 'sev-es'], multiple: true}),
   host: Flags.string({description: 'validate on this AMD host over SSH (user@host[:port]) instead of locally'}),

@@ -62,6 +62,8 @@ export interface DistroModule {
   rootfsInputs?(base: RecipeBase, sourceDateEpoch: number): Record<string, Json>
   /** why the module cannot build from a source it otherwise takes (a git repository that is a patch queue, not a tree) */
   sourceProblem?(spec: KernelSourceSpec): string | undefined
+  /** refuses, before any work, a source of one of sourceKinds that lacks what it needs (a pin, a file) */
+  requireSourceInputs?(spec: KernelSourceSpec, localFile: string | undefined): void
   /** fetches and unpacks a source of one of sourceKinds */
   fetchSource?(spec: KernelSourceSpec, io: SourceIO): Promise<FetchedSource>
   /** writes the distribution's kernel config for a source of a distroConfigFrom kind to dest; returns what it was */

@@ -1,5 +1,5 @@
 import {existsSync} from 'node:fs'
-import {mkdir, readdir, rename, rm} from 'node:fs/promises'
+import {mkdir, readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {DistroModule} from '../distro/family.js'
@@ -8,12 +8,13 @@ import type {KernelSourceSpec} from '../recipe/schema.js'
 import {downloadPinned} from '../util/download.js'
 import {run} from '../util/exec.js'
 import {sha256, sha256File} from '../util/fsx.js'
+import {cachedTree, untar} from './tree-cache.js'
 
 export interface FetchedSource {
   kind: KernelSourceSpec['kind']
   /** the unpacked tree, in the shared tree cache (read-only by convention: copy before changing) */
   tree: string
-  /** sha256 of the source archive (.deb or tarball) or the git commit id */
+  /** sha256 of the source archive (.deb, tarball or .src.rpm) or the git commit id */
   digest: string
   /** "linux-source-5.10 5.10.223-1" for Debian packages */
   package?: string
@@ -68,9 +69,17 @@ async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, i
   return {kind: 'tarball', tree, digest: spec.sha256}
 }
 
-/** What a source needs from the command line before any work starts: an archive needs its file. */
-export function requireSourceInputs(spec: KernelSourceSpec, localFile: string | undefined): void {
-  if (spec.kind === 'archive' && !localFile) {
+/**
+ * What a source needs before any work starts: an archive needs its file; a distro's own kind, what
+ * its module says (a source RPM needs a sha256 in the recipe, since its file is checked against it).
+ */
+export function requireSourceInputs(spec: KernelSourceSpec, localFile: string | undefined, distro: DistroModule): void {
+  distro.requireSourceInputs?.(spec, localFile)
+  if (spec.kind === 'archive') requireArchiveFile(spec, localFile)
+}
+
+function requireArchiveFile(spec: Extract<KernelSourceSpec, {kind: 'archive'}>, localFile: string | undefined): void {
+  if (!localFile) {
     throw new InputError(`recipe.kernel.source is the archive ${spec.file} (sha256 ${spec.sha256}), which cvm-image does not download`, {
       details: [`  where to get it: ${spec.origin}`],
       hint: `give your copy with --kernel-source-file <path of ${spec.file}>`,
@@ -79,7 +88,7 @@ export function requireSourceInputs(spec: KernelSourceSpec, localFile: string | 
 }
 
 async function fromArchive(spec: Extract<KernelSourceSpec, {kind: 'archive'}>, io: SourceIO): Promise<FetchedSource> {
-  requireSourceInputs(spec, io.localFile)
+  requireArchiveFile(spec, io.localFile)
   const file = io.localFile!
   io.progress(`checking ${file}`)
   const digest = await sha256File(file)
@@ -112,45 +121,4 @@ async function fromGit(spec: Extract<KernelSourceSpec, {kind: 'git'}>, io: Sourc
     await run('tar', ['-xf', tar, '-C', dest], {what: 'unpack the source tree'})
   })
   return {kind: 'git', tree, digest: commit}
-}
-
-/** The tree for a digest, unpacked by fill into a temp directory and renamed into place once complete. */
-export async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => Promise<void>): Promise<string> {
-  const tree = join(io.cacheDir, 'kernel-trees', digest)
-  if (existsSync(join(tree, 'Makefile'))) return tree
-  const tmp = `${tree}.tmp-${process.pid}`
-  await rm(tmp, {recursive: true, force: true})
-  await mkdir(tmp, {recursive: true})
-  io.progress('unpacking the source tree')
-  await fill(tmp)
-  await rename(tmp, tree).catch(async (e) => {
-    // another build unpacked the same digest first: use its tree
-    if (!existsSync(join(tree, 'Makefile'))) throw e
-    await rm(tmp, {recursive: true, force: true})
-  })
-  return tree
-}
-
-/**
- * Unpacks a kernel tarball whose entries sit under one top directory (linux-6.1/...), or only the
- * top directory `member` of an archive of several trees.
- */
-export async function untar(file: string, dest: string, io: SourceIO, member?: string): Promise<void> {
-  await mkdir(dest, {recursive: true})
-  // zstd archives compressed with long-distance matching need the window given when reading
-  const zstd = /\.zst$/.test(file) ? ['--use-compress-program=zstd -d --long=31'] : []
-  // GNU tar refuses members with ".." and strips leading "/": nothing lands outside dest
-  const r = await run('tar', [...zstd, '-xf', file, '-C', dest, '--strip-components=1', '--no-same-owner', '--no-same-permissions', ...(member ? [`${member}/`] : [])], {
-    what: `unpack ${file}${member ? ` (${member}/)` : ''}`,
-    logFile: io.logFile,
-    signal: io.signal,
-    reject: false,
-  })
-  if (r.exitCode !== 0) {
-    const notFound = member && /Not found in archive/.test(r.stderr)
-    throw new InputError(notFound ? `${file} has no top folder ${member}/` : `unpack ${file} failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, {
-      hint: notFound ? 'fix recipe.kernel.source.member (tar -tf lists the archive\'s folders)' : 'check that the file is a complete tar archive',
-    })
-  }
-  if (!existsSync(join(dest, 'Makefile'))) throw new InputError(`${file}: no Makefile at the top of the tree${member ? ` ${member}/` : ''}`, {hint: 'the archive is not a Linux source tarball'})
 }

@@ -77,7 +77,21 @@ export const ArchiveSource = z.strictObject({
   origin: z.string().min(1),
 })
 
-export const KernelSource = z.discriminatedUnion('kind', [DebianPackageSource, TarballSource, GitSource, ArchiveSource])
+/**
+ * A source RPM of the RHEL family (kernel-<version>-<release>.src.rpm): the tree is its one
+ * linux-*.tar.* and, for config base distro, the distribution's config is one of its kernel-*.config.
+ */
+export const SrpmSource = z.strictObject({
+  kind: z.literal('srpm'),
+  /** the .src.rpm; --kernel-source-file gives a local copy instead */
+  url,
+  /** of the .src.rpm; null: a build refuses until it is pinned */
+  sha256: pinnedSha256,
+  /** the config inside to use for base distro; default the non-debug x86_64 one (kernel-x86_64.config, kernel-x86_64-rhel.config or kernel-<version>-x86_64.config) */
+  config: z.string().regex(/^[A-Za-z0-9._+-]+\.config$/, 'must be the file name of a config inside the source RPM, such as kernel-x86_64.config').optional(),
+})
+
+export const KernelSource = z.discriminatedUnion('kind', [DebianPackageSource, TarballSource, GitSource, ArchiveSource, SrpmSource])
 
 export const Kernel = z.strictObject({
   /** kernels/<line>/series.yaml holds the backport series for this line */

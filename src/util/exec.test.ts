@@ -59,6 +59,17 @@ describe('run(): every child is contained', () => {
     expect((await run('sh', ['-c', 'exit 7'], {reject: false})).exitCode).toBe(7)
   })
 
+  it('stdoutFile takes stdout byte for byte (binary, replacing what was there) and leaves stderr to the result', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'exec-out-'))
+    const out = join(dir, 'out.bin')
+    await run('sh', ['-c', 'echo old'], {stdoutFile: out})
+    const r = await run('sh', ['-c', 'printf "\\000\\377\\n\\n"; echo err >&2'], {stdoutFile: out})
+    expect([...(await readFile(out))]).toEqual([0, 255, 10, 10])
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toBe('err')
+    await rm(dir, {recursive: true})
+  })
+
   it('orphans of the command are reaped: a command that waits for one to be gone ends (node as the command, which reaps no stranger)', async () => {
     const f = join(dir, 'orphan.pid')
     const script = `(sleep 0.3 & echo $! > ${f}); p=$(cat ${f}); while kill -0 $p 2>/dev/null; do sleep 0.1; done; echo gone`

@@ -1,4 +1,4 @@
-import {accessSync, constants as fsConstants, existsSync, statSync} from 'node:fs'
+import {accessSync, closeSync, constants as fsConstants, existsSync, openSync, statSync} from 'node:fs'
 import {constants} from 'node:os'
 import {join} from 'node:path'
 
@@ -18,6 +18,8 @@ export interface RunOptions {
   onLine?: (line: string) => void
   /** append all output here (a build log) */
   logFile?: string
+  /** write stdout to this file (created or emptied) instead of keeping it: for large or binary output */
+  stdoutFile?: string
   /** what the command is for, used in the error message */
   what?: string
   hint?: string
@@ -108,6 +110,8 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     })
   }
   if (opts.signal?.aborted) throw new StageError(`${cmd} was cancelled`)
+  // the child writes to the file itself: execa's {file} target would also keep a copy in memory
+  const outFd = opts.stdoutFile ? openSync(opts.stdoutFile, 'w') : undefined
   const execaOpts: ExecaOptions = {
     cwd: opts.cwd,
     env: opts.env,
@@ -119,8 +123,14 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     all: true,
     ...(opts.logFile ? {stdout: ['pipe', {file: opts.logFile, append: true}], stderr: ['pipe', {file: opts.logFile, append: true}]} : {}),
   }
+  if (outFd !== undefined) Object.assign(execaOpts, {stdout: outFd})
   const [file, argv] = containedArgv(cmd, args)
-  const child = execa(file, argv, execaOpts)
+  let child
+  try {
+    child = execa(file, argv, execaOpts)
+  } finally {
+    if (outFd !== undefined) closeSync(outFd)
+  }
   let ended: 'cancelled' | 'timed out' | undefined
   let hardKill: NodeJS.Timeout | undefined
   const stop = (why: 'cancelled' | 'timed out') => {

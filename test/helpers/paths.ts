@@ -14,3 +14,11 @@ export function sharedTestCache(): string {
   mkdirSync(dir, {recursive: true})
   return dir
 }
+
+/**
+ * The archive of old distro kernel trees (linux-4.18.0-147.5.1.el8/, ...): ../shared/kernels/ beside
+ * the clone, as CI has it; CVM_TEST_OLD_KERNELS overrides it (a worktree elsewhere).
+ */
+export function oldKernelsArchive(): string {
+  return process.env.CVM_TEST_OLD_KERNELS ?? join(repoRoot, '..', 'shared', 'kernels', 'old-kernels.tar.zst')
+}

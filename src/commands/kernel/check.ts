@@ -7,6 +7,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
 import {cacheDirFlag} from '../../cli/flags.js'
 import {runInterruptible} from '../../cli/interrupt.js'
+import {distroOf} from '../../distro/index.js'
 import {requireSourceInputs} from '../../kernel/source.js'
 import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
 import {stageResult} from '../../pipeline/results.js'
@@ -44,7 +45,7 @@ and apply its series (both cached, as build does): each fix present, missing, or
       result = await checkTree(dirs.kernels, args.kernel, {featureNames: flags.feature})
     } else if (!existsSync(args.kernel) && new RecipeStore(dirs).ids().includes(args.kernel)) {
       const {ctx, cache} = makeBuildContext(dirs, args.kernel, flags)
-      requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'])
+      requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'], distroOf(ctx.recipe.recipe))
       const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
       // the kernel stages alone: a tree check needs no rootfs
       const {results} = await runInterruptible((signal) => runStages(ctx, cache, STAGES.filter((s) => s.name === 'kernel-source' || s.name === 'patch'), {renderer, signal}), {

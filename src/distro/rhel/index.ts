@@ -1,6 +1,7 @@
 import {BugError, InputError} from '../../errors.js'
 import type {DistroModule} from '../family.js'
 import {DNF_CONF, DNF_PYTHON, dnfConfWithExclude} from './dnf-conf.js'
+import {fromSrpm, requireSrpmPin, srpmDistroConfig} from './srpm.js'
 
 /**
  * RHEL, CentOS and their rebuilds: the distro's KVM guest image as the base (a disk image, read
@@ -11,8 +12,8 @@ export const rhelModule: DistroModule = {
   name: 'rhel',
   families: ['rhel'],
   rootfsKinds: [],
-  sourceKinds: [],
-  distroConfigFrom: {},
+  sourceKinds: ['srpm'],
+  distroConfigFrom: {srpm: "the source RPM's kernel-x86_64.config (or the recipe's source.config)"},
   holdMethods: ['dnf-exclude', 'none'],
   holdExample: ['kernel', 'kernel-core', 'kernel-modules'],
   // NetworkManager, the locale and the rest come with the distro's own guest image
@@ -22,6 +23,17 @@ export const rhelModule: DistroModule = {
       return `${spec.url} is a dist-git repository: the kernel's spec file and the names of its tarballs in the lookaside cache, not a kernel tree (give the kernel's source RPM or the tree itself)`
     }
     return undefined
+  },
+  requireSourceInputs(spec, localFile) {
+    if (spec.kind === 'srpm') requireSrpmPin(spec, localFile)
+  },
+  async fetchSource(spec, io) {
+    if (spec.kind !== 'srpm') throw new BugError(`the rhel module fetches srpm sources, not ${spec.kind}`)
+    return fromSrpm(spec, io)
+  },
+  async distroConfig(spec, io, dest) {
+    if (spec.kind !== 'srpm') throw new BugError(`the rhel module has configs for srpm sources, not ${spec.kind}`)
+    return srpmDistroConfig(spec, io, dest)
   },
   tools: [{tool: DNF_PYTHON, package: 'python3-dnf', stages: ['tests'], why: "read a built disk's dnf.conf back with dnf's own parser"}],
   async kernelHold(hold, ctx) {

@@ -36,7 +36,7 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
     const templates = [...(config.base === 'lean' ? [LEAN_PROFILE] : config.base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
     return {
       base: config.base,
-      // base distro reads the distribution's config of the same package and suite
+      // base distro reads the distribution's config of the same package and suite, or of the same source RPM (its sha256)
       ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source} : {}),
       features: config.features,
       options: config.options,
@@ -79,7 +79,8 @@ async function distroConfig(ctx: BuildContext, source: KernelSourceSpec, io: {wo
   const distro = distroOf(ctx.recipe.recipe)
   if (!distro.distroConfig || !distro.distroConfigFrom[source.kind]) throw new BugError(`config base distro with a ${source.kind} source reached the configure stage of a ${distro.name} recipe, which the recipe check refuses`)
   const dest = join(io.work, 'distro.config')
-  const what = await distro.distroConfig(source, {cacheDir: ctx.cacheDir, work: io.work, logFile: io.logFile, signal: io.signal, progress: io.progress}, dest)
+  // a source RPM given with --kernel-source-file is read again for its config; its pin is in the key
+  const what = await distro.distroConfig(source, {cacheDir: ctx.cacheDir, localFile: ctx.options.kernelSourceFile, work: io.work, logFile: io.logFile, signal: io.signal, progress: io.progress}, dest)
   io.log(`distro config: ${what}`)
   return dest
 }
