@@ -18,7 +18,7 @@ beforeEach(() => {
 afterEach(() => rmSync(cacheDir, {recursive: true, force: true}))
 
 function context(recipe: Record<string, unknown> = {}, options: BuildContext['options'] = {}): BuildContext {
-  const r = {id: 'svc', abstract: false, source_date_epoch: 1700000000, kernel: {source: {kind: 'tarball', url: 'https://x/y.tar', sha256: 'a'.repeat(64)}}, ...recipe}
+  const r = {id: 'svc', abstract: false, source_date_epoch: 1700000000, distro: {family: 'debian', release: '12', kernel: '6.1'}, kernel: {source: {kind: 'tarball', url: 'https://x/y.tar', sha256: 'a'.repeat(64)}}, ...recipe}
   return {recipe: {recipe: r, files: [], digest: 'd'} as unknown as LoadedRecipe, dirs: {root: '.', recipes: '.', kernels: '.', templates: '.'}, options, cacheDir}
 }
 

@@ -120,7 +120,7 @@ describe('RecipeStore', () => {
     expect(problemsOf('rh')).toEqual([
       'recipes/_parent.yaml:10:25: the rhel module holds the kernel with dnf-exclude or none, not "apt-preferences"',
       'recipes/rh.yaml:6:9: the rhel module cannot build a "mmdebstrap" base (it builds image)',
-      'recipes/rh.yaml:12:18: the rhel module cannot fetch a "debian-package" kernel source (it takes tarball, archive, git)',
+      'recipes/rh.yaml:12:18: the rhel module cannot fetch a "debian-package" kernel source (it takes tarball, archive, git, srpm)',
     ])
     // an mmdebstrap base for SUSE, a distro config from a tarball for Debian, a family with no module
     write('recipes/su.yaml', child.replace('family: debian', 'family: sles').replace('source: {kind: debian-package, package: linux-source-6.1, suite: bookworm, mirror: http://deb.debian.org/debian}', 'source: {kind: tarball, url: https://example.org/l.tar.xz, sha256: null}') + 'image:\n  kernel_hold: {method: zypper-lock, packages: [kernel-default]}\n')
