@@ -1,7 +1,8 @@
 import {BugError, InputError} from '../../errors.js'
 import type {DistroModule} from '../family.js'
 import {DNF_CONF, DNF_PYTHON, dnfConfWithExclude} from './dnf-conf.js'
-import {fromSrpm, requireSrpmPin, srpmDistroConfig} from './srpm.js'
+import {requireSrpmPin} from '../rpm.js'
+import {fromSrpm, srpmDistroConfig} from './srpm.js'
 
 /**
  * RHEL, CentOS and their rebuilds: the distro's KVM guest image as the base (a disk image, read
