@@ -23,6 +23,9 @@ export const rhelModule: DistroModule = {
     if (spec.kind === 'git' && /\/rpms\/kernel(\.git)?\/?$/.test(spec.url)) {
       return `${spec.url} is a dist-git repository: the kernel's spec file and the names of its tarballs in the lookaside cache, not a kernel tree (give the kernel's source RPM or the tree itself)`
     }
+    if (spec.kind === 'srpm' && spec.config && !spec.config.endsWith('.config')) {
+      return `a RHEL-family source RPM holds its configs as kernel-*.config files: recipe.kernel.source.config must be one such as kernel-x86_64.config, not ${spec.config}`
+    }
     return undefined
   },
   requireSourceInputs(spec, localFile) {
