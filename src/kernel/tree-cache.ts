@@ -14,7 +14,13 @@ export async function cachedTree(io: SourceIO, digest: string, fill: (dest: stri
   await rm(tmp, {recursive: true, force: true})
   await mkdir(tmp, {recursive: true})
   io.progress('unpacking the source tree')
-  await fill(tmp)
+  try {
+    await fill(tmp)
+  } catch (e) {
+    // a tree that failed half way (a patch of a queue that does not apply) is not kept
+    await rm(tmp, {recursive: true, force: true})
+    throw e
+  }
   await rename(tmp, tree).catch(async (e) => {
     // another build unpacked the same digest first: use its tree
     if (!existsSync(join(tree, 'Makefile'))) throw e

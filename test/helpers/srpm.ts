@@ -8,6 +8,8 @@ import {oldKernelsArchive, sharedTestCache} from './paths.js'
 
 /** What a source RPM is made of: its version, and each source by its name in the SRPM (a file to copy, or text). */
 export interface SrpmContents {
+  /** the package name; kernel unless given (SUSE's is kernel-source) */
+  name?: string
   version: string
   release: string
   sources: Record<string, {file: string} | {text: string}>
@@ -27,7 +29,7 @@ export async function buildSrpm(topdir: string, contents: SrpmContents): Promise
     else await writeFile(join(sourcesDir, name), from.text)
   }
   const spec = join(topdir, 'kernel.spec')
-  await writeFile(spec, kernelSpec(contents.version, contents.release, names))
+  await writeFile(spec, kernelSpec(contents.version, contents.release, names, contents.name))
   await run('rpmbuild', ['-bs', '--define', `_topdir ${topdir}`, '--define', '_source_payload w1.gzdio', spec], {what: 'make a test source RPM'})
   const dir = join(topdir, 'SRPMS')
   const made = (await readdir(dir)).filter((f) => f.endsWith('.src.rpm'))
@@ -35,9 +37,9 @@ export async function buildSrpm(topdir: string, contents: SrpmContents): Promise
   return join(dir, made[0])
 }
 
-function kernelSpec(version: string, release: string, sources: string[]): string {
+function kernelSpec(version: string, release: string, sources: string[], name = 'kernel'): string {
   return [
-    'Name: kernel',
+    `Name: ${name}`,
     `Version: ${version}`,
     `Release: ${release}`,
     'Summary: The Linux kernel (a source RPM made by the cvm-image tests)',
@@ -45,7 +47,7 @@ function kernelSpec(version: string, release: string, sources: string[]): string
     ...sources.map((name, i) => `Source${i}: ${name}`),
     '',
     '%description',
-    'The shape of a RHEL kernel source RPM: the tree as one tarball, and the configs beside it.',
+    name === 'kernel' ? 'The shape of a RHEL kernel source RPM: the tree as one tarball, and the configs beside it.' : 'The shape of a SUSE kernel source RPM: a vanilla tarball, patch archives, series.conf and config.tar.bz2.',
     '',
   ].join('\n')
 }

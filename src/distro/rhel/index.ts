@@ -1,7 +1,8 @@
 import {BugError, InputError} from '../../errors.js'
 import type {DistroModule} from '../family.js'
 import {DNF_CONF, DNF_PYTHON, dnfConfWithExclude} from './dnf-conf.js'
-import {fromSrpm, requireSrpmPin, srpmDistroConfig} from './srpm.js'
+import {requireSrpmPin} from '../rpm.js'
+import {fromSrpm, srpmDistroConfig} from './srpm.js'
 
 /**
  * RHEL, CentOS and their rebuilds: the distro's KVM guest image as the base (a disk image, read
@@ -21,6 +22,9 @@ export const rhelModule: DistroModule = {
   sourceProblem(spec) {
     if (spec.kind === 'git' && /\/rpms\/kernel(\.git)?\/?$/.test(spec.url)) {
       return `${spec.url} is a dist-git repository: the kernel's spec file and the names of its tarballs in the lookaside cache, not a kernel tree (give the kernel's source RPM or the tree itself)`
+    }
+    if (spec.kind === 'srpm' && spec.config && !spec.config.endsWith('.config')) {
+      return `a RHEL-family source RPM holds its configs as kernel-*.config files: recipe.kernel.source.config must be one such as kernel-x86_64.config, not ${spec.config}`
     }
     return undefined
   },
