@@ -5,6 +5,7 @@ import {pathToFileURL} from 'node:url'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {rhelModule} from '../src/distro/rhel/index.js'
 import {slesModule} from '../src/distro/sles/index.js'
 import {InputError} from '../src/errors.js'
 import {fetchKernelSource, requireSourceInputs, type SourceIO} from '../src/kernel/source.js'
@@ -158,6 +159,14 @@ describe('kernel source: SUSE source RPMs whose series does not make a tree', ()
     const s = await small('escaping-patch', {'patches.suse/good.patch': await diff('README', readme, `${readme}more\n`, dir)}, 'patches.suse/../../etc/passwd\n')
     const e = await refusal(fetch(s))
     expect(e.message).toBe('escaping-patch.src.rpm: series.conf line 1 names patches.suse/../../etc/passwd, which is not a file under a patches.<group>/ folder')
+  })
+
+  it('the rhel module refuses a SUSE source RPM instead of taking its vanilla tarball for the tree', async () => {
+    const s = await small('suse-for-rhel', {'patches.suse/good.patch': await diff('README', readme, `${readme}more\n`, dir)}, 'patches.suse/good.patch\n')
+    const e = await refusal(fetchKernelSource(s.source, io({cacheDir: join(dir, 'rhel-cache'), localFile: s.file}), rhelModule))
+    expect(e.message).toBe('suse-for-rhel.src.rpm is a SUSE kernel source RPM: a patch queue (series.conf, patches.*.tar.bz2) over a vanilla tarball, not RHEL\'s patched tree')
+    expect(e.hint).toMatch(/distro\.family sles/)
+    expect(readdirSync(join(dir, 'rhel-cache', 'kernel-trees'))).toEqual([])
   })
 
   it('an SRPM with no series.conf (a RHEL one) is refused by the sles module, naming what it holds', async () => {

@@ -23,6 +23,12 @@ export async function fromSrpm(spec: SrpmSpec, io: SourceIO): Promise<FetchedSou
   const tree = await cachedTree(io, digest, async (dest) => {
     const x = join(io.work, 'srpm')
     const names = await unpackSrpm(file, x, io)
+    // SUSE's source RPMs hold a vanilla tarball too, with the patch queue that makes it SUSE's kernel beside it
+    if (names.includes('series.conf')) {
+      throw new InputError(`${srpmName(spec)} is a SUSE kernel source RPM: a patch queue (series.conf, patches.*.tar.bz2) over a vanilla tarball, not RHEL's patched tree`, {
+        hint: 'build it with a recipe of distro.family sles, whose module applies the queue',
+      })
+    }
     const tarball = await kernelTarball(x, names, srpmName(spec), 'a RHEL-family kernel source RPM holds its tree as one linux-<version>-<release>.tar.xz')
     await untar(join(x, tarball), dest, io)
     await keepConfigs(x, names, configsDir(io.cacheDir, digest))
