@@ -18,6 +18,7 @@ import {el8KernelSrpm, EL8_SRPM} from './helpers/srpm.js'
  * the 4.18 series backports the SWIOTLB fixes, and the image holds the kernel with dnf's exclude
  * list. No RHEL image can be had here, so the base is Debian 11's rootfs carrying RHEL 8's
  * dnf.conf: the userland is not what this proves, the RHEL path of the kernel and the hold are.
+ * It is also CI's proof of kernels/4.18's series on that tree: NVMe integrity through SWIOTLB.
  */
 
 const RHEL8_DNF_CONF = '[main]\ngpgcheck=1\ninstallonly_limit=3\nclean_requirements_on_remove=True\nbest=True\nskip_if_unavailable=False\n'
