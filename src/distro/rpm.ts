@@ -2,7 +2,8 @@ import {existsSync} from 'node:fs'
 import {copyFile, lstat, mkdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {InputError} from '../errors.js'
+import {BugError, InputError} from '../errors.js'
+import type {DistroModule} from './family.js'
 import type {FetchedSource, SourceIO} from '../kernel/source.js'
 import type {KernelSourceSpec} from '../recipe/schema.js'
 import {downloadPinned} from '../util/download.js'
@@ -119,4 +120,25 @@ export async function keepFiles(dir: string, names: string[], dest: string): Pro
     if (!existsSync(dest)) throw e
     await rm(tmp, {recursive: true, force: true})
   })
+}
+
+/**
+ * A family's source RPM as its module's source hooks: the pin checked before any work, the tree
+ * and the distro config read by the family's own functions (RHEL's patched tarball, SUSE's queue).
+ */
+export function srpmSourceHooks(
+  module: string,
+  read: {tree(spec: SrpmSpec, io: SourceIO): Promise<FetchedSource>; config(spec: SrpmSpec, io: SourceIO, dest: string): Promise<string>},
+): Pick<DistroModule, 'requireSourceInputs' | 'fetchSource' | 'distroConfig'> {
+  const srpm = (spec: KernelSourceSpec): SrpmSpec => {
+    if (spec.kind !== 'srpm') throw new BugError(`the ${module} module reads srpm sources, not ${spec.kind}`)
+    return spec
+  }
+  return {
+    requireSourceInputs(spec, localFile) {
+      if (spec.kind === 'srpm') requireSrpmPin(spec, localFile)
+    },
+    fetchSource: (spec, io) => read.tree(srpm(spec), io),
+    distroConfig: (spec, io, dest) => read.config(srpm(spec), io, dest),
+  }
 }

@@ -1,7 +1,7 @@
 import {BugError, InputError} from '../../errors.js'
 import type {DistroModule} from '../family.js'
 import {DNF_CONF, DNF_PYTHON, dnfConfWithExclude} from './dnf-conf.js'
-import {requireSrpmPin} from '../rpm.js'
+import {srpmSourceHooks} from '../rpm.js'
 import {fromSrpm, srpmDistroConfig} from './srpm.js'
 
 /**
@@ -28,17 +28,7 @@ export const rhelModule: DistroModule = {
     }
     return undefined
   },
-  requireSourceInputs(spec, localFile) {
-    if (spec.kind === 'srpm') requireSrpmPin(spec, localFile)
-  },
-  async fetchSource(spec, io) {
-    if (spec.kind !== 'srpm') throw new BugError(`the rhel module fetches srpm sources, not ${spec.kind}`)
-    return fromSrpm(spec, io)
-  },
-  async distroConfig(spec, io, dest) {
-    if (spec.kind !== 'srpm') throw new BugError(`the rhel module has configs for srpm sources, not ${spec.kind}`)
-    return srpmDistroConfig(spec, io, dest)
-  },
+  ...srpmSourceHooks('rhel', {tree: fromSrpm, config: srpmDistroConfig}),
   tools: [{tool: DNF_PYTHON, package: 'python3-dnf', stages: ['tests'], why: "read a built disk's dnf.conf back with dnf's own parser"}],
   async kernelHold(hold, ctx) {
     if (hold.method === 'none') return []

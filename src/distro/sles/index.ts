@@ -1,6 +1,6 @@
 import {BugError} from '../../errors.js'
 import type {DistroModule} from '../family.js'
-import {requireSrpmPin} from '../rpm.js'
+import {srpmSourceHooks} from '../rpm.js'
 import {fromSuseSrpm, suseDistroConfig} from './srpm.js'
 import {ZYPP_LOCKS, zyppLocksWith} from './zypp-locks.js'
 
@@ -28,17 +28,7 @@ export const slesModule: DistroModule = {
     }
     return undefined
   },
-  requireSourceInputs(spec, localFile) {
-    if (spec.kind === 'srpm') requireSrpmPin(spec, localFile)
-  },
-  async fetchSource(spec, io) {
-    if (spec.kind !== 'srpm') throw new BugError(`the sles module fetches srpm sources, not ${spec.kind}`)
-    return fromSuseSrpm(spec, io)
-  },
-  async distroConfig(spec, io, dest) {
-    if (spec.kind !== 'srpm') throw new BugError(`the sles module has configs for srpm sources, not ${spec.kind}`)
-    return suseDistroConfig(spec, io, dest)
-  },
+  ...srpmSourceHooks('sles', {tree: fromSuseSrpm, config: suseDistroConfig}),
   tools: [
     {tool: 'patch', package: 'patch', stages: ['kernel-source'], why: "apply the series.conf of SUSE's kernel source RPM to its vanilla tarball"},
     {tool: 'bzip2', package: 'bzip2', stages: ['kernel-source', 'configure'], why: "unpack the patches.*.tar.bz2 and config.tar.bz2 of SUSE's kernel source RPM"},
