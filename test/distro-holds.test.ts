@@ -1,6 +1,5 @@
 import {execFileSync} from 'node:child_process'
 import {cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {copyFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -11,8 +10,8 @@ import type {BuildContext} from '../src/pipeline/stage.js'
 import {assembleStage} from '../src/pipeline/stages/assemble.js'
 import {baseStage} from '../src/pipeline/stages/base.js'
 import {projectDirs, RecipeStore} from '../src/recipe/load.js'
-import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
+import {diskRootFile, dnfReads, rootfsWithFiles, zypperLocks} from './helpers/package-managers.js'
 import {buildUntil} from './helpers/pipeline.js'
 import {repoRoot, sharedTestCache} from './helpers/paths.js'
 
@@ -64,10 +63,6 @@ async function buildDisk(id: string, yaml: string): Promise<{disk: string; rootO
   return {disk, rootOffset}
 }
 
-function debugfsCat(disk: string, offset: number, path: string): string {
-  return execFileSync('debugfs', ['-R', `cat ${path}`, `${disk}?offset=${offset}`], {stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 16 << 20}).toString()
-}
-
 const KERNEL_SECTION = `kernel:
   source: {kind: tarball, url: "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.tar.xz", sha256: null}
 `
@@ -81,14 +76,8 @@ beforeAll(async () => {
   work = join(root, 'work')
   for (const d of ['recipes', 'kernels', 'templates']) cpSync(join(repoRoot, d), join(root, d), {recursive: true})
   // the Debian rootfs with the distro's own package manager configuration in it, as a RHEL or SUSE image has
-  const files = join(root, 'files')
-  mkdirSync(join(files, 'etc/dnf'), {recursive: true})
-  mkdirSync(join(files, 'etc/zypp'), {recursive: true})
-  writeFileSync(join(files, 'etc/dnf/dnf.conf'), BASE_DNF_CONF)
-  writeFileSync(join(files, 'etc/zypp/locks'), BASE_ZYPP_LOCKS)
   baseTar = join(root, 'rootfs-with-dnf-and-zypp.tar')
-  await copyFile(join(debianBase.dir, 'rootfs.tar'), baseTar)
-  await run('tar', ['--append', '-f', baseTar, '--owner=0', '--group=0', '--numeric-owner', '--mtime=@1700000000', '-C', files, '--no-recursion', './etc/dnf', './etc/dnf/dnf.conf', './etc/zypp', './etc/zypp/locks'], {what: 'add the package manager files to the fixture base'})
+  await rootfsWithFiles(join(debianBase.dir, 'rootfs.tar'), baseTar, {'etc/dnf/dnf.conf': BASE_DNF_CONF, 'etc/zypp/locks': BASE_ZYPP_LOCKS})
 }, 1_800_000)
 afterAll(() => {
   if (root) rmSync(root, {recursive: true, force: true})
@@ -105,23 +94,19 @@ base: {kind: image, url: "file:///fixture/rootfs.tar", sha256: "${sha}", format:
 ${KERNEL_SECTION}image:
   remove: [etc/ssh/ssh_host_*]
 `)
-    const conf = debugfsCat(disk, rootOffset, '/etc/dnf/dnf.conf')
-    const file = join(work, 'dnf.conf')
-    writeFileSync(file, conf)
-    const py = 'import dnf, json, sys\nc = dnf.conf.Conf()\nc.read(sys.argv[1])\nprint(json.dumps({"excludepkgs": list(c.excludepkgs), "gpgcheck": c.gpgcheck, "installonly_limit": c.installonly_limit, "best": c.best}))'
-    const parsed = JSON.parse((await run('/usr/bin/python3', ['-c', py, file], {what: 'read dnf.conf with dnf'})).stdout)
+    const parsed = await dnfReads(diskRootFile(disk, '/etc/dnf/dnf.conf'), ['excludepkgs', 'gpgcheck', 'installonly_limit', 'best'])
     expect(parsed).toEqual({excludepkgs: ['firefox', ...KERNEL], gpgcheck: true, installonly_limit: 3, best: true})
     // the Debian module's pin is not written for a RHEL recipe
     const listed = execFileSync('debugfs', ['-R', 'ls -p /etc/apt/preferences.d', `${disk}?offset=${rootOffset}`], {stdio: ['ignore', 'pipe', 'ignore']}).toString()
     expect(listed).toMatch(/^\/\d+\/040755\/0\/0\/\.\//m) // the directory is there (Debian's), listed
     expect(listed).not.toContain('cvm-image-kernel')
     // the common guest files are there
-    expect(debugfsCat(disk, rootOffset, '/etc/hostname')).toBe('cvm\n')
+    expect(diskRootFile(disk, '/etc/hostname')).toBe('cvm\n')
   }, 600_000)
 
   it('sles: zypper lists the disk\'s locks: the kernel package locked, the image\'s own lock kept', async () => {
     const sha = await sha256File(baseTar)
-    const {disk, rootOffset} = await buildDisk('sles-fixture', `extends: _common
+    const {disk} = await buildDisk('sles-fixture', `extends: _common
 name: SUSE-family fixture (a Debian rootfs with zypper's locks)
 status: buildable-here
 distro: {family: sles, release: "15.2", kernel: "6.1 (debian-12's)"}
@@ -133,10 +118,6 @@ image:
   remove: [etc/ssh/ssh_host_*]
   kernel_hold: {method: zypper-lock, packages: [kernel-default]}
 `)
-    const zroot = join(work, 'zroot')
-    mkdirSync(join(zroot, 'etc/zypp'), {recursive: true})
-    writeFileSync(join(zroot, 'etc/zypp/locks'), debugfsCat(disk, rootOffset, '/etc/zypp/locks'))
-    const listed = (await run('zypper', ['--non-interactive', '--root', zroot, 'locks'], {what: 'list the locks with zypper'})).stdout
-    expect([...listed.matchAll(/^\s*\d+\s*\|\s*(\S+)\s*\|/gm)].map((m) => m[1]).sort()).toEqual(['kernel-default', 'sles-release'])
+    expect(await zypperLocks(diskRootFile(disk, '/etc/zypp/locks'))).toEqual(['kernel-default', 'sles-release'])
   }, 600_000)
 })

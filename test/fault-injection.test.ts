@@ -6,7 +6,7 @@ import {afterAll, describe, expect, it} from 'vitest'
 
 import {sha256File} from '../src/util/fsx.js'
 import {cli} from './helpers/cli.js'
-import {repoRoot, sharedTestCache} from './helpers/paths.js'
+import {repoRoot} from './helpers/paths.js'
 import {buildUntil} from './helpers/pipeline.js'
 
 // Issue 10: kill -9 of cvm-image at a random point of a build, then a rebuild. Nothing the killed

@@ -1,5 +1,5 @@
 import {execFile} from 'node:child_process'
-import {chmodSync, existsSync, mkdirSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync, writeFileSync} from 'node:fs'
 import {chmod, mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'

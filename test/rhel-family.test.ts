@@ -1,14 +1,13 @@
 import {execFileSync} from 'node:child_process'
-import {cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {copyFile} from 'node:fs/promises'
+import {cpSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
 import {cli} from './helpers/cli.js'
 import {repoRoot, sharedTestCache} from './helpers/paths.js'
+import {diskRootFile, dnfReads, rootfsWithFiles} from './helpers/package-managers.js'
 import {buildUntil} from './helpers/pipeline.js'
 import {el8KernelSrpm, EL8_SRPM} from './helpers/srpm.js'
 
@@ -44,12 +43,8 @@ beforeAll(async () => {
   const base = (await buildUntil('debian-11', 'base')).results.base!
   root = mkdtempSync(join(sharedTestCache(), 'rhel-family-'))
   for (const d of ['recipes', 'kernels', 'templates']) cpSync(join(repoRoot, d), join(root, d), {recursive: true})
-  const files = join(root, 'files')
-  mkdirSync(join(files, 'etc/dnf'), {recursive: true})
-  writeFileSync(join(files, 'etc/dnf/dnf.conf'), RHEL8_DNF_CONF)
   baseTar = join(root, 'rootfs.tar')
-  await copyFile(join(base.dir, 'rootfs.tar'), baseTar)
-  await run('tar', ['--append', '-f', baseTar, '--owner=0', '--group=0', '--numeric-owner', '--mtime=@1700000000', '-C', files, '--no-recursion', './etc/dnf', './etc/dnf/dnf.conf'], {what: 'add dnf.conf to the base'})
+  await rootfsWithFiles(join(base.dir, 'rootfs.tar'), baseTar, {'etc/dnf/dnf.conf': RHEL8_DNF_CONF})
   writeFileSync(join(root, 'recipes', 'rhel-proof.yaml'), `extends: _rhel
 name: RHEL-family proof (${EL8_SRPM} on a Debian 11 rootfs with RHEL 8's dnf.conf)
 status: buildable-here
@@ -91,10 +86,6 @@ describe('a RHEL-family recipe, built and validated through the CLI', () => {
 
     // dnf, reading the disk's dnf.conf with its own parser, excludes the kernel packages; RHEL's options stay
     const disk = join(dir('assemble'), 'disk.raw')
-    const offset = JSON.parse(execFileSync('sfdisk', ['-J', disk]).toString()).partitiontable.partitions[1].start * 512
-    const conf = join(root, 'dnf.conf')
-    writeFileSync(conf, execFileSync('debugfs', ['-R', 'cat /etc/dnf/dnf.conf', `${disk}?offset=${offset}`], {stdio: ['ignore', 'pipe', 'ignore']}))
-    const py = 'import dnf, json, sys\nc = dnf.conf.Conf()\nc.read(sys.argv[1])\nprint(json.dumps({"excludepkgs": list(c.excludepkgs), "installonly_limit": c.installonly_limit}))'
-    expect(JSON.parse((await run('/usr/bin/python3', ['-c', py, conf], {what: 'read dnf.conf with dnf'})).stdout)).toEqual({excludepkgs: KERNEL_PACKAGES, installonly_limit: 3})
+    expect(await dnfReads(diskRootFile(disk, '/etc/dnf/dnf.conf'), ['excludepkgs', 'installonly_limit'])).toEqual({excludepkgs: KERNEL_PACKAGES, installonly_limit: 3})
   }, 60 * 60_000)
 })

@@ -12,7 +12,7 @@ import type {KernelSourceSpec} from '../src/recipe/schema.js'
 import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
 import {oldKernelsArchive} from './helpers/paths.js'
-import {buildSrpm, EL8_MEMBER, EL8_SRPM, el8KernelSrpm, type El8Srpm} from './helpers/srpm.js'
+import {buildSrpm, EL8_MEMBER, EL8_SRPM, el8KernelSrpm, type El8Srpm, refusal} from './helpers/srpm.js'
 
 /** the rhel module's distro config, as the configure stage asks for it */
 function distroConfig(source: KernelSourceSpec, io: {cacheDir: string; work: string; localFile?: string}, dest: string): Promise<string> {
@@ -31,11 +31,6 @@ function io(extra: Partial<SourceIO> = {}, lines: string[] = []): SourceIO {
   return {cacheDir, work: mkdtempSync(join(dir, 'work-')), progress: (l) => lines.push(l), ...extra}
 }
 const spec = (extra: Partial<Extract<KernelSourceSpec, {kind: 'srpm'}>> = {}): KernelSourceSpec => ({kind: 'srpm', url: pathToFileURL(srpm.file).href, sha256: srpm.sha256, ...extra})
-async function refusal(p: Promise<unknown>): Promise<InputError> {
-  const e = await p.then(() => undefined, (e: unknown) => e)
-  expect(e).toBeInstanceOf(InputError)
-  return e as InputError
-}
 const seconds = (t: number) => `${((Date.now() - t) / 1000).toFixed(1)} s`
 
 describe('kernel source: a RHEL-family source RPM', () => {

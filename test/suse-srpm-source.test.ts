@@ -7,13 +7,12 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {rhelModule} from '../src/distro/rhel/index.js'
 import {slesModule} from '../src/distro/sles/index.js'
-import {InputError} from '../src/errors.js'
 import {fetchKernelSource, requireSourceInputs, type SourceIO} from '../src/kernel/source.js'
 import type {KernelSourceSpec} from '../src/recipe/schema.js'
 import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
 import {oldKernelsArchive} from './helpers/paths.js'
-import {buildSrpm} from './helpers/srpm.js'
+import {buildSrpm, refusal} from './helpers/srpm.js'
 import {diff, SUSE_MEMBER, SUSE_SRPM, suseKernelSrpm, type SuseSrpm} from './helpers/suse-srpm.js'
 
 // A real source RPM in the shape of SLE 15's kernel-source .src.rpm (a vanilla tarball, patch
@@ -31,11 +30,6 @@ function io(extra: Partial<SourceIO> = {}, lines: string[] = []): SourceIO {
 const spec = (extra: Partial<Extract<KernelSourceSpec, {kind: 'srpm'}>> = {}): KernelSourceSpec => ({kind: 'srpm', url: pathToFileURL(srpm.file).href, sha256: srpm.sha256, ...extra})
 function distroConfig(source: KernelSourceSpec, io: {cacheDir: string; work: string; localFile?: string}, dest: string): Promise<string> {
   return slesModule.distroConfig!(source, {...io, progress: () => {}}, dest)
-}
-async function refusal(p: Promise<unknown>): Promise<InputError> {
-  const e = await p.then(() => undefined, (e: unknown) => e)
-  expect(e).toBeInstanceOf(InputError)
-  return e as InputError
 }
 const seconds = (t: number) => `${((Date.now() - t) / 1000).toFixed(1)} s`
 

@@ -1,11 +1,7 @@
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {describe, expect, it} from 'vitest'
 
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-
+import {dnfReads, zypperLocks} from '../../test/helpers/package-managers.js'
 import {InputError} from '../errors.js'
-import {run} from '../util/exec.js'
 import {rhelModule} from './rhel/index.js'
 import {dnfConfWithExclude} from './rhel/dnf-conf.js'
 import {slesModule} from './sles/index.js'
@@ -20,55 +16,33 @@ const KERNEL = ['kernel', 'kernel-core', 'kernel-modules']
 /** RHEL 8.4's /etc/dnf/dnf.conf as the KVM guest image ships it */
 const RHEL8_DNF_CONF = '[main]\ngpgcheck=1\ninstallonly_limit=3\nclean_requirements_on_remove=True\nbest=True\nskip_if_unavailable=False\n'
 
-let dir: string
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'cvm-holds-'))
-})
-afterAll(() => rmSync(dir, {recursive: true, force: true}))
-
 /** dnf's view of a dnf.conf: [main]'s exclude list and two other options */
-async function dnfReads(conf: string): Promise<{excludepkgs: string[]; gpgcheck: boolean; installonly_limit: number}> {
-  const file = join(dir, `dnf-${Math.random().toString(36).slice(2)}.conf`)
-  writeFileSync(file, conf)
-  const py = 'import dnf, json, sys\nc = dnf.conf.Conf()\nc.read(sys.argv[1])\nprint(json.dumps({"excludepkgs": list(c.excludepkgs), "gpgcheck": c.gpgcheck, "installonly_limit": c.installonly_limit}))'
-  // Debian's python3, where python3-dnf lives (not whatever python3 is first on PATH)
-  const r = await run('/usr/bin/python3', ['-c', py, file], {what: 'read dnf.conf with dnf'})
-  return JSON.parse(r.stdout)
-}
-
-/** zypper's view of a root's /etc/zypp/locks: the locked names */
-async function zypperLocks(locks: string | undefined): Promise<string[]> {
-  const root = mkdtempSync(join(dir, 'zroot-'))
-  mkdirSync(join(root, 'etc/zypp'), {recursive: true})
-  if (locks !== undefined) writeFileSync(join(root, 'etc/zypp/locks'), locks)
-  const r = await run('zypper', ['--non-interactive', '--root', root, 'locks'], {what: 'list the locks with zypper'})
-  return [...r.stdout.matchAll(/^\s*\d+\s*\|\s*(\S+)\s*\|/gm)].map((m) => m[1]).sort()
-}
+const dnfView = (conf: string) => dnfReads(conf, ['excludepkgs', 'gpgcheck', 'installonly_limit'])
 
 describe('dnf-exclude (rhel module): what dnf reads from the edited dnf.conf', () => {
   it("RHEL 8's own dnf.conf gains the exclude list and keeps its options", async () => {
     const out = dnfConfWithExclude(RHEL8_DNF_CONF, KERNEL)
-    expect(await dnfReads(out)).toEqual({excludepkgs: KERNEL, gpgcheck: true, installonly_limit: 3})
+    expect(await dnfView(out)).toEqual({excludepkgs: KERNEL, gpgcheck: true, installonly_limit: 3})
     // the base's lines are all still there
     for (const line of RHEL8_DNF_CONF.trim().split('\n')) expect(out.split('\n')).toContain(line)
   })
 
   it("an existing exclude (older name, with a continuation line) keeps its packages and gains the kernel's once", async () => {
     const conf = '[main]\ngpgcheck=0\nexclude=foo\n  bar kernel\ninstallonly_limit=5\n'
-    expect(await dnfReads(conf)).toMatchObject({excludepkgs: ['foo', 'bar', 'kernel']})
-    expect(await dnfReads(dnfConfWithExclude(conf, KERNEL))).toEqual({excludepkgs: ['foo', 'bar', 'kernel', 'kernel-core', 'kernel-modules'], gpgcheck: false, installonly_limit: 5})
+    expect(await dnfView(conf)).toMatchObject({excludepkgs: ['foo', 'bar', 'kernel']})
+    expect(await dnfView(dnfConfWithExclude(conf, KERNEL))).toEqual({excludepkgs: ['foo', 'bar', 'kernel', 'kernel-core', 'kernel-modules'], gpgcheck: false, installonly_limit: 5})
   })
 
   it('a [main] after another section, and a repo section\'s own exclude left alone', async () => {
     const conf = '[extras]\nexclude=python*\n\n[main]\ngpgcheck=1\n'
     const out = dnfConfWithExclude(conf, KERNEL)
-    expect(await dnfReads(out)).toMatchObject({excludepkgs: KERNEL})
+    expect(await dnfView(out)).toMatchObject({excludepkgs: KERNEL})
     expect(out).toContain('[extras]\nexclude=python*\n')
   })
 
   it('a file without [main], and no file at all', async () => {
-    expect(await dnfReads(dnfConfWithExclude('# only a comment\n', KERNEL))).toMatchObject({excludepkgs: KERNEL})
-    expect(await dnfReads(dnfConfWithExclude(undefined, KERNEL))).toMatchObject({excludepkgs: KERNEL})
+    expect(await dnfView(dnfConfWithExclude('# only a comment\n', KERNEL))).toMatchObject({excludepkgs: KERNEL})
+    expect(await dnfView(dnfConfWithExclude(undefined, KERNEL))).toMatchObject({excludepkgs: KERNEL})
   })
 
   it('the module refuses a base without dnf.conf, naming the file and what to do', async () => {

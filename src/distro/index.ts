@@ -1,3 +1,4 @@
+import {BugError} from '../errors.js'
 import type {Recipe} from '../recipe/schema.js'
 import {debianModule} from './debian/index.js'
 import type {CapabilityProblem, DistroModule, FamilyName} from './family.js'
@@ -19,7 +20,7 @@ export function moduleFor(family: FamilyName): DistroModule | undefined {
 /** The module of a recipe the recipe check has accepted. */
 export function distroOf(recipe: Recipe): DistroModule {
   const m = moduleFor(recipe.distro.family)
-  if (!m) throw new Error(`no distro module for family ${recipe.distro.family}, which the recipe check refuses`)
+  if (!m) throw new BugError(`no distro module for family ${recipe.distro.family}, which the recipe check refuses`)
   return m
 }
 

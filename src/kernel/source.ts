@@ -1,5 +1,5 @@
 import {existsSync} from 'node:fs'
-import {mkdir, readdir, rm} from 'node:fs/promises'
+import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {DistroModule} from '../distro/family.js'

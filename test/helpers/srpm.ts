@@ -2,6 +2,9 @@ import {existsSync} from 'node:fs'
 import {copyFile, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {expect} from 'vitest'
+
+import {InputError} from '../../src/errors.js'
 import {run} from '../../src/util/exec.js'
 import {sha256, sha256File} from '../../src/util/fsx.js'
 import {oldKernelsArchive, sharedTestCache} from './paths.js'
@@ -106,4 +109,11 @@ export async function el8KernelSrpm(): Promise<El8Srpm> {
   await rm(dir, {recursive: true, force: true})
   await rename(tmp, dir)
   return {file, sha256: await sha256File(file), configs}
+}
+
+/** The InputError a source fetch is refused with (the test fails on success or another error). */
+export async function refusal(p: Promise<unknown>): Promise<InputError> {
+  const e = await p.then(() => undefined, (e: unknown) => e)
+  expect(e).toBeInstanceOf(InputError)
+  return e as InputError
 }
