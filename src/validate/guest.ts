@@ -39,6 +39,8 @@ export class GuestSession implements GuestExec {
       try {
         return await GuestSession.connectOnce(host, port, keys, Math.min(30_000, Math.max(1000, deadline - Date.now())))
       } catch (e) {
+        // a key that cannot be read never will be: no point waiting out the timeout for it
+        if (/cannot parse/i.test((e as Error).message)) throw new StageError(`the run's SSH key cannot be used: ${(e as Error).message}`, {cause: e})
         // a host key other than the run's: the guest still runs with the image's own key (seed not applied yet)
         last = (e as Error).message
         opts.onAttempt?.(last)

@@ -6,7 +6,9 @@ import {join} from 'node:path'
 import Handlebars from 'handlebars'
 import ssh2 from 'ssh2'
 
+import {BugError} from '../errors.js'
 import {fingerprintOfLine} from '../remote/host-key.js'
+import {generateEd25519} from '../remote/openssh-key.js'
 import {run} from '../util/exec.js'
 
 /** Keys made for one validation run: the client key the guest accepts, and the guest's own host key. */
@@ -26,8 +28,13 @@ export interface NoCloudSeed {
 
 /** Ephemeral ed25519 keys, generated in memory for every run; they never touch the image. */
 export function generateRunKeys(): RunKeys {
-  const client = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'cvm-image-validate'})
-  const host = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'cvm-image-validate-guest'})
+  const client = generateEd25519('cvm-image-validate')
+  const host = generateEd25519('cvm-image-validate-guest')
+  for (const [name, key] of [['client key', client], ['guest host key', host]] as const) {
+    // a key the SSH client cannot read would only show as 10 minutes of failed logins: refuse it now
+    const parsed = ssh2.utils.parseKey(key.private)
+    if (parsed instanceof Error) throw new BugError(`the run's ${name} cannot be read back: ${parsed.message}`)
+  }
   return {
     clientPrivateKey: client.private,
     clientPublicKey: client.public,
