@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {sha256File} from '../src/util/fsx.js'
+import {patchResult, seriesBackports} from './helpers/backport.js'
 import {cli} from './helpers/cli.js'
 import {repoRoot, sharedTestCache} from './helpers/paths.js'
 import {diskRootFile, dnfReads, rootfsWithFiles} from './helpers/package-managers.js'
@@ -81,6 +82,11 @@ describe('a RHEL-family recipe, built and validated through the CLI', () => {
 
     // the kernel came from the source RPM, through the rhel module
     const dir = (stage: string) => b.stages.find((s) => s.stage === stage)!.dir
+    // and the 4.18 series' backports were applied to it, none skipped as already present: a tree
+    // that carried the fixes already would pass the checks above without them
+    const patch = patchResult(b)
+    expect(patch.skipped).toEqual([])
+    expect(patch.applied.filter((e) => e.kind === 'backport').map((e) => e.file)).toEqual(await seriesBackports('4.18'))
     const source = JSON.parse(execFileSync('cat', [join(dir('kernel-source'), 'result.json')]).toString())
     expect(source).toMatchObject({kind: 'srpm', digest: srpm.sha256, package: EL8_SRPM})
 

@@ -13,10 +13,11 @@ import {repoRoot} from './helpers/paths.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
 import {debian12Disk} from './helpers/validate-disk.js'
 
-const remoteTemps = async () => (await readdir('/tmp')).filter((n) => n.startsWith('cvm-validate-')).sort()
+let sshd: TestSshd
+// the server's sessions keep their temp files in its own $TMPDIR (sshd.tmpDir)
+const remoteTemps = async () => (await readdir(sshd.tmpDir)).filter((n) => n.startsWith('cvm-validate-')).sort()
 
 describe('validate on a remote host over SSH (a real OpenSSH server on 127.0.0.1)', () => {
-  let sshd: TestSshd
   beforeAll(async () => {
     sshd = await startSshd()
   })

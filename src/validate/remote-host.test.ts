@@ -6,11 +6,11 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startSshd, type TestSshd} from '../../test/helpers/sshd.js'
 import {openValidationHost} from './open-host.js'
 
-// The server is a real OpenSSH on 127.0.0.1, so its /tmp is this machine's /tmp.
-const tmpEntries = async () => new Set((await readdir('/tmp')).filter((n) => n.startsWith('cvm-validate-')))
+// The server is a real OpenSSH on 127.0.0.1 whose sessions have a $TMPDIR of their own (sshd.tmpDir).
+let sshd: TestSshd
+const tmpEntries = async () => new Set((await readdir(sshd.tmpDir)).filter((n) => n.startsWith('cvm-validate-')))
 
 describe('a process started on a remote validation host (real sshd on 127.0.0.1)', () => {
-  let sshd: TestSshd
   beforeAll(async () => {
     sshd = await startSshd()
   })
@@ -31,10 +31,10 @@ describe('a process started on a remote validation host (real sshd on 127.0.0.1)
       expect(added).toHaveLength(1)
       const [name] = added
       expect(name).toMatch(/^cvm-validate-[0-9a-f]{32}$/)
-      const st = await lstat(join('/tmp', name))
+      const st = await lstat(join(sshd.tmpDir, name))
       expect(st.isDirectory()).toBe(true)
       expect(st.mode & 0o777).toBe(0o700)
-      const pid = Number((await readFile(join('/tmp', name, 'pid'), 'utf8')).trim())
+      const pid = Number((await readFile(join(sshd.tmpDir, name, 'pid'), 'utf8')).trim())
       expect(pid).toBeGreaterThan(1)
       expect((await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0]).toBe('sleep')
       await proc.kill()

@@ -17,8 +17,15 @@ export class RemoteHost implements ValidationHost {
   readonly remote = true
   private readonly dirs: string[] = []
   private readonly processes = new Set<HostProcess>()
+  private tmp?: Promise<string>
 
   constructor(private readonly session: SshSession) {}
+
+  /** The host's temp directory as its own login sees it: $TMPDIR, else /tmp (what mktemp -t uses). */
+  private tmpRoot(): Promise<string> {
+    this.tmp ??= this.session.exec(['sh', '-c', 'printf %s "${TMPDIR:-/tmp}"'], {reject: false}).then((r) => (r.exitCode === 0 && r.stdout.startsWith('/') ? r.stdout : '/tmp'))
+    return this.tmp
+  }
 
   get label(): string {
     return this.session.where
@@ -45,7 +52,7 @@ export class RemoteHost implements ValidationHost {
   }
 
   async tempDir(): Promise<string> {
-    const r = await this.session.exec(['mktemp', '-d', '/tmp/cvm-validate-XXXXXXXX'])
+    const r = await this.session.exec(['mktemp', '-d', posix.join(await this.tmpRoot(), 'cvm-validate-XXXXXXXX')])
     const dir = r.stdout.trim()
     this.dirs.push(dir)
     return dir
@@ -69,9 +76,10 @@ export class RemoteHost implements ValidationHost {
    * else on the host can point the write elsewhere or swap the pid that kill() will signal.
    */
   spawn(cmd: string, args: readonly string[]): HostProcess {
-    const dir = `/tmp/cvm-validate-${randomBytes(16).toString('hex')}`
-    this.dirs.push(dir)
-    const run = this.session.exec(['sh', '-c', 'mkdir -m 0700 "$0" || exit 125; echo $$ > "$0/pid"; exec "$@"', dir, cmd, ...args], {reject: false})
+    // in the host's $TMPDIR (else /tmp), expanded there: kill() removes it, whether or not the process still runs
+    const name = `cvm-validate-${randomBytes(16).toString('hex')}`
+    const dir = 'd="${TMPDIR:-/tmp}/$0"; '
+    const run = this.session.exec(['sh', '-c', `${dir}mkdir -m 0700 "$d" || exit 125; echo $$ > "$d/pid"; exec "$@"`, name, cmd, ...args], {reject: false})
     let out = ''
     const exited = run.then(
       (r) => {
@@ -88,7 +96,7 @@ export class RemoteHost implements ValidationHost {
       exited,
       output: () => out,
       async kill() {
-        await session.exec(['sh', '-c', 'test -s "$0/pid" && kill -9 "$(cat "$0/pid")" 2>/dev/null; rm -rf -- "$0"', dir], {reject: false}).catch(() => undefined)
+        await session.exec(['sh', '-c', `${dir}test -s "$d/pid" && kill -9 "$(cat "$d/pid")" 2>/dev/null; rm -rf -- "$d"`, name], {reject: false}).catch(() => undefined)
         await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
       },
     }

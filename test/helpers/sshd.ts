@@ -23,6 +23,8 @@ export interface TestSshd {
   userKeyPath: string
   /** a temp directory the test may use (also the server's home of test files) */
   dir: string
+  /** the sessions' $TMPDIR (SetEnv), where a remote validation host keeps its temp files */
+  tmpDir: string
   /** the server's stderr so far (sshd -e logs there) */
   log(): string
   /** stops the server and removes its temp directory */
@@ -48,6 +50,8 @@ export async function startSshd(opts: {sftpOnly?: boolean; hostKeyTypes?: ('ed25
   const userKey = join(dir, 'id_ed25519')
   for (const f of hostKeyFiles) await run('ssh-keygen', ['-q', '-t', /ssh_host_(\w+)_key$/.exec(f)![1], '-N', '', '-C', 'cvm-test-host', '-f', f], {what: 'make a test host key'})
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cvm-test-user', '-f', userKey], {what: 'make a test user key'})
+  const tmpDir = join(dir, 'tmp')
+  await mkdir(tmpDir, {mode: 0o700})
   const authorizedKeys = join(dir, 'authorized_keys')
   await writeFile(authorizedKeys, await readFile(`${userKey}.pub`))
   await chmod(authorizedKeys, 0o600)
@@ -74,6 +78,8 @@ export async function startSshd(opts: {sftpOnly?: boolean; hostKeyTypes?: ('ed25
       'PrintMotd no',
       'LogLevel VERBOSE',
       `Subsystem sftp ${sftpServer}`,
+      // the sessions' temp files land in this server's own directory, apart from other tests running at once
+      `SetEnv TMPDIR=${tmpDir}`,
       // an SFTP-only account: every exec request runs the SFTP server instead of the command
       ...(opts.sftpOnly ? ['ForceCommand internal-sftp'] : []),
       '',
@@ -119,6 +125,7 @@ export async function startSshd(opts: {sftpOnly?: boolean; hostKeyTypes?: ('ed25
     knownHostsFile,
     userKeyPath: userKey,
     dir,
+    tmpDir,
     log: () => log,
     async stop() {
       if (stopped) return
