@@ -160,7 +160,7 @@ async function runOne(
     await rename(logFile, join(out, 'stage.log'))
     const result = await cache.commit(p.name, p.key, out, meta)
     await rm(temp, {recursive: true, force: true})
-    await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream)
+    await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream, p.code.files)
     return result
   } catch (e) {
     await new Promise<void>((r) => log.end(r))

@@ -66,8 +66,12 @@ export interface StageIO<N extends StageName = StageName> {
 export interface Stage<I = unknown, R = unknown, N extends StageName = StageName> {
   name: StageName
   title: string
-  /** bump when the stage's code changes what it produces: it is part of the cache key */
-  version: number
+  /**
+   * The module that defines the stage (its import.meta.url): the digest of that module and of every
+   * module it imports from this package is part of the cache key (code-digest.ts), so an output made
+   * by other code is never reused.
+   */
+  code: string
   /** the stages whose outputs this one reads; their keys are part of this one's key */
   needs: N[]
   /**

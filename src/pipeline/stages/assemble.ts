@@ -52,7 +52,7 @@ export {kernelCmdline} from '../../disk/cmdline.js'
 export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compile'> = {
   name: 'assemble',
   title: 'assemble the disk image',
-  version: 1,
+  code: import.meta.url,
   needs: ['base', 'compile'],
   inputs: assembleInputs,
   async run(ctx, io, inputs) {

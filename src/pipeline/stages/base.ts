@@ -44,7 +44,7 @@ function baseInputs(ctx: BuildContext): BaseInputs {
 export const baseStage: StageOf<'base', BaseInputs, never> = {
   name: 'base',
   title: 'base rootfs',
-  version: 1,
+  code: import.meta.url,
   needs: [],
   inputs: baseInputs,
   async run(ctx, io, inputs) {

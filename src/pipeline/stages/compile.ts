@@ -9,7 +9,7 @@ import type {StageOf} from '../stage.js'
 export const compileStage: StageOf<'compile', {localversion: string; sourceDateEpoch: number}, 'kernel-source' | 'patch' | 'configure'> = {
   name: 'compile',
   title: 'compile',
-  version: 1,
+  code: import.meta.url,
   needs: ['kernel-source', 'patch', 'configure'],
   // -j and ccache change how fast, not what: they are not inputs.
   inputs: (ctx) => ({

@@ -28,7 +28,7 @@ export interface ConfigureInputs {
 export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
   name: 'configure',
   title: 'configure',
-  version: 1,
+  code: import.meta.url,
   needs: ['patch'],
   async inputs(ctx) {
     const {config} = ctx.recipe.recipe.kernel

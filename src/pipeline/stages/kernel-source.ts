@@ -9,7 +9,7 @@ import type {StageOf} from '../stage.js'
 export const kernelSourceStage: StageOf<'kernel-source', {source: KernelSourceSpec}, never> = {
   name: 'kernel-source',
   title: 'kernel source',
-  version: 1,
+  code: import.meta.url,
   needs: [],
   inputs: (ctx) => ({source: ctx.recipe.recipe.kernel.source}),
   async run(ctx, io, inputs) {

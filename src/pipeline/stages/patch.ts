@@ -27,7 +27,7 @@ export interface PatchInputs {
 export const patchStage: StageOf<'patch', PatchInputs, 'kernel-source'> = {
   name: 'patch',
   title: 'patch',
-  version: 2,
+  code: import.meta.url,
   needs: ['kernel-source'],
   // The kernel git is not an input: a commit id names the same patch in any clone.
   async inputs(ctx) {

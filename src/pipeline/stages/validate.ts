@@ -7,6 +7,7 @@ import {sha256} from '../../util/fsx.js'
 import {hostKeyPinFromFlag} from '../../remote/ssh.js'
 import {openValidationHost} from '../../validate/open-host.js'
 import {markerLine} from '../../validate/marker.js'
+import {PROBE_SOURCE} from '../../validate/probe.js'
 import {validateImage, writeSkippedReport} from '../../validate/run.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
@@ -33,6 +34,8 @@ export interface ValidateInputs {
   skip: boolean
   control: boolean
   seedTemplates: string
+  /** the NVMe offset probe's C source, built on the validating machine and run in the guest */
+  probe: string
 }
 
 /**
@@ -43,7 +46,7 @@ export interface ValidateInputs {
 export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'compile'> = {
   name: 'validate',
   title: 'validate',
-  version: 2,
+  code: import.meta.url,
   needs: ['assemble', 'compile'],
   async inputs(ctx): Promise<ValidateInputs> {
     const v = ctx.recipe.recipe.validate
@@ -58,6 +61,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       // a control build keeps its failed validation: showing the failure is its purpose
       control: ctx.options.control ?? false,
       seedTemplates: await seedTemplatesDigest(ctx.dirs.templates),
+      probe: sha256(await readFile(PROBE_SOURCE)),
     }
   },
   async run(ctx, io, inputs) {
