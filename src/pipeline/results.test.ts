@@ -38,7 +38,7 @@ describe('typed stage results', () => {
         code: import.meta.url,
         needs: [],
         inputs: () => ({n: ++calls, at: 'input'}),
-        async run(_ctx, _io, inputs) {
+        async run(_io, inputs) {
           seen.push(inputs)
           return {ok: true}
         },

@@ -119,7 +119,7 @@ describe('stage runner and cache', () => {
 
   it('a stage runs in a temp dir only its owner can enter (0700), whatever the umask', async () => {
     const seen: number[] = []
-    const stage = {...countingStages({}, [])[0], run: async (_ctx: unknown, io: {out: string}) => (seen.push(statSync(dirname(io.out)).mode & 0o777), {})}
+    const stage = {...countingStages({}, [])[0], run: async (io: {out: string}) => (seen.push(statSync(dirname(io.out)).mode & 0o777), {})}
     const old = process.umask(0)
     try {
       await runStages(testContext(cacheDir), new StageCache(cacheDir), [stage], {renderer: 'silent'})

@@ -16,7 +16,7 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
     localversion: ctx.recipe.recipe.kernel.localversion,
     sourceDateEpoch: ctx.recipe.recipe.source_date_epoch,
   }),
-  async run(ctx, io, {localversion, sourceDateEpoch}) {
+  async run(io, {localversion, sourceDateEpoch}) {
     const {patch, configure} = io.upstream
     const source = io.upstream['kernel-source']
     const built = await compileKernel({
@@ -26,9 +26,9 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
       out: io.out,
       sourceDateEpoch,
       localversion,
-      jobs: ctx.options.jobs ?? 2,
-      ccacheDir: join(ctx.cacheDir, 'ccache'),
-      statsDir: join(ctx.cacheDir, 'kbuild-stats'),
+      jobs: io.env.jobs ?? 2,
+      ccacheDir: join(io.env.cacheDir, 'ccache'),
+      statsDir: join(io.env.cacheDir, 'kbuild-stats'),
       logFile: io.logFile,
       signal: io.signal,
       progress: io.progress,
