@@ -8,6 +8,7 @@ import {InputError} from '../src/errors.js'
 import {diskIds} from '../src/disk/ids.js'
 import {planLayout, sfdiskScript} from '../src/disk/gpt.js'
 import {EFI_STUB, pinPeTimestamp} from '../src/disk/uki.js'
+import {stageEnv} from '../src/pipeline/stage.js'
 import {assembleStage, kernelCmdline} from '../src/pipeline/stages/assemble.js'
 import {projectDirs} from '../src/recipe/load.js'
 import {StageError} from '../src/errors.js'
@@ -88,7 +89,7 @@ describe('free space for the disk', () => {
         signal: new AbortController().signal,
       } as const
       const ctx = {recipe, dirs: projectDirs(repoRoot), options: {}, cacheDir: dir}
-      const err = await assembleStage.run(ctx, io as never, await assembleStage.inputs(ctx)).catch((e) => e)
+      const err = await assembleStage.run({...io, env: stageEnv(ctx)} as never, await assembleStage.inputs(ctx)).catch((e) => e)
       expect(err).toBeInstanceOf(StageError)
       expect(err.exitCode).toBe(1)
       expect(err.message).toMatch(new RegExp(`^not enough free space for assemble's ${freeGiB + 1} GiB disk and its rootfs \\(image\\.size_gib\\): ${(freeGiB + 1) * 1024 ** 3 + 10240} bytes needed, \\d+ free on the file system of ${work} \\(\\S+ \\S+ mounted at /`))

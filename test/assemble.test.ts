@@ -9,7 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {baseStage} from '../src/pipeline/stages/base.js'
 import {projectDirs} from '../src/recipe/load.js'
-import {StageCache} from '../src/pipeline/cache.js'
+import {stageKey} from '../src/pipeline/plan.js'
 import type {AssembleResult} from '../src/pipeline/results.js'
 import type {StageResult} from '../src/pipeline/stage.js'
 import {XATTR_PREFIX, xattrValue} from '../src/rootfs/tar-pax.js'
@@ -50,7 +50,7 @@ function ctx() {
 
 /** The base stage's output, built once as the unprivileged user (mmdebstrap --mode=unshare) and kept in the shared test cache. */
 async function cachedBase(): Promise<StageResult<'base'>> {
-  const key = StageCache.key('base', baseStage.version, await baseStage.inputs(ctx()), {})
+  const key = stageKey(baseStage, await baseStage.inputs(ctx()), {})
   const dir = join(cacheRoot, 'base', key)
   if (existsSync(join(dir, 'result.json'))) return {stage: 'base', key, dir, meta: JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'))}
   const tmp = join(cacheRoot, 'base', `${key}.tmp-${process.pid}`)
@@ -67,7 +67,7 @@ async function cachedBase(): Promise<StageResult<'base'>> {
 /** The base stage run as the unprivileged user in a new, empty cache: nothing of an earlier build is there to reuse. */
 async function coldBaseIn(name: string): Promise<StageResult<'base'>> {
   const cacheDir = unprivilegedDir(join(cacheRoot, 'runs', `${name}-cache-${process.pid}`), user)
-  const key = StageCache.key('base', baseStage.version, await baseStage.inputs(ctx()), {})
+  const key = stageKey(baseStage, await baseStage.inputs(ctx()), {})
   const r = await runStageAs(user, {stage: 'base', recipe, root: join(cacheRoot, 'runs', `${name}-${process.pid}`), cacheDir})
   if (r.exitCode !== 0) throw new Error(`base stage failed as ${user.name}:\n${r.stderr.slice(-4000)}`)
   return {stage: 'base', key, dir: r.out, meta: r.meta!}

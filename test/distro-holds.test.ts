@@ -6,7 +6,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {capabilityProblems} from '../src/distro/index.js'
 import type {StageResult} from '../src/pipeline/results.js'
-import type {BuildContext} from '../src/pipeline/stage.js'
+import {stageEnv, type BuildContext} from '../src/pipeline/stage.js'
 import {assembleStage} from '../src/pipeline/stages/assemble.js'
 import {baseStage} from '../src/pipeline/stages/base.js'
 import {projectDirs, RecipeStore} from '../src/recipe/load.js'
@@ -54,10 +54,10 @@ async function buildDisk(id: string, yaml: string): Promise<{disk: string; rootO
     return {out, work: w, logFile: join(w, 'log'), progress: () => {}, log: () => {}, signal: new AbortController().signal}
   }
   const b = io('base')
-  const baseMeta = await baseStage.run(ctx, {...b, upstream: {}}, await baseStage.inputs(ctx))
+  const baseMeta = await baseStage.run({...b, upstream: {}, env: stageEnv(ctx)}, await baseStage.inputs(ctx))
   const base: StageResult<'base'> = {stage: 'base', key: `fixture-${id}`, dir: b.out, meta: baseMeta}
   const a = io('assemble')
-  await assembleStage.run(ctx, {...a, upstream: {base, compile}}, await assembleStage.inputs(ctx))
+  await assembleStage.run({...a, upstream: {base, compile}, env: stageEnv(ctx)}, await assembleStage.inputs(ctx))
   const disk = join(a.out, 'disk.raw')
   const rootOffset = JSON.parse(execFileSync('sfdisk', ['-J', disk]).toString()).partitiontable.partitions[1].start * SECTOR
   return {disk, rootOffset}

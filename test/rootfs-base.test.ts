@@ -12,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {InputError, StageError} from '../src/errors.js'
 import {baseStage} from '../src/pipeline/stages/base.js'
 import {mmdebstrapArgs, REPRODUCIBLE_HOOK} from '../src/distro/debian/mmdebstrap.js'
-import type {BuildOptions, StageIO} from '../src/pipeline/stage.js'
+import {stageEnv, type BuildOptions, type StageIO} from '../src/pipeline/stage.js'
 import {projectDirs} from '../src/recipe/load.js'
 import {sha256} from '../src/util/fsx.js'
 import {repoRoot} from './helpers/paths.js'
@@ -88,7 +88,9 @@ function imageRecipe(format: string, pin: string | null) {
 let runs = 0
 async function runBase(format: string, pin: string | null, options: BuildOptions = {}, cacheDir?: string) {
   const root = join(dir, `run-${++runs}`)
+  const ctx = {recipe: imageRecipe(format, pin), dirs: projectDirs(repoRoot), options, cacheDir: cacheDir ?? join(root, 'cache')}
   const io: StageIO<never> = {
+    env: stageEnv(ctx),
     out: join(root, 'out'),
     work: join(root, 'work'),
     upstream: {},
@@ -99,8 +101,7 @@ async function runBase(format: string, pin: string | null, options: BuildOptions
   }
   await mkdir(io.out, {recursive: true})
   await mkdir(io.work, {recursive: true})
-  const ctx = {recipe: imageRecipe(format, pin), dirs: projectDirs(repoRoot), options, cacheDir: cacheDir ?? join(root, 'cache')}
-  const meta = await baseStage.run(ctx, io, await baseStage.inputs(ctx))
+  const meta = await baseStage.run(io, await baseStage.inputs(ctx))
   return {meta, out: io.out, ctx}
 }
 
@@ -168,13 +169,16 @@ describe('base stage from a rootfs tarball URL', () => {
     expect((e as InputError).hint).toMatch(/^check that it is a qcow2 disk image \(qemu-img info /)
   })
 
-  it('the cache key of an image base is its digest, not its URL', async () => {
-    const a = await baseStage.inputs({...(await runBase('tar', tarSha())).ctx})
+  it('the cache key of an image base is its digest and its URL, which the result names (and assemble writes into build.json)', async () => {
+    const run = await runBase('tar', tarSha())
+    const a = await baseStage.inputs(run.ctx)
+    expect(run.meta.source).toBe(run.ctx.recipe.recipe.base.kind === 'image' ? run.ctx.recipe.recipe.base.url : '')
     const other = debian12Recipe((r) => {
       r.base = {kind: 'image', url: 'http://mirror.example/x.tar', sha256: tarSha(), format: 'tar'}
     })
     const b = await baseStage.inputs({recipe: other, dirs: projectDirs(repoRoot), options: {}, cacheDir: dir})
-    expect(a).toEqual(b)
+    expect(a).toMatchObject({kind: 'image', sha256: tarSha(), file: null})
+    expect(b).toEqual({...a, url: 'http://mirror.example/x.tar'})
   })
 })
 
@@ -191,8 +195,8 @@ describe('base stage with mmdebstrap', () => {
   it('the customize hook is an executable mmdebstrap runs directly, and its content is part of the cache key', () => {
     expect(statSync(REPRODUCIBLE_HOOK).mode & 0o111).toBe(0o111)
     expect(readFileSync(REPRODUCIBLE_HOOK, 'utf8')).toMatch(/^#!\/bin\/sh\n/)
-    const inputs = baseStage.inputs({recipe: debian12Recipe(), dirs: projectDirs(repoRoot), options: {}, cacheDir: '/nonexistent'}) as unknown as {customizeHook: string}
-    expect(inputs.customizeHook).toBe(sha256(readFileSync(REPRODUCIBLE_HOOK)))
+    const inputs = baseStage.inputs({recipe: debian12Recipe(), dirs: projectDirs(repoRoot), options: {}, cacheDir: '/nonexistent'}) as unknown as {rootfs: {customizeHook: string}}
+    expect(inputs.rootfs.customizeHook).toBe(sha256(readFileSync(REPRODUCIBLE_HOOK)))
   })
   // The real runs (as an unprivileged user, --mode=unshare, twice in two empty caches) are in test/assemble.test.ts, which needs their output.
 })

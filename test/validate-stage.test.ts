@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
-import type {StageIO} from '../src/pipeline/stage.js'
+import {stageEnv, type StageIO} from '../src/pipeline/stage.js'
 import {validateStage} from '../src/pipeline/stages/validate.js'
 import {projectDirs, RecipeStore} from '../src/recipe/load.js'
 import {repoRoot} from './helpers/paths.js'
@@ -27,9 +27,9 @@ describe('validate stage', () => {
   it('--no-validate: every mode reported skipped with the reason, never passed', async () => {
     const out = await mkdtemp(join(tmpdir(), 'cvm-validate-stage-'))
     try {
-      const io = {out, work: out, upstream: {assemble: {stage: 'assemble', key: 'k', dir: '/nowhere', meta: {}}}, progress() {}, log() {}, logFile: join(out, 'log'), signal: new AbortController().signal} as unknown as StageIO<'assemble' | 'compile'>
       const ctx = {recipe, dirs, options: {skipValidation: true}, cacheDir: out}
-      const meta = await validateStage.run(ctx, io, await validateStage.inputs(ctx))
+      const io = {out, work: out, upstream: {assemble: {stage: 'assemble', key: 'k', dir: '/nowhere', meta: {}}}, progress() {}, log() {}, logFile: join(out, 'log'), signal: new AbortController().signal, env: stageEnv(ctx)} as unknown as StageIO<'assemble' | 'compile'>
+      const meta = await validateStage.run(io, await validateStage.inputs(ctx))
       expect(meta.verdict).toBe('skipped')
       expect(meta.checks.every((c) => c.verdict === 'skip' && /--no-validate/.test(c.evidence))).toBe(true)
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))

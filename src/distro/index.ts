@@ -19,8 +19,13 @@ export function moduleFor(family: FamilyName): DistroModule | undefined {
 
 /** The module of a recipe the recipe check has accepted. */
 export function distroOf(recipe: Recipe): DistroModule {
-  const m = moduleFor(recipe.distro.family)
-  if (!m) throw new BugError(`no distro module for family ${recipe.distro.family}, which the recipe check refuses`)
+  return distroFor(recipe.distro.family)
+}
+
+/** The module of a distro family (a stage's run() has the family from its inputs, not the recipe). */
+export function distroFor(family: FamilyName): DistroModule {
+  const m = moduleFor(family)
+  if (!m) throw new BugError(`no distro module for family ${family}, which the recipe check refuses`)
   return m
 }
 

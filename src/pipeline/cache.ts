@@ -6,6 +6,7 @@ import {join} from 'node:path'
 
 import {StageError} from '../errors.js'
 import {atomicWriteFile, canonicalJson, sha256, type Json} from '../util/fsx.js'
+import type {CodeDigest} from './code-digest.js'
 import type {StageName, StageResult} from './stage.js'
 
 /**
@@ -16,8 +17,9 @@ import type {StageName, StageResult} from './stage.js'
 export class StageCache {
   constructor(readonly root: string) {}
 
-  static key(stage: StageName, version: number, inputs: Json, upstream: Record<string, string>): string {
-    return sha256(canonicalJson({stage, version, inputs, upstream}))
+  /** A stage's key: its name, the digest of its code (code-digest.ts), its inputs and the keys of the stages it needs. */
+  static key(stage: StageName, code: string, inputs: Json, upstream: Record<string, string>): string {
+    return sha256(canonicalJson({stage, code, inputs, upstream}))
   }
 
   entryDir(stage: StageName, key: string): string {
@@ -79,11 +81,12 @@ export class StageCache {
   }
 
   /** Remembers the inputs a recipe's stage was last built from, so `plan` can say what changed. */
-  async recordInputs(recipeId: string, stage: StageName, key: string, inputs: Json, upstream: Record<string, string>): Promise<void> {
-    await atomicWriteFile(join(this.root, 'recipes', recipeId, `${stage}.json`), JSON.stringify({key, inputs, upstream}, null, 2) + '\n')
+  async recordInputs(recipeId: string, stage: StageName, key: string, inputs: Json, upstream: Record<string, string>, code: CodeDigest['files']): Promise<void> {
+    await atomicWriteFile(join(this.root, 'recipes', recipeId, `${stage}.json`), JSON.stringify({key, inputs, upstream, code}, null, 2) + '\n')
   }
 
-  async lastInputs(recipeId: string, stage: StageName): Promise<{key: string; inputs: Json; upstream: Record<string, string>} | undefined> {
+  /** What recordInputs() kept; `code` is absent in a record written before code digests were keyed. */
+  async lastInputs(recipeId: string, stage: StageName): Promise<{key: string; inputs: Json; upstream: Record<string, string>; code?: CodeDigest['files']} | undefined> {
     try {
       return JSON.parse(await readFile(join(this.root, 'recipes', recipeId, `${stage}.json`), 'utf8'))
     } catch {

@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {InputError} from '../errors.js'
 import type {Json} from '../util/fsx.js'
 import {StageCache} from './cache.js'
+import {codeDigest, type CodeDigest} from './code-digest.js'
 import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from './stage.js'
 
 export interface PlannedStage {
@@ -12,6 +13,8 @@ export interface PlannedStage {
   key: string
   inputs: Json
   upstream: Record<string, string>
+  /** the code the stage runs: each module's sha256 (their digest is in the key) */
+  code: CodeDigest
   cached: boolean
   /** why it will run, or "cached" */
   reason: string
@@ -30,6 +33,11 @@ export function parseForce(values: string[] | undefined): ForceSpec {
   return values as StageName[]
 }
 
+/** A stage's cache key from its inputs and its upstream keys: the digest of its code goes in with them. */
+export function stageKey(stage: Stage, inputs: Json, upstream: Record<string, string>): string {
+  return StageCache.key(stage.name, codeDigest(stage.code).digest, inputs, upstream)
+}
+
 /**
  * Computes every stage's cache key from its declared inputs and its upstream keys, and says
  * whether it is cached and, if not, why it will run. Reads only: creates, locks and changes nothing.
@@ -46,20 +54,21 @@ export async function planBuild(ctx: BuildContext, cache: StageCache, stages: St
       if (!up) throw new Error(`stage ${stage.name} needs ${n}, which is not before it`)
       upstream[n] = up.key
     }
-    const key = StageCache.key(stage.name, stage.version, inputs, upstream)
+    const code = codeDigest(stage.code)
+    const key = stageKey(stage, inputs, upstream)
     const present = existsSync(join(cache.entryDir(stage.name, key), 'result.json'))
     const forced = force === 'all' || force.includes(stage.name)
     let reason = 'cached'
     if (forced) reason = 'forced by --force'
-    else if (!present) reason = await whyNotCached(cache, ctx.recipe.recipe.id, stage, inputs, upstream, byName)
-    const p: PlannedStage = {stage, name: stage.name, key, inputs, upstream, cached: present && !forced, reason}
+    else if (!present) reason = await whyNotCached(cache, ctx.recipe.recipe.id, stage, inputs, upstream, code, byName)
+    const p: PlannedStage = {stage, name: stage.name, key, inputs, upstream, code, cached: present && !forced, reason}
     planned.push(p)
     byName.set(stage.name, p)
   }
   return planned
 }
 
-async function whyNotCached(cache: StageCache, recipeId: string, stage: Stage, inputs: Json, upstream: Record<string, string>, byName: Map<StageName, PlannedStage>): Promise<string> {
+async function whyNotCached(cache: StageCache, recipeId: string, stage: Stage, inputs: Json, upstream: Record<string, string>, code: CodeDigest, byName: Map<StageName, PlannedStage>): Promise<string> {
   const last = await cache.lastInputs(recipeId, stage.name)
   if (!last) return 'never built for this recipe'
   const changed = diffPaths(last.inputs, inputs)
@@ -68,6 +77,8 @@ async function whyNotCached(cache: StageCache, recipeId: string, stage: Stage, i
   const parts: string[] = []
   if (changed.length) parts.push(`inputs changed: ${changed.slice(0, 6).join(', ')}${changed.length > 6 ? `, +${changed.length - 6} more` : ''}`)
   if (upChanged.length) parts.push(`upstream changed: ${upChanged.join(', ')}`)
+  const codeChanged = last.code ? diffPaths(last.code, code.files) : []
+  if (codeChanged.length) parts.push(`code changed: ${codeChanged.slice(0, 4).join(', ')}${codeChanged.length > 4 ? `, +${codeChanged.length - 4} more` : ''}`)
   const upRunning = stage.needs.filter((n) => !byName.get(n)?.cached)
   if (!parts.length && upRunning.length) parts.push(`upstream will run: ${upRunning.join(', ')}`)
   if (!parts.length) parts.push(last.key === undefined ? 'no cache entry' : 'cache entry missing (removed or interrupted)')

@@ -35,10 +35,10 @@ describe('typed stage results', () => {
       const stage: Stage<{n: number; at: string}, {ok: boolean}, never> = {
         name: 'base',
         title: 'base',
-        version: 1,
+        code: import.meta.url,
         needs: [],
         inputs: () => ({n: ++calls, at: 'input'}),
-        async run(_ctx, _io, inputs) {
+        async run(_io, inputs) {
           seen.push(inputs)
           return {ok: true}
         },

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
@@ -63,6 +63,25 @@ describe('stage runner and cache', () => {
     expect(runs).toEqual([])
   })
 
+  it('a stage whose code changed runs again, and plan names the modules that changed', async () => {
+    const code = join(cacheDir, 'code')
+    mkdirSync(code)
+    writeFileSync(join(code, 'lib.ts'), 'export const v = 1\n')
+    writeFileSync(join(code, 'stage-v1.ts'), "import {v} from './lib.js'\n")
+    writeFileSync(join(code, 'stage-v2.ts'), "import {v} from './lib.js'\nexport const w = v\n")
+    const runs: string[] = []
+    const withCode = (file: string) => countingStages({}, runs).map((s) => (s.name === 'patch' ? {...s, code: join(code, file)} : s))
+    await runStages(testContext(cacheDir), new StageCache(cacheDir), withCode('stage-v1.ts'), {renderer: 'silent'})
+    const plan = await planBuild(testContext(cacheDir), new StageCache(cacheDir), withCode('stage-v2.ts'))
+    const patch = plan.find((p) => p.name === 'patch')!
+    expect(patch.cached).toBe(false)
+    expect(patch.reason).toMatch(/^code changed: \S*stage-v1\.ts, \S*stage-v2\.ts$/)
+    expect(plan.find((p) => p.name === 'assemble')!.reason).toBe('upstream changed: patch')
+    runs.length = 0
+    await runStages(testContext(cacheDir), new StageCache(cacheDir), withCode('stage-v2.ts'), {renderer: 'silent'})
+    expect(runs).toEqual(['patch', 'assemble'])
+  })
+
   it('--force reruns the forced stage even when cached', async () => {
     const runs: string[] = []
     await runStages(testContext(cacheDir), new StageCache(cacheDir), countingStages({}, runs), {renderer: 'silent'})
@@ -119,7 +138,7 @@ describe('stage runner and cache', () => {
 
   it('a stage runs in a temp dir only its owner can enter (0700), whatever the umask', async () => {
     const seen: number[] = []
-    const stage = {...countingStages({}, [])[0], run: async (_ctx: unknown, io: {out: string}) => (seen.push(statSync(dirname(io.out)).mode & 0o777), {})}
+    const stage = {...countingStages({}, [])[0], run: async (io: {out: string}) => (seen.push(statSync(dirname(io.out)).mode & 0o777), {})}
     const old = process.umask(0)
     try {
       await runStages(testContext(cacheDir), new StageCache(cacheDir), [stage], {renderer: 'silent'})

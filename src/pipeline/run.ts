@@ -8,7 +8,7 @@ import {InterruptedError, StageError, isCvmError} from '../errors.js'
 import type {StageCache} from './cache.js'
 import {planBuild, type ForceSpec, type PlannedStage} from './plan.js'
 import {stageResult, type StageResults} from './results.js'
-import type {BuildContext, Stage, StageIO, StageName, StageResult} from './stage.js'
+import {stageEnv, type BuildContext, type Stage, type StageIO, type StageName, type StageResult} from './stage.js'
 
 export type RendererChoice = 'default' | 'simple' | 'silent'
 
@@ -142,6 +142,7 @@ async function runOne(
     upstream: upstreamFor(p.stage, results),
     logFile,
     signal: signal ?? new AbortController().signal,
+    env: stageEnv(ctx),
     log: (line) => {
       log.write(line + '\n')
     },
@@ -154,13 +155,13 @@ async function runOne(
   }
   try {
     // run() gets the very inputs its key was made from
-    const meta = await p.stage.run(ctx, io, p.inputs)
+    const meta = await p.stage.run(io, p.inputs)
     await new Promise<void>((r) => log.end(r))
     await rm(work, {recursive: true, force: true})
     await rename(logFile, join(out, 'stage.log'))
     const result = await cache.commit(p.name, p.key, out, meta)
     await rm(temp, {recursive: true, force: true})
-    await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream)
+    await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream, p.code.files)
     return result
   } catch (e) {
     await new Promise<void>((r) => log.end(r))

@@ -5,7 +5,7 @@ import type {StageResult, StageResultTypes} from './results.js'
 export const STAGE_NAMES = ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate'] as const
 export type StageName = (typeof STAGE_NAMES)[number]
 
-/** Options from the command line that stages read. A stage that reads one must put it in its inputs(). */
+/** Options from the command line. inputs() reads those that change an output; run() gets the others through StageEnv. */
 export interface BuildOptions {
   /** a kernel git (local path or URL) to resolve upstream commits from */
   kernelGit?: string
@@ -31,7 +31,7 @@ export interface BuildOptions {
   jobs?: number
 }
 
-/** Everything a stage may read. Stages never read the environment or the clock directly. */
+/** Everything a stage's inputs() may read. Stages never read the environment or the clock directly. */
 export interface BuildContext {
   recipe: LoadedRecipe
   dirs: ProjectDirs
@@ -41,6 +41,42 @@ export interface BuildContext {
 }
 
 export type {StageResult, StageResults} from './results.js'
+
+/**
+ * What a stage's run() may use besides its inputs and its upstream results: where things are and
+ * how fast, never what is made. run() gets no recipe and no BuildContext, so whatever of the recipe
+ * or the command line its output is made of must come through inputs(), and so into its key.
+ * Each of these is here because it cannot change the output's bytes:
+ */
+export interface StageEnv {
+  /** where run() reads the files whose digests its inputs hold (series, features, templates) */
+  dirs: ProjectDirs
+  /** the cache root, for a stage's own sub-caches under cacheDir/<name> (downloads, ccache, upstream patches) */
+  cacheDir: string
+  /** a local copy of the kernel source archive or source RPM: checked against the sha256 the key holds */
+  kernelSourceFile?: string
+  /** where upstream commits are fetched from: a commit id (in the series, so in the key) names the same patch in any clone */
+  kernelGit?: string
+  /** make -j: how fast, not what */
+  jobs?: number
+  /** how to reach and trust the validation host (the host itself is in the key) */
+  validateHostKey?: string
+  validateIdentity?: string
+}
+
+/** The one place a StageEnv is made from a build's context: the options that cannot change an output, nothing of the recipe. */
+export function stageEnv(ctx: BuildContext): StageEnv {
+  const o = ctx.options
+  return {
+    dirs: ctx.dirs,
+    cacheDir: ctx.cacheDir,
+    kernelSourceFile: o.kernelSourceFile,
+    kernelGit: o.kernelGit,
+    jobs: o.jobs,
+    validateHostKey: o.validateHostKey,
+    validateIdentity: o.validateIdentity,
+  }
+}
 
 export interface StageIO<N extends StageName = StageName> {
   /** an empty directory to write outputs to; renamed into the cache when run() returns */
@@ -56,6 +92,8 @@ export interface StageIO<N extends StageName = StageName> {
   /** the stage log's path, to hand to long-running tools */
   logFile: string
   signal: AbortSignal
+  /** where things are and how fast (StageEnv): the only part of the build's context run() sees */
+  env: StageEnv
 }
 
 /**
@@ -66,8 +104,12 @@ export interface StageIO<N extends StageName = StageName> {
 export interface Stage<I = unknown, R = unknown, N extends StageName = StageName> {
   name: StageName
   title: string
-  /** bump when the stage's code changes what it produces: it is part of the cache key */
-  version: number
+  /**
+   * The module that defines the stage (its import.meta.url): the digest of that module and of every
+   * module it imports from this package is part of the cache key (code-digest.ts), so an output made
+   * by other code is never reused.
+   */
+  code: string
   /** the stages whose outputs this one reads; their keys are part of this one's key */
   needs: N[]
   /**
@@ -76,8 +118,12 @@ export interface Stage<I = unknown, R = unknown, N extends StageName = StageName
    * Must be cheap: `plan` calls it for every stage and must stay under a second.
    */
   inputs(ctx: BuildContext): Promise<I> | I
-  /** Does the work from the inputs inputs() returned (never recomputed). Returns the result to keep as result.json. */
-  run(ctx: BuildContext, io: StageIO<N>, inputs: I): Promise<R>
+  /**
+   * Does the work from the inputs inputs() returned (never recomputed) and its upstream results. It
+   * sees neither the recipe nor the options: what it needs of them, inputs() returns. Returns the
+   * result to keep as result.json.
+   */
+  run(io: StageIO<N>, inputs: I): Promise<R>
 }
 
 /** A real stage of the pipeline: its name fixes its result type (StageResultTypes). */

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {HostError, StageError} from '../errors.js'
+import {mountsUnder} from '../../test/helpers/mounts.js'
 import {repoRoot} from '../../test/helpers/paths.js'
 import {run} from './exec.js'
 
@@ -38,7 +39,7 @@ function pidsWith(marker: string): number[] {
 }
 /** a sleep whose argument is unique to this test run */
 const uniqueSleep = () => `600.${Math.floor(Math.random() * 1e6)}`
-const mounts = async () => readFile('/proc/self/mountinfo', 'utf8')
+const ownMounts = () => readFileSync('/proc/self/mountinfo', 'utf8')
 
 let dir: string
 beforeAll(async () => {
@@ -122,17 +123,44 @@ describe('run(): every child is contained', () => {
     const exited = new Promise((r) => parent.once('exit', r))
     try {
       expect(await waitFor(() => pidsWith(marker).length === 1, 30_000)).toBe(true)
-      // the mount is in the child's own namespace: this process never sees it
-      expect(await mounts()).not.toContain('cvm-exec-test')
+      // the mount is in the child's own namespace: this process's mountinfo never shows it, the check of every process's does
+      expect(ownMounts()).not.toContain('cvm-exec-test')
       expect(existsSync(join(mnt, 'mounted'))).toBe(false)
+      expect(mountsUnder(mnt)).toEqual([expect.objectContaining({where: mnt, fstype: 'tmpfs', source: 'cvm-exec-test'})])
     } finally {
       parent.kill('SIGKILL')
       await exited
     }
+    expect(await waitFor(() => mountsUnder(mnt).length === 0, 5000), `left mounted: ${JSON.stringify(mountsUnder(mnt))}`).toBe(true)
     expect(await waitFor(() => pidsWith(marker).length === 0, 5000)).toBe(true)
-    expect(await mounts()).not.toContain('cvm-exec-test')
     expect(out).toMatch(/^started \d+/)
   }, 60_000)
+
+  it.runIf(isRoot)('the mount check sees a leaked mount: a child in a mount namespace of its own but not the PID namespace outlives its parent, and its tmpfs stays', async () => {
+    const marker = uniqueSleep()
+    const mnt = join(dir, 'leak')
+    const script = `mkdir -p ${mnt} && mount -t tmpfs cvm-leak-test ${mnt} && exec sleep ${marker}`
+    // what run() would do without `unshare --pid --kill-child`: the parent (cvm-image) is killed, the child stays
+    const parent = spawn('sh', ['-c', `unshare --mount --propagation private sh -c '${script}' & wait`], {stdio: 'ignore'})
+    const exited = new Promise((r) => parent.once('exit', r))
+    try {
+      expect(await waitFor(() => pidsWith(marker).length === 1, 10_000)).toBe(true)
+      expect(await waitFor(() => mountsUnder(mnt).length === 1, 5000)).toBe(true)
+      parent.kill('SIGKILL')
+      await exited
+      await new Promise((r) => setTimeout(r, 300))
+      // the leak: the child lives on with its mount; the old check (this process's mountinfo) is blind to it
+      expect(pidsWith(marker)).toHaveLength(1)
+      expect(ownMounts()).not.toContain('cvm-leak-test')
+      const leaked = mountsUnder(mnt)
+      expect(leaked).toEqual([expect.objectContaining({pid: pidsWith(marker)[0], where: mnt, fstype: 'tmpfs', source: 'cvm-leak-test'})])
+      expect(leaked[0]!.ns).not.toBe(readlinkSync('/proc/self/ns/mnt'))
+    } finally {
+      for (const pid of pidsWith(marker)) process.kill(pid, 'SIGKILL')
+    }
+    // the namespace ends with its last process, and its mount with it
+    expect(await waitFor(() => mountsUnder(mnt).length === 0, 5000)).toBe(true)
+  }, 30_000)
 
   it.runIf(!isRoot)('without root (runs only as non-root; the test above covers root), SIGKILL of cvm-image kills the direct child', async () => {
     const marker = uniqueSleep()

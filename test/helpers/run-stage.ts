@@ -9,7 +9,7 @@ import {assembleStage} from '../../src/pipeline/stages/assemble.js'
 import {baseStage} from '../../src/pipeline/stages/base.js'
 import {projectDirs} from '../../src/recipe/load.js'
 import {isCvmError} from '../../src/errors.js'
-import type {Stage} from '../../src/pipeline/stage.js'
+import {stageEnv, type Stage} from '../../src/pipeline/stage.js'
 import {repoRoot} from './paths.js'
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'))
@@ -18,7 +18,6 @@ try {
   const ctx = {recipe: spec.recipe, dirs: projectDirs(repoRoot), options: spec.options ?? {}, cacheDir: spec.cacheDir}
   // as the runner does: run() gets what inputs() returned
   const meta = await (stage as Stage).run(
-    ctx,
     {
       out: spec.out,
       work: spec.work,
@@ -27,6 +26,7 @@ try {
       log: (l) => console.error(l),
       logFile: spec.logFile,
       signal: new AbortController().signal,
+      env: stageEnv(ctx),
     },
     await (stage as Stage).inputs(ctx),
   )

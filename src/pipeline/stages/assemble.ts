@@ -7,7 +7,7 @@ import {diskIds} from '../../disk/ids.js'
 import {planLayout} from '../../disk/gpt.js'
 import {assembleDisk} from '../../disk/image.js'
 import {EFI_STUB} from '../../disk/uki.js'
-import {distroOf} from '../../distro/index.js'
+import {distroFor} from '../../distro/index.js'
 import {guestTemplatesDigest, renderGuestFiles} from '../../rootfs/guest-files.js'
 import {kernelModuleAdditions} from '../../rootfs/kernel-modules.js'
 import {readTarFile} from '../../rootfs/scan.js'
@@ -28,6 +28,8 @@ function assembleInputs(ctx: BuildContext) {
   const r = ctx.recipe.recipe
   return {
     recipeId: r.id,
+    // written into /etc/cvm-image/build.json on the disk
+    name: r.name,
     distro: r.distro,
     sourceDateEpoch: r.source_date_epoch,
     cmdline: r.boot.cmdline,
@@ -52,41 +54,42 @@ export {kernelCmdline} from '../../disk/cmdline.js'
 export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compile'> = {
   name: 'assemble',
   title: 'assemble the disk image',
-  version: 1,
+  code: import.meta.url,
   needs: ['base', 'compile'],
   inputs: assembleInputs,
-  async run(ctx, io, inputs) {
-    const r = ctx.recipe.recipe
+  async run(io, inputs) {
+    const {image} = inputs
+    const templatesDir = io.env.dirs.templates
     const {base, compile} = io.upstream
     // the disk (size_gib, counted whole although it is sparse) and the transformed copy of the rootfs, before any work
     const rootfsBytes = statSync(join(base.dir, 'rootfs.tar'), {throwIfNoEntry: false})?.size ?? 0
-    await requireFreeSpace(io.work, r.image.size_gib * 1024 ** 3 + rootfsBytes, `assemble's ${r.image.size_gib} GiB disk and its rootfs (image.size_gib)`)
+    await requireFreeSpace(io.work, image.sizeGiB * 1024 ** 3 + rootfsBytes, `assemble's ${image.sizeGiB} GiB disk and its rootfs (image.size_gib)`)
     const kernel = compile.meta
     if (!kernel.release) throw new StageError(`the compile stage's result (${compile.dir}) names no kernel release`)
 
     // ids derive from everything the disk depends on: same inputs, same bytes; any change, new ids
     const seed = sha256(canonicalJson({inputs, base: base.key, compile: compile.key}))
     const ids = diskIds(seed)
-    const layout = planLayout({sizeGiB: r.image.size_gib, espMiB: ESP_MIB, diskGuid: ids.diskGuid, espPartUuid: ids.espPartUuid, rootPartUuid: ids.rootPartUuid})
-    const cmdline = kernelCmdline(ids.rootPartUuid, r.boot.cmdline)
+    const layout = planLayout({sizeGiB: image.sizeGiB, espMiB: inputs.espMiB, diskGuid: ids.diskGuid, espPartUuid: ids.espPartUuid, rootPartUuid: ids.rootPartUuid})
+    const cmdline = kernelCmdline(ids.rootPartUuid, inputs.cmdline)
 
     const build = {
-      recipe: r.id,
-      name: r.name,
-      distro: r.distro,
-      sourceDateEpoch: r.source_date_epoch,
+      recipe: inputs.recipeId,
+      name: inputs.name,
+      distro: inputs.distro,
+      sourceDateEpoch: inputs.sourceDateEpoch,
       tool: {name: 'cvm-image', version: inputs.tool},
       base: base.meta,
       kernel: {release: kernel.release, version: kernel.version, vmlinuzSha256: kernel.vmlinuzSha256, configDigest: kernel.configDigest, patches: kernel.patches},
       boot: {cmdline, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, uki: '\\EFI\\BOOT\\BOOTX64.EFI'},
     }
     io.progress('rendering guest files')
-    const distro = distroOf(r)
+    const distro = distroFor(inputs.distro.family)
     const baseTar = join(base.dir, 'rootfs.tar')
     const additions = [
       ...(await kernelModuleAdditions(join(compile.dir, 'modules'))),
-      ...renderGuestFiles(ctx.dirs.templates, {hostname: r.image.hostname, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, kernelRelease: kernel.release, build}, distro.guestManifests),
-      ...(await distro.kernelHold(r.image.kernel_hold, {kernelRelease: kernel.release, templatesDir: ctx.dirs.templates, baseFile: (name) => readTarFile(baseTar, name)})),
+      ...renderGuestFiles(templatesDir, {hostname: image.hostname, rootPartUuid: ids.rootPartUuid, espPartUuid: ids.espPartUuid, kernelRelease: kernel.release, build}, distro.guestManifests),
+      ...(await distro.kernelHold(image.kernelHold, {kernelRelease: kernel.release, templatesDir, baseFile: (name) => readTarFile(baseTar, name)})),
     ]
 
     io.progress('transforming the rootfs')
@@ -94,10 +97,10 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
     const t = await transformRootfs({
       input: baseTar,
       output: rootfsTar,
-      remove: r.image.remove,
+      remove: image.remove,
       additions,
-      allowAbsoluteSymlinks: r.image.allow_absolute_symlinks,
-      sourceDateEpoch: r.source_date_epoch,
+      allowAbsoluteSymlinks: image.allowAbsoluteSymlinks,
+      sourceDateEpoch: inputs.sourceDateEpoch,
       capture: OS_RELEASE,
     })
     io.log(`rootfs: ${t.entries} entries, ${t.removed} removed, ${t.added} added, ${t.xattrs.length} xattrs`)
@@ -115,7 +118,7 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
         espSerial: ids.espSerial,
         rootFsUuid: ids.rootFsUuid,
         rootHashSeed: ids.rootHashSeed,
-        sourceDateEpoch: r.source_date_epoch,
+        sourceDateEpoch: inputs.sourceDateEpoch,
         work: io.work,
         logFile: io.logFile,
         signal: io.signal,
@@ -132,7 +135,7 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
       espPartUuid: ids.espPartUuid,
       diskGuid: ids.diskGuid,
       rootFsUuid: ids.rootFsUuid,
-      sizeGiB: r.image.size_gib,
+      sizeGiB: image.sizeGiB,
       kernelRelease: kernel.release,
       rootfs: {entries: t.entries, removed: t.removed, added: t.added, xattrs: t.xattrs.length},
     }

@@ -9,14 +9,14 @@ import type {StageOf} from '../stage.js'
 export const compileStage: StageOf<'compile', {localversion: string; sourceDateEpoch: number}, 'kernel-source' | 'patch' | 'configure'> = {
   name: 'compile',
   title: 'compile',
-  version: 1,
+  code: import.meta.url,
   needs: ['kernel-source', 'patch', 'configure'],
   // -j and ccache change how fast, not what: they are not inputs.
   inputs: (ctx) => ({
     localversion: ctx.recipe.recipe.kernel.localversion,
     sourceDateEpoch: ctx.recipe.recipe.source_date_epoch,
   }),
-  async run(ctx, io, {localversion, sourceDateEpoch}) {
+  async run(io, {localversion, sourceDateEpoch}) {
     const {patch, configure} = io.upstream
     const source = io.upstream['kernel-source']
     const built = await compileKernel({
@@ -26,9 +26,9 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
       out: io.out,
       sourceDateEpoch,
       localversion,
-      jobs: ctx.options.jobs ?? 2,
-      ccacheDir: join(ctx.cacheDir, 'ccache'),
-      statsDir: join(ctx.cacheDir, 'kbuild-stats'),
+      jobs: io.env.jobs ?? 2,
+      ccacheDir: join(io.env.cacheDir, 'ccache'),
+      statsDir: join(io.env.cacheDir, 'kbuild-stats'),
       logFile: io.logFile,
       signal: io.signal,
       progress: io.progress,

@@ -2,14 +2,14 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {configureKernel} from '../../kernel/configure.js'
-import {distroOf} from '../../distro/index.js'
+import {distroFor} from '../../distro/index.js'
 import {BugError} from '../../errors.js'
 import {loadFeatures} from '../../kernel/features.js'
 import {DISTRO_FIXUPS, LEAN_PROFILE, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
 import {treeVersion} from '../../kernel/version.js'
 import type {KernelSourceSpec, Recipe} from '../../recipe/schema.js'
 import {atomicWriteFile, sha256} from '../../util/fsx.js'
-import type {BuildContext, StageOf} from '../stage.js'
+import type {StageIO, StageOf} from '../stage.js'
 
 type KernelConfigSpec = Recipe['kernel']['config']
 
@@ -17,8 +17,9 @@ type KernelConfigSpec = Recipe['kernel']['config']
 /** The config base and features, their files' digests, and the options the recipe sets. */
 export interface ConfigureInputs {
   base: KernelConfigSpec['base']
-  /** base distro: the kernel source whose distribution config is read */
+  /** base distro: the kernel source whose distribution config is read, and the family whose module reads it */
   source?: KernelSourceSpec
+  family?: string
   features: string[]
   options: KernelConfigSpec['options']
   featureFiles: Record<string, string>
@@ -28,7 +29,7 @@ export interface ConfigureInputs {
 export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
   name: 'configure',
   title: 'configure',
-  version: 1,
+  code: import.meta.url,
   needs: ['patch'],
   async inputs(ctx) {
     const {config} = ctx.recipe.recipe.kernel
@@ -37,26 +38,27 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
     return {
       base: config.base,
       // base distro reads the distribution's config of the same package and suite, or of the same source RPM (its sha256)
-      ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source} : {}),
+      ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source, family: ctx.recipe.recipe.distro.family} : {}),
       features: config.features,
       options: config.options,
       featureFiles: await digests(features.map((f) => f.file)),
       templates: await digests(templates.map((t) => join(ctx.dirs.templates, 'kernel', t))),
     }
   },
-  async run(ctx, io, config) {
+  async run(io, config) {
+    const {dirs} = io.env
     const tree = join(io.upstream.patch.dir, 'tree')
     // the features' files are read again to render them; their digests (inputs.featureFiles) made the key
-    const features = await loadFeatures(ctx.dirs.kernels, config.features)
+    const features = await loadFeatures(dirs.kernels, config.features)
     const version = await treeVersion(tree)
-    const fragments = await renderFragments(ctx.dirs.templates, config.base, features, {version})
+    const fragments = await renderFragments(dirs.templates, config.base, features, {version})
     if (Object.keys(config.options).length) fragments.push(optionsFragment(config.options))
     io.progress(`${config.base} + ${config.features.join(', ')} -> olddefconfig`)
     const result = await configureKernel({
       tree,
       objdir: join(io.work, 'obj'),
       base: config.base,
-      distroConfig: config.source ? await distroConfig(ctx, config.source, io) : undefined,
+      distroConfig: config.source ? await distroConfig(config.family ?? '', config.source, io) : undefined,
       fragments,
       requirements: requirements(fragments, features),
       logFile: io.logFile,
@@ -75,12 +77,12 @@ async function digests(files: string[]): Promise<Record<string, string>> {
 }
 
 /** The distribution's own config, for base "distro": the recipe's distro module reads it from the source. */
-async function distroConfig(ctx: BuildContext, source: KernelSourceSpec, io: {work: string; logFile?: string; signal?: AbortSignal; log(line: string): void; progress(line: string): void}): Promise<string> {
-  const distro = distroOf(ctx.recipe.recipe)
+async function distroConfig(family: string, source: KernelSourceSpec, io: StageIO<'patch'>): Promise<string> {
+  const distro = distroFor(family)
   if (!distro.distroConfig || !distro.distroConfigFrom[source.kind]) throw new BugError(`config base distro with a ${source.kind} source reached the configure stage of a ${distro.name} recipe, which the recipe check refuses`)
   const dest = join(io.work, 'distro.config')
   // a source RPM given with --kernel-source-file is read again for its config; its pin is in the key
-  const what = await distro.distroConfig(source, {cacheDir: ctx.cacheDir, localFile: ctx.options.kernelSourceFile, work: io.work, logFile: io.logFile, signal: io.signal, progress: io.progress}, dest)
+  const what = await distro.distroConfig(source, {cacheDir: io.env.cacheDir, localFile: io.env.kernelSourceFile, work: io.work, logFile: io.logFile, signal: io.signal, progress: io.progress}, dest)
   io.log(`distro config: ${what}`)
   return dest
 }

@@ -1,4 +1,4 @@
-import {distroOf} from '../../distro/index.js'
+import {distroFor} from '../../distro/index.js'
 import {fetchKernelSource} from '../../kernel/source.js'
 import {linkCopy} from '../../kernel/tree.js'
 import {formatVersion, treeVersion} from '../../kernel/version.js'
@@ -6,22 +6,28 @@ import type {KernelSourceSpec} from '../../recipe/schema.js'
 import type {StageOf} from '../stage.js'
 
 /** The kernel source the recipe names, unpacked: out/tree. */
-export const kernelSourceStage: StageOf<'kernel-source', {source: KernelSourceSpec}, never> = {
+/** The source spec, and the distro family whose module fetches it. */
+export interface KernelSourceInputs {
+  source: KernelSourceSpec
+  family: string
+}
+
+export const kernelSourceStage: StageOf<'kernel-source', KernelSourceInputs, never> = {
   name: 'kernel-source',
   title: 'kernel source',
-  version: 1,
+  code: import.meta.url,
   needs: [],
-  inputs: (ctx) => ({source: ctx.recipe.recipe.kernel.source}),
-  async run(ctx, io, inputs) {
+  inputs: (ctx) => ({source: ctx.recipe.recipe.kernel.source, family: ctx.recipe.recipe.distro.family}),
+  async run(io, inputs) {
     const fetched = await fetchKernelSource(inputs.source, {
-      cacheDir: ctx.cacheDir,
+      cacheDir: io.env.cacheDir,
       // not an input: the recipe's sha256 names its content
-      localFile: ctx.options.kernelSourceFile,
+      localFile: io.env.kernelSourceFile,
       work: io.work,
       logFile: io.logFile,
       signal: io.signal,
       progress: io.progress,
-    }, distroOf(ctx.recipe.recipe))
+    }, distroFor(inputs.family))
     const tree = `${io.out}/tree`
     await linkCopy(fetched.tree, tree)
     const version = formatVersion(await treeVersion(tree))

@@ -14,6 +14,8 @@ export type {PatchResult} from '../results.js'
 
 /** The series' content, the fixes' probes, and whether it is a control build. */
 export interface PatchInputs {
+  /** the series files under kernels/, in order */
+  names: string[]
   series: ReturnType<typeof seriesDigestInput>
   fixes: string
   control: boolean
@@ -27,27 +29,29 @@ export interface PatchInputs {
 export const patchStage: StageOf<'patch', PatchInputs, 'kernel-source'> = {
   name: 'patch',
   title: 'patch',
-  version: 2,
+  code: import.meta.url,
   needs: ['kernel-source'],
   // The kernel git is not an input: a commit id names the same patch in any clone.
   async inputs(ctx) {
     const names = seriesNames(ctx.recipe.recipe.kernel)
     return {
+      names,
       series: seriesDigestInput(await loadAllSeries(ctx.dirs.kernels, names), ctx.dirs.kernels),
       fixes: sha256(await readFile(join(ctx.dirs.kernels, 'fixes.yaml'))),
       control: ctx.options.control ?? false,
     }
   },
-  async run(ctx, io, {control}) {
+  async run(io, {names, control}) {
+    const {dirs, cacheDir, kernelGit} = io.env
     const source = io.upstream['kernel-source']
     // the series' files are read again to apply them; their digests (inputs.series) made the key
-    const series = await loadAllSeries(ctx.dirs.kernels, seriesNames(ctx.recipe.recipe.kernel))
+    const series = await loadAllSeries(dirs.kernels, names)
     const scratch = join(io.work, 'tree')
     await linkCopy(join(source.dir, 'tree'), scratch)
     const records = await applySeries(scratch, series, {
       control,
-      fixes: await loadFixes(ctx.dirs.kernels),
-      upstream: new UpstreamPatches(ctx.cacheDir, ctx.options.kernelGit, io.logFile),
+      fixes: await loadFixes(dirs.kernels),
+      upstream: new UpstreamPatches(cacheDir, kernelGit, io.logFile),
       logFile: io.logFile,
       progress: io.progress,
       log: io.log,

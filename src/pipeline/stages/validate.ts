@@ -7,6 +7,7 @@ import {sha256} from '../../util/fsx.js'
 import {hostKeyPinFromFlag} from '../../remote/ssh.js'
 import {openValidationHost} from '../../validate/open-host.js'
 import {markerLine} from '../../validate/marker.js'
+import {PROBE_SOURCE} from '../../validate/probe.js'
 import {validateImage, writeSkippedReport} from '../../validate/run.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
@@ -29,10 +30,14 @@ export interface ValidateInputs {
   cpus: number
   bootTimeoutS: number
   hostname: string
+  /** the kernel line, whose series' marker line the booted kernel must print */
+  line: string
   host: string | null
   skip: boolean
   control: boolean
   seedTemplates: string
+  /** the NVMe offset probe's C source, built on the validating machine and run in the guest */
+  probe: string
 }
 
 /**
@@ -43,7 +48,7 @@ export interface ValidateInputs {
 export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'compile'> = {
   name: 'validate',
   title: 'validate',
-  version: 2,
+  code: import.meta.url,
   needs: ['assemble', 'compile'],
   async inputs(ctx): Promise<ValidateInputs> {
     const v = ctx.recipe.recipe.validate
@@ -53,14 +58,17 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       cpus: v.cpus,
       bootTimeoutS: v.boot_timeout_s,
       hostname: ctx.recipe.recipe.image.hostname,
+      line: ctx.recipe.recipe.kernel.line,
       host: ctx.options.validateHost ?? null,
       skip: ctx.options.skipValidation ?? false,
       // a control build keeps its failed validation: showing the failure is its purpose
       control: ctx.options.control ?? false,
       seedTemplates: await seedTemplatesDigest(ctx.dirs.templates),
+      probe: sha256(await readFile(PROBE_SOURCE)),
     }
   },
-  async run(ctx, io, inputs) {
+  async run(io, inputs) {
+    const {dirs, cacheDir, validateHostKey, validateIdentity} = io.env
     const {assemble, compile} = io.upstream
     const disk = join(assemble.dir, 'disk.raw')
     const {modes} = inputs
@@ -71,21 +79,21 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
     const am = assemble.meta
     const cm = compile.meta
     // --host-key takes a SHA256 fingerprint or a known_hosts path (default ~/.ssh/known_hosts); auth: --identity, else the ssh-agent
-    const pin = hostKeyPinFromFlag(ctx.options.validateHostKey)
-    const host = await openValidationHost({host: inputs.host ?? undefined, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: ctx.options.validateIdentity, signal: io.signal})
+    const pin = hostKeyPinFromFlag(validateHostKey)
+    const host = await openValidationHost({host: inputs.host ?? undefined, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: validateIdentity, signal: io.signal})
     const report = await validateImage({
       disk,
       modes,
       host,
-      templatesDir: ctx.dirs.templates,
+      templatesDir: dirs.templates,
       outDir: io.out,
-      expected: {release: cm.release, version: cm.version, marker: await markerLine(ctx.dirs.kernels, cm.patches, ctx.recipe.recipe.kernel.line), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
+      expected: {release: cm.release, version: cm.version, marker: await markerLine(dirs.kernels, cm.patches, inputs.line), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
       memoryMiB: inputs.memoryMiB,
       cpus: inputs.cpus,
       bootTimeoutS: inputs.bootTimeoutS,
       hostname: inputs.hostname,
       diskBoot: true,
-      probeCacheDir: ctx.cacheDir,
+      probeCacheDir: cacheDir,
       signal: io.signal,
       log: io.log,
       progress: io.progress,
