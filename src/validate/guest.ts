@@ -44,7 +44,8 @@ export class GuestSession implements GuestExec {
         // a host key other than the run's: the guest still runs with the image's own key (seed not applied yet)
         last = (e as Error).message
         opts.onAttempt?.(last)
-        await new Promise((r) => setTimeout(r, 2000))
+        // sshd answers within a second of starting: a short pause between tries loses less of it
+        await new Promise((r) => setTimeout(r, 500))
       }
     }
     throw new StageError(`the guest's SSH did not answer within ${Math.round(opts.timeoutMs / 1000)} s (last attempt: ${last})`, {

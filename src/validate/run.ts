@@ -119,10 +119,23 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
             ]
           : // under SEV the firmware measures what it boots: boot the disk as published, SWIOTLB is forced by the kernel
             [{name: 'disk', forcedSwiotlb: false, full: true}]
-      for (const boot of boots) {
-        const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks, log, progress})
-        modes.push(r)
+      // The boots of a mode need nothing of each other (each has its own QEMU, seed, port and
+      // snapshot of the read-only disk): they run at once, and report in plan order.
+      const settled = await Promise.allSettled(
+        boots.map(async (boot) => {
+          const own: CheckResult[] = []
+          const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks: own, log, progress})
+          return {r, own}
+        }),
+      )
+      for (const s of settled) {
+        if (s.status === 'fulfilled') {
+          modes.push(s.value.r)
+          checks.push(...s.value.own)
+        }
       }
+      const failed = settled.find((s) => s.status === 'rejected')
+      if (failed) throw failed.reason
     }
   } catch (e) {
     verdictError = e
