@@ -150,7 +150,9 @@ describe('the declared format must be what the bytes say', () => {
   it('a vmdk descriptor declared raw or qcow2, a qcow2 declared vmdk, a raw declared qcow2', async () => {
     expect((await refusal(path('flat.vmdk'), 'raw')).message).toContain('its bytes are a vmdk descriptor file, not raw')
     expect((await refusal(path('v3.qcow2'), 'vmdk')).message).toContain('its bytes are a qcow2 image, not vmdk')
-    expect((await refusal(path('ones.raw'), 'qcow2')).message).toContain('its bytes are no qcow2 header')
+    const e = (await inspectDiskImage(path('ones.raw'), 'qcow2').catch((err: unknown) => err)) as InputError
+    expect(e.message).toBe(`the qcow2 base ${path('ones.raw')}: its bytes are no qcow2 header ('\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01' at byte 0); a damaged file, or base.format does not say what it is`)
+    expect(e.hint).toBe("check that it is a qcow2 disk image and that the recipe's base.format says what it is; if it was downloaded, download it again")
   })
 
   it('other formats declared raw: vpc, vdi, qed, luks', async () => {

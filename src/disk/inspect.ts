@@ -106,6 +106,13 @@ function unsupported(file: string, declared: DiskFormat, found: string, why: str
   })
 }
 
+/** The refusal of a header that is damaged or cut short: not a form question, a bad file. */
+function damaged(file: string, declared: DiskFormat, found: string, why: string): InputError {
+  return new InputError(`the ${declared} base ${file}: ${found}; ${why}`, {
+    hint: `check that it is a ${declared} disk image and that the recipe's base.format says what it is; if it was downloaded, download it again`,
+  })
+}
+
 const REFERS = 'it refers to another file, which the converter would open and copy into the image'
 
 async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
@@ -139,7 +146,7 @@ export async function inspectDiskImage(file: string, declared: DiskFormat): Prom
       if (declared === 'raw' || id.format !== 'raw') {
         throw unsupported(file, declared, `its bytes are ${says}, not ${declared}`, 'the declared format must be what the header says, so that no tool reads it as another format (a header that is not raw may name other files)')
       }
-      throw unsupported(file, declared, `its bytes are no ${declared} header (${printable(head.subarray(0, 8))} at byte 0)`, `check that base.format says what the file is`)
+      throw damaged(file, declared, `its bytes are no ${declared} header ('${printable(head.subarray(0, 8))}' at byte 0)`, 'a damaged file, or base.format does not say what it is')
     }
     switch (id.format) {
       case 'qcow2':
@@ -178,7 +185,8 @@ const QCOW2_MAX_NAME = 1023
 
 async function inspectQcow2(fh: FileHandle, file: string, size: number, head: Buffer): Promise<ImageInspection> {
   const bad = (found: string, why: string) => unsupported(file, 'qcow2', found, why)
-  if (head.length < 72) throw bad('its qcow2 header is cut short', 'the file is too small to be a qcow2 image')
+  const broken = (found: string, why: string) => damaged(file, 'qcow2', found, why)
+  if (head.length < 72) throw broken('its qcow2 header is cut short', 'the file is too small to be a qcow2 image')
   const version = head.readUInt32BE(4)
   if (version !== 2 && version !== 3) throw bad(`qcow2 header version ${version}`, 'only qcow2 versions 2 and 3 are read')
   const backingOffset = head.readBigUInt64BE(8)
@@ -186,7 +194,7 @@ async function inspectQcow2(fh: FileHandle, file: string, size: number, head: Bu
   const clusterBits = head.readUInt32BE(20)
   const virtualSize = u64(head.readBigUInt64BE(24))
   const cryptMethod = head.readUInt32BE(32)
-  if (clusterBits < 9 || clusterBits > 21) throw bad(`qcow2 cluster_bits ${clusterBits}`, 'a valid qcow2 has clusters of 512 bytes to 2 MiB')
+  if (clusterBits < 9 || clusterBits > 21) throw broken(`qcow2 cluster_bits ${clusterBits}`, 'a valid qcow2 has clusters of 512 bytes to 2 MiB')
   const clusterSize = 2 ** clusterBits
   if (virtualSize === undefined) throw bad(`qcow2 virtual size ${head.readBigUInt64BE(24)} bytes`, 'no disk is that large')
   if (backingOffset !== 0n) {
@@ -200,10 +208,10 @@ async function inspectQcow2(fh: FileHandle, file: string, size: number, head: Bu
   let extensionsAt = 72
   let headerLength = 72
   if (version === 3) {
-    if (head.length < 104) throw bad('its qcow2 v3 header is cut short', 'the file is too small to be a qcow2 image')
+    if (head.length < 104) throw broken('its qcow2 v3 header is cut short', 'the file is too small to be a qcow2 image')
     incompatible = head.readBigUInt64BE(72)
     headerLength = head.readUInt32BE(100)
-    if (headerLength < 104 || headerLength % 8 !== 0 || headerLength > clusterSize) throw bad(`qcow2 header_length ${headerLength}`, 'a valid qcow2 v3 header is 104 bytes or more, a multiple of 8, within the first cluster')
+    if (headerLength < 104 || headerLength % 8 !== 0 || headerLength > clusterSize) throw broken(`qcow2 header_length ${headerLength}`, 'a valid qcow2 v3 header is 104 bytes or more, a multiple of 8, within the first cluster')
     extensionsAt = headerLength
   }
   const unknown = incompatible & ~QCOW2_INCOMPAT_KNOWN
@@ -214,12 +222,12 @@ async function inspectQcow2(fh: FileHandle, file: string, size: number, head: Bu
   const cluster = await readAt(fh, 0, Math.min(clusterSize, size))
   let dataFile: Buffer | undefined
   for (let off = extensionsAt, n = 0; ; n++) {
-    if (off + 8 > cluster.length || n > 1000) throw bad(`qcow2 header extensions run past the first cluster (at byte ${off})`, 'the header is malformed')
+    if (off + 8 > cluster.length || n > 1000) throw broken(`qcow2 header extensions run past the first cluster (at byte ${off})`, 'the header is malformed')
     const type = cluster.readUInt32BE(off)
     const length = cluster.readUInt32BE(off + 4)
     if (type === QCOW2_EXT_END) break
     const data = off + 8
-    if (data + length > cluster.length) throw bad(`qcow2 header extension 0x${type.toString(16)} of ${length} bytes runs past the first cluster`, 'the header is malformed')
+    if (data + length > cluster.length) throw broken(`qcow2 header extension 0x${type.toString(16)} of ${length} bytes runs past the first cluster`, 'the header is malformed')
     const body = cluster.subarray(data, data + length)
     if (type === QCOW2_EXT_DATA_FILE) dataFile = body
     if (type === QCOW2_EXT_CRYPTO) throw bad('qcow2 encryption (full disk encryption header extension 0x0537be77)', 'an encrypted image needs a key cvm-image does not take')
@@ -263,14 +271,15 @@ function parseDescriptor(text: string): {values: Map<string, string>; extents: E
 
 async function inspectVmdkSparse(fh: FileHandle, file: string, size: number, head: Buffer): Promise<ImageInspection> {
   const bad = (found: string, why: string) => unsupported(file, 'vmdk', found, why)
-  if (head.length < SECTOR) throw bad('its vmdk sparse header is cut short', 'the file is too small to be a vmdk image')
+  const broken = (found: string, why: string) => damaged(file, 'vmdk', found, why)
+  if (head.length < SECTOR) throw broken('its vmdk sparse header is cut short', 'the file is too small to be a vmdk image')
   const version = head.readUInt32LE(4)
   if (version < 1 || version > 3) throw bad(`vmdk sparse header version ${version}`, 'only versions 1 to 3 are read')
   let capacity = head.readBigUInt64LE(12)
   const descriptorOffset = u64(head.readBigUInt64LE(28))
   const descriptorSize = u64(head.readBigUInt64LE(36))
   if (!descriptorOffset || !descriptorSize) throw bad('a vmdk sparse extent with no embedded descriptor', 'such an extent is one part of a multi-file vmdk, whose descriptor names its files')
-  if (descriptorSize > MAX_DESCRIPTOR_SECTORS || (descriptorOffset + descriptorSize) * SECTOR > size) throw bad(`vmdk descriptor of ${descriptorSize} sectors at sector ${descriptorOffset}`, 'it lies outside the file or is larger than any real descriptor')
+  if (descriptorSize > MAX_DESCRIPTOR_SECTORS || (descriptorOffset + descriptorSize) * SECTOR > size) throw broken(`vmdk descriptor of ${descriptorSize} sectors at sector ${descriptorOffset}`, 'it lies outside the file or is larger than any real descriptor')
   if (head.readBigUInt64LE(56) === GD_AT_END && capacity === 0n && size >= 3 * SECTOR) {
     // a streamOptimized image may keep its real header in a footer: footer marker, footer, end-of-stream marker
     const footer = await readAt(fh, size - 2 * SECTOR, SECTOR)
