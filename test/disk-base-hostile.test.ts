@@ -142,6 +142,24 @@ const HOSTILE: Hostile[] = [
     names: `it is a vmdk descriptor file (createType 'monolithicFlat', extent 'RW 16384 FLAT "<canary>" 0')`,
   },
   {
+    name: 'a monolithicSparse vmdk whose embedded descriptor names a parent: a descriptor with a FLAT extent on the canary disk',
+    format: 'vmdk',
+    make: () => {
+      const sectors = statSync(canaryDisk).size / 512
+      writeFileSync(join(work, 'parent-flat.vmdk'), `# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW ${sectors} FLAT "${canaryDisk}" 0\n`)
+      sh('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicSparse', 'child.vmdk', '8M'])
+      // the embedded descriptor, rewritten in place as a hostile file would carry it
+      const image = readFileSync(join(work, 'child.vmdk'))
+      const at = Number(image.readBigUInt64LE(28)) * 512
+      const room = Number(image.readBigUInt64LE(36)) * 512
+      const text = image.subarray(at, at + room).toString('latin1').replace(/\0+$/, '').replace('parentCID=ffffffff', `parentCID=12345678\nparentFileNameHint="${join(work, 'parent-flat.vmdk')}"`)
+      Buffer.from(text.padEnd(room, '\0'), 'latin1').copy(image, at)
+      writeFileSync(join(work, 'child.vmdk'), image)
+      return join(work, 'child.vmdk')
+    },
+    names: "vmdk parent file '<work>/parent-flat.vmdk' (descriptor field parentFileNameHint)",
+  },
+  {
     name: 'a qcow2 with a backing file, declared raw',
     format: 'raw',
     make: () => (sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', canaryDisk, '-F', 'raw', 'as-raw.qcow2']), join(work, 'as-raw.qcow2')),
