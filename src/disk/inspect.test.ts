@@ -114,6 +114,7 @@ describe('references to other files', () => {
       qemuImg('create', '-q', '-f', 'vmdk', '-o', `subformat=${type}`, `${type}.vmdk`, '4M')
       const e = await refusal(path(`${type}.vmdk`), 'vmdk')
       expect(e.message).toMatch(new RegExp(`it is a vmdk descriptor file \\(createType '${type}', extent '(RW|RDONLY) \\d+ \\w+ "${type}-`))
+      expect(e.message).toMatch(/\); its extents are other files, which the converter would open and copy into the image$/)
     }
   })
 
@@ -163,6 +164,8 @@ describe('the declared format must be what the bytes say', () => {
   })
 
   it('a device or directory is no base file', async () => {
-    expect((await refusal(dir, 'raw')).message).toContain('it is not a regular file')
+    const e = (await inspectDiskImage(dir, 'raw').catch((err: unknown) => err)) as InputError
+    expect(e).toBeInstanceOf(InputError)
+    expect(e.message).toBe(`the raw base ${dir}: it is not a regular file; a base is read from a file, not a device, pipe or directory`)
   })
 })

@@ -113,7 +113,8 @@ function damaged(file: string, declared: DiskFormat, found: string, why: string)
   })
 }
 
-const REFERS = 'it refers to another file, which the converter would open and copy into the image'
+const OPENS = 'which the converter would open and copy into the image'
+const REFERS = `it refers to another file, ${OPENS}`
 
 async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
   const buf = Buffer.alloc(length)
@@ -135,7 +136,7 @@ export async function inspectDiskImage(file: string, declared: DiskFormat): Prom
   const st = await stat(file).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`the ${declared} base ${file} cannot be read: ${e.code ?? e.message}`, {cause: e})
   })
-  if (!st.isFile()) throw unsupported(file, declared, 'it is not a regular file', 'a base is read from a file, not a device, pipe or directory')
+  if (!st.isFile()) throw new InputError(`the ${declared} base ${file}: it is not a regular file; a base is read from a file, not a device, pipe or directory`, {hint: 'give the disk image file itself (--base-file), or make one: `qemu-img convert -O raw <device> base.raw`'})
   const fh = await open(file, 'r')
   try {
     const head = await readAt(fh, 0, HEAD_BYTES)
@@ -152,7 +153,7 @@ export async function inspectDiskImage(file: string, declared: DiskFormat): Prom
       case 'qcow2':
         return await inspectQcow2(fh, file, st.size, head)
       case 'vmdk':
-        if (id.kind === 'descriptor') throw unsupported(file, declared, `it is a vmdk descriptor file (${descriptorSummary(head.toString('latin1'))})`, `its extents are other files, which ${REFERS.slice(3)}`)
+        if (id.kind === 'descriptor') throw unsupported(file, declared, `it is a vmdk descriptor file (${descriptorSummary(head.toString('latin1'))})`, `its extents are other files, ${OPENS}`)
         if (id.kind === 'cowd') throw unsupported(file, declared, "it is an ESX (vmfsSparse, 'COWD') extent", 'that form belongs to a multi-file vmdk whose descriptor names its files')
         return await inspectVmdkSparse(fh, file, st.size, head)
       default:
