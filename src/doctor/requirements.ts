@@ -41,6 +41,7 @@ const COMMON: Requirement[] = [
   {tool: 'objcopy', package: 'binutils', stages: ['assemble'], why: 'put the UKI together'},
   {tool: '/usr/lib/systemd/boot/efi/linuxx64.efi.stub', package: 'systemd-boot-efi', stages: ['assemble'], why: "systemd's EFI stub for the UKI"},
   {tool: 'qemu-system-x86_64', package: 'qemu-system-x86', stages: ['validate'], why: 'boot the image'},
+  {tool: 'bwrap', package: 'bubblewrap', stages: ['base'], why: 'qemu-img converts a qcow2/vmdk base where it can open only that image and its output (src/util/sandbox.ts)'},
   {tool: 'qemu-img', package: 'qemu-utils', stages: ['base', 'validate', 'publish'], why: 'a qcow2/vmdk base to raw; overlays and qcow2'},
   {tool: '/usr/share/OVMF/OVMF_CODE_4M.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
   {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},

@@ -1,18 +1,15 @@
-import {stat, symlink, rm} from 'node:fs/promises'
+import {stat, symlink, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {InputError} from '../errors.js'
 import {filesystemType} from '../disk/filesystem.js'
+import {type DiskFormat, inspectDiskImage} from '../disk/inspect.js'
 import {findRootPartition} from '../disk/root-partition.js'
-import {run} from '../util/exec.js'
+import {requireFreeSpace} from '../util/free-space.js'
+import {runConfined} from '../util/sandbox.js'
 import {ext4ToTar, type Ext4ToTarResult} from './ext4-tar.js'
 
-export const DISK_FORMATS = ['qcow2', 'raw', 'vmdk'] as const
-export type DiskFormat = (typeof DISK_FORMATS)[number]
-
-export function isDiskFormat(format: string): format is DiskFormat {
-  return (DISK_FORMATS as readonly string[]).includes(format)
-}
+export {DISK_FORMATS, type DiskFormat, isDiskFormat} from '../disk/inspect.js'
 
 export interface DiskRootfsResult extends Ext4ToTarResult {
   /** where the root filesystem was found, e.g. 'GPT partition 1 (Linux root x86-64)' */
@@ -20,19 +17,31 @@ export interface DiskRootfsResult extends Ext4ToTarResult {
 }
 
 /**
- * A disk image base (qcow2, vmdk or raw) as a rootfs tarball, without root: qcow2 and vmdk become a
- * sparse raw file in the work dir (qemu-img), the root partition is found in the partition table,
- * and its ext2/3/4 filesystem is read with debugfs (ext4ToTar). Any other filesystem is refused.
+ * A disk image base (qcow2, vmdk or raw) as a rootfs tarball, without root. First cvm-image's own
+ * header reader (disk/inspect.ts) says what the file is and refuses any form that refers to another
+ * file, before any tool opens it. qcow2 and vmdk then become a sparse raw file in the work dir
+ * (qemu-img, confined to that file and the image: util/sandbox.ts), once the file system has room
+ * for the image's virtual size; the root partition is found in the partition table, and its
+ * ext2/3/4 filesystem is read with debugfs (ext4ToTar). Any other filesystem is refused.
  */
 export async function diskToRootfs(source: string, format: DiskFormat, output: string, work: string, io: {progress: (l: string) => void; signal?: AbortSignal; logFile?: string}): Promise<DiskRootfsResult> {
   // debugfs takes options after a "?" in the file name: it only ever sees this name
   const raw = join(work, 'disk.raw')
   await rm(raw, {force: true})
+  const image = await inspectDiskImage(source, format)
+  io.progress(`${image.variant}, ${image.virtualSize} bytes: no reference to another file`)
   if (format === 'raw') {
     await symlink(resolve(source), raw)
   } else {
+    await requireFreeSpace(work, image.virtualSize, `the base stage's conversion of the ${format} disk to raw (its virtual size, ${image.virtualSize} bytes)`, 'free that much where the cache is, or point --cache-dir (or CVM_IMAGE_CACHE) at a larger file system')
     io.progress(`converting the ${format} disk to raw`)
-    const r = await run('qemu-img', ['convert', '-f', format, '-O', 'raw', source, raw], {what: `convert the ${format} base to raw`, signal: io.signal, logFile: io.logFile, reject: false})
+    // the converter sees the image and its output under fixed names, and nothing else of the host
+    const inside = `/in/base.${format}`
+    await writeFile(raw, '')
+    const r = await runConfined('qemu-img', ['convert', '-f', format, '-O', 'raw', inside, '/out/disk.raw'], {readOnly: [{host: source, inside}], writable: [{host: raw, inside: '/out/disk.raw'}]}, {what: `convert the ${format} base to raw`, signal: io.signal, logFile: io.logFile}).catch(async (e: unknown) => {
+      await rm(raw, {force: true})
+      throw e
+    })
     if (r.exitCode !== 0) {
       await rm(raw, {force: true})
       throw new InputError(`the ${format} base ${source} cannot be read by qemu-img: ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`, {

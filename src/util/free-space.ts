@@ -39,10 +39,10 @@ export async function fileSystemOf(path: string): Promise<FileSystem> {
 }
 
 /** Fails before a stage's work when the file system of `dir` has less than `bytes` free, naming it and the numbers. */
-export async function requireFreeSpace(dir: string, bytes: number, what: string): Promise<void> {
+export async function requireFreeSpace(dir: string, bytes: number, what: string, hint?: string): Promise<void> {
   const fs = await fileSystemOf(dir)
   if (fs.free >= bytes) return
   throw new StageError(`not enough free space for ${what}: ${bytes} bytes needed, ${fs.free} free on the file system of ${dir} (${fs.type} ${fs.source} mounted at ${fs.mountPoint})`, {
-    hint: `free ${bytes - fs.free} bytes there, point --cache-dir (or CVM_IMAGE_CACHE) at a larger file system, or lower image.size_gib`,
+    hint: hint ?? `free ${bytes - fs.free} bytes there, point --cache-dir (or CVM_IMAGE_CACHE) at a larger file system, or lower image.size_gib`,
   })
 }

@@ -88,7 +88,7 @@ export const baseStage: StageOf<'base', BaseInputs, never> = {
         source += ` (${read.where})`
       } else {
         io.progress(`unpacking ${format}`)
-        await decompressRootfs(file, format, output, io.work)
+        await decompressRootfs(file, format, output, {signal: io.signal})
       }
     }
     io.progress('checking the rootfs tarball')

@@ -1,0 +1,171 @@
+import {execFileSync} from 'node:child_process'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {InputError} from '../errors.js'
+import {type DiskFormat, inspectDiskImage} from './inspect.js'
+
+/**
+ * The header reader on images made here: by qemu-img where it can make the form, otherwise by
+ * changing the bytes qemu-img wrote (a bit, a field, a descriptor line), as a hostile file would.
+ */
+
+const dir = mkdtempSync(join(tmpdir(), 'cvm-inspect-'))
+afterAll(() => rmSync(dir, {recursive: true, force: true}))
+const MiB = 1024 * 1024
+
+function qemuImg(...args: string[]): void {
+  execFileSync('qemu-img', args, {cwd: dir, stdio: 'pipe'})
+}
+function path(name: string): string {
+  return join(dir, name)
+}
+/** The file with `bytes` written at `offset`. */
+function patched(from: string, to: string, offset: number, bytes: Buffer): string {
+  const b = readFileSync(path(from))
+  bytes.copy(b, offset)
+  writeFileSync(path(to), b)
+  return path(to)
+}
+async function refusal(file: string, format: DiskFormat): Promise<InputError> {
+  const e = await inspectDiskImage(file, format).then(() => undefined, (err: unknown) => err)
+  expect(e).toBeInstanceOf(InputError)
+  const err = e as InputError
+  expect(err.details.join('\n')).toMatch(/may be valid, but this form is not supported/)
+  expect(err.hint).toContain(`qemu-img convert -O raw ${file} base.raw`)
+  return err
+}
+function u64be(n: bigint): Buffer {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64BE(n)
+  return b
+}
+
+describe('accepted forms', () => {
+  it('qcow2 v3 and v2 with no references, with their virtual size', async () => {
+    qemuImg('create', '-q', '-f', 'qcow2', 'v3.qcow2', '10M')
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', 'v2.qcow2', '12M')
+    expect(await inspectDiskImage(path('v3.qcow2'), 'qcow2')).toEqual({format: 'qcow2', variant: 'qcow2 v3', virtualSize: 10 * MiB})
+    expect(await inspectDiskImage(path('v2.qcow2'), 'qcow2')).toEqual({format: 'qcow2', variant: 'qcow2 v2', virtualSize: 12 * MiB})
+  })
+
+  it('qcow2 with zstd compression and extended L2 (known incompatible features)', async () => {
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd,extended_l2=on', 'features.qcow2', '8M')
+    expect(await inspectDiskImage(path('features.qcow2'), 'qcow2')).toMatchObject({variant: 'qcow2 v3', virtualSize: 8 * MiB})
+  })
+
+  it('vmdk monolithicSparse and streamOptimized', async () => {
+    qemuImg('create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicSparse', 'sparse.vmdk', '10M')
+    writeFileSync(path('ones.raw'), Buffer.alloc(4 * MiB, 1))
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'ones.raw', 'stream.vmdk')
+    expect(await inspectDiskImage(path('sparse.vmdk'), 'vmdk')).toEqual({format: 'vmdk', variant: 'vmdk monolithicSparse', virtualSize: 10 * MiB})
+    expect(await inspectDiskImage(path('stream.vmdk'), 'vmdk')).toEqual({format: 'vmdk', variant: 'vmdk streamOptimized', virtualSize: 4 * MiB})
+  })
+
+  it('raw, whatever its bytes, when they are no image header', async () => {
+    expect(await inspectDiskImage(path('ones.raw'), 'raw')).toEqual({format: 'raw', variant: 'raw', virtualSize: 4 * MiB})
+  })
+})
+
+describe('references to other files', () => {
+  it('a qcow2 backing file, named', async () => {
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', 'backed.qcow2')
+    const e = await refusal(path('backed.qcow2'), 'qcow2')
+    expect(e.message).toMatch(/: qcow2 backing file '\/etc\/passwd' \(header field backing_file_offset \d+, 11 bytes\); it refers to another file/)
+  })
+
+  it('a json: backing file name', async () => {
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'json:{"file.driver":"file","file.filename":"/etc/shadow"}', '-F', 'raw', 'json.qcow2', '1M')
+    expect((await refusal(path('json.qcow2'), 'qcow2')).message).toContain(`qcow2 backing file 'json:{"file.driver":"file","file.filename":"/etc/shadow"}'`)
+  })
+
+  it('a qcow2 external data file, named (with and without data_file_raw)', async () => {
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${path('data.raw')}`, 'df.qcow2', '1M')
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${path('data2.raw')},data_file_raw=on`, 'dfr.qcow2', '1M')
+    expect((await refusal(path('df.qcow2'), 'qcow2')).message).toContain(`qcow2 external data file '${path('data.raw')}' (header extension 0x44415441)`)
+    expect((await refusal(path('dfr.qcow2'), 'qcow2')).message).toContain(`qcow2 external data file '${path('data2.raw')}'`)
+  })
+
+  it('the data-file feature bit without the name extension', async () => {
+    // v3: incompatible_features at byte 72; the bit alone, the name left to the command line
+    const e = await refusal(patched('v3.qcow2', 'bit.qcow2', 72, u64be(1n << 2n)), 'qcow2')
+    expect(e.message).toContain('qcow2 external data file (incompatible feature bit 2')
+  })
+
+  it('unknown incompatible feature bits, corruption and encryption', async () => {
+    expect((await refusal(patched('v3.qcow2', 'unknown.qcow2', 72, u64be(1n << 40n)), 'qcow2')).message).toContain('qcow2 unknown incompatible feature bits 0x10000000000')
+    expect((await refusal(patched('v3.qcow2', 'corrupt.qcow2', 72, u64be(2n)), 'qcow2')).message).toContain('qcow2 marked corrupt')
+    const aes = Buffer.alloc(4)
+    aes.writeUInt32BE(1)
+    expect((await refusal(patched('v3.qcow2', 'aes.qcow2', 32, aes), 'qcow2')).message).toContain('qcow2 encryption (header field crypt_method 1: AES)')
+  })
+
+  it('qcow version 1', async () => {
+    const v1 = Buffer.alloc(4)
+    v1.writeUInt32BE(1)
+    expect((await refusal(patched('v3.qcow2', 'v1.qcow2', 4, v1), 'qcow2')).message).toContain('qcow2 header version 1')
+  })
+
+  it('every vmdk form but the two single-file ones, naming the create type', async () => {
+    for (const type of ['twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'monolithicFlat']) {
+      qemuImg('create', '-q', '-f', 'vmdk', '-o', `subformat=${type}`, `${type}.vmdk`, '4M')
+      const e = await refusal(path(`${type}.vmdk`), 'vmdk')
+      expect(e.message).toMatch(new RegExp(`it is a vmdk descriptor file \\(createType '${type}', extent '(RW|RDONLY) \\d+ \\w+ "${type}-`))
+      expect(e.message).toMatch(/\); its extents are other files, which the converter would open and copy into the image$/)
+    }
+  })
+
+  it('a hand-written descriptor with a FLAT extent anywhere on the host', async () => {
+    writeFileSync(path('flat.vmdk'), '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "/dev/vda" 0\n')
+    expect((await refusal(path('flat.vmdk'), 'vmdk')).message).toContain(`it is a vmdk descriptor file (createType 'monolithicFlat', extent 'RW 2048 FLAT "/dev/vda" 0')`)
+  })
+
+  it('a sparse vmdk whose embedded descriptor names another extent, a parent, or another create type', async () => {
+    const sparse = readFileSync(path('sparse.vmdk'))
+    const descriptorAt = Number(sparse.readBigUInt64LE(28)) * 512
+    const room = Number(sparse.readBigUInt64LE(36)) * 512
+    const descriptor = sparse.subarray(descriptorAt, descriptorAt + room).toString('latin1').replace(/\0+$/, '')
+    const withDescriptor = (name: string, text: string) => {
+      expect(text.length).toBeLessThanOrEqual(room)
+      return patched('sparse.vmdk', name, descriptorAt, Buffer.from(text.padEnd(room, '\0'), 'latin1'))
+    }
+    const flat = withDescriptor('extent.vmdk', descriptor.replace(/RW \d+ SPARSE "[^"]*"/, 'RW 2048 SPARSE "sparse.vmdk"\nRW 2048 FLAT "/etc/passwd" 0'))
+    expect((await refusal(flat, 'vmdk')).message).toContain(`vmdk extent 'RW 2048 FLAT "/etc/passwd" 0' in the embedded descriptor; it refers to another file`)
+    const pathName = withDescriptor('pathname.vmdk', descriptor.replace(/RW (\d+) SPARSE "[^"]*"/, 'RW $1 SPARSE "../secret.vmdk"'))
+    expect((await refusal(pathName, 'vmdk')).message).toMatch(/vmdk extent 'RW \d+ SPARSE "..\/secret.vmdk"'/)
+    const parent = withDescriptor('parent.vmdk', descriptor.replace('parentCID=ffffffff', 'parentCID=12345678\nparentFileNameHint="/var/lib/parent.vmdk"'))
+    expect((await refusal(parent, 'vmdk')).message).toContain(`vmdk parent file '/var/lib/parent.vmdk' (descriptor field parentFileNameHint)`)
+    const type = withDescriptor('type.vmdk', descriptor.replace('monolithicSparse', 'vmfsSparse'))
+    expect((await refusal(type, 'vmdk')).message).toContain(`vmdk createType 'vmfsSparse' in the embedded descriptor`)
+  })
+})
+
+describe('the declared format must be what the bytes say', () => {
+  it('a qcow2 (with a backing file) declared raw', async () => {
+    expect((await refusal(path('backed.qcow2'), 'raw')).message).toBe(`the raw base ${path('backed.qcow2')}: its bytes are a qcow2 image, not raw; the declared format must be what the header says, so that no tool reads it as another format (a header that is not raw may name other files)`)
+  })
+
+  it('a vmdk descriptor declared raw or qcow2, a qcow2 declared vmdk, a raw declared qcow2', async () => {
+    expect((await refusal(path('flat.vmdk'), 'raw')).message).toContain('its bytes are a vmdk descriptor file, not raw')
+    expect((await refusal(path('v3.qcow2'), 'vmdk')).message).toContain('its bytes are a qcow2 image, not vmdk')
+    const e = (await inspectDiskImage(path('ones.raw'), 'qcow2').catch((err: unknown) => err)) as InputError
+    expect(e.message).toBe(`the qcow2 base ${path('ones.raw')}: its bytes are no qcow2 header ('\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01' at byte 0); a damaged file, or base.format does not say what it is`)
+    expect(e.hint).toBe("check that it is a qcow2 disk image and that the recipe's base.format says what it is; if it was downloaded, download it again")
+  })
+
+  it('other formats declared raw: vpc, vdi, qed, luks', async () => {
+    for (const [fmt, name] of [['vpc', 'vpc (vhd)'], ['vdi', 'vdi'], ['qed', 'qed'], ['vhdx', 'vhdx']] as const) {
+      qemuImg('create', '-q', '-f', fmt, `x.${fmt}`, '4M')
+      expect((await refusal(path(`x.${fmt}`), 'raw')).message).toContain(`its bytes are a ${name} image`)
+    }
+  })
+
+  it('a device or directory is no base file', async () => {
+    const e = (await inspectDiskImage(dir, 'raw').catch((err: unknown) => err)) as InputError
+    expect(e).toBeInstanceOf(InputError)
+    expect(e.message).toBe(`the raw base ${dir}: it is not a regular file; a base is read from a file, not a device, pipe or directory`)
+  })
+})
