@@ -158,4 +158,46 @@ describe('stage runner and cache', () => {
     const again = await cache.lock('base', key, {waitMs: 0})
     await again()
   })
+
+  it('stages that need nothing of each other run at once: base waits for kernel-source to start, which a runner going one stage at a time never does', async () => {
+    const runs: string[] = []
+    const stages = countingStages({}, runs)
+    let sourceStarted!: () => void
+    const started = new Promise<void>((r) => (sourceStarted = r))
+    const base = stages.find((s) => s.name === 'base')!
+    const source = stages.find((s) => s.name === 'kernel-source')!
+    const baseRun = base.run.bind(base)
+    const sourceRun = source.run.bind(source)
+    base.run = async (io, inputs) => {
+      await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('kernel-source did not start while base ran')), 10_000))])
+      return baseRun(io, inputs)
+    }
+    source.run = async (io, inputs) => {
+      sourceStarted()
+      return sourceRun(io, inputs)
+    }
+    const r = await runStages(testContext(cacheDir), new StageCache(cacheDir), stages, {renderer: 'silent'})
+    // outcomes come in the stage list's order, whatever order the stages finished in
+    expect(r.outcomes.map((o) => o.stage)).toEqual(['base', 'kernel-source', 'patch', 'assemble'])
+    expect(runs.indexOf('assemble')).toBe(3)
+  })
+
+  it('a failed stage stops the stages still running, the stages that need it never start, and its error is the one reported', async () => {
+    const runs: string[] = []
+    const stages = countingStages({}, runs, {hang: 'base'})
+    const source = stages.find((s) => s.name === 'kernel-source')!
+    source.run = async () => {
+      runs.push('kernel-source')
+      // base is under way (it hangs until stopped)
+      while (!runs.includes('base')) await new Promise((r) => setTimeout(r, 10))
+      throw new Error('the source is broken')
+    }
+    const err = await runStages(testContext(cacheDir), new StageCache(cacheDir), stages, {renderer: 'silent'}).catch((e: Error) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect((err as Error).message).toMatch(/stage kernel-source failed: the source is broken/)
+    expect(runs.sort()).toEqual(['base', 'kernel-source'])
+    // neither the stopped base nor anything after the failure became a cache entry
+    for (const stage of ['base', 'kernel-source', 'patch', 'assemble']) expect(entries(stage)).toEqual([])
+    expect(readdirSync(join(cacheDir, 'failed')).sort()).toEqual(['base', 'kernel-source'])
+  })
 })

@@ -47,9 +47,12 @@ export interface RunResult {
 const PROGRESS_EVERY_MS = 15_000
 
 /**
- * Runs the stages in order from the cache: a cached stage is taken as it is; any other runs in a
- * temp directory that becomes its cache entry only when it finished. On failure the temp
- * directory is kept under failed/<stage> for its logs and never becomes an entry.
+ * Runs the stages from the cache, each as soon as the stages it needs are done: the base and the
+ * kernel stages need nothing of each other and run at once. A cached stage is taken as it is; any
+ * other runs in a temp directory that becomes its cache entry only when it finished. On failure the
+ * temp directory is kept under failed/<stage> for its logs and never becomes an entry; the stages
+ * still running are stopped, those that need the failed one never start, and the first failure is
+ * what the build reports.
  */
 export async function runStages(ctx: BuildContext, cache: StageCache, stages: Stage[], opts: RunOptions = {}): Promise<RunResult> {
   await cache.sweep()
@@ -59,43 +62,76 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   const results: StageResults = {}
   const outcomes: StageOutcome[] = []
   const renderer = opts.renderer ?? 'simple'
+  // stops the other stages once one failed; the user's own interrupt stops them too
+  const stopOthers = new AbortController()
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stopOthers.signal]) : stopOthers.signal
+  let firstFailure: unknown
+  // whether each stage finished, settled when it did (or did not): the stages that need it wait on it
+  const done = new Map<StageName, {promise: Promise<boolean>; settle(ok: boolean): void}>()
+  for (const p of plan) {
+    let settle!: (ok: boolean) => void
+    const promise = new Promise<boolean>((r) => (settle = r))
+    done.set(p.name, {promise, settle})
+  }
+  const inPlan = new Set(plan.map((p) => p.name))
+
+  const stage = async (p: PlannedStage, task: {title: string; output: string; skip(msg?: string): void}): Promise<boolean> => {
+    const needed = p.stage.needs.filter((n) => inPlan.has(n))
+    const ok = await Promise.all(needed.map((n) => done.get(n)!.promise))
+    if (ok.includes(false)) {
+      task.skip(`${p.stage.title}: not run (${needed.filter((_, i) => !ok[i]).join(', ')} did not finish)`)
+      return false
+    }
+    if (signal.aborted) throw new InterruptedError(`build interrupted before stage ${p.name}`, {hint: 'the next build resumes from the last finished stage'})
+    const started = Date.now()
+    let result = p.cached ? await cache.lookup(p.name, p.key) : undefined
+    if (result) {
+      keep(results, result)
+      outcomes.push({stage: p.name, key: p.key, status: 'cached', seconds: 0, dir: result.dir})
+      task.title = `${p.stage.title} [cached ${p.key.slice(0, 12)}]`
+      return true
+    }
+    const release = await cache.lock(p.name, p.key, {
+      waitMs: opts.lockTimeoutMs ?? 6 * 3600_000,
+      signal,
+      onWait: (holder) => {
+        task.output = `waiting for another build of the same inputs (${holder.trim()})`
+      },
+    })
+    try {
+      // Another build may have finished this stage while we waited for its lock.
+      result = isForced(opts.force, p.name) ? undefined : await cache.lookup(p.name, p.key)
+      if (!result) result = await runOne(ctx, cache, p, results, task, renderer, signal, opts.signal)
+    } finally {
+      await release()
+    }
+    keep(results, result)
+    const seconds = (Date.now() - started) / 1000
+    outcomes.push({stage: p.name, key: p.key, status: 'ran', seconds, dir: result.dir})
+    task.title = `${p.stage.title} [${p.key.slice(0, 12)}]`
+    return true
+  }
 
   const tasks = new Listr(
     plan.map((p) => ({
       title: p.stage.title,
-      task: async (_: unknown, task: {title: string; output: string; skip(msg?: string): void}) => {
-        if (opts.signal?.aborted) throw new InterruptedError(`build interrupted before stage ${p.name}`, {hint: 'the next build resumes from the last finished stage'})
-        const started = Date.now()
-        let result = p.cached ? await cache.lookup(p.name, p.key) : undefined
-        if (result) {
-          keep(results, result)
-          outcomes.push({stage: p.name, key: p.key, status: 'cached', seconds: 0, dir: result.dir})
-          task.title = `${p.stage.title} [cached ${p.key.slice(0, 12)}]`
-          return
-        }
-        const release = await cache.lock(p.name, p.key, {
-          waitMs: opts.lockTimeoutMs ?? 6 * 3600_000,
-          signal: opts.signal,
-          onWait: (holder) => {
-            task.output = `waiting for another build of the same inputs (${holder.trim()})`
-          },
+      task: (_: unknown, task: {title: string; output: string; skip(msg?: string): void}) => {
+        const run = stage(p, task).catch((e: unknown) => {
+          // the first failure is the build's; the stages it stopped report only that they were stopped
+          firstFailure ??= e
+          stopOthers.abort()
+          throw e
         })
-        try {
-          // Another build may have finished this stage while we waited for its lock.
-          result = isForced(opts.force, p.name) ? undefined : await cache.lookup(p.name, p.key)
-          if (!result) result = await runOne(ctx, cache, p, results, task, renderer, opts.signal)
-        } finally {
-          await release()
-        }
-        keep(results, result)
-        const seconds = (Date.now() - started) / 1000
-        outcomes.push({stage: p.name, key: p.key, status: 'ran', seconds, dir: result.dir})
-        task.title = `${p.stage.title} [${p.key.slice(0, 12)}]`
+        run.then(
+          (ok) => done.get(p.name)!.settle(ok),
+          () => done.get(p.name)!.settle(false),
+        )
+        return run
       },
     })),
     {
-      concurrent: false,
-      exitOnError: true,
+      concurrent: true,
+      exitOnError: false,
       renderer: renderer as ListrRendererValue,
       rendererOptions: {timer: PRESET_TIMER, collapseSubtasks: false, outputBar: 1, persistentOutput: false},
       // listr2 has no knowledge of our stage's bookkeeping: rethrow our own errors unchanged
@@ -103,6 +139,9 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
     } as never,
   )
   await tasks.run()
+  if (firstFailure !== undefined) throw firstFailure
+  const order = plan.map((p) => p.name)
+  outcomes.sort((a, b) => order.indexOf(a.stage) - order.indexOf(b.stage))
   return {results, outcomes, plan}
 }
 
@@ -126,7 +165,8 @@ async function runOne(
   results: StageResults,
   task: {output: string},
   renderer: RendererChoice,
-  signal?: AbortSignal,
+  signal: AbortSignal,
+  userSignal?: AbortSignal,
 ): Promise<StageResult> {
   const temp = await cache.makeTemp(p.name, p.key)
   const out = join(temp, 'out')
@@ -141,7 +181,7 @@ async function runOne(
     work,
     upstream: upstreamFor(p.stage, results),
     logFile,
-    signal: signal ?? new AbortController().signal,
+    signal,
     env: stageEnv(ctx),
     log: (line) => {
       log.write(line + '\n')
@@ -171,7 +211,8 @@ async function runOne(
     await rm(work, {recursive: true, force: true}).catch(() => {})
     await mkdir(join(cache.root, 'failed'), {recursive: true})
     await rename(temp, kept).catch(() => rm(temp, {recursive: true, force: true}))
-    if (signal?.aborted) throw new InterruptedError(`stage ${p.name} interrupted`, {hint: `the next build resumes from the last finished stage; its partial output was discarded`})
+    if (userSignal?.aborted) throw new InterruptedError(`stage ${p.name} interrupted`, {hint: `the next build resumes from the last finished stage; its partial output was discarded`})
+    if (signal.aborted) throw new InterruptedError(`stage ${p.name} stopped: another stage of the build failed`, {hint: 'the next build resumes from the last finished stage'})
     if (isCvmError(e)) {
       const withLog = e.hint ? e : Object.assign(e, {hint: `stage log: ${join(kept, 'stage.log')}`})
       throw withLog
