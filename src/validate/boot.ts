@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {StageError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
-import type {GuestMachine} from './checks.js'
+import type {GuestMachine} from './check-types.js'
 import {SCRATCH_SERIAL} from './probe.js'
 import {GuestSession, type GuestExec} from './guest.js'
 import type {HostProcess, ValidationHost} from './host.js'

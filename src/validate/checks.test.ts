@@ -5,6 +5,7 @@ import {describe, expect, it} from 'vitest'
 
 import {recordedContext, RecordedGuest, type Answer, type Recorded} from '../../test/helpers/recorded-guest.js'
 import type {ValidationMode} from '../recipe/schema.js'
+import type {Check, CheckRun} from './check-types.js'
 import {PROBE_REMOTE_PATH} from './probe.js'
 import {
   bounceOutcome,
@@ -22,8 +23,6 @@ import {
   nvmeIntegrityOutcome,
   parseDirectIo,
   runChecks,
-  type Check,
-  type CheckRun,
 } from './checks.js'
 
 const okLines = DIRECT_IO_CASES.flatMap((c) => ['/dev/nvme1n1', '/var/tmp/cvm-direct-io.bin'].map((t) => `ok ${t} bs=${c.bs} count=${c.count} off=${c.offset} sha256=ab`))
