@@ -90,7 +90,7 @@ export async function checkMarker(ctx: CheckContext): Promise<Outcome> {
 }
 
 /**
- * The memory-encryption line for the mode (FACTS.md "What a guest prints"): up to 5.9 "AMD Secure
+ * The memory-encryption line for the mode (docs/design.md "What a guest prints"): up to 5.9 "AMD Secure
  * Encrypted Virtualization (SEV) active", which says nothing of SEV-ES; 5.10-5.18 "AMD Memory
  * Encryption Features active: SEV SEV-ES"; 5.19+ "Memory Encryption Features active: AMD SEV SEV-ES".
  */

@@ -4,7 +4,7 @@ import type {ValidationMode} from '../recipe/schema.js'
 /** SEV guest policy bits (AMD SEV API, LAUNCH_START): bit 0 NODBG, bit 2 ES. */
 export const SEV_POLICY: Record<Exclude<ValidationMode, 'emulated'>, number> = {sev: 0x1, 'sev-es': 0x5}
 
-/** reduced-phys-bits as QEMU's documented SEV form gives it (FACTS.md, Host side), on every host */
+/** reduced-phys-bits as QEMU's documented SEV form gives it (docs/design.md "The validation host"), on every host */
 export const SEV_REDUCED_PHYS_BITS = 1
 
 export interface QemuDisk {
