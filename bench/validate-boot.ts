@@ -5,7 +5,7 @@ import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {validateImage} from '../src/validate/run.js'
+import {GUEST_DEFAULTS, validateImage} from '../src/validate/run.js'
 import {repoRoot} from '../test/helpers/paths.js'
 import {debian12Disk} from '../test/helpers/validate-disk.js'
 
@@ -15,6 +15,7 @@ const out = await mkdtemp(join(tmpdir(), 'cvm-bench-validate-'))
 try {
   const t0 = Date.now()
   const r = await validateImage({
+    ...GUEST_DEFAULTS,
     disk: target.disk,
     modes: ['emulated'],
     templatesDir: join(repoRoot, 'templates'),

@@ -6,7 +6,7 @@ import {describe, expect, it} from 'vitest'
 
 import {sha256File} from '../src/util/fsx.js'
 import type {ValidationReport} from '../src/validate/report.js'
-import {validateImage} from '../src/validate/run.js'
+import {GUEST_DEFAULTS, validateImage} from '../src/validate/run.js'
 import {repoRoot} from './helpers/paths.js'
 import {buildUntil} from './helpers/pipeline.js'
 
@@ -22,6 +22,7 @@ async function validateDebian12(out: string): Promise<{report: ValidationReport;
     const k = kj ? (JSON.parse(await readFile(kj, 'utf8')) as {release?: string; version?: string}) : {}
     const sha256Before = await sha256File(disk)
     const report = await validateImage({
+      ...GUEST_DEFAULTS,
       disk,
       modes: ['emulated'],
       templatesDir: join(repoRoot, 'templates'),

@@ -8,7 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HostError} from '../src/errors.js'
 import {openValidationHost} from '../src/validate/open-host.js'
 import {probeHost, requireMode} from '../src/validate/host-probe.js'
-import {validateImage} from '../src/validate/run.js'
+import {GUEST_DEFAULTS, validateImage} from '../src/validate/run.js'
 import {repoRoot} from './helpers/paths.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
 import {debian12Disk} from './helpers/validate-disk.js'
@@ -57,6 +57,7 @@ describe('validate on a remote host over SSH (a real OpenSSH server on 127.0.0.1
     try {
       const host = await openValidationHost({host: `${sshd.user}@127.0.0.1:${sshd.port}`, hostKey: sshd.hostKeyFingerprint, identity: sshd.userKeyPath})
       const report = await validateImage({
+        ...GUEST_DEFAULTS,
         disk: target.disk,
         modes: ['emulated'],
         host,

@@ -3,6 +3,8 @@ import {join, resolve} from 'node:path'
 
 import {Flags} from '@oclif/core'
 
+import {VALIDATION_MODES} from '../recipe/schema.js'
+
 /** ~/.cache/cvm-image, or $XDG_CACHE_HOME/cvm-image. */
 export function defaultCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cvm-image')
@@ -25,7 +27,7 @@ export const buildInputFlags = {
   'base-file': Flags.file({description: 'a local copy of the recipe\'s base image to use instead of downloading it', exists: true}),
   'kernel-source-file': Flags.file({description: 'a local copy of the recipe\'s kernel source archive (checked against its sha256): needed for kernel.source kind archive, used instead of downloading a tarball or source RPM', exists: true}),
   control: Flags.boolean({description: 'control build: apply only the series\' build fixes, to validate the unpatched kernel and show what the backports fix (never published)'}),
-  mode: Flags.string({description: 'validation mode to run instead of the recipe\'s (repeatable)', options: ['emulated', 'sev', 'sev-es'], multiple: true}),
+  mode: Flags.string({description: 'validation mode to run instead of the recipe\'s (repeatable)', options: [...VALIDATION_MODES], multiple: true}),
   host: Flags.string({description: 'validate on this AMD host over SSH (user@host[:port]) instead of locally'}),
   'host-key': Flags.string({description: 'the validation host\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
   identity: Flags.file({description: 'SSH private key for the validation host [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),

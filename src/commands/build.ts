@@ -9,6 +9,7 @@ import {InputError} from '../errors.js'
 import {parseForce} from '../pipeline/plan.js'
 import {chooseRenderer} from '../pipeline/run.js'
 import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
+import {DEFAULT_TARGET} from '../publish/index.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
 
 export type {BuildResult} from '../build/service.js'
@@ -31,7 +32,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
   static args = {id: Args.string({description: 'recipe id (see `cvm-image recipes`)', required: true})}
   static flags = {
     ...buildInputFlags,
-    publish: Flags.string({description: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path', default: './out'}),
+    publish: Flags.string({description: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path', default: DEFAULT_TARGET}),
     'no-publish': Flags.boolean({description: 'stop after validation'}),
     'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
     'publish-identity': Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
@@ -43,7 +44,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
   async run(): Promise<BuildResult> {
     const {args, flags} = await this.parse(Build)
     const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, flags)
-    if (flags.control && flags.publish !== './out' && !flags['no-publish']) {
+    if (flags.control && flags.publish !== DEFAULT_TARGET && !flags['no-publish']) {
       throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
     }
     const request: BuildRequest = {

@@ -6,11 +6,11 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {ExitCode} from '../errors.js'
-import {VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
+import {VALIDATE_DEFAULTS, VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import {openValidationHost} from '../validate/open-host.js'
 import type {ValidationReport} from '../validate/report.js'
-import {validateImage} from '../validate/run.js'
+import {GUEST_DEFAULTS, validateImage} from '../validate/run.js'
 
 export default class Validate extends BaseCommand {
   static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
@@ -28,7 +28,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   }
 
   static flags = {
-    mode: Flags.string({description: 'validation mode (repeat for several)', options: [...VALIDATION_MODES], multiple: true, default: ['emulated']}),
+    mode: Flags.string({description: 'validation mode (repeat for several)', options: [...VALIDATION_MODES], multiple: true, default: [...VALIDATE_DEFAULTS.modes]}),
     host: Flags.string({description: 'run QEMU on this host over SSH: user@host[:port]'}),
     'host-key': Flags.string({description: "the remote host's pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]", dependsOn: ['host']}),
     'known-hosts': Flags.file({description: 'a known_hosts file holding the remote host key (the same as --host-key FILE)', dependsOn: ['host'], exists: true, exclusive: ['host-key']}),
@@ -38,9 +38,9 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     release: Flags.string({description: 'the uname -r the booted kernel must report (instead of --kernel-meta)'}),
     seed: Flags.string({description: 'how the NoCloud seed reaches the guest', options: ['disk', 'http'], default: 'disk'}),
     'disk-boot': Flags.boolean({description: 'also boot the disk alone (firmware finds \\EFI\\BOOT\\BOOTX64.EFI)', default: true, allowNo: true}),
-    memory: Flags.integer({description: 'guest memory, MiB', default: 2048, min: 256}),
-    cpus: Flags.integer({description: 'guest vCPUs', default: 2, min: 1}),
-    'boot-timeout': Flags.integer({description: 'seconds for the guest to answer SSH', default: 600, min: 10}),
+    memory: Flags.integer({description: 'guest memory, MiB', default: GUEST_DEFAULTS.memoryMiB, min: 256}),
+    cpus: Flags.integer({description: 'guest vCPUs', default: GUEST_DEFAULTS.cpus, min: 1}),
+    'boot-timeout': Flags.integer({description: 'seconds for the guest to answer SSH', default: GUEST_DEFAULTS.bootTimeoutS, min: 10}),
   }
 
   async run(): Promise<ValidationReport> {
@@ -61,6 +61,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
           memoryMiB: flags.memory,
           cpus: flags.cpus,
           bootTimeoutS: flags['boot-timeout'],
+          hostname: GUEST_DEFAULTS.hostname,
           seed: flags.seed as 'disk' | 'http',
           diskBoot: flags['disk-boot'],
           signal,

@@ -1,6 +1,6 @@
-import type {Requirement} from '../doctor/requirements.js'
+import type {Requirement} from '../doctor/requirement.js'
 import type {Json} from '../util/fsx.js'
-import type {FetchedSource, SourceIO} from '../kernel/source.js'
+import type {FetchedSource, SourceIO} from '../kernel/source-io.js'
 import type {KernelSourceSpec, Recipe, RecipeBase} from '../recipe/schema.js'
 import type {Addition} from '../rootfs/transform.js'
 

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {BugError, InputError} from '../errors.js'
 import type {DistroModule} from './family.js'
-import type {FetchedSource, SourceIO} from '../kernel/source.js'
+import type {FetchedSource, SourceIO} from '../kernel/source-io.js'
 import type {KernelSourceSpec} from '../recipe/schema.js'
 import {downloadPinned} from '../util/download.js'
 import {run} from '../util/exec.js'

@@ -2,7 +2,8 @@ import {access, constants} from 'node:fs/promises'
 
 import {HostError} from '../errors.js'
 import {run, which} from '../util/exec.js'
-import {REQUIREMENTS, type Requirement} from './requirements.js'
+import type {Requirement} from './requirement.js'
+import {REQUIREMENTS} from './requirements.js'
 
 export interface ToolStatus extends Requirement {
   found: boolean

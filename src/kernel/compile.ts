@@ -34,7 +34,7 @@ export interface CompiledKernel {
   modules: number
 }
 
-/** The variables that make two builds of the same inputs byte-identical (DESIGN.md "Reproducible"). */
+/** The variables that make two builds of the same inputs byte-identical (docs/design.md "Reproducible kernel builds"). */
 export function reproducibleEnv(sourceDateEpoch: number): Record<string, string> {
   return {
     KBUILD_BUILD_TIMESTAMP: new Date(sourceDateEpoch * 1000).toUTCString(),

@@ -22,7 +22,7 @@ const PCI_LATE = 'static void nvme_reset_work(void)\n{\n\tx = min(NVME_MAX_KB_SZ
 const PCI_OLD = 'static void nvme_reset_work(void)\n{\n\tdev->ctrl.max_hw_sectors = NVME_MAX_KB_SZ << 1;\n}\n'
 
 describe('guest fixes read from a tree', () => {
-  it('kernels/fixes.yaml is valid: every fix of FACTS.md with its commits', async () => {
+  it('kernels/fixes.yaml is valid: every guest fix with its commits', async () => {
     const fixes = await loadFixes(join(root, 'kernels'))
     expect(fixes.map((f) => f.id)).toEqual(['min-align-mask', 'swiotlb-sync-offset', 'nvme-min-align-first', 'sev-swiotlb-size', 'dma-atomic-pools', 'sev-es-guest'])
     expect(fixes.find((f) => f.id === 'min-align-mask')!.commits).toHaveLength(9)

@@ -113,7 +113,3 @@ export async function fixInTree(tree: string, fix: Fix): Promise<FixInTree> {
   }
   return {...base, state: 'present', evidence}
 }
-
-export async function fixesInTree(tree: string, fixes: Fix[]): Promise<FixInTree[]> {
-  return Promise.all(fixes.map((f) => fixInTree(tree, f)))
-}

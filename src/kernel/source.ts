@@ -8,27 +8,8 @@ import type {KernelSourceSpec} from '../recipe/schema.js'
 import {downloadPinned} from '../util/download.js'
 import {run} from '../util/exec.js'
 import {sha256, sha256File} from '../util/fsx.js'
+import type {FetchedSource, SourceIO} from './source-io.js'
 import {cachedTree, untar} from './tree-cache.js'
-
-export interface FetchedSource {
-  kind: KernelSourceSpec['kind']
-  /** the unpacked tree, in the shared tree cache (read-only by convention: copy before changing) */
-  tree: string
-  /** sha256 of the source archive (.deb, tarball or .src.rpm) or the git commit id */
-  digest: string
-  /** "linux-source-5.10 5.10.223-1" for Debian packages */
-  package?: string
-}
-
-export interface SourceIO {
-  cacheDir: string
-  /** a local copy of the source archive (--kernel-source-file): used instead of downloading */
-  localFile?: string
-  work: string
-  logFile?: string
-  signal?: AbortSignal
-  progress(line: string): void
-}
 
 /**
  * Fetches the kernel source a recipe names and unpacks it once per digest into cacheDir/kernel-trees/.

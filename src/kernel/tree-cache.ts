@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
-import type {SourceIO} from './source.js'
+import type {SourceIO} from './source-io.js'
 
 /** The tree for a digest, unpacked by fill into a temp directory and renamed into place once complete. */
 export async function cachedTree(io: SourceIO, digest: string, fill: (dest: string) => Promise<void>): Promise<string> {

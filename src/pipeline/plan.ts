@@ -1,7 +1,7 @@
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {InputError} from '../errors.js'
+import {BugError, InputError} from '../errors.js'
 import type {Json} from '../util/fsx.js'
 import {StageCache} from './cache.js'
 import {codeDigest, type CodeDigest} from './code-digest.js'
@@ -51,7 +51,7 @@ export async function planBuild(ctx: BuildContext, cache: StageCache, stages: St
     const upstream: Record<string, string> = {}
     for (const n of stage.needs) {
       const up = byName.get(n)
-      if (!up) throw new Error(`stage ${stage.name} needs ${n}, which is not before it`)
+      if (!up) throw new BugError(`stage ${stage.name} needs ${n}, which is not before it`)
       upstream[n] = up.key
     }
     const code = codeDigest(stage.code)

@@ -1,10 +1,10 @@
 import {BugError} from '../errors.js'
 import type {PatchRecord} from '../kernel/series-apply.js'
-import type {FetchedSource} from '../kernel/source.js'
+import type {FetchedSource} from '../kernel/source-io.js'
 import type {ValidationMode} from '../recipe/schema.js'
-import type {CheckResult} from '../validate/checks.js'
+import type {CheckResult} from '../validate/check-types.js'
 import type {ValidationVerdict} from '../validate/report.js'
-import type {StageName} from './stage.js'
+import type {StageName} from './stage-names.js'
 
 /** base: out/rootfs.tar */
 export interface BaseResult {

@@ -1,9 +1,8 @@
 import type {LoadedRecipe, ProjectDirs} from '../recipe/load.js'
 import type {StageResult, StageResultTypes} from './results.js'
+import type {StageName} from './stage-names.js'
 
-/** The stages of a build, in order (DESIGN.md "The pipeline"). Publish is not cached: it is a side effect at a target. */
-export const STAGE_NAMES = ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate'] as const
-export type StageName = (typeof STAGE_NAMES)[number]
+export {STAGE_NAMES, type StageName} from './stage-names.js'
 
 /** Options from the command line. inputs() reads those that change an output; run() gets the others through StageEnv. */
 export interface BuildOptions {

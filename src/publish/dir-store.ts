@@ -1,6 +1,7 @@
 import {link, mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
+import {InterruptedError} from '../errors.js'
 import {sha256File, sha256FilePrefix} from '../util/fsx.js'
 import type {ReleaseStore, TransferProgress} from './store.js'
 import {describeTarget, type PublishTarget} from './target.js'
@@ -78,7 +79,7 @@ export class DirReleaseStore implements ReleaseStore {
     try {
       const buf = Buffer.allocUnsafe(CHUNK)
       for (let pos = start; pos < total; pos += CHUNK) {
-        if (opts.signal?.aborted) throw new Error(`copy of ${localPath} cancelled`)
+        if (opts.signal?.aborted) throw new InterruptedError(`copy of ${localPath} cancelled`)
         const {bytesRead} = await src.read(buf, 0, Math.min(CHUNK, total - pos), pos)
         if (bytesRead === 0) break
         if (!buf.subarray(0, bytesRead).equals(ZEROS.subarray(0, bytesRead))) {

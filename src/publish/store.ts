@@ -1,6 +1,4 @@
 import {StageError} from '../errors.js'
-import type {ConnectOptions} from '../remote/ssh.js'
-import type {PublishTarget} from './target.js'
 
 export interface TransferProgress {
   done: number
@@ -30,15 +28,6 @@ export interface ReleaseStore {
   replace(from: string, to: string): Promise<void>
   remove(name: string): Promise<void>
   close(): Promise<void>
-}
-
-export async function openReleaseStore(target: PublishTarget, releasePath: string[], ssh: ConnectOptions): Promise<ReleaseStore> {
-  if (target.kind === 'dir') {
-    const {DirReleaseStore} = await import('./dir-store.js')
-    return new DirReleaseStore(target, releasePath)
-  }
-  const {SftpReleaseStore} = await import('./sftp-store.js')
-  return SftpReleaseStore.open(target, releasePath, ssh)
 }
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02) as the errno a local file system would give */

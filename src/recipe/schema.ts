@@ -152,6 +152,11 @@ export const Validate = z.strictObject({
   boot_timeout_s: z.number().int().min(10).default(600),
 })
 
+/** What a recipe that says nothing of validation gets; also what `cvm-image validate`, which reads no recipe, defaults to. */
+export const VALIDATE_DEFAULTS: Readonly<z.infer<typeof Validate>> = Validate.parse({})
+/** The guest's host name when a recipe names none (and in `cvm-image validate`). */
+export const DEFAULT_HOSTNAME: string = Image.shape.hostname.parse(undefined)
+
 export const Publish = z.strictObject({
   /** release version; default: <source_date_epoch>-<first 12 hex of the assemble key> (src/publish/version.ts) */
   version: z
@@ -180,9 +185,10 @@ export const Recipe = z.strictObject({
   source_date_epoch: z.number().int().min(0),
   base: Base,
   kernel: Kernel,
-  boot: Boot.default({cmdline: 'console=tty0 console=ttyS0'}),
+  // prefault: an absent section is parsed as {}, so each field's one default above applies
+  boot: Boot.prefault({}),
   image: Image,
-  validate: Validate.default({modes: ['emulated'], memory_mib: 2048, cpus: 2, boot_timeout_s: 600}),
+  validate: Validate.prefault({}),
   publish: Publish.default({}),
 })
 

@@ -1,6 +1,8 @@
 import {createRequire} from 'node:module'
 import {dirname, join} from 'node:path'
 
+import {BugError} from '../errors.js'
+
 /**
  * tar-stream decodes and encodes PAX records as UTF-8 strings, which corrupts binary values such
  * as SCHILY.xattr.security.capability. This installs a byte-exact coding into tar-stream's own
@@ -62,7 +64,7 @@ function encodePax(opts: {name?: string; linkname?: string; pax?: Record<string,
 }
 
 if (typeof headers.decodePax !== 'function' || typeof headers.encodePax !== 'function') {
-  throw new Error(`tar-stream changed: ${headersPath} has no decodePax/encodePax; cvm-image cannot carry binary xattrs safely`)
+  throw new BugError(`tar-stream changed: ${headersPath} has no decodePax/encodePax; cvm-image cannot carry binary xattrs safely`)
 }
 if (!headers.__cvmBinaryPax) {
   headers.decodePax = decodePax

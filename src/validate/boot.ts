@@ -1,9 +1,9 @@
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {StageError} from '../errors.js'
+import {BugError, StageError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
-import type {GuestMachine} from './checks.js'
+import type {GuestMachine} from './check-types.js'
 import {SCRATCH_SERIAL} from './probe.js'
 import {GuestSession, type GuestExec} from './guest.js'
 import type {HostProcess, ValidationHost} from './host.js'
@@ -197,7 +197,7 @@ export class GuestBoot implements GuestMachine {
   }
 
   private get running(): HostProcess {
-    if (!this.qemu) throw new Error('QEMU has not been started')
+    if (!this.qemu) throw new BugError('QEMU has not been started')
     return this.qemu
   }
 }

@@ -5,6 +5,7 @@ import {describe, expect, it} from 'vitest'
 
 import {recordedContext, RecordedGuest, type Answer, type Recorded} from '../../test/helpers/recorded-guest.js'
 import type {ValidationMode} from '../recipe/schema.js'
+import type {Check, CheckRun} from './check-types.js'
 import {PROBE_REMOTE_PATH} from './probe.js'
 import {
   bounceOutcome,
@@ -22,8 +23,6 @@ import {
   nvmeIntegrityOutcome,
   parseDirectIo,
   runChecks,
-  type Check,
-  type CheckRun,
 } from './checks.js'
 
 const okLines = DIRECT_IO_CASES.flatMap((c) => ['/dev/nvme1n1', '/var/tmp/cvm-direct-io.bin'].map((t) => `ok ${t} bs=${c.bs} count=${c.count} off=${c.offset} sha256=ab`))
@@ -54,7 +53,7 @@ describe('O_DIRECT integrity and bounce evidence', () => {
   })
 })
 
-// Recorded guest output. Kernel lines as each kernel prints them (FACTS.md "What a guest prints").
+// Recorded guest output. Kernel lines as each kernel prints them (docs/design.md "What a guest prints").
 const LINUX_5_4 = '[    0.000000] Linux version 5.4.0-1036-gcp (buildd@lcy01-amd64-010) (gcc version 7.5.0 (Ubuntu 7.5.0-3ubuntu1~18.04)) #39~18.04.1-Ubuntu SMP Wed Jan 6 19:29:21 UTC 2021 (Ubuntu 5.4.0-1036.39~18.04.1-gcp 5.4.78)'
 const LINUX_5_8 = '[    0.000000] Linux version 5.8.0-63-cvm (root@build) (gcc (Ubuntu 9.3.0-17ubuntu1~20.04) 9.3.0, GNU ld (GNU Binutils for Ubuntu) 2.34) #71~20.04.1 SMP Thu Jul 15 17:46:08 UTC 2021'
 const LINUX_5_10 = '[    0.000000] Linux version 5.10.218-cvm (root@build) (gcc-10 (Debian 10.2.1-6) 10.2.1 20210110, GNU ld (GNU Binutils for Debian) 2.35.2) #1 SMP Debian 5.10.218-1 (2024-06-01)'

@@ -1,83 +1,11 @@
-import type {ValidationMode} from '../recipe/schema.js'
 import {withTimeout} from '../util/timeout.js'
-import type {GuestExec} from './guest.js'
+import type {BootKind, Check, CheckContext, CheckRun, DirectIoRun, Outcome} from './check-types.js'
 import {kexecRoundTrip, powerOff} from './lifecycle.js'
 import {parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_TIMEOUT_MS, SCRATCH_SERIAL} from './probe.js'
 
-export type CheckVerdict = 'pass' | 'fail' | 'skip'
-
-export interface CheckResult {
-  mode: ValidationMode
-  name: string
-  verdict: CheckVerdict
-  /** the line that shows it (or why it was skipped / what went wrong) */
-  evidence: string
-  durationMs: number
-}
-
-/** What the built kernel should report (compile's kernel.json). */
-export interface ExpectedKernel {
-  release?: string
-  version?: string
-  /** a dmesg line a marker patch in the series prints */
-  marker?: string
-}
-
-/** The machine a guest runs in, for the checks that restart or end the guest (kexec, power-off). */
-export interface GuestMachine {
-  readonly accel: 'tcg' | 'kvm'
-  /** why the guest cannot be reached now (set by leaving(), cleared by reconnect()); the checks left are skipped */
-  readonly gone: string | undefined
-  /** the guest is going away (kexec -e) and may not come back; reason says what then */
-  leaving(reason: string): void
-  /** after leaving(): drops the old session and waits for the guest's SSH again; ctx.guest is the new session */
-  reconnect(): Promise<GuestExec>
-  /** QEMU's exit code when it ends (null: killed by a signal) */
-  readonly exited: Promise<number | null>
-  /** the last lines QEMU printed */
-  output(): string
-  /** the guest's serial console so far */
-  serial(): Promise<string>
-}
-
-export interface CheckContext {
-  mode: ValidationMode
-  /** the guest's shell; after a kexec, the session to the new kernel */
-  readonly guest: GuestExec
-  machine: GuestMachine
-  expected: ExpectedKernel
-  /** whether the command line carries swiotlb=force (emulated: added by the validator) */
-  forcedSwiotlb: boolean
-  timeoutMs: number
-  /** the UKI's command line, and its kernel and initrd for kexec when the image has no /boot/vmlinuz-<release> */
-  uki: {cmdline: string; linux?: Buffer; initrd?: Buffer}
-  /** what a check of this boot leaves for a later one: the O_DIRECT run, made by nvme-integrity, read by swiotlb-bounce */
-  shared: {directIo?: DirectIoRun}
-  /** the static NVMe offset probe (src/validate/probe), built on this machine, handed to the guest for its run only */
-  probe?: Buffer
-}
-
-export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>
 const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
 const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
 const skip = (evidence: string): Outcome => ({verdict: 'skip', evidence})
-
-/** Which boot the checks run in. */
-export interface BootKind {
-  mode: ValidationMode
-  /** every check; otherwise (the emulated boot of the disk alone) only what proves the boot */
-  full: boolean
-}
-
-/** One validation check: its name in the report, the boots it runs in, and what it does. */
-export interface Check {
-  /** as report.json names it (disk-boot:<name> in the emulated boot of the disk alone) */
-  name: string
-  appliesTo(boot: BootKind): boolean
-  run(ctx: CheckContext): Promise<Outcome>
-  /** how long it may take, when longer than the default per-check limit */
-  timeoutMs?: number
-}
 
 const everyBoot = () => true
 const fullBoot = (b: BootKind) => b.full
@@ -101,8 +29,6 @@ export const CHECKS: readonly Check[] = [
 export function checksFor(boot: BootKind, checks: readonly Check[] = CHECKS): Check[] {
   return checks.filter((c) => c.appliesTo(boot))
 }
-
-export type CheckRun = Outcome & {name: string; durationMs: number}
 
 /**
  * Runs a boot's checks in table order, each within timeoutMs; a check that throws fails with its
@@ -164,7 +90,7 @@ export async function checkMarker(ctx: CheckContext): Promise<Outcome> {
 }
 
 /**
- * The memory-encryption line for the mode (FACTS.md "What a guest prints"): up to 5.9 "AMD Secure
+ * The memory-encryption line for the mode (docs/design.md "What a guest prints"): up to 5.9 "AMD Secure
  * Encrypted Virtualization (SEV) active", which says nothing of SEV-ES; 5.10-5.18 "AMD Memory
  * Encryption Features active: SEV SEV-ES"; 5.19+ "Memory Encryption Features active: AMD SEV SEV-ES".
  */
@@ -287,18 +213,6 @@ echo "sampled $(cat /run/cvm-io.max 2>/dev/null || echo 'none 0')"
 echo "hiwater_after=$(cat $S/io_tlb_used_hiwater 2>/dev/null || echo none)"
 rm -f $src $rootfile /run/cvm-io.done /run/cvm-io.max
 `
-}
-
-export interface DirectIoRun {
-  ok: string[]
-  mismatches: string[]
-  errors: string[]
-  nslabs?: number
-  idleUsed?: number
-  peakUsed?: number
-  samples: number
-  hiwaterBefore?: number
-  hiwaterAfter?: number
 }
 
 const num = (s: string | undefined) => (s === undefined || s === 'none' || s === '' ? undefined : Number(s))

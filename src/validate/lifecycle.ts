@@ -1,5 +1,5 @@
 import {withTimeout} from '../util/timeout.js'
-import type {CheckContext, Outcome} from './checks.js'
+import type {CheckContext, Outcome} from './check-types.js'
 
 /** kexec into the same kernel and back: a new boot id, the same release, SSH again. */
 export async function kexecRoundTrip(ctx: CheckContext): Promise<Outcome> {

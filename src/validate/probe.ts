@@ -7,7 +7,7 @@ import {fileURLToPath} from 'node:url'
 import {execa} from 'execa'
 
 import {HostError} from '../errors.js'
-import type {Outcome} from './checks.js'
+import type {Outcome} from './check-types.js'
 
 /**
  * nvme-offset-probe: a static C program the validator uploads into the guest to catch the

@@ -1,9 +1,10 @@
+import {BugError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
 
 /** SEV guest policy bits (AMD SEV API, LAUNCH_START): bit 0 NODBG, bit 2 ES. */
 export const SEV_POLICY: Record<Exclude<ValidationMode, 'emulated'>, number> = {sev: 0x1, 'sev-es': 0x5}
 
-/** reduced-phys-bits as QEMU's documented SEV form gives it (FACTS.md, Host side), on every host */
+/** reduced-phys-bits as QEMU's documented SEV form gives it (docs/design.md "The validation host"), on every host */
 export const SEV_REDUCED_PHYS_BITS = 1
 
 export interface QemuDisk {
@@ -41,9 +42,9 @@ export interface QemuSpec {
  * the same argv, so the SEV forms can be tested where there is no SEV.
  */
 export function buildQemuArgs(spec: QemuSpec): string[] {
-  if (spec.mode !== 'emulated' && spec.accel !== 'kvm') throw new Error(`mode ${spec.mode} needs KVM: TCG cannot run an encrypted guest`)
-  if (spec.mode !== 'emulated' && spec.cbitpos === undefined) throw new Error(`mode ${spec.mode} needs the host's C-bit position (CPUID 0x8000001F EBX[5:0])`)
-  if (spec.disks.length === 0) throw new Error('a validation boot needs a root disk')
+  if (spec.mode !== 'emulated' && spec.accel !== 'kvm') throw new BugError(`mode ${spec.mode} needs KVM: TCG cannot run an encrypted guest`)
+  if (spec.mode !== 'emulated' && spec.cbitpos === undefined) throw new BugError(`mode ${spec.mode} needs the host's C-bit position (CPUID 0x8000001F EBX[5:0])`)
+  if (spec.disks.length === 0) throw new BugError('a validation boot needs a root disk')
 
   const machine = spec.mode === 'emulated' ? 'q35' : 'q35,confidential-guest-support=sev0'
   const args = ['-machine', machine, '-accel', spec.accel]

@@ -1,5 +1,5 @@
 import type {ValidationMode} from '../recipe/schema.js'
-import type {CheckResult} from './checks.js'
+import type {CheckResult} from './check-types.js'
 
 export type ValidationVerdict = 'passed' | 'failed' | 'skipped'
 

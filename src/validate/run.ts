@@ -4,10 +4,11 @@ import {basename, join} from 'node:path'
 
 
 import {HostError, StageError} from '../errors.js'
-import type {ValidationMode} from '../recipe/schema.js'
+import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
-import {checksFor, runChecks, type BootKind, type CheckContext, type CheckResult, type ExpectedKernel} from './checks.js'
+import type {BootKind, CheckContext, CheckResult, ExpectedKernel} from './check-types.js'
+import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {probeHost, requireMode, type HostReport} from './host-probe.js'
 import {buildProbe} from './probe.js'
@@ -26,14 +27,15 @@ export interface ValidateRequest {
   /** gets report.json, junit.xml, serial.log (+ serial-<boot>.log) */
   outDir: string
   expected?: ExpectedKernel & {diskSha256?: string; ukiSha256?: string}
-  memoryMiB?: number
-  cpus?: number
-  bootTimeoutS?: number
+  /** the guest: each from the recipe (whose schema holds the defaults), or GUEST_DEFAULTS without one */
+  memoryMiB: number
+  cpus: number
+  bootTimeoutS: number
   /** also boot the disk alone (firmware finds \EFI\BOOT\BOOTX64.EFI) in emulated mode */
   diskBoot?: boolean
   /** NoCloud seed: a FAT CIDATA disk on NVMe (default), or HTTP via the SMBIOS serial (local host only) */
   seed?: SeedMethod
-  hostname?: string
+  hostname: string
   signal?: AbortSignal
   log?: (line: string) => void
   progress?: (line: string) => void
@@ -41,6 +43,14 @@ export interface ValidateRequest {
   hostReport?: HostReport
   /** where the NVMe offset probe is built once per source digest (default: a folder under the system temp dir) */
   probeCacheDir?: string
+}
+
+/** The guest of a recipe that says nothing of it (the schema's defaults), for callers without a recipe: `cvm-image validate`, tests. */
+export const GUEST_DEFAULTS: Pick<ValidateRequest, 'memoryMiB' | 'cpus' | 'bootTimeoutS' | 'hostname'> = {
+  memoryMiB: VALIDATE_DEFAULTS.memory_mib,
+  cpus: VALIDATE_DEFAULTS.cpus,
+  bootTimeoutS: VALIDATE_DEFAULTS.boot_timeout_s,
+  hostname: DEFAULT_HOSTNAME,
 }
 
 /** how long one check may take; it bounds the O_DIRECT run too, whose guest command asks for 600 s */
@@ -222,11 +232,11 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     work: a.work,
     seed: a.seedMethod,
     templatesDir: req.templatesDir,
-    hostname: req.hostname ?? 'cvm',
-    memoryMiB: req.memoryMiB ?? 2048,
-    cpus: req.cpus ?? 2,
+    hostname: req.hostname,
+    memoryMiB: req.memoryMiB,
+    cpus: req.cpus,
     cbitpos: a.hostReport.sev.cbitpos,
-    bootTimeoutMs: (req.bootTimeoutS ?? 600) * 1000,
+    bootTimeoutMs: req.bootTimeoutS * 1000,
     signal: req.signal,
     log: a.log,
     progress: a.progress,

@@ -19,7 +19,7 @@ describe('the UKI on the disk image ESP (real sfdisk, mkfs.vfat, mtools, objcopy
     await writeFile(join(dir, 'cmdline'), 'root=PARTUUID=1234 rw console=ttyS0\n')
     await writeFile(join(dir, 'linux'), Buffer.alloc(70_000, 7))
     await writeFile(join(dir, 'osrel'), 'ID=debian\n')
-    // the section layout DESIGN.md gives for the UKI
+    // the section layout of docs/design.md "The unified kernel image"
     await run('objcopy', [
       '--add-section', `.osrel=${join(dir, 'osrel')}`, '--change-section-vma', '.osrel=0x20000',
       '--add-section', `.cmdline=${join(dir, 'cmdline')}`, '--change-section-vma', '.cmdline=0x30000',

@@ -1,6 +1,7 @@
 import {open, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {UKI_ESP_PATH} from '../disk/image.js'
 import {InputError} from '../errors.js'
 import {sha256} from '../util/fsx.js'
 import {run} from '../util/exec.js'
@@ -8,7 +9,6 @@ import {run} from '../util/exec.js'
 const SECTOR = 512
 /** C12A7328-F81F-11D2-BA4B-00A0C93EC93B as stored on disk (first three fields little-endian) */
 const ESP_TYPE = Buffer.from('28732ac11ff8d211ba4b00a0c93ec93b', 'hex')
-export const UKI_PATH_ON_ESP = '/EFI/BOOT/BOOTX64.EFI'
 
 export interface EspLocation {
   offset: number
@@ -45,8 +45,8 @@ export async function findEsp(disk: string): Promise<EspLocation> {
 export async function extractUki(disk: string, dir: string, signal?: AbortSignal): Promise<{path: string; sha256: string}> {
   const esp = await findEsp(disk)
   const path = join(dir, 'uki.efi')
-  await run('mcopy', ['-n', '-i', `${disk}@@${esp.offset}`, `::${UKI_PATH_ON_ESP}`, path], {
-    what: `copy ${UKI_PATH_ON_ESP} out of the ESP of ${disk}`,
+  await run('mcopy', ['-n', '-i', `${disk}@@${esp.offset}`, `::${UKI_ESP_PATH}`, path], {
+    what: `copy ${UKI_ESP_PATH} out of the ESP of ${disk}`,
     signal,
     hint: 'the disk must hold a UKI at \\EFI\\BOOT\\BOOTX64.EFI on its ESP',
   })

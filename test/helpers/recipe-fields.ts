@@ -33,6 +33,7 @@ export function leaves(schema: Schema, value: unknown, path: Path = []): Leaf[] 
   const d = def(schema)
   switch (d.type) {
     case 'default':
+    case 'prefault':
       return leaves(d.innerType, value, path)
     case 'optional':
     case 'nullable':
@@ -56,6 +57,7 @@ function synthesize(schema: Schema, v: unknown): unknown[] {
   const d = def(schema)
   switch (d.type) {
     case 'default':
+    case 'prefault':
     case 'optional':
       return synthesize(d.innerType, v)
     case 'nullable':

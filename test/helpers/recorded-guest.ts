@@ -1,4 +1,4 @@
-import type {CheckContext, GuestMachine} from '../../src/validate/checks.js'
+import type {CheckContext, GuestMachine} from '../../src/validate/check-types.js'
 import type {ExecResult} from '../../src/util/exec.js'
 import type {GuestExec} from '../../src/validate/guest.js'
 

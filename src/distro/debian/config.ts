@@ -3,7 +3,7 @@ import {readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InputError} from '../../errors.js'
-import type {SourceIO} from '../../kernel/source.js'
+import type {SourceIO} from '../../kernel/source-io.js'
 import type {KernelSourceSpec} from '../../recipe/schema.js'
 import {run} from '../../util/exec.js'
 import {atomicWriteFile, sha256File} from '../../util/fsx.js'

@@ -3,7 +3,7 @@ import {readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InputError} from '../../errors.js'
-import type {FetchedSource, SourceIO} from '../../kernel/source.js'
+import type {FetchedSource, SourceIO} from '../../kernel/source-io.js'
 import {cachedTree, untar} from '../../kernel/tree-cache.js'
 import type {KernelSourceSpec} from '../../recipe/schema.js'
 import {run} from '../../util/exec.js'

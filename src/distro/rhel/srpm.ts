@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {InputError} from '../../errors.js'
 import {atomicWriteFile} from '../../util/fsx.js'
-import type {FetchedSource, SourceIO} from '../../kernel/source.js'
+import type {FetchedSource, SourceIO} from '../../kernel/source-io.js'
 import {cachedTree, untar} from '../../kernel/tree-cache.js'
 import {configsDir, keepFiles, kernelTarball, requireSrpmPin, srpmFile, srpmName, type SrpmSpec, unpackSrpm} from '../rpm.js'
 

@@ -7,5 +7,5 @@ import {kernelSourceStage} from './kernel-source.js'
 import {patchStage} from './patch.js'
 import {validateStage} from './validate.js'
 
-/** The stages in the order they run (DESIGN.md "The pipeline"). */
+/** The stages in the order they run (README "The pipeline"). */
 export const STAGES: Stage[] = [baseStage, kernelSourceStage, patchStage, configureStage, compileStage, assembleStage, validateStage]

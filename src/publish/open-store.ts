@@ -1,0 +1,13 @@
+import type {ConnectOptions} from '../remote/ssh.js'
+import type {ReleaseStore} from './store.js'
+import type {PublishTarget} from './target.js'
+
+/** The store for a target: apart from the ReleaseStore interface, which the stores implement. */
+export async function openReleaseStore(target: PublishTarget, releasePath: string[], ssh: ConnectOptions): Promise<ReleaseStore> {
+  if (target.kind === 'dir') {
+    const {DirReleaseStore} = await import('./dir-store.js')
+    return new DirReleaseStore(target, releasePath)
+  }
+  const {SftpReleaseStore} = await import('./sftp-store.js')
+  return SftpReleaseStore.open(target, releasePath, ssh)
+}
