@@ -10,9 +10,11 @@ import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import type {BuildRecord} from '../src/pipeline/build-record.js'
 import {publish, type PublishResult, type VerifyResult} from '../src/publish/index.js'
 import type {Manifest} from '../src/publish/manifest.js'
+import {inspectReleaseKey} from '../src/publish/sign.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {cli} from './helpers/cli.js'
 import {repoRoot} from './helpers/paths.js'
+import {startSshd, type TestSshd} from './helpers/sshd.js'
 
 /**
  * Signed releases: SHA256SUMS.gpg is checked here with gpgv itself, and the DSSE envelopes with a check
@@ -287,6 +289,33 @@ describe('a release published with a release key and an attestation key', () => 
   })
 })
 
+describe('a signed release on an SFTP target', () => {
+  let sshd: TestSshd
+  beforeAll(async () => {
+    sshd = await startSshd()
+  })
+  afterAll(async () => {
+    await sshd?.stop()
+  })
+
+  it('is published, verified with --key where it lies, and re-published unchanged', async () => {
+    const root = join(work, 'sftp-target')
+    const target = `sftp://${sshd.user}@127.0.0.1:${sshd.port}${root}`
+    const ssh = {hostKey: sshd.hostKeyFingerprint, privateKey: sshd.userKeyPath}
+    const opts = {stagingDir: join(cacheDir, 'publish'), ssh, releaseKey: {keyFile: pgp.secret}, attestationKey: dssePrivate}
+    const r = await publish(record, target, opts)
+    expect(r.files.map((f) => [f.name, f.action])).toContainEqual(['SHA256SUMS.gpg', 'uploaded'])
+    const dir = join(root, record.recipeId, r.version)
+    expect(gpgv(pgp.keyring, dir).ok).toBe(true)
+    const flags = ['--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath, '--key', pgp.publicAsc, '--key', dssePublic]
+    const v = await cli(['verify', `${target}/${record.recipeId}/${r.version}`, ...flags])
+    expect(v.code, v.stderr).toBe(0)
+    await new Promise((res) => setTimeout(res, 1100))
+    const again = await publish(record, target, opts)
+    expect(again.unchanged).toBe(true)
+  })
+})
+
 describe('without keys', () => {
   it('publish works as before, the manifest says unsigned, and verify --key exits 4 naming what is not signed', async () => {
     const fx = await makeBuildRecordFixture(join(work, 'cache-unsigned'), {recipeId: 'unsigned', seed: 'sign', formats: ['raw']})
@@ -313,6 +342,23 @@ describe('without keys', () => {
     const b = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--release-key', copy])
     expect(b.code).toBe(2)
     expect(b.stderr).toContain('holds no OpenPGP secret key gpg could import')
+    // a key with a passphrase: refused without it (before any work), used with it
+    const home = await mkdtemp(join(tmpdir(), 'cvm-sign-test-gpg-'))
+    try {
+      gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--quick-gen-key', 'protected <protected@example.org>', 'ed25519', 'sign', 'never'])
+      const protectedKey = join(keys, 'protected.sec.asc')
+      await writeFile(protectedKey, gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--armor', '--export-secret-keys']))
+      const c = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--release-key', protectedKey])
+      expect(c.code).toBe(2)
+      expect(c.stderr).toContain('needs --release-key-passphrase-file')
+      const passFile = join(keys, 'passphrase')
+      await writeFile(passFile, 'sesame\n')
+      const info = await inspectReleaseKey({keyFile: protectedKey, passphraseFile: passFile})
+      expect(info.fingerprint).toMatch(/^[0-9A-F]{40}$/)
+    } finally {
+      execFileSync('gpgconf', ['--homedir', home, '--kill', 'all'])
+      await rm(home, {recursive: true, force: true})
+    }
     expect(existsSync(join(work, 'never'))).toBe(false)
   })
 })

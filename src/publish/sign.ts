@@ -26,6 +26,8 @@ async function withTempGnupgHome<T>(fn: (home: string) => Promise<T>): Promise<T
     return await fn(home)
   } finally {
     await run('gpgconf', ['--homedir', home, '--kill', 'all'], {reject: false}).catch(() => undefined)
+    // where /run/user/<uid> exists, the agent's sockets live in a directory there of their own
+    await run('gpgconf', ['--homedir', home, '--remove-socketdir'], {reject: false}).catch(() => undefined)
     await rm(home, {recursive: true, force: true})
   }
 }
