@@ -17,11 +17,15 @@ sha256 at the target and renamed; manifest.json comes last. A re-run completes a
 re-run uploads nothing, and different bytes under an existing version are refused (exit 4). A re-run hashes every
 file already at the target: a damaged file of this very release is put back (repaired). An image whose
 validation failed or did not run is refused unless --allow-unvalidated (recorded in the manifest). A target that
-cannot be written fails with exit 1. \`cvm-image verify\` checks a published release on its own.`
+cannot be written fails with exit 1. \`cvm-image verify\` checks a published release on its own.
+With --release-key (an OpenPGP secret key file) SHA256SUMS.gpg, a detached signature of SHA256SUMS, is added; with
+--attestation-key (an Ed25519 PEM private key) provenance.intoto.json and validation.intoto.json are DSSE envelopes.
+Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache, the logs or the release.`
   static examples = [
     '<%= config.bin %> publish debian-12',
     '<%= config.bin %> publish debian-12 --to dir:/srv/images',
     '<%= config.bin %> publish debian-12 --to sftp://release@images.example.com/cvm --host-key SHA256:... --identity ~/.ssh/id_ed25519',
+    '<%= config.bin %> publish debian-12 --to dir:/srv/images --release-key release-key.asc --attestation-key attestation-key.pem',
     '<%= config.bin %> publish ~/.cache/cvm-image/builds/debian-12.json --json',
   ]
   static args = {build: Args.string({description: 'recipe id (its last build in the cache) or the path of a build record (.json)', required: true})}
@@ -31,6 +35,9 @@ cannot be written fails with exit 1. \`cvm-image verify\` checks a published rel
     identity: Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
     'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or did not run (recorded in the manifest)'}),
     format: Flags.string({description: 'publish this format instead of the recipe\'s (repeatable)', options: [...IMAGE_FORMATS], multiple: true}),
+    'release-key': Flags.file({description: 'an OpenPGP secret key file (gpg --armor --export-secret-keys) holding one key: adds SHA256SUMS.gpg', exists: true}),
+    'release-key-passphrase-file': Flags.file({description: 'a file whose first line is the release key\'s passphrase', exists: true, dependsOn: ['release-key']}),
+    'attestation-key': Flags.file({description: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes', exists: true}),
     'cache-dir': cacheDirFlag,
   }
 
@@ -45,6 +52,8 @@ cannot be written fails with exit 1. \`cvm-image verify\` checks a published rel
           allowUnvalidated: flags['allow-unvalidated'],
           formats: flags.format as ImageFormat[] | undefined,
           stagingDir: join(cacheDir, 'publish'),
+          releaseKey: flags['release-key'] ? {keyFile: flags['release-key'], passphraseFile: flags['release-key-passphrase-file']} : undefined,
+          attestationKey: flags['attestation-key'],
           ssh: {...hostKeyPinFromFlag(flags['host-key']), privateKey: flags.identity},
           signal,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
@@ -66,6 +75,10 @@ cannot be written fails with exit 1. \`cvm-image verify\` checks a published rel
   private summarize(r: PublishResult): void {
     this.log(`${r.recipeId} ${r.version} ${r.unchanged ? 'was already published' : 'published'} at ${r.location}`)
     for (const f of r.files) this.log(`  ${f.action.padEnd(8)} ${f.sha256}  ${f.name}`)
+    const s = r.manifest.signing
+    this.log(
+      `  signing: ${s.checksums.status === 'signed' ? `SHA256SUMS.gpg by ${s.checksums.fingerprint}` : 'SHA256SUMS unsigned'}; ${s.attestations.status === 'signed' ? `DSSE envelopes by keyid ${s.attestations.keyid}` : 'statements unsigned'}`,
+    )
     this.log(`  guestOsFeatures: ${r.manifest.gce.guestOsFeatures.map((g) => g.type).join(', ')}`)
     if (r.manifest.validation.allowedUnvalidated) this.log(`  NOT VALIDATED (validation ${r.manifest.validation.status}); published with --allow-unvalidated`)
   }

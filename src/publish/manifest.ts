@@ -32,9 +32,24 @@ export interface Manifest {
   gce: {guestOsFeatures: GuestOsFeature[]}
   artifacts: {name: string; format: string; size: number; sha256: string}[]
   provenance: {name: string; sha256: string}
+  /** the validation statement (validation.intoto.json, a DSSE envelope): only in a release with an attestation key */
+  validationStatement?: {name: string; sha256: string}
+  /** what vouches for the release beyond the sums: "unsigned", or SHA256SUMS.gpg and the DSSE envelopes' keys */
+  signing: ReleaseSigning
   /** the cache key of every stage that made the image */
   build: {stages: Partial<Record<StageName, string>>}
 }
+
+/** How a release is signed (README "Publishing"): each part is "unsigned" without its key. */
+export interface ReleaseSigning {
+  status: 'signed' | 'unsigned'
+  /** SHA256SUMS.gpg: a detached OpenPGP signature of SHA256SUMS, which then also lists manifest.json */
+  checksums: {status: 'unsigned'} | {status: 'signed'; file: string; format: 'openpgp'; fingerprint: string}
+  /** provenance.intoto.json and validation.intoto.json as DSSE envelopes; keyid: sha256 of the public key's DER SubjectPublicKeyInfo */
+  attestations: {status: 'unsigned'} | {status: 'signed'; format: 'dsse'; payloadType: string; algorithm: string; keyid: string; files: string[]}
+}
+
+export const UNSIGNED: ReleaseSigning = {status: 'unsigned', checksums: {status: 'unsigned'}, attestations: {status: 'unsigned'}}
 
 function patchesOf(record: BuildRecord): PublishedPatch[] {
   const list = record.stages.compile?.meta.patches ?? record.stages.patch?.meta.applied ?? []
@@ -49,6 +64,8 @@ export interface ManifestInput {
   validation: ValidationSummary
   guestOsFeatures: GuestOsFeature[]
   provenance: {name: string; sha256: string}
+  validationStatement?: {name: string; sha256: string}
+  signing?: ReleaseSigning
 }
 
 /** Built only from the build record and the artifacts, so the same build always gives the same bytes. */
@@ -86,6 +103,8 @@ export function buildManifest(m: ManifestInput): Manifest {
     gce: {guestOsFeatures: m.guestOsFeatures},
     artifacts: m.artifacts.map((a) => ({name: a.name, format: a.format, size: a.size, sha256: a.sha256})),
     provenance: m.provenance,
+    validationStatement: m.validationStatement,
+    signing: m.signing ?? UNSIGNED,
     // No build time here: a rebuild from the cache must give the same manifest, or re-publishing it would conflict.
     build: {
       stages: Object.fromEntries(Object.entries(record.stages).map(([k, v]) => [k, v?.key])) as Partial<Record<StageName, string>>,

@@ -10,7 +10,10 @@ import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256} from '../util/fsx.js'
 import {guestOsFeatures} from './guest-os-features.js'
 import {readBuiltKernelConfig} from './kernel-config.js'
-import {buildManifest, type Manifest} from './manifest.js'
+import {buildManifest, UNSIGNED, type Manifest, type ReleaseSigning} from './manifest.js'
+import {IN_TOTO_PAYLOAD_TYPE, loadAttestationSigner} from './dsse.js'
+import {CHECKSUMS_SIGNATURE_NAME, gpgvVerify, inspectReleaseKey, signDetached, type ReleaseKeyOptions} from './sign.js'
+import {buildValidationStatement, VALIDATION_STATEMENT_NAME} from './validation-statement.js'
 import {buildProvenance, PROVENANCE_NAME} from './provenance.js'
 import {openReleaseStore} from './open-store.js'
 import {transportError, type ReleaseStore} from './store.js'
@@ -28,6 +31,10 @@ export interface PublishOptions {
   formats?: ImageFormat[]
   /** where converted formats are kept between runs (default: $TMPDIR/cvm-image-publish); the CLI passes <cache>/publish */
   stagingDir?: string
+  /** the user's OpenPGP release key: SHA256SUMS.gpg is added, and SHA256SUMS then lists manifest.json too */
+  releaseKey?: ReleaseKeyOptions
+  /** an Ed25519 private key (PEM): provenance.intoto.json and validation.intoto.json become DSSE envelopes */
+  attestationKey?: string
   /** host key pin and credentials for sftp:// targets */
   ssh?: ConnectOptions
   /** bytes of one file moving to the target */
@@ -63,6 +70,8 @@ interface PlannedFile {
   /** a local file (artifacts) or bytes made here (provenance, checksums, manifest) */
   path?: string
   data?: Buffer
+  /** a signature: other bytes at the target are kept when they too are a good signature (a new one differs only in its time) */
+  accept?: (theirs: Buffer) => Promise<boolean>
 }
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v, null, 2) + '\n')
@@ -107,6 +116,9 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   const assembleMeta = assemble.meta
   if (!assembleMeta.diskSha256) throw new StageError(`assemble result of ${record.recipeId} records no diskSha256`, {hint: 'rebuild with a current cvm-image'})
   const version = releaseVersion(record)
+  // the user's keys are read (and proven usable) before any work: a bad key or passphrase fails at once
+  const attest = opts.attestationKey ? await loadAttestationSigner(opts.attestationKey) : undefined
+  const pgp = opts.releaseKey ? await inspectReleaseKey(opts.releaseKey) : undefined
   const formats = opts.formats ?? record.recipe.image.formats
 
   const artifacts = await prepareFormats({path: diskPath, sha256: assembleMeta.diskSha256}, formats, {
@@ -125,15 +137,31 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
     validation,
   })
   const draft = buildManifest({record, version, disk: {sha256: assembleMeta.diskSha256}, artifacts, validation, guestOsFeatures: features, provenance: {name: PROVENANCE_NAME, sha256: ''}})
-  const provenance = fromBytes(
-    PROVENANCE_NAME,
-    json(buildProvenance({record, version, artifacts, base: draft.base, kernelSource: {...draft.kernel.source, version: draft.kernel.version}, patches: draft.kernel.patches, ukiSha256: draft.boot.ukiSha256, allowUnvalidated: validation.allowedUnvalidated})),
-  )
-  const manifest: Manifest = {...draft, provenance: {name: PROVENANCE_NAME, sha256: provenance.sha256}}
-  const checksums = fromBytes(CHECKSUMS_NAME, Buffer.from(checksumsText([...artifacts, provenance])))
+  const statement = buildProvenance({record, version, artifacts, base: draft.base, kernelSource: {...draft.kernel.source, version: draft.kernel.version}, patches: draft.kernel.patches, ukiSha256: draft.boot.ukiSha256, allowUnvalidated: validation.allowedUnvalidated})
+  // with an attestation key the statements are DSSE envelopes (Ed25519: the same build gives the same bytes)
+  const provenance = fromBytes(PROVENANCE_NAME, attest ? attest.envelope(statement) : json(statement))
+  const validationEnvelope = attest ? fromBytes(VALIDATION_STATEMENT_NAME, attest.envelope(buildValidationStatement(record, assembleMeta.diskSha256, validation))) : undefined
+  const signing: ReleaseSigning = {
+    status: pgp || attest ? 'signed' : 'unsigned',
+    checksums: pgp ? {status: 'signed', file: CHECKSUMS_SIGNATURE_NAME, format: 'openpgp', fingerprint: pgp.fingerprint} : UNSIGNED.checksums,
+    attestations: attest ? {status: 'signed', format: 'dsse', payloadType: IN_TOTO_PAYLOAD_TYPE, algorithm: attest.algorithm, keyid: attest.keyid, files: [PROVENANCE_NAME, VALIDATION_STATEMENT_NAME]} : UNSIGNED.attestations,
+  }
+  const manifest: Manifest = {
+    ...draft,
+    provenance: {name: PROVENANCE_NAME, sha256: provenance.sha256},
+    validationStatement: validationEnvelope ? {name: VALIDATION_STATEMENT_NAME, sha256: validationEnvelope.sha256} : undefined,
+    signing,
+  }
   const manifestFile = fromBytes(MANIFEST_NAME, json(manifest))
+  const statements = validationEnvelope ? [provenance, validationEnvelope] : [provenance]
+  // a signed SHA256SUMS also lists manifest.json, so the signature covers what the manifest claims
+  const checksums = fromBytes(CHECKSUMS_NAME, Buffer.from(checksumsText([...artifacts, ...statements, ...(pgp ? [manifestFile] : [])])))
+  const signature: PlannedFile | undefined =
+    pgp && opts.releaseKey
+      ? {...fromBytes(CHECKSUMS_SIGNATURE_NAME, await signDetached(opts.releaseKey, checksums.data!)), accept: async (theirs) => (await gpgvVerify(pgp.publicKeyring, theirs, checksums.data!)).good}
+      : undefined
   // order matters: manifest.json last marks the release complete
-  const files: PlannedFile[] = [...artifacts.map((a: ImageArtifact) => ({name: a.name, sha256: a.sha256, size: a.size, path: a.path})), provenance, checksums, manifestFile]
+  const files: PlannedFile[] = [...artifacts.map((a: ImageArtifact) => ({name: a.name, sha256: a.sha256, size: a.size, path: a.path})), ...statements, checksums, ...(signature ? [signature] : []), manifestFile]
 
   const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {})
   try {
@@ -155,12 +183,18 @@ async function publishFiles(
 ): Promise<PublishResult> {
   const {record, version, tgt, manifest, opts, log} = c
   await store.prepare()
-  const {present, damaged} = await findPresent(store, files, manifestFile, log)
+  const {present, damaged, adopted} = await findPresent(store, files, manifestFile, log)
   const results: PublishResult['files'] = []
   let bytesUploaded = 0
   for (const f of files) {
     if (present.has(f.name)) {
       results.push({name: f.name, sha256: f.sha256, size: f.size, action: 'present'})
+      continue
+    }
+    if (adopted.has(f.name)) {
+      const kept = await store.readFile(f.name)
+      // a good signature of the same bytes, made at another time: the published one stays
+      results.push({name: f.name, sha256: sha256(kept), size: kept.length, action: 'present'})
       continue
     }
     const {bytesSent, resumedFrom, raced} = await place(store, f, opts, {replace: damaged.has(f.name)})
@@ -189,10 +223,11 @@ async function publishFiles(
  * damaged after it was published and is repaired. Otherwise a file that differs belongs to another
  * release under this version: a conflict, reported whole, naming each file.
  */
-async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFile: PlannedFile, log: (line: string) => void): Promise<{present: Set<string>; damaged: Set<string>}> {
+async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFile: PlannedFile, log: (line: string) => void): Promise<{present: Set<string>; damaged: Set<string>; adopted: Set<string>}> {
   const existing = new Set(await store.list())
   const present = new Set<string>()
   const damaged = new Set<string>()
+  const adopted = new Set<string>()
   const conflicts: string[] = []
   const ourRelease = existing.has(manifestFile.name) && (await store.readFile(manifestFile.name)).equals(manifestFile.data!)
   for (const f of files) {
@@ -201,6 +236,11 @@ async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFi
     const theirs = size === f.size ? await digestAt(store, f, f.name) : undefined
     if (theirs === f.sha256) {
       present.add(f.name)
+      continue
+    }
+    // SHA256SUMS.gpg: another good signature of the same SHA256SUMS by the same key is this release's own
+    if (f.accept && (await f.accept(await store.readFile(f.name)))) {
+      adopted.add(f.name)
       continue
     }
     const difference = theirs ? `sha256 ${theirs} at the target, ${f.sha256} here` : `${size} bytes at the target, ${f.size} bytes here`
@@ -215,7 +255,7 @@ async function findPresent(store: ReleaseStore, files: PlannedFile[], manifestFi
       hint: 'a published version is immutable: set publish.version in the recipe to a new version, publish to another target, or remove that release by hand if it was a mistake',
     })
   }
-  return {present, damaged}
+  return {present, damaged, adopted}
 }
 
 /**

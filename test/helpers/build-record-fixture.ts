@@ -25,6 +25,8 @@ export interface FixtureOptions {
   features?: string[]
   /** lines of the kernel .config */
   config?: string[]
+  /** a passed emulated marker check whose evidence is this dmesg line */
+  marker?: string
 }
 
 /** master copies of the disks made in this process, by seed: a hard link gives the same bytes without writing and hashing 1 GiB again */
@@ -122,6 +124,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
       {mode: 'emulated', name: 'booted-kernel', verdict, evidence: 'Linux version 6.1.192-cvm'},
       {mode: 'emulated', name: 'nvme-bounce-integrity', verdict: v === 'failed' ? 'fail' : verdict, evidence: 'sha256 mismatch at offset 4097'},
       {mode: 'sev', name: 'memory-encryption', verdict: 'skip', evidence: 'host has no SEV'},
+      ...(o.marker ? [{mode: 'emulated', name: 'marker', verdict, evidence: o.marker} satisfies ValidateCheck] : []),
     ]
     await put('validate', {verdict: v, modes: ['emulated'], checks, when: '2026-11-26T08:00:00.000Z', hostKind: 'local'}, {'report.json': '{}'})
   }
