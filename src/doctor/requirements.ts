@@ -1,16 +1,9 @@
 import {DISTRO_MODULES} from '../distro/index.js'
-import type {StageName} from '../pipeline/stage.js'
+import type {Requirement} from './requirement.js'
 
-/** A host tool (a command on PATH or a file) a stage needs, and the Debian package that provides it. */
-export interface Requirement {
-  /** a command name, or an absolute path for files such as firmware */
-  tool: string
-  package: string
-  stages: (StageName | 'publish' | 'tests')[]
-  why: string
-}
+export type {Requirement} from './requirement.js'
 
-// Data, not code: which host tools each stage runs (DESIGN.md "Real components"); a distro
+// Data, not code: which host tools each stage runs (docs/design.md); a distro
 // family's own tools are in its module (src/distro/) and follow these.
 const COMMON: Requirement[] = [
   {tool: 'setpriv', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate', 'tests'], why: 'every child a stage starts dies with cvm-image (src/util/exec.ts); tests drop root'},
