@@ -40,7 +40,7 @@ const COMMON: Requirement[] = [
   {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},
   {tool: '/usr/lib/x86_64-linux-gnu/libc.a', package: 'libc6-dev', stages: ['validate'], why: 'build the static NVMe offset probe run in the guest'},
   {tool: 'tar', package: 'tar', stages: ['publish'], why: 'the GCE oldgnu sparse tarball'},
-  {tool: 'gzip', package: 'gzip', stages: ['publish'], why: 'the GCE tarball'},
+  {tool: 'pigz', package: 'pigz', stages: ['publish'], why: 'the GCE tarball, gzipped on every core'},
   {tool: 'gpg', package: 'gnupg', stages: ['publish', 'tests'], why: 'sign SHA256SUMS with the release key (SHA256SUMS.gpg) in a temporary GNUPGHOME; tests make keys'},
   {tool: 'gpgconf', package: 'gnupg', stages: ['publish'], why: "stop the temporary GNUPGHOME's gpg-agent before it is removed"},
   {tool: 'gpgv', package: 'gpgv', stages: ['publish'], why: 'check SHA256SUMS.gpg (verify --key; a re-publish keeps a good signature)'},
