@@ -15,7 +15,7 @@ const out = join(scratch, 'out')
 
 interface Outcome {stage: string; status: string; seconds: number}
 
-function build(label: string, extra: string[] = []): Outcome[] {
+function build(label: string, extra: string[] = []): {stages: Outcome[]; wall: number} {
   const t0 = Date.now()
   const r = spawnSync(process.execPath, [join(repo, 'bin/run.js'), 'build', 'debian-12', '--cache-dir', cache, '--publish', out, '--json', ...extra], {encoding: 'utf8', maxBuffer: 64 << 20})
   const wall = (Date.now() - t0) / 1000
@@ -27,12 +27,15 @@ function build(label: string, extra: string[] = []): Outcome[] {
   console.log(`${label}: ${wall.toFixed(1)} s wall`)
   for (const s of res.stages) console.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)} s`)
   console.log(`  publish: ${res.published?.bytesUploaded ?? 0} bytes written`)
-  return res.stages
+  return {stages: res.stages, wall}
 }
 
 console.log(`machine: ${availableParallelism()} cores; cache ${cache}`)
 execFileSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', join(repo, 'tsconfig.json')])
-build(process.env.BENCH_CACHE ? 'first build (BENCH_CACHE given: not cold)' : 'cold build')
+const cold = build(process.env.BENCH_CACHE ? 'first build (BENCH_CACHE given: not cold)' : 'cold build')
+// issue #19's goal: a cold build costs at most 60 s beyond its kernel compile on 2 cores
+const compile = cold.stages.find((s) => s.stage === 'compile' && s.status === 'ran')?.seconds
+if (compile) console.log(`  beyond the compile: ${(cold.wall - compile).toFixed(1)} s (goal <= 60 s); (wall - compile) / compile = ${((cold.wall - compile) / compile).toFixed(2)}`)
 build('fully cached rebuild')
 
 // Only the command line changes: a copy of the project's data with one more (harmless) argument.
@@ -40,5 +43,5 @@ const root = join(scratch, 'root')
 for (const d of ['recipes', 'kernels', 'templates']) cpSync(join(repo, d), join(root, d), {recursive: true})
 const common = join(root, 'recipes', '_common.yaml')
 writeFileSync(common, readFileSync(common, 'utf8').replace(/cmdline: console=tty0 console=ttyS0 rw/, 'cmdline: console=tty0 console=ttyS0 rw mitigations=auto'))
-const ran = build('kernel command line changed', ['--root', root]).filter((s) => s.status === 'ran').map((s) => s.stage)
+const ran = build('kernel command line changed', ['--root', root]).stages.filter((s) => s.status === 'ran').map((s) => s.stage)
 console.log(`  stages that ran: ${ran.join(', ')} (expected: assemble, validate)`)
