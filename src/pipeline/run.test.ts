@@ -179,6 +179,7 @@ describe('stage runner and cache', () => {
     const r = await runStages(testContext(cacheDir), new StageCache(cacheDir), stages, {renderer: 'silent'})
     // outcomes come in the stage list's order, whatever order the stages finished in
     expect(r.outcomes.map((o) => o.stage)).toEqual(['base', 'kernel-source', 'patch', 'assemble'])
+    expect(Object.keys(r.results)).toEqual(['base', 'kernel-source', 'patch', 'assemble'])
     expect(runs.indexOf('assemble')).toBe(3)
   })
 

@@ -140,9 +140,13 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   )
   await tasks.run()
   if (firstFailure !== undefined) throw firstFailure
+  // whatever order the stages finished in, the results and outcomes are in the stage list's order:
+  // the build record, the manifest and --json are the same bytes for the same build
   const order = plan.map((p) => p.name)
   outcomes.sort((a, b) => order.indexOf(a.stage) - order.indexOf(b.stage))
-  return {results, outcomes, plan}
+  const ordered: StageResults = {}
+  for (const name of order) if (results[name]) keep(ordered, results[name]!)
+  return {results: ordered, outcomes, plan}
 }
 
 /** The results of the stages a stage needs; one missing is a bug in the stage list or the runner, never a run with less. */
