@@ -54,5 +54,7 @@ export default defineConfig({
     hookTimeout: 3_600_000,
     // the default view, then each file's time, slowest first, and a 'N passed, N failed' line
     reporters: ['default', './test/reporters/file-times.ts'],
+    // each file's CPU seconds for that report (only with CVM_TEST_CPU_DIR set: ./scripts/test sets it)
+    setupFiles: ['./test/setup/file-cpu.ts'],
   },
 })

@@ -1,11 +1,12 @@
-import {writeFileSync} from 'node:fs'
-import {relative} from 'node:path'
+import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join, relative} from 'node:path'
 
 import type {Reporter, TestModule} from 'vitest/node'
 
 /**
  * Ends a run with each test file's wall time (its hooks included: a kernel build in beforeAll
- * counts), slowest first, then one closing line `tests: N passed, N failed, N skipped`: where the
+ * counts), slowest first, with its CPU time (itself and every process it reaped, from
+ * test/setup/file-cpu.ts, when CVM_TEST_CPU_DIR is set), then one closing line `tests: N passed, N failed, N skipped`: where the
  * suite's time goes, seen at the end of every run (docs/testing.md). With CVM_TEST_SUMMARY set it
  * goes to that file, which ./scripts/test prints after vitest's own summary, so that the closing
  * line is the run's last.
@@ -19,8 +20,9 @@ export default class FileTimes implements Reporter {
 
   onTestRunEnd(modules: readonly TestModule[]): void {
     const root = process.cwd()
+    const cpu = readCpu(process.env.CVM_TEST_CPU_DIR)
     const rows = modules
-      .map((m) => ({name: relative(root, m.moduleId), seconds: m.diagnostic().duration / 1000, state: m.state()}))
+      .map((m) => ({name: relative(root, m.moduleId), seconds: m.diagnostic().duration / 1000, cpu: cpu.get(m.moduleId), state: m.state()}))
       .sort((a, b) => b.seconds - a.seconds)
     const counts = {passed: 0, failed: 0, skipped: 0}
     for (const m of modules) {
@@ -31,10 +33,25 @@ export default class FileTimes implements Reporter {
         else counts.skipped++
       }
     }
-    const out = [`\ntest files by wall time (${process.env.CVM_TEST_WORKERS ?? 3} at a time; ${((Date.now() - this.started) / 1000).toFixed(0)} s in all):`]
-    for (const r of rows) out.push(`${r.seconds.toFixed(1).padStart(8)} s  ${r.state === 'passed' ? '      ' : r.state.padEnd(6)}  ${r.name}`)
+    const total = rows.reduce((a, r) => a + (r.cpu ?? 0), 0)
+    const out = [
+      `\ntest files by wall time (${process.env.CVM_TEST_WORKERS ?? 3} at a time; ${((Date.now() - this.started) / 1000).toFixed(0)} s in all${cpu.size ? `; ${total.toFixed(0)} CPU s measured in ${cpu.size} files` : ''}):`,
+      `${'wall'.padStart(10)}  ${'CPU'.padStart(8)}`,
+    ]
+    for (const r of rows) out.push(`${r.seconds.toFixed(1).padStart(8)} s  ${r.cpu === undefined ? '       -' : `${r.cpu.toFixed(0).padStart(6)} s`}  ${r.state === 'passed' ? '      ' : r.state.padEnd(6)}  ${r.name}`)
     out.push('', `tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
     if (process.env.CVM_TEST_SUMMARY) writeFileSync(process.env.CVM_TEST_SUMMARY, out.join('\n') + '\n')
     else process.stdout.write(out.join('\n') + '\n')
   }
+}
+
+/** test file path -> CPU seconds, from the files test/setup/file-cpu.ts wrote. */
+function readCpu(dir: string | undefined): Map<string, number> {
+  const out = new Map<string, number>()
+  if (!dir || !existsSync(dir)) return out
+  for (const f of readdirSync(dir)) {
+    const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {file: string; self: number; children: number}
+    out.set(r.file, r.self + r.children)
+  }
+  return out
 }
