@@ -7,7 +7,7 @@ import {beforeAll, describe, expect, it} from 'vitest'
 import {checkKernel} from '../src/kernel/check.js'
 import {compileKernel} from '../src/kernel/compile.js'
 import {StageCache} from '../src/pipeline/cache.js'
-import {runStages, type RunResult} from '../src/pipeline/run.js'
+import {runStages, type RunStagesResult} from '../src/pipeline/run.js'
 import {projectDirs, RecipeStore} from '../src/recipe/load.js'
 import {sha256File} from '../src/util/fsx.js'
 import {repoRoot, sharedTestCache} from './helpers/paths.js'
@@ -17,7 +17,7 @@ import {KERNEL_STAGES} from './kernel-fixtures.js'
 // the shared test cache with the same stage keys as a full build: the end-to-end tests reuse it.
 const dirs = projectDirs(repoRoot)
 const recipe = new RecipeStore(dirs).load('debian-12')
-let built: RunResult
+let built: RunStagesResult
 
 beforeAll(async () => {
   const cacheDir = sharedTestCache()

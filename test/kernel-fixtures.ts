@@ -6,7 +6,7 @@ import {stringify} from 'yaml'
 
 import {StageCache} from '../src/pipeline/cache.js'
 import type {ForceSpec} from '../src/pipeline/plan.js'
-import {runStages, type RunResult} from '../src/pipeline/run.js'
+import {runStages, type RunStagesResult} from '../src/pipeline/run.js'
 import type {BuildOptions, StageName} from '../src/pipeline/stage.js'
 import {compileStage} from '../src/pipeline/stages/compile.js'
 import {configureStage} from '../src/pipeline/stages/configure.js'
@@ -74,7 +74,7 @@ export async function kernelProject(spec: KernelProjectSpec): Promise<ProjectDir
 export const KERNEL_STAGES = [kernelSourceStage, patchStage, configureStage, compileStage]
 
 /** Runs recipe "t" of a kernel project up to a stage, in the shared test cache (trees are cached by digest there). */
-export async function runKernelProject(dirs: ProjectDirs, until: StageName, opts: {options?: BuildOptions; force?: ForceSpec; cacheDir?: string} = {}): Promise<RunResult> {
+export async function runKernelProject(dirs: ProjectDirs, until: StageName, opts: {options?: BuildOptions; force?: ForceSpec; cacheDir?: string} = {}): Promise<RunStagesResult> {
   const recipe = new RecipeStore(dirs).load('t')
   const cacheDir = opts.cacheDir ?? sharedTestCache()
   return runStages({recipe, dirs, options: {jobs: 2, ...opts.options}, cacheDir}, new StageCache(cacheDir), KERNEL_STAGES, {until, renderer: 'silent', force: opts.force})

@@ -62,18 +62,3 @@ export async function writePartitionTable(disk: string, layout: DiskLayout, logF
     env: {LC_ALL: 'C'},
   })
 }
-
-export interface ReadPartition {
-  node: string
-  start: number
-  size: number
-  type: string
-  uuid: string
-  name?: string
-}
-
-/** The partition table as sfdisk -J reads it back. */
-export async function readPartitionTable(disk: string): Promise<{label: string; id: string; partitions: ReadPartition[]}> {
-  const r = await run('sfdisk', ['-J', disk], {what: 'read the partition table', env: {LC_ALL: 'C'}})
-  return (JSON.parse(r.stdout) as {partitiontable: {label: string; id: string; partitions: ReadPartition[]}}).partitiontable
-}

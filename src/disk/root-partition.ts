@@ -1,12 +1,12 @@
 import {InputError} from '../errors.js'
-import {run} from '../util/exec.js'
-import {ROOT_X86_64_TYPE, SECTOR} from './gpt.js'
+import {ROOT_X86_64_TYPE} from './gpt.js'
+import {readPartitionTable} from './partition-table.js'
 
 /** GPT "Linux filesystem data": what most cloud images give their root (Ubuntu, CentOS, SLES). */
 export const LINUX_DATA_TYPE = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
 const LINUX_LVM_TYPE = 'E6D6D379-F507-44C2-A23C-238F2A3DF928'
 const MBR_LINUX = '83'
-const MBR_LVM = '8e'
+const MBR_LVM = '8E'
 
 /** Where a disk's root filesystem is, in bytes, and how it was picked (for messages). */
 export interface RootLocation {
@@ -18,29 +18,11 @@ export interface RootLocation {
   where: string
 }
 
-interface TablePartition {
-  node: string
-  start: number
-  size: number
-  type: string
-}
-
-/** The partition table sfdisk reads from a disk file, or null when it has none (a filesystem on the whole disk). */
-async function partitionTable(disk: string): Promise<{label: string; sectorSize: number; partitions: TablePartition[]} | null> {
-  const r = await run('sfdisk', ['--json', disk], {what: `read the partition table of ${disk}`, env: {LC_ALL: 'C'}, reject: false})
-  if (r.exitCode !== 0) {
-    if (/does not contain a recognized partition table/.test(r.stderr)) return null
-    throw new InputError(`cannot read the partition table of ${disk}: ${r.stderr.trim().split('\n').at(-1)}`, {hint: 'check that the file is a whole disk image'})
-  }
-  const t = (JSON.parse(r.stdout) as {partitiontable: {label: string; sectorsize?: number; partitions?: TablePartition[]}}).partitiontable
-  return {label: t.label, sectorSize: t.sectorsize ?? SECTOR, partitions: t.partitions ?? []}
-}
-
 function typeName(label: string, type: string): string {
   const t = type.toUpperCase()
   if (t === ROOT_X86_64_TYPE) return 'Linux root x86-64'
-  if (t === LINUX_DATA_TYPE || (label === 'dos' && type === MBR_LINUX)) return 'Linux filesystem'
-  if (t === LINUX_LVM_TYPE || (label === 'dos' && type === MBR_LVM)) return 'Linux LVM'
+  if (t === LINUX_DATA_TYPE || (label === 'dos' && t === MBR_LINUX)) return 'Linux filesystem'
+  if (t === LINUX_LVM_TYPE || (label === 'dos' && t === MBR_LVM)) return 'Linux LVM'
   return `type ${type}`
 }
 
@@ -50,7 +32,7 @@ function typeName(label: string, type: string): string {
  * one filesystem. Which filesystem it holds is the caller's to check.
  */
 export async function findRootPartition(disk: string, diskSize: number): Promise<RootLocation> {
-  const table = await partitionTable(disk)
+  const table = await readPartitionTable(disk)
   if (!table) return {partition: null, offset: 0, size: diskSize, where: 'the whole disk (no partition table)'}
   const parts = table.partitions.map((p) => ({...p, number: Number(/(\d+)$/.exec(p.node.slice(disk.length))?.[1] ?? 0)}))
   const largest = (ps: typeof parts) => ps.reduce((a, b) => (b.size > a.size ? b : a))

@@ -1,4 +1,4 @@
-import type {Requirement} from '../doctor/requirement.js'
+import type {ToolRequirement} from '../doctor/requirement.js'
 import type {Json} from '../util/fsx.js'
 import type {FetchedSource, SourceIO} from '../kernel/source-io.js'
 import type {KernelSourceSpec, Recipe, RecipeBase} from '../recipe/schema.js'
@@ -54,7 +54,7 @@ export interface DistroModule {
   /** guest manifests under templates/guest/ besides the common manifest.yaml */
   readonly guestManifests: readonly string[]
   /** host tools only this family's stages run */
-  readonly tools: readonly Requirement[]
+  readonly tools: readonly ToolRequirement[]
 
   /** builds the base rootfs tarball for one of rootfsKinds; returns where it came from */
   buildRootfs?(base: RecipeBase, output: string, io: RootfsIO): Promise<string>

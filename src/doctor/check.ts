@@ -2,15 +2,15 @@ import {access, constants} from 'node:fs/promises'
 
 import {HostError} from '../errors.js'
 import {run, which} from '../util/exec.js'
-import type {Requirement} from './requirement.js'
+import type {ToolRequirement} from './requirement.js'
 import {REQUIREMENTS} from './requirements.js'
 
-export interface ToolStatus extends Requirement {
+export interface ToolStatus extends ToolRequirement {
   found: boolean
   path?: string
 }
 
-export async function checkTools(reqs: Requirement[] = REQUIREMENTS): Promise<ToolStatus[]> {
+export async function checkTools(reqs: ToolRequirement[] = REQUIREMENTS): Promise<ToolStatus[]> {
   return Promise.all(
     reqs.map(async (r) => {
       const path = r.tool.startsWith('/') ? await access(r.tool, constants.R_OK).then(() => r.tool, () => undefined) : await which(r.tool)

@@ -1,11 +1,11 @@
 import {DISTRO_MODULES} from '../distro/index.js'
-import type {Requirement} from './requirement.js'
+import type {ToolRequirement} from './requirement.js'
 
-export type {Requirement} from './requirement.js'
+export type {ToolRequirement} from './requirement.js'
 
 // Data, not code: which host tools each stage runs (docs/design.md); a distro
 // family's own tools are in its module (src/distro/) and follow these.
-const COMMON: Requirement[] = [
+const COMMON: ToolRequirement[] = [
   {tool: 'setpriv', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate', 'tests'], why: 'every child a stage starts dies with cvm-image (src/util/exec.ts); tests drop root'},
   {tool: 'unshare', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble'], why: 'as root, a stage\'s children get PID and mount namespaces of their own: none outlives the build, no mount is left behind'},
   {tool: 'getfattr', package: 'attr', stages: ['tests'], why: 'read xattrs back in the archive tests'},
@@ -49,4 +49,4 @@ const COMMON: Requirement[] = [
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
 
-export const REQUIREMENTS: Requirement[] = [...COMMON, ...DISTRO_MODULES.flatMap((m) => m.tools)]
+export const REQUIREMENTS: ToolRequirement[] = [...COMMON, ...DISTRO_MODULES.flatMap((m) => m.tools)]

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {InputError} from '../errors.js'
 import {sha256} from '../util/fsx.js'
 import {parseDotConfig, valueOf} from './dotconfig.js'
-import type {RenderedFragment, Requirement} from './fragments.js'
+import type {RenderedFragment, OptionRequirement} from './fragments.js'
 import {explainDrop, readKconfig, renderDrop} from './kconfig.js'
 import {kmake} from './kbuild.js'
 
@@ -18,12 +18,12 @@ export interface ConfigureRequest {
   /** for base distro: the distribution's own config for this kernel */
   distroConfig?: string
   fragments: RenderedFragment[]
-  requirements: Requirement[]
+  requirements: OptionRequirement[]
   logFile?: string
   signal?: AbortSignal
 }
 
-export interface ConfigureResult {
+export interface ConfiguredKernel {
   config: string
   digest: string
   /** every option proven to have its required value */
@@ -34,7 +34,7 @@ export interface ConfigureResult {
  * base config + fragments -> olddefconfig -> proof that every required option kept its value.
  * An option Kconfig dropped is an error naming it and the dependency that is not met.
  */
-export async function configureKernel(r: ConfigureRequest): Promise<ConfigureResult> {
+export async function configureKernel(r: ConfigureRequest): Promise<ConfiguredKernel> {
   await mkdir(r.objdir, {recursive: true})
   const dotconfig = join(r.objdir, '.config')
   if (r.base === 'distro') {

@@ -59,7 +59,7 @@ export function optionsFragment(options: Record<string, string>): RenderedFragme
   return {name: 'recipe kernel.config.options', text: text + '\n'}
 }
 
-export interface Requirement {
+export interface OptionRequirement {
   option: string
   /** accepted values */
   want: string[]
@@ -71,8 +71,8 @@ export interface Requirement {
  * Everything the final .config must show: every assignment of every fragment (the last one of an
  * option wins, as in Kconfig) and each feature's required values.
  */
-export function requirements(fragments: RenderedFragment[], features: Feature[]): Requirement[] {
-  const byOption = new Map<string, Requirement>()
+export function requirements(fragments: RenderedFragment[], features: Feature[]): OptionRequirement[] {
+  const byOption = new Map<string, OptionRequirement>()
   for (const f of fragments) {
     for (const a of fragmentAssignments(f.text)) byOption.set(a.option, {option: a.option, want: [a.value], from: `${f.name}:${a.line}`})
   }

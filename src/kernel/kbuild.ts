@@ -1,4 +1,4 @@
-import {run, type RunResult} from '../util/exec.js'
+import {run, type ExecResult} from '../util/exec.js'
 
 /** The architecture every build targets (the only one CVM images need here). */
 export const KBUILD_ARCH = 'x86_64'
@@ -21,7 +21,7 @@ export interface MakeOptions {
 }
 
 /** make in a kernel tree, out of tree (O=), with argument arrays only. */
-export function kmake(o: MakeOptions): Promise<RunResult> {
+export function kmake(o: MakeOptions): Promise<ExecResult> {
   const vars = Object.entries({ARCH: KBUILD_ARCH, ...o.vars}).map(([k, v]) => `${k}=${v}`)
   return run('make', ['-C', o.tree, `O=${o.objdir}`, ...(o.jobs ? [`-j${o.jobs}`] : []), ...vars, ...o.targets], {
     env: o.env,

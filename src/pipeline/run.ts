@@ -27,7 +27,7 @@ export interface StageOutcome {
   dir: string
 }
 
-export interface RunOptions {
+export interface RunStagesOptions {
   force?: ForceSpec
   renderer?: RendererChoice
   signal?: AbortSignal
@@ -37,7 +37,7 @@ export interface RunOptions {
   until?: StageName
 }
 
-export interface RunResult {
+export interface RunStagesResult {
   results: StageResults
   outcomes: StageOutcome[]
   plan: PlannedStage[]
@@ -54,7 +54,7 @@ const PROGRESS_EVERY_MS = 15_000
  * still running are stopped, those that need the failed one never start, and the first failure is
  * what the build reports.
  */
-export async function runStages(ctx: BuildContext, cache: StageCache, stages: Stage[], opts: RunOptions = {}): Promise<RunResult> {
+export async function runStages(ctx: BuildContext, cache: StageCache, stages: Stage[], opts: RunStagesOptions = {}): Promise<RunStagesResult> {
   await cache.sweep()
   const until = opts.until ? stages.findIndex((s) => s.name === opts.until) : -1
   const selected = until >= 0 ? stages.slice(0, until + 1) : stages

@@ -1,7 +1,6 @@
 import {ConflictError} from '../errors.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
-
-export type CheckVerdict = 'pass' | 'fail' | 'skip'
+import type {CheckVerdict} from '../validate/check-types.js'
 
 /** What the build's validation says about the image, as the manifest records it. */
 export interface ValidationSummary {

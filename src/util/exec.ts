@@ -6,7 +6,7 @@ import {execa, type Options as ExecaOptions} from 'execa'
 
 import {HostError, StageError} from '../errors.js'
 
-export interface RunOptions {
+export interface ExecOptions {
   cwd?: string
   env?: Record<string, string | undefined>
   /** text for stdin */
@@ -33,7 +33,6 @@ export interface ExecResult {
   stdout: string
   stderr: string
 }
-export type RunResult = ExecResult
 
 const TAIL_LINES = 30
 /** after SIGTERM, the group has this long to end before SIGKILL */
@@ -103,7 +102,7 @@ function signalName(code: number): string {
  * printed; a full disk says so. Abort and timeout end the child's whole group: SIGTERM, then SIGKILL
  * after 5 s; once the child has ended, whatever is left of its group is killed too.
  */
-export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function run(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   if (!onPath(cmd, opts.env)) {
     throw new HostError(`${cmd}: not found on this host${opts.what ? ` (needed to ${opts.what})` : ''}`, {
       hint: 'run `cvm-image doctor` to see which package provides it, or `cvm-image doctor --install` as root',
@@ -165,7 +164,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     clearTimeout(hardKill)
     killGroup(child.pid, 'SIGKILL')
   }
-  const result: RunResult = {exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '')}
+  const result: ExecResult = {exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '')}
   if (ended === 'cancelled') throw new StageError(`${cmd} was cancelled`)
   if (ended === 'timed out') throw new StageError(`${cmd} timed out after ${opts.timeout} ms${opts.what ? ` (${opts.what})` : ''}`)
   if (result.exitCode !== 0 && opts.reject !== false) {

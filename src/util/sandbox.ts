@@ -2,7 +2,7 @@ import {lstatSync, readlinkSync} from 'node:fs'
 import {realpath} from 'node:fs/promises'
 
 import {HostError} from '../errors.js'
-import {run, type RunOptions, type RunResult} from './exec.js'
+import {run, type ExecOptions, type ExecResult} from './exec.js'
 
 /**
  * Runs a tool that reads untrusted input where it can open nothing but that input and its output
@@ -50,7 +50,7 @@ const BWRAP_ERROR = /^bwrap: (.*)$/m
  * caller reads the tool's exit status. Fails as a HostError (exit 3) when the sandbox itself cannot
  * be made.
  */
-export async function runConfined(cmd: string, args: readonly string[], paths: Confined, opts: Omit<RunOptions, 'reject'> = {}): Promise<RunResult> {
+export async function runConfined(cmd: string, args: readonly string[], paths: Confined, opts: Omit<ExecOptions, 'reject'> = {}): Promise<ExecResult> {
   const r = await run('bwrap', [...(await sandboxArgs(paths)), '--', cmd, ...args], {...opts, reject: false})
   const setup = BWRAP_ERROR.exec(r.stderr)
   if (r.exitCode !== 0 && setup) {

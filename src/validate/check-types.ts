@@ -2,7 +2,7 @@ import type {ValidationMode} from '../recipe/schema.js'
 import type {GuestExec} from './guest.js'
 
 // What a validation check is, takes and gives: shared by the check table (checks.ts) and the checks
-// kept in their own files (lifecycle.ts, probe.ts), which the table imports.
+// kept in their own files (lifecycle.ts, nvme-probe.ts), which the table imports.
 
 export type CheckVerdict = 'pass' | 'fail' | 'skip'
 

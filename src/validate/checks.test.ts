@@ -6,12 +6,12 @@ import {describe, expect, it} from 'vitest'
 import {recordedContext, RecordedGuest, type Answer, type Recorded} from '../../test/helpers/recorded-guest.js'
 import type {ValidationMode} from '../recipe/schema.js'
 import type {Check, CheckRun} from './check-types.js'
-import {PROBE_REMOTE_PATH} from './probe.js'
+import {PROBE_REMOTE_PATH} from './nvme-probe.js'
 import {
   bounceOutcome,
   checkCloudInit,
   checkCmdline,
-  checkKernel,
+  checkRunningKernel,
   checkMarker,
   checkMemoryEncryption,
   checkNetwork,
@@ -132,7 +132,7 @@ const UNAME_6_1 = `6.1.158-cvm\n${LINUX_6_1.replace(/^\[[^\]]*\] /, '')}\n`
 const built = {release: '6.1.158-cvm', version: '#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-09)', marker: 'cvm-image: series debian-12-cvm applied'}
 
 describe('kernel: the booted kernel is the built one', () => {
-  const kernel = (out: string, expected = built) => checkKernel(recordedContext([['uname -r', out]], {expected}))
+  const kernel = (out: string, expected = built) => checkRunningKernel(recordedContext([['uname -r', out]], {expected}))
   it('passes on the built release and version', async () => {
     expect(await kernel(UNAME_6_1)).toEqual({verdict: 'pass', evidence: `uname -r: 6.1.158-cvm; /proc/version: ${LINUX_6_1.replace(/^\[[^\]]*\] /, '')}`})
   })

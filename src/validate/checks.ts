@@ -1,7 +1,7 @@
 import {withTimeout} from '../util/timeout.js'
 import type {BootKind, Check, CheckContext, CheckRun, DirectIoRun, Outcome} from './check-types.js'
 import {kexecRoundTrip, powerOff} from './lifecycle.js'
-import {parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_TIMEOUT_MS, SCRATCH_SERIAL} from './probe.js'
+import {parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_TIMEOUT_MS, SCRATCH_SERIAL} from './nvme-probe.js'
 
 const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
 const fail = (evidence: string): Outcome => ({verdict: 'fail', evidence})
@@ -13,7 +13,7 @@ const diskAloneBoot = (b: BootKind) => !b.full
 
 /** Every check, in the order they run (and are reported) in a boot. */
 export const CHECKS: readonly Check[] = [
-  {name: 'kernel', appliesTo: everyBoot, run: checkKernel},
+  {name: 'kernel', appliesTo: everyBoot, run: checkRunningKernel},
   {name: 'cmdline', appliesTo: diskAloneBoot, run: checkCmdline},
   {name: 'marker', appliesTo: fullBoot, run: checkMarker},
   {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
@@ -63,7 +63,7 @@ async function sh(ctx: CheckContext, script: string, timeoutMs = ctx.timeoutMs) 
 const firstLine = (s: string, re: RegExp) => s.split('\n').find((l) => re.test(l))?.trim()
 
 /** The booted kernel is the one compile built: uname -r, /proc/version, and the series' marker line. */
-export async function checkKernel(ctx: CheckContext): Promise<Outcome> {
+export async function checkRunningKernel(ctx: CheckContext): Promise<Outcome> {
   const r = await sh(ctx, 'uname -r; cat /proc/version')
   const [release, procVersion = ''] = r.stdout.trim().split('\n')
   const evidence = `uname -r: ${release}; /proc/version: ${procVersion}`

@@ -11,7 +11,7 @@ import type {BootKind, CheckContext, CheckResult, ExpectedKernel} from './check-
 import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {probeHost, requireMode, type HostReport} from './host-probe.js'
-import {buildProbe} from './probe.js'
+import {buildProbe} from './nvme-probe.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
 

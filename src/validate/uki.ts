@@ -1,44 +1,26 @@
-import {open, readFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {ESP_TYPE} from '../disk/gpt.js'
 import {UKI_ESP_PATH} from '../disk/image.js'
+import {readPartitionTable} from '../disk/partition-table.js'
 import {InputError} from '../errors.js'
 import {sha256} from '../util/fsx.js'
 import {run} from '../util/exec.js'
 
-const SECTOR = 512
-/** C12A7328-F81F-11D2-BA4B-00A0C93EC93B as stored on disk (first three fields little-endian) */
-const ESP_TYPE = Buffer.from('28732ac11ff8d211ba4b00a0c93ec93b', 'hex')
 
 export interface EspLocation {
   offset: number
   size: number
 }
 
-/** Finds the EFI system partition in a GPT disk image (512-byte sectors). */
+/** Finds the EFI system partition of a GPT disk image, from its partition table (src/disk/partition-table.ts). */
 export async function findEsp(disk: string): Promise<EspLocation> {
-  const fh = await open(disk, 'r')
-  try {
-    const header = Buffer.alloc(SECTOR)
-    await fh.read(header, 0, SECTOR, SECTOR)
-    if (header.toString('latin1', 0, 8) !== 'EFI PART') throw new InputError(`${disk}: no GPT header at LBA 1`, {hint: 'validate takes the disk.raw that assemble made (GPT, ESP + root)'})
-    const entriesLba = Number(header.readBigUInt64LE(72))
-    const count = header.readUInt32LE(80)
-    const entrySize = header.readUInt32LE(84)
-    const table = Buffer.alloc(count * entrySize)
-    await fh.read(table, 0, table.length, entriesLba * SECTOR)
-    for (let i = 0; i < count; i++) {
-      const e = table.subarray(i * entrySize, (i + 1) * entrySize)
-      if (e.subarray(0, 16).equals(ESP_TYPE)) {
-        const first = Number(e.readBigUInt64LE(32))
-        const last = Number(e.readBigUInt64LE(40))
-        return {offset: first * SECTOR, size: (last - first + 1) * SECTOR}
-      }
-    }
-    throw new InputError(`${disk}: the GPT has no EFI system partition`, {hint: 'validate takes the disk.raw that assemble made'})
-  } finally {
-    await fh.close()
-  }
+  const table = await readPartitionTable(disk)
+  if (!table || table.label !== 'gpt') throw new InputError(`${disk}: no GPT header at LBA 1 (${table ? `its partition table is ${table.label}` : 'it has no partition table'})`, {hint: 'validate takes the disk.raw that assemble made (GPT, ESP + root)'})
+  const esp = table.partitions.find((p) => p.type === ESP_TYPE)
+  if (!esp) throw new InputError(`${disk}: the GPT has no EFI system partition`, {hint: 'validate takes the disk.raw that assemble made'})
+  return {offset: esp.start * table.sectorSize, size: esp.size * table.sectorSize}
 }
 
 /** Copies \EFI\BOOT\BOOTX64.EFI out of the disk's ESP with mtools (no mount). */

@@ -1,5 +1,5 @@
 import {StageCache} from '../../src/pipeline/cache.js'
-import {runStages, type RunResult} from '../../src/pipeline/run.js'
+import {runStages, type RunStagesResult} from '../../src/pipeline/run.js'
 import type {BuildOptions, StageName} from '../../src/pipeline/stage.js'
 import {STAGES} from '../../src/pipeline/stages/index.js'
 import {projectDirs, RecipeStore} from '../../src/recipe/load.js'
@@ -10,7 +10,7 @@ import {repoRoot, sharedTestCache} from './paths.js'
  * heavy tests share: the debian-12 kernel, rootfs and disk are built once per CI run, whichever test
  * asks first (the stage locks keep concurrent askers apart).
  */
-export async function buildUntil(recipeId: string, until: StageName, options: BuildOptions = {}): Promise<RunResult> {
+export async function buildUntil(recipeId: string, until: StageName, options: BuildOptions = {}): Promise<RunStagesResult> {
   const dirs = projectDirs(repoRoot)
   const recipe = new RecipeStore(dirs).load(recipeId)
   const cacheDir = sharedTestCache()

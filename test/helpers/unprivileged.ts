@@ -2,7 +2,7 @@ import {execFileSync} from 'node:child_process'
 import {chownSync, existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {run, type RunOptions, type RunResult} from '../../src/util/exec.js'
+import {run, type ExecOptions, type ExecResult} from '../../src/util/exec.js'
 import type {StageResult} from '../../src/pipeline/stage.js'
 import type {LoadedRecipe} from '../../src/recipe/load.js'
 import type {BuildOptions} from '../../src/pipeline/stage.js'
@@ -55,7 +55,7 @@ export function unprivilegedDir(path: string, user: UnprivilegedUser): string {
 }
 
 /** Runs a command as the user: setpriv drops uid, gid, supplementary groups and inheritable capabilities. */
-export async function runAs(user: UnprivilegedUser, cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function runAs(user: UnprivilegedUser, cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   if (process.getuid?.() !== 0) return run(cmd, args, opts)
   return run('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--inh-caps=-all', '--', cmd, ...args], {
     ...opts,

@@ -11,7 +11,7 @@
  * whose first guard excludes (-...) is included and one whose first guard includes (+...) is not.
  */
 
-export interface SeriesEntry {
+export interface SuseSeriesLine {
   /** the patch, as series.conf names it: patches.<group>/<file> */
   patch: string
   /** the guards before it on its line, in order */
@@ -27,8 +27,8 @@ export interface SeriesEntry {
  * comment; a backslash at the end of a line continues it on the next; a line may hold several
  * names, each guarded by all guards before it on the line.
  */
-export function parseSeriesConf(text: string, file = 'series.conf'): SeriesEntry[] {
-  const entries: SeriesEntry[] = []
+export function parseSeriesConf(text: string, file = 'series.conf'): SuseSeriesLine[] {
+  const entries: SuseSeriesLine[] = []
   let logical = ''
   let first = 0
   const lines = text.split('\n')
@@ -65,7 +65,7 @@ export function guardsSelect(guards: readonly string[], symbols: ReadonlySet<str
 }
 
 /** The entries applied when exactly `symbols` are defined, in series order. */
-export function selectedPatches(entries: readonly SeriesEntry[], symbols: ReadonlySet<string>): SeriesEntry[] {
+export function selectedPatches(entries: readonly SuseSeriesLine[], symbols: ReadonlySet<string>): SuseSeriesLine[] {
   return entries.filter((e) => guardsSelect(e.guards, symbols))
 }
 
@@ -81,6 +81,6 @@ export function seriesSymbols(extraSymbols: string | undefined): Set<string> {
 }
 
 /** patches.addon/series (names without a folder are in patches.addon/), which SUSE's apply-patches appends to series.conf. */
-export function addonEntries(text: string): SeriesEntry[] {
+export function addonEntries(text: string): SuseSeriesLine[] {
   return parseSeriesConf(text, 'patches.addon/series').map((e) => ({...e, patch: e.patch.includes('/') ? e.patch : `patches.addon/${e.patch}`}))
 }

@@ -8,7 +8,7 @@ import {cachedTree, untar} from '../../kernel/tree-cache.js'
 import {run} from '../../util/exec.js'
 import {atomicWriteFile} from '../../util/fsx.js'
 import {configsDir, keepFiles, kernelTarball, requireRegularFile, requireSrpmPin, srpmFile, srpmName, type SrpmSpec, unpackSrpm} from '../rpm.js'
-import {addonEntries, parseSeriesConf, selectedPatches, seriesSymbols, type SeriesEntry} from './series-conf.js'
+import {addonEntries, parseSeriesConf, selectedPatches, seriesSymbols, type SuseSeriesLine} from './series-conf.js'
 
 /**
  * SUSE's kernel source RPM (kernel-source-<version>.src.rpm): not a tree but a patch queue. The
@@ -103,7 +103,7 @@ async function unpackPatchArchives(x: string, archives: string[], dir: string, s
 }
 
 /** series.conf's entries, then those of patches.addon/series if an archive holds one (as SUSE's apply-patches reads them). */
-async function seriesOf(x: string, patchesDir: string): Promise<SeriesEntry[]> {
+async function seriesOf(x: string, patchesDir: string): Promise<SuseSeriesLine[]> {
   const entries = parseSeriesConf(await readFile(join(x, SERIES), 'utf8'))
   const addon = join(patchesDir, 'patches.addon', 'series')
   if (existsSync(addon) && (await lstat(addon)).isFile()) entries.push(...addonEntries(await readFile(addon, 'utf8')))
@@ -114,7 +114,7 @@ async function seriesOf(x: string, patchesDir: string): Promise<SeriesEntry[]> {
  * Applies one patch of the series with patch -p1, no fuzz (-F0, as SUSE's apply-patches), files it
  * empties removed (-E). A patch that does not apply fails the whole tree, naming it and its line.
  */
-async function applyPatch(entry: SeriesEntry, patchesDir: string, tree: string, srpm: string, tarball: string, io: SourceIO): Promise<void> {
+async function applyPatch(entry: SuseSeriesLine, patchesDir: string, tree: string, srpm: string, tarball: string, io: SourceIO): Promise<void> {
   const where = `${entry.file} line ${entry.line}`
   if (!PATCH_NAME.test(entry.patch) || entry.patch.split('/').includes('..')) {
     throw new InputError(`${srpm}: ${where} names ${entry.patch}, which is not a file under a patches.<group>/ folder`, {hint: 'give a complete, unmodified copy of the source RPM (rpm -K)'})

@@ -7,7 +7,7 @@ import {sha256} from '../../util/fsx.js'
 import {hostKeyPinFromFlag} from '../../remote/ssh.js'
 import {openValidationHost} from '../../validate/open-host.js'
 import {markerLine} from '../../validate/marker.js'
-import {PROBE_SOURCE} from '../../validate/probe.js'
+import {PROBE_SOURCE} from '../../validate/nvme-probe.js'
 import {validateImage, writeSkippedReport} from '../../validate/run.js'
 import type {BuildContext, StageOf} from '../stage.js'
 

@@ -21,7 +21,7 @@ import type {Outcome} from './check-types.js'
  * exec probeArgv(), remove it, then probeOutcome(parseProbeOutput(stdout, exitCode)).
  */
 
-// src/validate/probe.ts and dist/validate/probe.js both sit two levels below the package root
+// src/validate/nvme-probe.ts and dist/validate/nvme-probe.js both sit two levels below the package root
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const PROBE_SOURCE = join(packageRoot, 'src', 'validate', 'probe', 'nvme-offset-probe.c')
 /** the serial of the scratch NVMe disk the validator attaches (the probe and the dd script find it by it) */

@@ -6,7 +6,7 @@ import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {buildProbe, describeFailure, parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_SOURCE} from './probe.js'
+import {buildProbe, describeFailure, parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_SOURCE} from './nvme-probe.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const recorded = (name: string) => readFileSync(join(here, 'probe', 'testdata', name), 'utf8')
