@@ -1,10 +1,12 @@
 import {DISTRO_MODULES} from '../distro/index.js'
+import {FORMATS} from '../formats/table.js'
 import type {ToolRequirement} from './requirement.js'
 
 export type {ToolRequirement} from './requirement.js'
 
 // Data, not code: which host tools each stage runs (docs/design.md); a distro
-// family's own tools are in its module (src/distro/) and follow these.
+// family's own tools are in its module (src/distro/), an output format's in its row
+// (src/formats/table.ts), and follow these.
 const COMMON: ToolRequirement[] = [
   {tool: 'setpriv', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble', 'validate', 'tests'], why: 'every child a stage starts dies with cvm-image (src/util/exec.ts); tests drop root'},
   {tool: 'unshare', package: 'util-linux', stages: ['base', 'kernel-source', 'patch', 'configure', 'compile', 'assemble'], why: 'as root, a stage\'s children get PID and mount namespaces of their own: none outlives the build, no mount is left behind'},
@@ -35,12 +37,10 @@ const COMMON: ToolRequirement[] = [
   {tool: '/usr/lib/systemd/boot/efi/linuxx64.efi.stub', package: 'systemd-boot-efi', stages: ['assemble'], why: "systemd's EFI stub for the UKI"},
   {tool: 'qemu-system-x86_64', package: 'qemu-system-x86', stages: ['validate'], why: 'boot the image'},
   {tool: 'bwrap', package: 'bubblewrap', stages: ['base'], why: 'qemu-img converts a qcow2/vmdk base where it can open only that image and its output (src/util/sandbox.ts)'},
-  {tool: 'qemu-img', package: 'qemu-utils', stages: ['base', 'validate', 'publish'], why: 'a qcow2/vmdk base to raw; overlays and qcow2'},
+  {tool: 'qemu-img', package: 'qemu-utils', stages: ['base', 'validate'], why: 'a qcow2/vmdk base to raw; overlays'},
   {tool: '/usr/share/OVMF/OVMF_CODE_4M.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
   {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},
   {tool: '/usr/lib/x86_64-linux-gnu/libc.a', package: 'libc6-dev', stages: ['validate'], why: 'build the static NVMe offset probe run in the guest'},
-  {tool: 'tar', package: 'tar', stages: ['publish'], why: 'the GCE oldgnu sparse tarball'},
-  {tool: 'pigz', package: 'pigz', stages: ['publish'], why: 'the GCE tarball, gzipped on every core'},
   {tool: 'gpg', package: 'gnupg', stages: ['publish', 'tests'], why: 'sign SHA256SUMS with the release key (SHA256SUMS.gpg) in a temporary GNUPGHOME; tests make keys'},
   {tool: 'gpgconf', package: 'gnupg', stages: ['publish'], why: "stop the temporary GNUPGHOME's gpg-agent before it is removed"},
   {tool: 'gpgv', package: 'gpgv', stages: ['publish'], why: 'check SHA256SUMS.gpg (verify --key; a re-publish keeps a good signature)'},
@@ -49,4 +49,18 @@ const COMMON: ToolRequirement[] = [
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
 
-export const REQUIREMENTS: ToolRequirement[] = [...COMMON, ...DISTRO_MODULES.flatMap((m) => m.tools)]
+export const REQUIREMENTS: ToolRequirement[] = merged([...COMMON, ...Object.values(FORMATS).flatMap((f) => f.tools), ...DISTRO_MODULES.flatMap((m) => m.tools)])
+
+/** One row per tool: a tool several places need gets the union of their stages and each reason once. */
+function merged(rows: ToolRequirement[]): ToolRequirement[] {
+  const byTool = new Map<string, ToolRequirement>()
+  for (const r of rows) {
+    const seen = byTool.get(r.tool)
+    if (!seen) byTool.set(r.tool, {...r, stages: [...r.stages]})
+    else {
+      seen.stages = [...new Set([...seen.stages, ...r.stages])]
+      if (!seen.why.split('; ').includes(r.why)) seen.why = `${seen.why}; ${r.why}`
+    }
+  }
+  return [...byTool.values()]
+}

@@ -5,8 +5,7 @@ import {join} from 'node:path'
 import {StageError} from '../errors.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
-import {rawToGceTarball} from './gce.js'
-import {rawToQcow2} from './qcow2.js'
+import {FORMATS} from './table.js'
 
 /** bump when a conversion changes its output bytes: it names the staging directory */
 export const FORMATS_VERSION = 1
@@ -33,7 +32,7 @@ export interface PrepareOptions {
 }
 
 export function publishedName(format: ImageFormat, gceName: string): string {
-  return format === 'raw' ? 'disk.raw' : format === 'qcow2' ? 'disk.qcow2' : `${gceName}.tar.gz`
+  return FORMATS[format].publishedName(gceName)
 }
 
 /**
@@ -48,15 +47,15 @@ export async function prepareFormats(disk: {path: string; sha256: string}, forma
   const artifacts: ImageArtifact[] = []
   for (const format of formats) {
     const name = publishedName(format, opts.gceName)
-    if (format === 'raw') {
+    const staged = FORMATS[format].staged
+    if (!staged) {
       artifacts.push({format, name, path: disk.path, size: (await stat(disk.path)).size, sha256: diskSha256})
       continue
     }
-    const path = join(dir, format === 'qcow2' ? 'disk.qcow2' : 'gce.tar.gz')
+    const path = join(dir, staged.file)
     if (!existsSync(path)) {
       opts.progress?.(`converting to ${format}`)
-      if (format === 'qcow2') await rawToQcow2(disk.path, path, opts)
-      else await rawToGceTarball(disk.path, path, opts)
+      await staged.convert(disk.path, path, opts)
     }
     artifacts.push({format, name, path, size: (await stat(path)).size, sha256: await cachedSha256(path)})
   }
