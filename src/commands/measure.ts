@@ -1,0 +1,130 @@
+import {stat} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
+import {HostError, InputError} from '../errors.js'
+import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
+import type {MeasurementEntry} from '../measure/entry.js'
+import {launchMeasurements, SEV_MODES, type SevMode} from '../measure/launch.js'
+import {VMSA_FORMS, type VmsaForm} from '../measure/vmsa.js'
+import {readBuildRecord} from '../pipeline/build-record.js'
+import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
+import {OVMF_CODE} from '../validate/host-probe.js'
+
+/** What was measured for: a disk image given by path, or the disk of a recipe's last build. */
+export type MeasureSubject =
+  | {kind: 'disk'; path: string}
+  | {kind: 'build'; recipeId: string; disk?: string; diskSha256?: string}
+
+export interface MeasureResult {
+  subject: MeasureSubject
+  measurements: MeasurementEntry[]
+  notes: string[]
+}
+
+export default class Measure extends BaseCommand {
+  static summary = 'Print the expected launch measurements of an image: SEV and SEV-ES launch digests.'
+  static description = `For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
+VMSA form (the KVM interface that starts the guest, which decides part of the vCPUs' initial state). A disk
+boot's digest binds the firmware and, under SEV-ES, the vCPUs' start state, not the disk. With --kernel, the
+digests of a measured direct boot (OvmfPkg/AmdSev firmware, QEMU -kernel with kernel-hashes=on), which bind the
+kernel, initrd and command line too. The algorithm and what each digest depends on: docs/measurements.md.`
+  static examples = [
+    '<%= config.bin %> measure debian-12',
+    '<%= config.bin %> measure out/debian-12/1735689600-3f2a9c1b7d4e/disk.raw --cpus 1,2,4 --cpu-type EPYC-v4,EPYC-Milan --json',
+    '<%= config.bin %> measure disk.raw --mode sev-es --vmsa-form legacy --cpu-type 25/1/1',
+    '<%= config.bin %> measure disk.raw --firmware OVMF.amdsev.fd --kernel vmlinuz --initrd initrd.img --append "console=ttyS0"',
+  ]
+  static args = {
+    target: Args.string({description: 'a disk image (raw), or a recipe id (its last build in the cache) or build record (.json)', required: true}),
+  }
+  static flags = {
+    firmware: Flags.string({description: `the OVMF code image QEMU loads as pflash unit 0 (repeatable) [default: ${OVMF_CODE}, the one validation uses]`, multiple: true}),
+    mode: Flags.string({description: 'which launch digests (comma-separated or repeated)', options: [...SEV_MODES], multiple: true, delimiter: ',', default: [...SEV_MODES]}),
+    cpus: Flags.string({description: "vCPU counts for SEV-ES, e.g. 1,2,4 [default: the recipe's validate.cpus; for a disk, the schema's default]", multiple: true, delimiter: ','}),
+    'cpu-type': Flags.string({description: 'vCPU types for SEV-ES: a QEMU model (EPYC-v4, EPYC-Milan, ...), family/model/stepping (for -cpu host: the host\'s), or a CPUID 1 EAX signature in hex', multiple: true, delimiter: ',', default: [DEFAULT_CPU_TYPE]}),
+    'vmsa-form': Flags.string({description: 'the KVM interface that makes the SEV-ES VMSAs: legacy (KVM_SEV_ES_INIT), legacy-debug-swap (Linux 6.5-6.7 DebugSwap), init2 (KVM_SEV_INIT2) [default: all]', options: [...VMSA_FORMS], multiple: true, delimiter: ','}),
+    kernel: Flags.file({description: 'measured direct boot: the file QEMU gets as -kernel (with sev-guest kernel-hashes=on; needs an OvmfPkg/AmdSev firmware)'}),
+    initrd: Flags.file({description: 'measured direct boot: the file QEMU gets as -initrd', dependsOn: ['kernel']}),
+    append: Flags.string({description: 'measured direct boot: the -append command line', dependsOn: ['kernel']}),
+    'cache-dir': cacheDirFlag,
+  }
+
+  async run(): Promise<MeasureResult> {
+    const {args, flags} = await this.parse(Measure)
+    const {subject, cpus: recipeCpus} = await resolveTarget(args.target, resolveCacheDir(flags['cache-dir']))
+    const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
+    const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]
+    const measurements = await launchMeasurements({
+      firmware,
+      modes: flags.mode as SevMode[],
+      cpus,
+      cpuTypes: flags['cpu-type'],
+      vmsaForms: (flags['vmsa-form'] ?? [...VMSA_FORMS]) as VmsaForm[],
+      kernelBoot: flags.kernel ? {kernel: resolve(flags.kernel), initrd: flags.initrd && resolve(flags.initrd), append: flags.append} : undefined,
+    })
+    const notes = [
+      flags.kernel
+        ? 'A measured direct boot digest binds the firmware, the kernel, initrd and command line (through the SEV hashes table the firmware checks them against), and under SEV-ES the vCPUs\' start state; not the disk.'
+        : 'A disk-boot launch digest binds the firmware (and under SEV-ES the vCPUs\' start state), not the disk: every disk booted with this firmware gives the same value. What the firmware then loads from the disk is not in it.',
+      'SEV\'s LAUNCH_MEASURE reports HMAC-SHA-256(TIK, 0x04 || API major || API minor || build || policy || digest || MNONCE): compare after recomputing that HMAC with the digest listed here.',
+      'Validation boots SEV guests with -cpu host: their SEV-ES digests need the host\'s own signature (--cpu-type family/model/stepping from its /proc/cpuinfo).',
+    ]
+    const result: MeasureResult = {subject, measurements, notes}
+    if (!this.jsonEnabled()) this.show(result)
+    return result
+  }
+
+  private show(r: MeasureResult): void {
+    const s = r.subject
+    this.log(s.kind === 'disk' ? `disk ${s.path}` : `build ${s.recipeId}${s.disk ? `: disk ${s.disk}` : ''}${s.diskSha256 ? ` (sha256 ${s.diskSha256})` : ''}`)
+    for (const m of r.measurements) {
+      const p = m.params
+      const es = m.kind === 'sev-es-launch' ? `, ${p.vcpus} vCPU(s) ${p.cpuType} (${p.cpuSignature}), VMSA form ${p.vmsaForm}` : ''
+      const boot = p.kernel ? `, kernel ${p.kernel}, initrd ${p.initrd}, cmdline "${p.cmdline}"` : ''
+      this.log(`${m.kind.padEnd(14)} ${m.value}  ${p.firmware}${boot}${es}`)
+    }
+    const forms = [...new Set(r.measurements.map((m) => m.params.vmsaForm).filter((f): f is string => typeof f === 'string'))]
+    for (const f of forms) this.log(`VMSA form ${f}: ${r.measurements.find((m) => m.params.vmsaForm === f)?.params.vmsaFormMeans}`)
+    for (const n of r.notes) this.log(`note: ${n}`)
+  }
+}
+
+/** A disk path, or a recipe id / build record: what the digests are listed for, and its vCPU count. */
+async function resolveTarget(target: string, cacheDir: string): Promise<{subject: MeasureSubject; cpus: number}> {
+  const st = await stat(target).catch(() => undefined)
+  if (st && !target.endsWith('.json')) {
+    if (!st.isFile()) throw new InputError(`${target} is not a disk image file`, {hint: 'give a raw disk image, or a recipe id whose last build is in the cache'})
+    return {subject: {kind: 'disk', path: resolve(target)}, cpus: VALIDATE_DEFAULTS.cpus}
+  }
+  if (!st && !target.endsWith('.json') && /[/.]/.test(target)) {
+    throw new InputError(`no disk image at ${target}`, {hint: 'give the path of a raw disk image, or a recipe id whose last build is in the cache'})
+  }
+  const record = await readBuildRecord(cacheDir, target).catch((e: unknown) => {
+    if (!(e instanceof InputError)) throw e
+    throw new InputError(`${target} is neither a disk image file nor a recipe with a build: ${e.message}`, {
+      hint: `give the path of a raw disk image, or run \`cvm-image build ${target.replace(/\.json$/, '')}\` first (or give --cache-dir where it was built)`,
+    })
+  })
+  const assemble = record.stages.assemble
+  return {
+    subject: {kind: 'build', recipeId: record.recipeId, disk: assemble && join(assemble.dir, 'disk.raw'), diskSha256: assemble?.meta.diskSha256},
+    cpus: record.recipe.validate.cpus,
+  }
+}
+
+function parseCount(s: string): number {
+  if (!/^\d+$/.test(s.trim()) || Number(s) < 1) throw new InputError(`--cpus ${s}: a vCPU count is a whole number from 1`, {hint: 'give --cpus as a list such as 1,2,4'})
+  return Number(s)
+}
+
+/** The firmware validation boots: a host without it lacks the ovmf package. */
+async function defaultFirmware(): Promise<string> {
+  if (await stat(OVMF_CODE).then((s) => s.isFile(), () => false)) return OVMF_CODE
+  throw new HostError(`no OVMF firmware at ${OVMF_CODE}, the one validation boots`, {
+    hint: 'install it (apt-get install ovmf, or cvm-image doctor --install as root), or give a firmware with --firmware',
+  })
+}

@@ -1,0 +1,22 @@
+/**
+ * One expected measurement, as `cvm-image measure` lists them (docs/measurements.md). A leaf file:
+ * every kind of measurement (SEV launch digests here, TPM PCR predictions beside them) gives entries
+ * of this shape, so a pipeline reads them all the same way.
+ */
+export type MeasurementKind = 'sev-launch' | 'sev-es-launch'
+
+/** The inputs a measurement can depend on; `params` says what each was. */
+export type MeasurementInput = 'firmware' | 'vcpus' | 'cpu-signature' | 'vmsa-form' | 'kernel' | 'initrd' | 'cmdline'
+
+export interface MeasurementEntry {
+  kind: MeasurementKind
+  /** lower-case hex */
+  value: string
+  algorithm: 'sha256'
+  /** every input that, changed, changes the value; nothing else does */
+  dependsOn: MeasurementInput[]
+  /** the value of each input this entry was computed for, and what identifies it (a file's path and sha256) */
+  params: Record<string, string | number>
+  /** one line: what the value is and what compares against it */
+  description: string
+}

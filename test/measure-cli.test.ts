@@ -1,0 +1,92 @@
+import {createHash} from 'node:crypto'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterAll, describe, expect, it} from 'vitest'
+
+import type {MeasurementEntry} from '../src/measure/entry.js'
+import {cli} from './helpers/cli.js'
+import {DEBIAN_OVMF, oracleFirmware} from './helpers/sev-oracle.js'
+import {GUIDS, syntheticOvmf} from './helpers/synthetic-ovmf.js'
+
+interface MeasureJson {
+  subject: {kind: string; path?: string; recipeId?: string; disk?: string; diskSha256?: string}
+  measurements: MeasurementEntry[]
+  notes: string[]
+}
+interface ErrorJson {
+  error: {message: string; details: string[]; hint: string; exitCode: number}
+}
+
+/** `cvm-image measure` through the built binary: the command needs the firmware, not a real image. */
+describe('cvm-image measure (the built binary)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cvm-measure-cli-'))
+  afterAll(() => rmSync(dir, {recursive: true, force: true}))
+  const disk = join(dir, 'disk.raw')
+  writeFileSync(disk, Buffer.alloc(64 * 1024))
+  const fw = DEBIAN_OVMF[0] // /usr/share/OVMF/OVMF_CODE_4M.fd, the firmware validation boots
+  // a firmware whose footer table has no SEV-ES reset block
+  const noEs = join(dir, 'no-es.fd')
+  const noEsBytes = syntheticOvmf({entries: [{guid: GUIDS.sevSecret, data: Buffer.alloc(8)}]})
+  writeFileSync(noEs, noEsBytes)
+
+  it('measure <disk.raw> --json with the validation firmware: the oracle\'s SEV and SEV-ES digests for the vCPU counts and types given, and says the disk is not in them', async (ctx) => {
+    oracleFirmware(fw, (note) => ctx.skip(note))
+    const r = await cli(['measure', disk, '--json', '--cpus', '1,4', '--cpu-type', 'EPYC-v4,EPYC-Milan', '--vmsa-form', 'legacy'])
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout) as MeasureJson
+    expect(out.subject).toEqual({kind: 'disk', path: disk})
+    const oracle = Object.fromEntries(fw.sevEs.filter(([form]) => form === 'legacy').map(([, cpu, vcpus, digest]) => [`${cpu} ${vcpus}`, digest]))
+    expect(out.measurements.map((m) => [m.kind, m.kind === 'sev-es-launch' ? `${m.params.cpuType} ${m.params.vcpus}` : '', m.value])).toEqual([
+      ['sev-launch', '', fw.sev],
+      ['sev-es-launch', 'EPYC-v4 1', oracle['EPYC-v4 1']],
+      ['sev-es-launch', 'EPYC-Milan 1', oracle['EPYC-Milan 1']],
+      ['sev-es-launch', 'EPYC-v4 4', oracle['EPYC-v4 4']],
+      ['sev-es-launch', 'EPYC-Milan 4', oracle['EPYC-Milan 4']],
+    ])
+    for (const m of out.measurements) expect(m.params).toMatchObject({firmware: fw.path, firmwareSha256: fw.sha256})
+    expect(out.notes[0]).toMatch(/binds the firmware .*not the disk/)
+  })
+
+  it('measure <recipe id>: the build\'s disk and its recipe\'s validate.cpus as the vCPU count; every VMSA form by default, each named', async (ctx) => {
+    oracleFirmware(fw, (note) => ctx.skip(note))
+    const cache = join(dir, 'cache')
+    mkdirSync(join(cache, 'builds'), {recursive: true})
+    // what measure reads of a build record: the recipe's validate.cpus and the assemble stage's disk
+    const record = {recipeId: 'toy', recipe: {validate: {cpus: 4}}, stages: {assemble: {stage: 'assemble', key: 'k', dir: join(cache, 'assemble'), meta: {diskSha256: 'ab'.repeat(32)}}}}
+    writeFileSync(join(cache, 'builds', 'toy.json'), JSON.stringify(record))
+    const r = await cli(['measure', 'toy', '--json', '--mode', 'sev-es'], {env: {CVM_IMAGE_CACHE: cache}})
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout) as MeasureJson
+    expect(out.subject).toEqual({kind: 'build', recipeId: 'toy', disk: join(cache, 'assemble', 'disk.raw'), diskSha256: 'ab'.repeat(32)})
+    const oracle = Object.fromEntries(fw.sevEs.filter(([, cpu, vcpus]) => cpu === 'EPYC-v4' && vcpus === 4).map(([form, , , digest]) => [form, digest]))
+    expect(Object.fromEntries(out.measurements.map((m) => [m.params.vmsaForm, m.value]))).toEqual(oracle)
+    expect(out.measurements.map((m) => m.params.vcpus)).toEqual([4, 4, 4])
+  })
+
+  it('a firmware with no SEV-ES reset block: exit 2 naming the file, and --mode sev alone still gives its digest (its sha256)', async () => {
+    const r = await cli(['measure', disk, '--firmware', noEs, '--json'])
+    expect(r.code).toBe(2)
+    const {error} = JSON.parse(r.stdout) as ErrorJson
+    expect(error.message).toBe(`${noEs}: the firmware's footer table has no SEV-ES reset block (GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e), so QEMU cannot start it under SEV-ES`)
+    expect(error.hint).toMatch(/--mode sev/)
+    const sev = await cli(['measure', disk, '--firmware', noEs, '--mode', 'sev', '--json'])
+    expect(sev.code, sev.stderr).toBe(0)
+    expect((JSON.parse(sev.stdout) as MeasureJson).measurements.map((m) => [m.kind, m.value])).toEqual([['sev-launch', createHash('sha256').update(noEsBytes).digest('hex')]])
+  })
+
+  it('bad targets and flags: exit 2 with what, where and what to do', async () => {
+    const missing = await cli(['measure', join(dir, 'nope.raw'), '--json'])
+    expect(missing.code).toBe(2)
+    expect((JSON.parse(missing.stdout) as ErrorJson).error).toMatchObject({message: `no disk image at ${join(dir, 'nope.raw')}`, hint: expect.stringMatching(/raw disk image, or a recipe id/)})
+    const noBuild = await cli(['measure', 'debian-12', '--json', '--cache-dir', join(dir, 'empty-cache')])
+    expect(noBuild.code).toBe(2)
+    const e = (JSON.parse(noBuild.stdout) as ErrorJson).error
+    expect(e.message).toMatch(/^debian-12 is neither a disk image file nor a recipe with a build: no build record at .*empty-cache\/builds\/debian-12\.json/)
+    expect(e.hint).toMatch(/cvm-image build debian-12/)
+    const cpus = await cli(['measure', disk, '--cpus', '1,x', '--firmware', noEs, '--mode', 'sev'])
+    expect(cpus.code).toBe(2)
+    expect(cpus.stderr).toMatch(/--cpus x: a vCPU count is a whole number from 1/)
+  })
+})
