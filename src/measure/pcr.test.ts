@@ -8,10 +8,12 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {EFI_STUB, buildUki} from '../disk/uki.js'
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
-import {extendPcr11Phases, predictPcr11, predictPcr11FromUki, stubSections} from './pcr.js'
+import {authenticodeSha256} from './authenticode.js'
+import {extendPcr11Phases, predictPcr11, predictPcr11FromUki, predictPcr4FromUki, replayPcr, stubKernelStart, stubSections} from './pcr.js'
 
 // PCR 11 as systemd-stub 252 measures a UKI (docs/pcr-measurements.md), checked against Debian 12's
 // own calculation of it: systemd-measure, from the systemd package, on the same section files.
+// PCR 4: the events firmware measures, the UKI's and kernel's digests from authenticode.ts.
 
 const SYSTEMD_MEASURE = '/usr/lib/systemd/systemd-measure'
 
@@ -159,5 +161,76 @@ describe('PCR 11: what systemd-stub 252 measures of the UKI (checked against sys
       EFI_STUB, f('overlap.efi'),
     ])
     await expect(predictPcr11FromUki(f('overlap.efi'))).rejects.toThrow(/overlaps section/)
+  })
+})
+
+describe('PCR 4: what UEFI firmware measures of the UKI and of the kernel the stub loads', () => {
+  let dir: string
+  const f = (name: string) => join(dir, name)
+  /** the well-known digests every edk2 event log shows for these two events */
+  const CALLING_EFI_APPLICATION = '3d6772b4f84ed47595d72a2c4c5ffd15f5bb72c7507fe26f2aaee2c69d5633ba'
+  const SEPARATOR = 'df3f619804a92fdb4057192dc43dd748ea778adc52bc498ce80524c014b81119'
+  const BOOT_EFI = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi'
+
+  /** a UKI whose .linux is a PE image (systemd-boot's, as a stand-in kernel) with this MajorImageVersion */
+  async function ukiWithPeKernel(name: string, majorImageVersion: number): Promise<{uki: string; kernel: string}> {
+    const kernel = Buffer.from(await readFile(BOOT_EFI))
+    kernel.writeUInt16LE(majorImageVersion, kernel.readUInt32LE(0x3c) + 24 + 44)
+    await writeFile(f(`${name}.kernel`), kernel)
+    const uki = f(`${name}.efi`)
+    await buildUki({vmlinuz: f(`${name}.kernel`), cmdlineFile: f('cmdline'), osReleaseFile: f('osrel')}, uki, {sourceDateEpoch: 1_700_000_000})
+    return {uki, kernel: f(`${name}.kernel`)}
+  }
+  beforeAll(async () => {
+    needTool(EFI_STUB, 'systemd-boot-efi')
+    needTool(BOOT_EFI, 'systemd-boot-efi')
+    dir = await mkdtemp(join(tmpdir(), 'cvm-pcr4-test-'))
+    await writeFile(f('cmdline'), 'root=PARTUUID=1 rw console=ttyS0')
+    await writeFile(f('osrel'), 'ID=debian\n')
+  }, 60_000)
+  afterAll(async () => {
+    if (dir) await rm(dir, {recursive: true, force: true})
+  })
+
+  it('without Secure Boot: the ReadyToBoot action and separator, the UKI, then the kernel the stub starts with LoadImage', async () => {
+    const {uki, kernel} = await ukiWithPeKernel('loadimage', 1)
+    const got = await predictPcr4FromUki(uki)
+    expect(got.events.map((e) => e.type)).toEqual(['EV_EFI_ACTION', 'EV_SEPARATOR', 'EV_EFI_BOOT_SERVICES_APPLICATION', 'EV_EFI_BOOT_SERVICES_APPLICATION'])
+    expect(got.events[0].digest).toBe(CALLING_EFI_APPLICATION)
+    expect(got.events[1].digest).toBe(SEPARATOR)
+    // Authenticode digests (src/measure/authenticode.test.ts checks them against osslsigncode):
+    // the UKI file as it is, and the kernel exactly as it was put into .linux
+    expect(got.events[2].digest).toBe(authenticodeSha256(await readFile(uki)).toString('hex'))
+    expect(got.events[3].digest).toBe(authenticodeSha256(await readFile(kernel)).toString('hex'))
+    expect(got.value).toBe(replayPcr(4, got.events).value)
+    expect(stubKernelStart(await readFile(kernel))).toBe('load-image')
+  })
+
+  it('with Secure Boot, or a kernel too old for LoadImage (MajorImageVersion 0: EFI handover), the kernel is not measured', async () => {
+    const {uki} = await ukiWithPeKernel('loadimage-sb', 1)
+    const secure = await predictPcr4FromUki(uki, {secureBoot: true})
+    expect(secure.events.map((e) => e.type)).toEqual(['EV_EFI_ACTION', 'EV_SEPARATOR', 'EV_EFI_BOOT_SERVICES_APPLICATION'])
+    const old = await ukiWithPeKernel('handover', 0)
+    expect(stubKernelStart(await readFile(old.kernel))).toBe('handover')
+    expect((await predictPcr4FromUki(old.uki)).events).toHaveLength(3)
+    expect(secure.value).not.toBe((await predictPcr4FromUki(uki)).value)
+  })
+
+  it('a boot option tried before the disk\'s adds "Returning from ..." and "Calling ..." before the UKI', async () => {
+    const {uki} = await ukiWithPeKernel('attempts', 1)
+    const got = await predictPcr4FromUki(uki, {earlierBootAttempts: 1})
+    expect(got.events.slice(0, 4).map((e) => e.what)).toEqual([
+      'Calling EFI Application from Boot Option', 'separator (00000000)',
+      'Returning from EFI Application from Boot Option', 'Calling EFI Application from Boot Option',
+    ])
+    expect(got.events[3].digest).toBe(CALLING_EFI_APPLICATION)
+    expect(got.events).toHaveLength(6)
+  })
+
+  it('a UKI whose .linux is no PE image is an input error: systemd-stub would not start it', async () => {
+    await writeFile(f('not-pe'), Buffer.alloc(5000, 1))
+    await buildUki({vmlinuz: f('not-pe'), cmdlineFile: f('cmdline'), osReleaseFile: f('osrel')}, f('not-pe.efi'), {sourceDateEpoch: 1_700_000_000})
+    await expect(predictPcr4FromUki(f('not-pe.efi'))).rejects.toThrow(/Bad kernel image/)
+    await expect(predictPcr4FromUki(f('not-pe.efi'))).rejects.toBeInstanceOf(InputError)
   })
 })

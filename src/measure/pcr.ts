@@ -2,7 +2,8 @@ import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 
 import {InputError} from '../errors.js'
-import {PE_MACHINE_X86_64, parsePe, sectionInMemory, type PeSectionHeader} from './pe.js'
+import {authenticodeSha256} from './authenticode.js'
+import {PE_MACHINE_X86_64, PE_SUBSYSTEM_EFI_APPLICATION, parsePe, sectionInMemory, type PeSectionHeader} from './pe.js'
 
 /**
  * Expected TPM PCR values (SHA-256 bank) for a disk whose ESP holds our UKI at
@@ -140,4 +141,102 @@ export function extendPcr11Phases(prediction: PcrPrediction, phases: readonly st
     events.push({pcr: PCR_KERNEL_IMAGE, type: null, what: `boot phase ${word}`, digest: sha256(Buffer.from(word, 'utf8')).toString('hex')})
   }
   return replayPcr(PCR_KERNEL_IMAGE, events)
+}
+
+// ---- PCR 4: UEFI firmware (edk2 / OVMF) ----
+
+export const PCR_BOOT_MANAGER_CODE = 4
+/** edk2 Tcg2Dxe OnReadyToBoot's actions (hashed without their NUL): before each boot option it tries */
+export const EFI_CALLING_EFI_APPLICATION = 'Calling EFI Application from Boot Option'
+/** ... and, from the second boot option on, first this one */
+export const EFI_RETURNING_FROM_EFI_APPLICATION = 'Returning from EFI Application from Boot Option'
+
+export interface Pcr4Options {
+  /**
+   * UEFI Secure Boot is on: systemd-stub then vouches for its own kernel (its security override
+   * answers for it), so firmware does not measure the kernel. Default false, as OVMF_CODE_4M.fd
+   * boots in validation. Firmware with Secure Boot boots a signed UKI only: predict from the signed
+   * file, whose digest differs from the unsigned one's by the padding signing adds.
+   */
+  secureBoot?: boolean
+  /**
+   * How many boot options the firmware tried before this disk's (each one, even one with no boot
+   * file, adds "Returning from ..." and "Calling ..." at the next). Default 0: the disk's is the
+   * first boot option, as when it has bootindex=0 or is the only bootable device.
+   */
+  earlierBootAttempts?: number
+}
+
+/**
+ * How systemd-stub 252 (Debian 12's 252.39) starts the kernel in .linux (src/boot/efi/linux.c
+ * linux_exec, pe.c pe_kernel_info): a PE kernel whose MajorImageVersion is 1 or more (Linux 5.8
+ * and later: the initrd by LINUX_INITRD_MEDIA_GUID) through the firmware's LoadImage and
+ * StartImage; an older one through the EFI handover protocol, which firmware does not see.
+ */
+export function stubKernelStart(linux: Buffer, what = 'the kernel in .linux'): 'load-image' | 'handover' {
+  let pe
+  try {
+    pe = parsePe(linux, what)
+  } catch (err) {
+    throw new InputError(`${what} is no PE image: systemd-stub would refuse to start it ("Bad kernel image")`, {cause: err})
+  }
+  if (pe.machine !== PE_MACHINE_X86_64 || pe.numberOfSections === 0 || pe.numberOfSections > 96) {
+    throw new InputError(`${what} is no x86-64 PE image with 1 to 96 sections: systemd-stub would refuse to start it ("Bad kernel image")`)
+  }
+  return pe.majorImageVersion < 1 ? 'handover' : 'load-image'
+}
+
+/**
+ * The PCR 4 events of a boot of \EFI\BOOT\BOOTX64.EFI holding this UKI. They assume edk2's
+ * standard measurements (OVMF built with TPM 2.0 support, a TPM present, nothing else started from
+ * a boot option before: no UEFI shell, no boot menu):
+ * 1. EV_EFI_ACTION "Calling EFI Application from Boot Option" (Tcg2Dxe, at the first ReadyToBoot,
+ *    which BDS signals before it loads a boot option's file);
+ * 2. EV_SEPARATOR, 4 zero bytes (the same ReadyToBoot: the line between pre-boot and the OS);
+ * 3. for each boot option tried before this disk's (opts.earlierBootAttempts): EV_EFI_ACTION
+ *    "Returning from EFI Application from Boot Option", then "Calling ..." again;
+ * 4. EV_EFI_BOOT_SERVICES_APPLICATION: the Authenticode SHA-256 of the UKI, as LoadImage is given
+ *    the file (DxeTpm2MeasureBootLib, for an image that is an EFI application);
+ * 5. with Secure Boot off and a kernel systemd-stub starts by LoadImage (stubKernelStart):
+ *    EV_EFI_BOOT_SERVICES_APPLICATION, the Authenticode SHA-256 of the kernel (.linux as it lies in
+ *    memory). With Secure Boot on, the stub's security override answers for its own kernel before
+ *    the firmware's handlers, the measuring one included, see it.
+ * A firmware whose PCR 4 holds other events, or none of these (no TPM), gives another value.
+ */
+export function pcr4Events(uki: Buffer, opts: Pcr4Options = {}, what = 'the UKI'): PcrEvent[] {
+  const pe = parsePe(uki, what)
+  if (pe.subsystem !== PE_SUBSYSTEM_EFI_APPLICATION) throw new InputError(`${what} has PE subsystem ${pe.subsystem}, not an EFI application (10): firmware does not measure it into PCR 4`)
+  const events: PcrEvent[] = [
+    {pcr: PCR_BOOT_MANAGER_CODE, type: 'EV_EFI_ACTION', what: EFI_CALLING_EFI_APPLICATION, digest: sha256(EFI_CALLING_EFI_APPLICATION).toString('hex')},
+    {pcr: PCR_BOOT_MANAGER_CODE, type: 'EV_SEPARATOR', what: 'separator (00000000)', digest: sha256(Buffer.alloc(4)).toString('hex')},
+  ]
+  const attempts = opts.earlierBootAttempts ?? 0
+  if (!Number.isInteger(attempts) || attempts < 0) throw new InputError(`earlier boot attempts must be a whole number of 0 or more, not ${attempts}`)
+  for (let i = 0; i < attempts; i++) {
+    for (const action of [EFI_RETURNING_FROM_EFI_APPLICATION, EFI_CALLING_EFI_APPLICATION]) {
+      events.push({pcr: PCR_BOOT_MANAGER_CODE, type: 'EV_EFI_ACTION', what: action, digest: sha256(action).toString('hex')})
+    }
+  }
+  events.push(
+    {pcr: PCR_BOOT_MANAGER_CODE, type: 'EV_EFI_BOOT_SERVICES_APPLICATION', what: 'the UKI (\\EFI\\BOOT\\BOOTX64.EFI), Authenticode SHA-256', digest: authenticodeSha256(uki, what).toString('hex')},
+  )
+  const linux = stubSections(uki, what)['.linux'] as Buffer
+  const kernelWhat = `the kernel in ${what}'s .linux section`
+  if (stubKernelStart(linux, kernelWhat) === 'load-image' && !opts.secureBoot) {
+    // edk2 measures an image LoadImage is given into PCR 4 only when it is an EFI application
+    if (parsePe(linux, kernelWhat).subsystem === PE_SUBSYSTEM_EFI_APPLICATION) {
+      events.push({pcr: PCR_BOOT_MANAGER_CODE, type: 'EV_EFI_BOOT_SERVICES_APPLICATION', what: 'the kernel (.linux), loaded by systemd-stub with LoadImage, Authenticode SHA-256', digest: authenticodeSha256(linux, kernelWhat).toString('hex')})
+    }
+  }
+  return events
+}
+
+/** PCR 4 after firmware has started the UKI and the UKI its kernel (the events of pcr4Events). */
+export function predictPcr4(uki: Buffer, opts: Pcr4Options = {}, what = 'the UKI'): PcrPrediction {
+  return replayPcr(PCR_BOOT_MANAGER_CODE, pcr4Events(uki, opts, what))
+}
+
+/** predictPcr4 for the UKI file at ukiPath. */
+export async function predictPcr4FromUki(ukiPath: string, opts: Pcr4Options = {}): Promise<PcrPrediction> {
+  return predictPcr4(await readFile(ukiPath), opts, ukiPath)
 }
