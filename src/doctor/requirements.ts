@@ -46,6 +46,9 @@ const COMMON: ToolRequirement[] = [
   {tool: 'gpgv', package: 'gpgv', stages: ['publish'], why: 'check SHA256SUMS.gpg (verify --key; a re-publish keeps a good signature)'},
   {tool: 'mkfs.xfs', package: 'xfsprogs', stages: ['tests'], why: 'a disk whose root is xfs, which the base stage refuses'},
   {tool: '/usr/sbin/sshd', package: 'openssh-server', stages: ['tests'], why: 'the loopback SSH host in tests'},
+  {tool: '/usr/lib/systemd/systemd-measure', package: 'systemd', stages: ['tests'], why: "the PCR 11 tests check src/measure/pcr.ts against systemd's own calculation"},
+  {tool: 'osslsigncode', package: 'osslsigncode', stages: ['tests'], why: 'the Authenticode tests check src/measure/authenticode.ts against an independent signer'},
+  {tool: 'openssl', package: 'openssl', stages: ['tests'], why: 'a throwaway key and certificate for osslsigncode in the Authenticode tests'},
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
 
