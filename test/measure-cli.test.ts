@@ -1,9 +1,13 @@
 import {createHash} from 'node:crypto'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {truncate, writeFile} from 'node:fs/promises'
+import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {afterAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {buildUki, EFI_STUB} from '../src/disk/uki.js'
+import {run} from '../src/util/exec.js'
 
 import type {MeasurementEntry} from '../src/measure/entry.js'
 import {cli} from './helpers/cli.js'
@@ -33,7 +37,7 @@ describe('cvm-image measure (the built binary)', () => {
 
   it('measure <disk.raw> --json with the validation firmware: the oracle\'s SEV and SEV-ES digests for the vCPU counts and types given, and says the disk is not in them', async (ctx) => {
     oracleFirmware(fw, (note) => ctx.skip(note))
-    const r = await cli(['measure', disk, '--json', '--cpus', '1,4', '--cpu-type', 'EPYC-v4,EPYC-Milan', '--vmsa-form', 'legacy'])
+    const r = await cli(['measure', disk, '--no-pcr', '--json', '--cpus', '1,4', '--cpu-type', 'EPYC-v4,EPYC-Milan', '--vmsa-form', 'legacy'])
     expect(r.code, r.stderr).toBe(0)
     const out = JSON.parse(r.stdout) as MeasureJson
     expect(out.subject).toEqual({kind: 'disk', path: disk})
@@ -56,7 +60,7 @@ describe('cvm-image measure (the built binary)', () => {
     // what measure reads of a build record: the recipe's validate.cpus and the assemble stage's disk
     const record = {recipeId: 'toy', recipe: {validate: {cpus: 4}}, stages: {assemble: {stage: 'assemble', key: 'k', dir: join(cache, 'assemble'), meta: {diskSha256: 'ab'.repeat(32)}}}}
     writeFileSync(join(cache, 'builds', 'toy.json'), JSON.stringify(record))
-    const r = await cli(['measure', 'toy', '--json', '--mode', 'sev-es'], {env: {CVM_IMAGE_CACHE: cache}})
+    const r = await cli(['measure', 'toy', '--no-pcr', '--json', '--mode', 'sev-es'], {env: {CVM_IMAGE_CACHE: cache}})
     expect(r.code, r.stderr).toBe(0)
     const out = JSON.parse(r.stdout) as MeasureJson
     expect(out.subject).toEqual({kind: 'build', recipeId: 'toy', disk: join(cache, 'assemble', 'disk.raw'), diskSha256: 'ab'.repeat(32)})
@@ -66,12 +70,12 @@ describe('cvm-image measure (the built binary)', () => {
   })
 
   it('a firmware with no SEV-ES reset block: exit 2 naming the file, and --mode sev alone still gives its digest (its sha256)', async () => {
-    const r = await cli(['measure', disk, '--firmware', noEs, '--json'])
+    const r = await cli(['measure', disk, '--no-pcr', '--firmware', noEs, '--json'])
     expect(r.code).toBe(2)
     const {error} = JSON.parse(r.stdout) as ErrorJson
     expect(error.message).toBe(`${noEs}: the firmware's footer table has no SEV-ES reset block (GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e), so QEMU cannot start it under SEV-ES`)
     expect(error.hint).toMatch(/--mode sev/)
-    const sev = await cli(['measure', disk, '--firmware', noEs, '--mode', 'sev', '--json'])
+    const sev = await cli(['measure', disk, '--no-pcr', '--firmware', noEs, '--mode', 'sev', '--json'])
     expect(sev.code, sev.stderr).toBe(0)
     expect((JSON.parse(sev.stdout) as MeasureJson).measurements.map((m) => [m.kind, m.value])).toEqual([['sev-launch', createHash('sha256').update(noEsBytes).digest('hex')]])
   })
@@ -88,5 +92,62 @@ describe('cvm-image measure (the built binary)', () => {
     const cpus = await cli(['measure', disk, '--cpus', '1,x', '--firmware', noEs, '--mode', 'sev'])
     expect(cpus.code).toBe(2)
     expect(cpus.stderr).toMatch(/--cpus x: a vCPU count is a whole number from 1/)
+  })
+})
+
+/**
+ * The PCR predictions of `measure` on a disk laid out as assemble lays it (GPT, ESP with the UKI at
+ * \EFI\BOOT\BOOTX64.EFI), checked against systemd's own systemd-measure on the UKI's sections.
+ */
+describe('cvm-image measure: PCR 11 and PCR 4 of the UKI on a disk (the built binary; systemd-measure as the check)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cvm-measure-pcr-'))
+  afterAll(() => rmSync(dir, {recursive: true, force: true}))
+  const f = (n: string) => join(dir, n)
+  const disk = f('disk.raw')
+  const measureSections = async (phase: string) => {
+    const r = await run('/usr/lib/systemd/systemd-measure', ['calculate', `--linux=${f('linux')}`, `--osrel=${f('osrel')}`, `--cmdline=${f('cmdline')}`, '--bank=sha256', `--phase=${phase}`], {what: 'systemd-measure (package systemd)'})
+    return /^11:sha256=([0-9a-f]{64})$/m.exec(r.stdout)![1]
+  }
+
+  beforeAll(async () => {
+    // the stub wants a PE kernel (an x86-64 EFI application, as Linux's EFI stub makes it): systemd-stub's own file is one
+    copyFileSync(EFI_STUB, f('linux'))
+    writeFileSync(f('osrel'), 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n')
+    writeFileSync(f('cmdline'), 'root=PARTUUID=4f68bce3-e8cd-4db1-96e7-fbcaf984b709 rw console=ttyS0')
+    await buildUki({vmlinuz: f('linux'), cmdlineFile: f('cmdline'), osReleaseFile: f('osrel')}, f('uki.efi'), {sourceDateEpoch: 1_700_000_000})
+    await run('mkfs.vfat', ['-C', '-F', '32', f('esp.img'), String(40 * 1024)])
+    await run('mmd', ['-i', f('esp.img'), '::EFI', '::EFI/BOOT'])
+    await run('mcopy', ['-i', f('esp.img'), f('uki.efi'), '::EFI/BOOT/BOOTX64.EFI'])
+    await writeFile(disk, '')
+    await truncate(disk, 64 * 1024 * 1024)
+    await run('sfdisk', ['--quiet', disk], {input: 'label: gpt\nstart=2048, size=81920, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=83968, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709\n'})
+    await run('dd', [`if=${f('esp.img')}`, `of=${disk}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none'])
+  }, 60_000)
+
+  it('lists PCR 11 before userspace and after systemd-pcrphase (sysinit, ready), equal to systemd-measure on the same sections, and PCR 4 with what it assumes', async () => {
+    const r = await cli(['measure', disk, '--mode', 'sev', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout) as MeasureJson
+    const pcr11 = out.measurements.filter((m) => m.kind === 'tpm-pcr11')
+    expect(pcr11.map((m) => m.params.phase)).toEqual(['stub', 'sysinit:ready'])
+    expect(pcr11[0].value).toBe(await measureSections(':'))
+    expect(pcr11[1].value).toBe(await measureSections('sysinit:ready'))
+    for (const m of pcr11) expect(m.dependsOn).toEqual(['uki'])
+    const pcr4 = out.measurements.find((m) => m.kind === 'tpm-pcr4')!
+    expect(pcr4.value).toMatch(/^[0-9a-f]{64}$/)
+    expect(pcr4.dependsOn).toEqual(expect.arrayContaining(['uki', 'firmware-events', 'boot-order']))
+    expect(pcr4.params.ukiSha256).toBe(createHash('sha256').update(readFileSync(f('uki.efi'))).digest('hex'))
+    expect(out.measurements.map((m) => m.kind)).toContain('sev-launch')
+    expect(out.notes[0]).toMatch(/PCR 11 depends on the UKI alone/)
+  })
+
+  it('a disk with no GPT: exit 2 naming the disk and what it lacks, and --no-pcr still lists the launch digests', async () => {
+    writeFileSync(f('blank.raw'), Buffer.alloc(64 * 1024))
+    const r = await cli(['measure', f('blank.raw'), '--mode', 'sev', '--json'])
+    expect(r.code).toBe(2)
+    expect((JSON.parse(r.stdout) as ErrorJson).error.message).toMatch(new RegExp(`^${f('blank.raw')}: no GPT header`))
+    const ok = await cli(['measure', f('blank.raw'), '--mode', 'sev', '--no-pcr', '--json'])
+    expect(ok.code, ok.stderr).toBe(0)
+    expect((JSON.parse(ok.stdout) as MeasureJson).measurements.map((m) => m.kind)).toEqual(['sev-launch'])
   })
 })

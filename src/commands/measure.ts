@@ -9,6 +9,7 @@ import {HostError, InputError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {launchMeasurements, SEV_MODES, type SevMode} from '../measure/launch.js'
+import {pcrMeasurements} from '../measure/pcr-entries.js'
 import {VMSA_FORMS, type VmsaForm} from '../measure/vmsa.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
 import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
@@ -26,8 +27,10 @@ export interface MeasureResult {
 }
 
 export default class Measure extends BaseCommand {
-  static summary = 'Print the expected launch measurements of an image: SEV and SEV-ES launch digests.'
-  static description = `For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
+  static summary = 'Print the expected measurements of an image: TPM PCR 4 and 11, SEV and SEV-ES launch digests.'
+  static description = `For the disk's UKI, the TPM PCR 11 (systemd-stub's measurements of its sections: the UKI alone decides it)
+and PCR 4 (the firmware's boot application chain, assuming edk2's standard events and the disk as the first boot
+option), SHA-256 bank, with Secure Boot off (docs/pcr-measurements.md). For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
 VMSA form (the KVM interface that starts the guest, which decides part of the vCPUs' initial state). A disk
 boot's digest binds the firmware and, under SEV-ES, the vCPUs' start state, not the disk. With --kernel, the
 digests of a measured direct boot (OvmfPkg/AmdSev firmware, QEMU -kernel with kernel-hashes=on), which bind the
@@ -50,6 +53,7 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     kernel: Flags.file({description: 'measured direct boot: the file QEMU gets as -kernel (with sev-guest kernel-hashes=on; needs an OvmfPkg/AmdSev firmware)'}),
     initrd: Flags.file({description: 'measured direct boot: the file QEMU gets as -initrd', dependsOn: ['kernel']}),
     append: Flags.string({description: 'measured direct boot: the -append command line', dependsOn: ['kernel']}),
+    pcr: Flags.boolean({description: "predict the TPM PCRs of the disk's UKI (--no-pcr: the SEV digests only)", default: true, allowNo: true}),
     'cache-dir': cacheDirFlag,
   }
 
@@ -58,7 +62,9 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     const {subject, cpus: recipeCpus} = await resolveTarget(args.target, resolveCacheDir(flags['cache-dir']))
     const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
     const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]
-    const measurements = await launchMeasurements({
+    const disk = subject.kind === 'disk' ? subject.path : subject.disk
+    const pcrs = flags.pcr && disk ? await pcrMeasurements(disk) : []
+    const launch = await launchMeasurements({
       firmware,
       modes: flags.mode as SevMode[],
       cpus,
@@ -66,7 +72,9 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
       vmsaForms: (flags['vmsa-form'] ?? [...VMSA_FORMS]) as VmsaForm[],
       kernelBoot: flags.kernel ? {kernel: resolve(flags.kernel), initrd: flags.initrd && resolve(flags.initrd), append: flags.append} : undefined,
     })
+    const measurements = [...pcrs, ...launch]
     const notes = [
+      ...(pcrs.length ? ["PCR 11 depends on the UKI alone. PCR 4 also depends on the firmware's own events (edk2's standard ones assumed) and on the disk being the first boot option tried; both are for Secure Boot off."] : []),
       flags.kernel
         ? 'A measured direct boot digest binds the firmware, the kernel, initrd and command line (through the SEV hashes table the firmware checks them against), and under SEV-ES the vCPUs\' start state; not the disk.'
         : 'A disk-boot launch digest binds the firmware (and under SEV-ES the vCPUs\' start state), not the disk: every disk booted with this firmware gives the same value. What the firmware then loads from the disk is not in it.',
@@ -84,6 +92,11 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     for (const m of r.measurements) {
       const p = m.params
       const es = m.kind === 'sev-es-launch' ? `, ${p.vcpus} vCPU(s) ${p.cpuType} (${p.cpuSignature}), VMSA form ${p.vmsaForm}` : ''
+      if (m.kind === 'tpm-pcr4' || m.kind === 'tpm-pcr11') {
+        const phase = p.phase ? `, phase ${p.phase}` : ''
+        this.log(`${m.kind.padEnd(14)} ${m.value}  PCR ${p.pcr} (sha256 bank) of the UKI ${p.uki} (sha256 ${p.ukiSha256})${phase}, Secure Boot off`)
+        continue
+      }
       const boot = p.kernel ? `, kernel ${p.kernel}, initrd ${p.initrd}, cmdline "${p.cmdline}"` : ''
       this.log(`${m.kind.padEnd(14)} ${m.value}  ${p.firmware}${boot}${es}`)
     }

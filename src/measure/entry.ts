@@ -3,10 +3,25 @@
  * every kind of measurement (SEV launch digests here, TPM PCR predictions beside them) gives entries
  * of this shape, so a pipeline reads them all the same way.
  */
-export type MeasurementKind = 'sev-launch' | 'sev-es-launch'
+export type MeasurementKind = 'sev-launch' | 'sev-es-launch' | 'tpm-pcr4' | 'tpm-pcr11'
 
 /** The inputs a measurement can depend on; `params` says what each was. */
-export type MeasurementInput = 'firmware' | 'vcpus' | 'cpu-signature' | 'vmsa-form' | 'kernel' | 'initrd' | 'cmdline'
+export type MeasurementInput =
+  | 'firmware'
+  | 'vcpus'
+  | 'cpu-signature'
+  | 'vmsa-form'
+  | 'kernel'
+  | 'initrd'
+  | 'cmdline'
+  /** the UKI on the disk's ESP, byte for byte */
+  | 'uki'
+  /** the events firmware measures by itself (edk2's standard ones assumed) */
+  | 'firmware-events'
+  /** which boot options the firmware tried before the disk's */
+  | 'boot-order'
+  /** whether UEFI Secure Boot is on */
+  | 'secure-boot'
 
 export interface MeasurementEntry {
   kind: MeasurementKind
