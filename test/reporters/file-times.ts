@@ -13,9 +13,28 @@ import type {Reporter, TestModule} from 'vitest/node'
  */
 export default class FileTimes implements Reporter {
   private started = Date.now()
+  /** the files running now, and since when: written to $CVM_TEST_SUMMARY.running, which .ci/run prints if it has to stop the run */
+  private running = new Map<string, number>()
 
   onTestRunStart(): void {
     this.started = Date.now()
+  }
+
+  onTestModuleStart(m: TestModule): void {
+    this.running.set(relative(process.cwd(), m.moduleId), Date.now())
+    this.writeRunning()
+  }
+
+  onTestModuleEnd(m: TestModule): void {
+    this.running.delete(relative(process.cwd(), m.moduleId))
+    this.writeRunning()
+  }
+
+  private writeRunning(): void {
+    if (!process.env.CVM_TEST_SUMMARY) return
+    const now = Date.now()
+    const lines = [...this.running].map(([name, since]) => `${((now - since) / 1000).toFixed(0).padStart(6)} s so far  ${name}`)
+    writeFileSync(`${process.env.CVM_TEST_SUMMARY}.running`, lines.join('\n') + (lines.length ? '\n' : ''))
   }
 
   onTestRunEnd(modules: readonly TestModule[]): void {
