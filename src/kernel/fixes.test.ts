@@ -24,7 +24,7 @@ const PCI_OLD = 'static void nvme_reset_work(void)\n{\n\tdev->ctrl.max_hw_sector
 describe('guest fixes read from a tree', () => {
   it('kernels/fixes.yaml is valid: every guest fix with its commits', async () => {
     const fixes = await loadFixes(join(root, 'kernels'))
-    expect(fixes.map((f) => f.id)).toEqual(['min-align-mask', 'swiotlb-sync-offset', 'nvme-min-align-first', 'sev-swiotlb-size', 'dma-atomic-pools', 'sev-es-guest'])
+    expect(fixes.map((f) => f.id)).toEqual(['min-align-mask', 'swiotlb-sync-offset', 'nvme-min-align-first', 'sev-swiotlb-size', 'dma-atomic-pools', 'sev-es-guest', 'swiotlb-alloc-align', 'iommu-untrusted-max-mapping'])
     expect(fixes.find((f) => f.id === 'min-align-mask')!.commits).toHaveLength(9)
     // the SEV-ES guest: the merges of x86_seves_for_v5.10 and its two follow-up tags
     expect(fixes.find((f) => f.id === 'sev-es-guest')!.commits).toEqual(['da9803dfd395', 'c51ae1247262', '43c834186c18'])
