@@ -5,6 +5,7 @@ import {BugError, InputError} from '../errors.js'
 import type {Json} from '../util/fsx.js'
 import {StageCache} from './cache.js'
 import {codeDigest, type CodeDigest} from './code-digest.js'
+import type {StageResult, StageResults} from './results.js'
 import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from './stage.js'
 
 export interface PlannedStage {
@@ -93,4 +94,20 @@ export function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
     return keys.flatMap((k) => diffPaths(a[k], b[k], prefix ? `${prefix}.${k}` : k))
   }
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || '(all)']
+}
+
+/**
+ * The stages' results as the cache holds them, running nothing: the cache-only form of runStages for
+ * readers (`cvm-image report`). A stage not in the cache is an answer (`missing`), never a download
+ * or a run; no lock is taken and nothing is written.
+ */
+export async function cachedStages(ctx: BuildContext, cache: StageCache, stages: Stage[]): Promise<{results: StageResults; missing: StageName[]}> {
+  const results: StageResults = {}
+  const missing: StageName[] = []
+  for (const p of await planBuild(ctx, cache, stages)) {
+    const r = p.cached ? await cache.lookup(p.name, p.key) : undefined
+    if (r) (results as Record<StageName, StageResult>)[p.name] = r
+    else missing.push(p.name)
+  }
+  return {results, missing}
 }
