@@ -84,7 +84,7 @@ export function renderMarkdown(data: ReportData): string {
       '',
       `- fixed upstream: mainline ${f.mainline}; commits ${f.commits.join(', ')}`,
       `- stable lines: ${f.stable.length ? f.stable.join(', ') : 'none listed'}`,
-      `- still needed by: ${f.needs.length ? f.needs.join(', ') : 'no recipe read from the cache'}`,
+      `- still needed by: ${f.needs.length ? f.needs.join(', ') : 'none of the recipes read'}`,
       `- added by the series of: ${f.addedBy.join(', ') || 'none'}`,
       `- present in the tree of: ${f.present.join(', ') || 'none'}`,
     )
