@@ -64,7 +64,7 @@ export async function collectReport(dirs: ProjectDirs, opts: ReportOptions): Pro
       rows.push(row)
       continue
     }
-    if (checked.otherCode.length) row.treeNote = `${checked.otherCode.join(' and ')} read from the recipe's last build of the same inputs (made by other code)`
+    if (checked.otherCode.length) row.treeNote = `${checked.otherCode.join(' and ')}: the last build's, same inputs, other code`
     if (checked.missing.includes('patch')) row.note = `patched tree not in the cache: what the series adds shows as missing; run cvm-image kernel check ${id} or build it`
     const applied = checked.applied ?? []
     row.version = checked.result.version
