@@ -104,3 +104,31 @@ describe('nvmeCounts', () => {
     expect(nvmeCounts('could not copy the NVMe offset probe')).toBeUndefined()
   })
 })
+
+describe('cvm-image report: trees of the recipe\'s last build, made by other code', () => {
+  let tmp: string
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'cvm-report-other-'))
+  })
+  afterAll(async () => {
+    await rm(tmp, {recursive: true, force: true})
+  })
+
+  it('reads them when their inputs are the current ones, and says so', async () => {
+    const cacheDir = join(tmp, 'same')
+    await makeReportCache(cacheDir, {otherCode: {}})
+    const [row] = (await collectReport(dirs, {cacheDir, recipes: [FAKE_RECIPE]})).rows
+    expect(row.treeNote).toBe("kernel-source and patch: the last build's, same inputs, other code")
+    expect(row.note).toBeUndefined()
+    expect(row.fixes.find((c) => c.column === 'min-align-mask')!.state).toBe('added-by-series')
+  })
+
+  it('does not when the series changed since: the patched tree is not in the cache', async () => {
+    const cacheDir = join(tmp, 'changed')
+    await makeReportCache(cacheDir, {otherCode: {inputsChanged: true}})
+    const [row] = (await collectReport(dirs, {cacheDir, recipes: [FAKE_RECIPE]})).rows
+    expect(row.treeNote).toBe("kernel-source: the last build's, same inputs, other code")
+    expect(row.note).toBe(`patched tree not in the cache: what the series adds shows as missing; run cvm-image kernel check ${FAKE_RECIPE} or build it`)
+    expect(row.fixes.find((c) => c.column === 'min-align-mask')!.state).toBe('missing')
+  })
+})

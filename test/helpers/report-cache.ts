@@ -50,13 +50,23 @@ async function validateEntry(cacheDir: string, key: string, verdict: 'passed' | 
  * kernel-source tree (5.4.59 with SEV and the sev-guest driver, none of the SWIOTLB fixes), its
  * patched tree (min_align_mask added by one backport of the series), a configure output without
  * CONFIG_SEV_GUEST, and two build records: the patched build (passed, 384/384) and the control
- * build (failed, 170 of 384). Every other recipe has nothing in this cache.
+ * build (failed, 170 of 384). Every other recipe has nothing in this cache. With otherCode, the two
+ * tree entries sit at keys other code gave them, recorded as the recipe's last build of each stage
+ * (recipes/<id>/<stage>.json) with the inputs the current code gives (or other inputs).
  */
-export async function makeReportCache(cacheDir: string): Promise<{recipe: LoadedRecipe; validateDirs: {patched: string; control: string}}> {
+export async function makeReportCache(cacheDir: string, opts: {otherCode?: {inputsChanged?: boolean}} = {}): Promise<{recipe: LoadedRecipe; validateDirs: {patched: string; control: string}}> {
   const recipe = new RecipeStore(dirs).load(FAKE_RECIPE)
   const ctx = {recipe, dirs, options: {}, cacheDir}
   const plan = await planBuild(ctx, new StageCache(cacheDir), STAGES.filter((s) => s.name === 'kernel-source' || s.name === 'patch'))
-  const key = (n: StageName) => plan.find((p) => p.name === n)!.key
+  const planned = (n: StageName) => plan.find((p) => p.name === n)!
+  const otherKeys: Partial<Record<StageName, string>> = opts.otherCode ? {'kernel-source': '1'.repeat(64), patch: '2'.repeat(64)} : {}
+  const key = (n: StageName) => otherKeys[n] ?? planned(n).key
+  if (opts.otherCode) {
+    const cache = new StageCache(cacheDir)
+    const inputs = (n: StageName) => (opts.otherCode!.inputsChanged && n === 'patch' ? {...(planned(n).inputs as object), names: ['5.4/other.yaml']} : planned(n).inputs)
+    await cache.recordInputs(FAKE_RECIPE, 'kernel-source', key('kernel-source'), inputs('kernel-source'), {}, {})
+    await cache.recordInputs(FAKE_RECIPE, 'patch', key('patch'), inputs('patch'), {'kernel-source': key('kernel-source')}, {})
+  }
   const source = {
     'tree/Makefile': MAKEFILE,
     'tree/arch/x86/Kconfig': 'config AMD_MEM_ENCRYPT\n\tbool "AMD Secure Memory Encryption (SME) support"\n',
@@ -93,6 +103,6 @@ export async function makeReportCache(cacheDir: string): Promise<{recipe: Loaded
   await put(join(cacheDir, 'builds', `${FAKE_RECIPE}.control.json`), JSON.stringify(record(control, true)))
   // the kernel check of the recipe reads this very cache: a sanity check of the fixture itself
   const checked = await checkRecipeKernel(ctx, new StageCache(cacheDir), {cacheOnly: true})
-  if (checked.missing.length) throw new Error(`report fixture: ${checked.missing.join(', ')} not found at the keys the code gives`)
+  if (checked.missing.length && !opts.otherCode?.inputsChanged) throw new Error(`report fixture: ${checked.missing.join(', ')} not found at the keys the code gives`)
   return {recipe, validateDirs: {patched: patched.dir, control: control.dir}}
 }
