@@ -49,6 +49,8 @@ const COMMON: ToolRequirement[] = [
   {tool: '/usr/lib/systemd/systemd-measure', package: 'systemd', stages: ['tests'], why: "the PCR 11 tests check src/measure/pcr.ts against systemd's own calculation"},
   {tool: 'osslsigncode', package: 'osslsigncode', stages: ['tests'], why: 'the Authenticode tests check src/measure/authenticode.ts against an independent signer'},
   {tool: 'openssl', package: 'openssl', stages: ['tests'], why: 'a throwaway key and certificate for osslsigncode in the Authenticode tests'},
+  {tool: 'chromium', package: 'chromium', stages: ['tests'], why: 'load the report page (cvm-image report) headless: its DOM and a screenshot'},
+  {tool: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', package: 'fonts-dejavu-core', stages: ['tests'], why: 'a font for the report page\'s screenshot'},
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
 

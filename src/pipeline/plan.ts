@@ -5,6 +5,7 @@ import {BugError, InputError} from '../errors.js'
 import type {Json} from '../util/fsx.js'
 import {StageCache} from './cache.js'
 import {codeDigest, type CodeDigest} from './code-digest.js'
+import type {StageResult, StageResults} from './results.js'
 import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from './stage.js'
 
 export interface PlannedStage {
@@ -93,4 +94,32 @@ export function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
     return keys.flatMap((k) => diffPaths(a[k], b[k], prefix ? `${prefix}.${k}` : k))
   }
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || '(all)']
+}
+
+/**
+ * The stages' results as the cache holds them, running nothing: the cache-only form of runStages for
+ * readers (`cvm-image report`). A stage not in the cache is an answer (`missing`), never a download
+ * or a run; no lock is taken and nothing is written. With `sameInputs`, a stage whose key is not in
+ * the cache because only code changed is taken from the entry it was last built into for this
+ * recipe (recipes/<id>/<stage>.json) when its inputs are the same and its upstream entries are the
+ * ones taken here; such stages are named in `otherCode`.
+ */
+export async function cachedStages(ctx: BuildContext, cache: StageCache, stages: Stage[], opts: {sameInputs?: boolean} = {}): Promise<{results: StageResults; missing: StageName[]; otherCode: StageName[]}> {
+  const results: StageResults = {}
+  const missing: StageName[] = []
+  const otherCode: StageName[] = []
+  for (const p of await planBuild(ctx, cache, stages)) {
+    let r = p.cached ? await cache.lookup(p.name, p.key) : undefined
+    if (!r && opts.sameInputs) {
+      const last = await cache.lastInputs(ctx.recipe.recipe.id, p.name)
+      const sameUpstream = p.stage.needs.every((n) => results[n] !== undefined && last?.upstream?.[n] === results[n]!.key)
+      if (last && sameUpstream && diffPaths(last.inputs, p.inputs).length === 0) {
+        r = await cache.lookup(p.name, last.key)
+        if (r) otherCode.push(p.name)
+      }
+    }
+    if (r) (results as Record<StageName, StageResult>)[p.name] = r
+    else missing.push(p.name)
+  }
+  return {results, missing, otherCode}
 }

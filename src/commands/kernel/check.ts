@@ -1,18 +1,17 @@
 import {existsSync, statSync} from 'node:fs'
-import {join} from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
 
+import {checkRecipeKernel} from '../../build/kernel-check.js'
 import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
 import {cacheDirFlag} from '../../cli/flags.js'
 import {runInterruptible} from '../../cli/interrupt.js'
 import {distroOf} from '../../distro/index.js'
+import {BugError} from '../../errors.js'
 import {requireSourceInputs} from '../../kernel/source.js'
 import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
-import {stageResult} from '../../pipeline/results.js'
-import {chooseRenderer, runStages} from '../../pipeline/run.js'
-import {STAGES} from '../../pipeline/stages/index.js'
+import {chooseRenderer} from '../../pipeline/run.js'
 import {RecipeStore} from '../../recipe/load.js'
 
 export default class KernelCheck extends BaseCommand {
@@ -48,13 +47,13 @@ and apply its series (both cached, as build does): each fix present, missing, or
       requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'], distroOf(ctx.recipe.recipe))
       const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
       // the kernel stages alone: a tree check needs no rootfs
-      const {results} = await runInterruptible((signal) => runStages(ctx, cache, STAGES.filter((s) => s.name === 'kernel-source' || s.name === 'patch'), {renderer, signal}), {
+      const checked = await runInterruptible((signal) => checkRecipeKernel(ctx, cache, {featureNames: flags.feature, renderer, signal}), {
         what: `kernel check of ${args.kernel}`,
         hint: 'run the same command again: it resumes from the last finished stage (an interrupted stage leaves no cache entry)',
       })
-      const source = join(stageResult(results, 'kernel-source', 'kernel check').dir, 'tree')
-      const patch = stageResult(results, 'patch', 'kernel check')
-      result = await checkTree(dirs.kernels, source, {featureNames: flags.feature, subject: args.kernel, patched: {tree: join(patch.dir, 'tree'), records: patch.meta.applied}})
+      // the stages ran, so the source is there: a missing one would have thrown
+      if (!checked.result) throw new BugError(`kernel check of ${args.kernel}: the kernel-source stage gave no tree`)
+      result = checked.result
     } else {
       result = await checkKernel(dirs.kernels, args.kernel, flags.feature)
     }
