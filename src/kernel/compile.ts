@@ -71,6 +71,11 @@ export async function compileKernel(r: CompileRequest): Promise<CompiledKernel> 
     CCACHE_BASEDIR: src,
     CCACHE_NOHASHDIR: '1',
     CCACHE_COMPILERCHECK: 'content',
+    // depend mode: a miss runs the compiler once and hashes the headers its -MMD list names
+    // (kbuild's -Wp,-MMD), instead of running the preprocessor first for a second hash. Measured on
+    // the 5.4 lean kernel/ directory, cold: 105 CPU s with ccache's default mode, 83 in depend
+    // mode, 76 with no ccache (docs/testing.md); hits are the same (direct mode).
+    CCACHE_DEPEND: '1',
   }
   const vars = {CC: 'ccache gcc', HOSTCC: 'ccache gcc', LOCALVERSION: r.localversion}
   const statsFile = join(r.statsDir, `${await sha256File(r.config)}.json`)

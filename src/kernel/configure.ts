@@ -8,7 +8,10 @@ import type {RenderedFragment, OptionRequirement} from './fragments.js'
 import {explainDrop, readKconfig, renderDrop} from './kconfig.js'
 import {kmake} from './kbuild.js'
 
-export type ConfigBase = 'lean' | 'defconfig' | 'distro'
+export type ConfigBase = 'lean' | 'minimal' | 'defconfig' | 'distro'
+
+/** the make target each base starts from (distro: the distribution's file instead) */
+const BASE_TARGET = {lean: 'allnoconfig', minimal: 'allnoconfig', defconfig: 'defconfig'} as const
 
 export interface ConfigureRequest {
   tree: string
@@ -45,7 +48,8 @@ export async function configureKernel(r: ConfigureRequest): Promise<ConfiguredKe
     }
     await copyFile(r.distroConfig, dotconfig)
   } else {
-    await kmake({tree: r.tree, objdir: r.objdir, targets: [r.base === 'lean' ? 'allnoconfig' : 'defconfig'], logFile: r.logFile, signal: r.signal, what: `make ${r.base === 'lean' ? 'allnoconfig' : 'defconfig'}`})
+    const target = BASE_TARGET[r.base]
+    await kmake({tree: r.tree, objdir: r.objdir, targets: [target], logFile: r.logFile, signal: r.signal, what: `make ${target}`})
   }
   // Later assignments override earlier ones in Kconfig: fragments are appended in order.
   const base = await readFile(dotconfig, 'utf8')

@@ -45,10 +45,17 @@ export async function renderFragment(templatesDir: string, name: string, ctx: Fr
   return {name, text}
 }
 
-/** The fragments a configuration applies, in order: the lean profile (base lean) or the distro fixups (base distro), then each feature's. */
+/**
+ * The templates a configuration applies, in order: the lean profile (base lean) or the distro
+ * fixups (base distro), then each feature's. Base minimal and defconfig add none of their own.
+ */
+export function fragmentNames(base: string, features: Feature[]): string[] {
+  return [...(base === 'lean' ? [LEAN_PROFILE] : base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
+}
+
+/** The fragments of fragmentNames, rendered for the tree's version. */
 export async function renderFragments(templatesDir: string, base: string, features: Feature[], ctx: FragmentContext): Promise<RenderedFragment[]> {
-  const names = [...(base === 'lean' ? [LEAN_PROFILE] : base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
-  return Promise.all(names.map((n) => renderFragment(templatesDir, n, ctx)))
+  return Promise.all(fragmentNames(base, features).map((n) => renderFragment(templatesDir, n, ctx)))
 }
 
 /** A fragment of the recipe's own kernel.config.options. */

@@ -14,7 +14,13 @@ export const RECIPE_STATUSES = ['buildable-here', 'needs-source-access', 'needs-
 export const BASE_FORMATS = ['tar', 'tar.gz', 'tar.xz', 'tar.zst', 'qcow2', 'raw', 'vmdk'] as const
 export const IMAGE_FORMATS = ['raw', 'qcow2', 'gce'] as const
 export const VALIDATION_MODES = ['emulated', 'sev', 'sev-es'] as const
-export const CONFIG_BASES = ['lean', 'defconfig', 'distro'] as const
+/**
+ * lean: allnoconfig + the lean CVM profile (templates/kernel/lean.config.hbs), what a distro
+ * userland boots on; minimal: allnoconfig + the features' fragments alone, a kernel that compiles
+ * the CVM code paths but boots no userland (proving a series compiles, in less time); defconfig;
+ * distro: the distribution's own config.
+ */
+export const CONFIG_BASES = ['lean', 'minimal', 'defconfig', 'distro'] as const
 
 export const MmdebstrapBase = z.strictObject({
   kind: z.literal('mmdebstrap'),

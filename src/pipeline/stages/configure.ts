@@ -5,7 +5,7 @@ import {configureKernel} from '../../kernel/configure.js'
 import {distroFor} from '../../distro/index.js'
 import {BugError} from '../../errors.js'
 import {loadFeatures} from '../../kernel/features.js'
-import {DISTRO_FIXUPS, LEAN_PROFILE, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
+import {fragmentNames, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
 import {treeVersion} from '../../kernel/version.js'
 import type {KernelSourceSpec, Recipe} from '../../recipe/schema.js'
 import {atomicWriteFile, sha256} from '../../util/fsx.js'
@@ -34,7 +34,7 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
   async inputs(ctx) {
     const {config} = ctx.recipe.recipe.kernel
     const features = await loadFeatures(ctx.dirs.kernels, config.features)
-    const templates = [...(config.base === 'lean' ? [LEAN_PROFILE] : config.base === 'distro' ? [DISTRO_FIXUPS] : []), ...new Set(features.map((f) => f.fragment))]
+    const templates = fragmentNames(config.base, features)
     return {
       base: config.base,
       // base distro reads the distribution's config of the same package and suite, or of the same source RPM (its sha256)
