@@ -37,8 +37,9 @@ ensure_host_tools() {
   # Checked once per checkout and list of requirements (a new tool is installed on the next run); a
   # tool removed later is still named by the stage that needs it.
   local stamp
-  # the common tools (src/doctor/requirements.ts) and each distro module's (src/distro/*/index.ts)
-  stamp="$top/node_modules/.cvm-image-doctor-ok-$(cat "$top/src/doctor/requirements.ts" "$top"/src/distro/*/index.ts | sha256sum | cut -c1-16)"
+  # the common tools (src/doctor/requirements.ts), each output format's (src/formats/table.ts) and
+  # each distro module's (src/distro/*/index.ts)
+  stamp="$top/node_modules/.cvm-image-doctor-ok-$(cat "$top/src/doctor/requirements.ts" "$top/src/formats/table.ts" "$top"/src/distro/*/index.ts | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && return 0
   if node "$top/bin/run.js" doctor --json >/dev/null 2>&1; then touch "$stamp"; return 0; fi
   if [ "$(id -u)" -eq 0 ]; then
