@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 
 import {InputError} from '../errors.js'
-import {parsePe} from './pe.js'
+import {parsePe} from '../disk/pe.js'
 
 /**
  * The Authenticode (PE image) SHA-256 of a PE file, computed as UEFI firmware does when it

@@ -3,7 +3,7 @@ import {readFile} from 'node:fs/promises'
 
 import {InputError} from '../errors.js'
 import {authenticodeSha256} from './authenticode.js'
-import {PE_MACHINE_X86_64, PE_SUBSYSTEM_EFI_APPLICATION, parsePe, sectionInMemory, type PeSectionHeader} from './pe.js'
+import {PE_MACHINE_X86_64, PE_SUBSYSTEM_EFI_APPLICATION, parsePe, sectionInMemory, type PeSectionHeader} from '../disk/pe.js'
 
 /**
  * Expected TPM PCR values (SHA-256 bank) for a disk whose ESP holds our UKI at

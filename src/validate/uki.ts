@@ -3,6 +3,7 @@ import {join} from 'node:path'
 
 import {ESP_TYPE} from '../disk/gpt.js'
 import {UKI_ESP_PATH} from '../disk/image.js'
+import {parsePe, sectionInMemory} from '../disk/pe.js'
 import {readPartitionTable} from '../disk/partition-table.js'
 import {InputError} from '../errors.js'
 import {sha256} from '../util/fsx.js'
@@ -40,24 +41,9 @@ export interface PeSection {
   data: Buffer
 }
 
-/** The sections of a PE image (a UKI: .linux, .initrd, .cmdline, .osrel, ...). */
+/** The sections of a PE image (a UKI: .linux, .initrd, .cmdline, .osrel, ...), as the loader puts them in memory (src/disk/pe.ts). */
 export function peSections(image: Buffer): PeSection[] {
-  if (image.toString('latin1', 0, 2) !== 'MZ') throw new InputError('not a PE image (no MZ header)')
-  const pe = image.readUInt32LE(0x3c)
-  if (image.toString('latin1', pe, pe + 4) !== 'PE\0\0') throw new InputError('not a PE image (no PE signature)')
-  const count = image.readUInt16LE(pe + 6)
-  const optSize = image.readUInt16LE(pe + 20)
-  const table = pe + 24 + optSize
-  const out: PeSection[] = []
-  for (let i = 0; i < count; i++) {
-    const s = table + i * 40
-    const name = image.toString('latin1', s, s + 8).replace(/\0+$/, '')
-    const virtualSize = image.readUInt32LE(s + 8)
-    const rawSize = image.readUInt32LE(s + 16)
-    const ptr = image.readUInt32LE(s + 20)
-    out.push({name, data: image.subarray(ptr, ptr + Math.min(virtualSize || rawSize, rawSize))})
-  }
-  return out
+  return parsePe(image, 'the UKI').sections.map((s) => ({name: s.name, data: sectionInMemory(image, s, 'the UKI')}))
 }
 
 /** The UKI's built-in kernel command line (.cmdline), and its kernel and initrd sections. */
