@@ -46,7 +46,6 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: workers > 1,
     maxWorkers: workers,
-    minWorkers: 1,
     sequence: {sequencer: HeavyFirst},
     // a test that shares 2 cores with two kernel compiles runs slower than alone
     testTimeout: 180_000,

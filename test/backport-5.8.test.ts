@@ -1,4 +1,5 @@
-import {cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -17,7 +18,7 @@ import {repoRoot} from './helpers/paths.js'
 // is compiled in less than half the objects. docs/testing.md has the figures.
 const cwd = scratchCwd()
 const root = mkdtempSync(join(tmpdir(), 'cvm-backport-5.8-'))
-afterAll(() => rmSync(root, {recursive: true, force: true}))
+afterAll(() => rm(root, {recursive: true, force: true}))
 for (const d of ['recipes', 'kernels', 'templates']) cpSync(join(repoRoot, d), join(root, d), {recursive: true})
 writeFileSync(
   join(root, 'recipes', 'backport-5.8-compile.yaml'),

@@ -1,5 +1,6 @@
 import {execFileSync} from 'node:child_process'
-import {cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {cpSync, mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -79,8 +80,8 @@ beforeAll(async () => {
   baseTar = join(root, 'rootfs-with-dnf-and-zypp.tar')
   await rootfsWithFiles(join(debianBase.dir, 'rootfs.tar'), baseTar, {'etc/dnf/dnf.conf': BASE_DNF_CONF, 'etc/zypp/locks': BASE_ZYPP_LOCKS})
 }, 1_800_000)
-afterAll(() => {
-  if (root) rmSync(root, {recursive: true, force: true})
+afterAll(async () => {
+  if (root) await rm(root, {recursive: true, force: true})
 })
 
 describe('kernel holds of the RHEL and SUSE modules, read back from a built disk', () => {

@@ -1,11 +1,12 @@
-import {execFileSync} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {STAGE_NAMES} from '../src/pipeline/stage.js'
+import {run} from '../src/util/exec.js'
 import {cli} from './helpers/cli.js'
 import {sharedTestCache} from './helpers/paths.js'
 
@@ -13,7 +14,7 @@ import {sharedTestCache} from './helpers/paths.js'
 // linux-source-6.1 + the series, a real kernel build, the disk, a TCG boot with swiotlb=force,
 // publish. The cache is the one the other heavy tests share, so stages they built are reused.
 const out = mkdtempSync(join(tmpdir(), 'cvm-e2e-out-'))
-afterAll(() => rmSync(out, {recursive: true, force: true}))
+afterAll(() => rm(out, {recursive: true, force: true}))
 
 interface BuildJson {
   stages: {stage: string; status: 'ran' | 'cached'}[]
@@ -48,7 +49,7 @@ describe('end to end: cvm-image build debian-12', () => {
     )
     // the published checksums hold for the published bytes
     const release = p.location.replace(/^dir:/, '')
-    execFileSync('sha256sum', ['--check', '--quiet', 'SHA256SUMS'], {cwd: release})
+    await run('sha256sum', ['--check', '--quiet', 'SHA256SUMS'], {cwd: release, what: 'check the published SHA256SUMS'})
     const manifest = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8'))
     expect(manifest.recipe.id).toBe('debian-12')
     expect(manifest.validation.status).toBe('passed')

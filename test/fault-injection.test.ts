@@ -1,5 +1,6 @@
 import {spawn} from 'node:child_process'
-import {cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync} from 'node:fs'
+import {cp, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
@@ -18,7 +19,7 @@ import {buildUntil} from './helpers/pipeline.js'
 const KERNEL_STAGES = ['kernel-source', 'patch', 'configure', 'compile'] as const
 
 const cache = mkdtempSync(join('/var/tmp', 'cvm-fault-'))
-afterAll(() => rmSync(cache, {recursive: true, force: true}))
+afterAll(() => rm(cache, {recursive: true, force: true}))
 
 /** processes whose command line, working directory or root lies in dir (mmdebstrap's chroot children have theirs there) */
 function processesIn(dir: string): string[] {
@@ -51,7 +52,7 @@ describe('fault injection: kill -9 during `build debian-12`, then a rebuild', ()
     const cleanDisk = await sha256File(join(clean.results.assemble!.dir, 'disk.raw'))
     for (const o of clean.outcomes.filter((x) => (KERNEL_STAGES as readonly string[]).includes(x.stage))) {
       mkdirSync(join(cache, 'stages', o.stage), {recursive: true})
-      cpSync(o.dir, join(cache, 'stages', o.stage, o.key), {recursive: true})
+      await cp(o.dir, join(cache, 'stages', o.stage, o.key), {recursive: true})
     }
 
     const args = [join(repoRoot, 'bin', 'run.js'), 'build', 'debian-12', '--cache-dir', cache, '--until', 'assemble', '--json']
@@ -74,8 +75,8 @@ describe('fault injection: kill -9 during `build debian-12`, then a rebuild', ()
       clearTimeout(timer)
       if (first.signal === 'SIGKILL') break
       // finished first: forget what it built (the seeded kernel stays) and kill earlier next time
-      for (const stage of ['base', 'assemble']) rmSync(join(cache, 'stages', stage), {recursive: true, force: true})
-      rmSync(join(cache, 'builds'), {recursive: true, force: true})
+      for (const stage of ['base', 'assemble']) await rm(join(cache, 'stages', stage), {recursive: true, force: true})
+      await rm(join(cache, 'builds'), {recursive: true, force: true})
       maxDelayMs = Math.max(4000, Math.floor(delayMs / 2))
     }
     expect(first?.signal, `every build ended before its kill: ${out.slice(-2000)}`).toBe('SIGKILL')

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
-import {truncate, writeFile} from 'node:fs/promises'
-import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {rm, truncate, writeFile} from 'node:fs/promises'
+import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -26,7 +26,7 @@ interface ErrorJson {
 /** `cvm-image measure` through the built binary: the command needs the firmware, not a real image. */
 describe('cvm-image measure (the built binary)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cvm-measure-cli-'))
-  afterAll(() => rmSync(dir, {recursive: true, force: true}))
+  afterAll(() => rm(dir, {recursive: true, force: true}))
   const disk = join(dir, 'disk.raw')
   writeFileSync(disk, Buffer.alloc(64 * 1024))
   const fw = DEBIAN_OVMF[0] // /usr/share/OVMF/OVMF_CODE_4M.fd, the firmware validation boots
@@ -101,7 +101,7 @@ describe('cvm-image measure (the built binary)', () => {
  */
 describe('cvm-image measure: PCR 11 and PCR 4 of the UKI on a disk (the built binary; systemd-measure as the check)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cvm-measure-pcr-'))
-  afterAll(() => rmSync(dir, {recursive: true, force: true}))
+  afterAll(() => rm(dir, {recursive: true, force: true}))
   const f = (n: string) => join(dir, n)
   const disk = f('disk.raw')
   const measureSections = async (phase: string) => {

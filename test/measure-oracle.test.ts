@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -63,7 +64,7 @@ describe('measured direct boot against virtee/sev-snp-measure on a synthetic Ovm
   const initrdBytes = pattern(50_000, 3)
   const append = 'console=ttyS0 root=/dev/vda1'
   const dir = mkdtempSync(join(tmpdir(), 'cvm-measure-oracle-'))
-  afterAll(() => rmSync(dir, {recursive: true, force: true}))
+  afterAll(() => rm(dir, {recursive: true, force: true}))
   const kernel = join(dir, 'vmlinuz')
   const initrd = join(dir, 'initrd')
   writeFileSync(kernel, kernelBytes)

@@ -11,6 +11,7 @@ import type {BuildRecord} from '../src/pipeline/build-record.js'
 import {publish, type PublishResult, type VerifyResult} from '../src/publish/index.js'
 import type {Manifest} from '../src/publish/manifest.js'
 import {inspectReleaseKey} from '../src/publish/sign.js'
+import {run} from '../src/util/exec.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {cli} from './helpers/cli.js'
 import {repoRoot} from './helpers/paths.js'
@@ -136,7 +137,7 @@ describe('a release published with a release key and an attestation key', () => 
     expect(gpgv(otherPgp.keyring, dir).ok).toBe(false)
     const sums = await readFile(join(dir, 'SHA256SUMS'), 'utf8')
     expect(sums.split('\n').filter(Boolean).map((l) => l.slice(66)).sort()).toEqual(['disk.raw', 'manifest.json', 'provenance.intoto.json', 'validation.intoto.json'])
-    execFileSync('sha256sum', ['--strict', '-c', 'SHA256SUMS'], {cwd: dir, stdio: 'pipe'})
+    await run('sha256sum', ['--strict', '-c', 'SHA256SUMS'], {cwd: dir, what: 'check SHA256SUMS'})
     const m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest
     expect(m.signing).toEqual({
       status: 'signed',
@@ -181,13 +182,9 @@ describe('a release published with a release key and an attestation key', () => 
     await writeFile(patterns, [...secretBody, pemBody].join('\n') + '\n')
     expect((await allFiles(dir)).length).toBeGreaterThan(5)
     // grep -F over every file (GiB disks too): exit 1 is "no line found"
-    let found = ''
-    try {
-      found = execFileSync('grep', ['-r', '-l', '-F', '-a', '-f', patterns, dir, cacheDir, tmp], {stdio: ['ignore', 'pipe', 'pipe']}).toString()
-    } catch (e) {
-      expect((e as {status: number}).status).toBe(1)
-    }
-    expect(found).toBe('')
+    const found = await run('grep', ['-r', '-l', '-F', '-a', '-f', patterns, dir, cacheDir, tmp], {reject: false})
+    expect(found.exitCode, found.stderr).toBe(1)
+    expect(found.stdout).toBe('')
     // and the same grep does find the key where the user keeps it
     expect(execFileSync('grep', ['-l', '-F', '-f', patterns, pgp.secret, dssePrivate]).toString().trim().split('\n')).toEqual([pgp.secret, dssePrivate])
     expect((await readdir(tmp)).filter((n) => n.startsWith('cvm-gpg-'))).toEqual([])

@@ -1,5 +1,6 @@
 import {execFileSync} from 'node:child_process'
-import {cpSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {cpSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -64,8 +65,8 @@ image:
   remove: [boot/vmlinuz-*, boot/initrd.img-*, boot/System.map-*, boot/config-*, vmlinuz, vmlinuz.old, initrd.img, initrd.img.old, lib/modules/*, usr/lib/modules/*, etc/ssh/ssh_host_*]
 `)
 }, 1_800_000)
-afterAll(() => {
-  if (root) rmSync(root, {recursive: true, force: true})
+afterAll(async () => {
+  if (root) await rm(root, {recursive: true, force: true})
 })
 
 describe('a RHEL-family recipe, built and validated through the CLI', () => {

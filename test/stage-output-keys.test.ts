@@ -1,4 +1,5 @@
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import tar from 'tar-stream'
@@ -21,7 +22,7 @@ import {debian12Recipe} from './helpers/recipes.js'
 // where its key differs.
 
 const root = mkdtempSync(join('/var/tmp', 'cvm-output-keys-'))
-afterAll(() => rmSync(root, {recursive: true, force: true}))
+afterAll(() => rm(root, {recursive: true, force: true}))
 
 /** a base rootfs.tar with an os-release and the directories the guest files go in */
 async function smallBase(file: string): Promise<void> {

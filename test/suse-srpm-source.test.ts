@@ -1,4 +1,5 @@
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -23,7 +24,7 @@ const archive = oldKernelsArchive()
 const dir = mkdtempSync(join(tmpdir(), 'suse-srpm-source-'))
 const cacheDir = join(dir, 'cache')
 let srpm: SuseSrpm
-afterAll(() => rmSync(dir, {recursive: true, force: true}))
+afterAll(() => rm(dir, {recursive: true, force: true}))
 
 function io(extra: Partial<SourceIO> = {}, lines: string[] = []): SourceIO {
   return {cacheDir, work: mkdtempSync(join(dir, 'work-')), progress: (l) => lines.push(l), ...extra}

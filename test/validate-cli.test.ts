@@ -1,4 +1,5 @@
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, writeFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -42,8 +43,8 @@ describe('cvm-image validate (the built binary)', () => {
       expect(sshd.log()).toMatch(/Accepted publickey/)
     } finally {
       await sshd.stop()
-      rmSync(home, {recursive: true, force: true})
-      rmSync(dir, {recursive: true, force: true})
+      await rm(home, {recursive: true, force: true})
+      await rm(dir, {recursive: true, force: true})
     }
   }, 360_000)
 })

@@ -1,4 +1,5 @@
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -33,7 +34,7 @@ export interface BuildJson {
 /** A scratch working directory for the file's CLI runs (where ./out would land), removed after it. */
 export function scratchCwd(): string {
   const cwd = mkdtempSync(join(tmpdir(), 'cvm-backports-'))
-  afterAll(() => rmSync(cwd, {recursive: true, force: true}))
+  afterAll(() => rm(cwd, {recursive: true, force: true}))
   return cwd
 }
 

@@ -3,10 +3,13 @@ import {join, relative} from 'node:path'
 
 import type {Reporter, TestModule} from 'vitest/node'
 
+import type {Stall} from '../setup/file-cpu.js'
+
 /**
  * Ends a run with each test file's wall time (its hooks included: a kernel build in beforeAll
  * counts), slowest first, with its CPU time (itself and every process it reaped, from
- * test/setup/file-cpu.ts, when CVM_TEST_CPU_DIR is set), then one closing line `tests: N passed, N failed, N skipped`: where the
+ * test/setup/file-cpu.ts, when CVM_TEST_CPU_DIR is set), the longest event-loop stalls (same
+ * source), then one closing line `tests: N passed, N failed, N skipped`: where the
  * suite's time goes, seen at the end of every run (docs/testing.md). With CVM_TEST_SUMMARY set it
  * goes to that file, which ./scripts/test prints after vitest's own summary, so that the closing
  * line is the run's last.
@@ -39,18 +42,21 @@ export default class FileTimes implements Reporter {
 
   onTestRunEnd(modules: readonly TestModule[]): void {
     const root = process.cwd()
-    const cpu = readCpu(process.env.CVM_TEST_CPU_DIR)
+    const {cpu, stalls} = readCpu(process.env.CVM_TEST_CPU_DIR)
     const rows = modules
       .map((m) => ({name: relative(root, m.moduleId), seconds: m.diagnostic().duration / 1000, cpu: cpu.get(m.moduleId), state: m.state()}))
       .sort((a, b) => b.seconds - a.seconds)
     const counts = {passed: 0, failed: 0, skipped: 0}
     for (const m of modules) {
+      let failed = 0
       for (const t of m.children.allTests()) {
         const s = t.result().state
         if (s === 'passed') counts.passed++
-        else if (s === 'failed') counts.failed++
+        else if (s === 'failed') failed++
         else counts.skipped++
       }
+      // a file that failed outside its tests (a hook, its import) counts once: the line never says 0 failed for a failed run
+      counts.failed += failed || (m.state() === 'failed' ? 1 : 0)
     }
     const total = rows.reduce((a, r) => a + (r.cpu ?? 0), 0)
     const out = [
@@ -58,19 +64,25 @@ export default class FileTimes implements Reporter {
       `${'wall'.padStart(10)}  ${'CPU'.padStart(8)}`,
     ]
     for (const r of rows) out.push(`${r.seconds.toFixed(1).padStart(8)} s  ${r.cpu === undefined ? '       -' : `${r.cpu.toFixed(0).padStart(6)} s`}  ${r.state === 'passed' ? '      ' : r.state.padEnd(6)}  ${r.name}`)
+    // the longest, and any other over a second: a file's process blocked in synchronous work can neither time out nor report
+    const worst = [...stalls].sort((a, b) => b[1].seconds - a[1].seconds).filter(([, st], i) => i === 0 || st.seconds >= 1).slice(0, 5)
+    if (worst.length) out.push('', 'longest event-loop stalls (synchronous work in a test file\'s process: no timeout fires and nothing is reported meanwhile):')
+    for (const [file, st] of worst) out.push(`${st.seconds.toFixed(1).padStart(8)} s  ${relative(root, file)} ${st.where}`)
     out.push('', `tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
     if (process.env.CVM_TEST_SUMMARY) writeFileSync(process.env.CVM_TEST_SUMMARY, out.join('\n') + '\n')
     else process.stdout.write(out.join('\n') + '\n')
   }
 }
 
-/** test file path -> CPU seconds, from the files test/setup/file-cpu.ts wrote. */
-function readCpu(dir: string | undefined): Map<string, number> {
-  const out = new Map<string, number>()
-  if (!dir || !existsSync(dir)) return out
+/** test file path -> CPU seconds and longest stall, from the files test/setup/file-cpu.ts wrote. */
+function readCpu(dir: string | undefined): {cpu: Map<string, number>; stalls: Map<string, Stall>} {
+  const cpu = new Map<string, number>()
+  const stalls = new Map<string, Stall>()
+  if (!dir || !existsSync(dir)) return {cpu, stalls}
   for (const f of readdirSync(dir)) {
-    const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {file: string; self: number; children: number}
-    out.set(r.file, r.self + r.children)
+    const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {file: string; self: number; children: number; stall?: Stall}
+    cpu.set(r.file, r.self + r.children)
+    if (r.stall) stalls.set(r.file, r.stall)
   }
-  return out
+  return {cpu, stalls}
 }
