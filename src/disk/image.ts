@@ -1,7 +1,9 @@
 import {copyFile, open, rm, truncate, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {StageError} from '../errors.js'
 import {sha256File} from '../util/fsx.js'
+import {copySparse, type CopyTarget} from '../util/sparse-copy.js'
 import type {XattrRecord} from '../rootfs/transform.js'
 import {makeEsp} from './esp.js'
 import {makeRootFilesystem} from './ext4.js'
@@ -14,7 +16,6 @@ import {buildUki} from './uki.js'
  */
 
 export const UKI_ESP_PATH = '/EFI/BOOT/BOOTX64.EFI'
-const COPY_CHUNK = 1024 * 1024
 
 export interface DiskInputs {
   layout: DiskLayout
@@ -77,8 +78,8 @@ export async function assembleDisk(inp: DiskInputs, out: DiskOutputs, progress: 
   await (await open(out.disk, 'w')).close()
   await truncate(out.disk, layout.sizeBytes)
   await writePartitionTable(out.disk, layout, inp.logFile)
-  await copySparse(esp, out.disk, layout.esp.start * SECTOR)
-  await copySparse(root, out.disk, layout.root.start * SECTOR)
+  await copyIntoDisk(esp, out.disk, layout.esp.start * SECTOR)
+  await copyIntoDisk(root, out.disk, layout.root.start * SECTOR)
   await rm(esp, {force: true})
   await rm(root, {force: true})
 
@@ -87,27 +88,16 @@ export async function assembleDisk(inp: DiskInputs, out: DiskOutputs, progress: 
 }
 
 /** Copies a partition image into the (zero, sparse) disk at an offset, skipping zero chunks so the disk stays sparse. */
-export async function copySparse(src: string, dst: string, offset: number): Promise<void> {
-  const from = await open(src, 'r')
-  const to = await open(dst, 'r+')
-  try {
-    const buf = Buffer.alloc(COPY_CHUNK)
-    let pos = 0
-    for (;;) {
-      const {bytesRead} = await from.read(buf, 0, COPY_CHUNK, pos)
-      if (bytesRead === 0) break
-      const chunk = buf.subarray(0, bytesRead)
-      if (!isZero(chunk)) await to.write(chunk, 0, bytesRead, offset + pos)
-      pos += bytesRead
-    }
-  } finally {
-    await from.close()
-    await to.close()
+async function copyIntoDisk(src: string, disk: string, offset: number): Promise<void> {
+  // the disk is already its full size: the partition's bytes land at offset, nothing is resumed or cut
+  const target: CopyTarget = {
+    where: `${disk} at byte ${offset}`,
+    existingSize: async () => undefined,
+    sha256Prefix: async () => '',
+    open: async () => {
+      const out = await open(disk, 'r+')
+      return {write: async (buf, length, position) => void (await out.write(buf, 0, length, offset + position)), finish: async () => undefined, close: () => out.close()}
+    },
   }
-}
-
-const ZERO = Buffer.alloc(COPY_CHUNK)
-
-function isZero(b: Buffer): boolean {
-  return b.equals(ZERO.subarray(0, b.length))
+  await copySparse(src, target, {resume: false, cancelled: (from, to) => new StageError(`copy of ${from} into ${to} was cancelled`)})
 }

@@ -3,6 +3,7 @@ import {dirname, join} from 'node:path'
 
 import {InterruptedError} from '../errors.js'
 import {sha256File, sha256FilePrefix} from '../util/fsx.js'
+import {copySparse, type CopyTarget} from '../util/sparse-copy.js'
 import type {ReleaseStore, TransferProgress} from './store.js'
 import {describeTarget, type PublishTarget} from './target.js'
 
@@ -25,8 +26,6 @@ async function deepestCause(dir: string, original: unknown): Promise<unknown> {
   )
 }
 
-const CHUNK = 1024 * 1024
-const ZEROS = Buffer.alloc(CHUNK)
 
 /** A release directory on a local (or mounted) file system. */
 export class DirReleaseStore implements ReleaseStore {
@@ -66,35 +65,26 @@ export class DirReleaseStore implements ReleaseStore {
     return (await readdir(this.dir).catch(() => [] as string[])).sort()
   }
 
-  /** A sparse copy (zero blocks become holes) that continues a partial destination whose bytes match. */
+  /** A sparse, resumable copy (util/sparse-copy.ts): zero blocks become holes, a matching partial file is continued. */
   async upload(localPath: string, name: string, opts: {onProgress?: (p: TransferProgress) => void; signal?: AbortSignal}) {
     const dst = join(this.dir, name)
-    const total = (await stat(localPath)).size
-    const existing = await this.size(name)
-    let start = 0
-    if (existing !== undefined && existing > 0 && existing <= total && (await sha256FilePrefix(dst, existing)) === (await sha256FilePrefix(localPath, existing))) start = existing
-    const src = await open(localPath, 'r')
-    const out = await open(dst, start > 0 ? 'r+' : 'w')
-    let bytesSent = 0
-    try {
-      const buf = Buffer.allocUnsafe(CHUNK)
-      for (let pos = start; pos < total; pos += CHUNK) {
-        if (opts.signal?.aborted) throw new InterruptedError(`copy of ${localPath} cancelled`)
-        const {bytesRead} = await src.read(buf, 0, Math.min(CHUNK, total - pos), pos)
-        if (bytesRead === 0) break
-        if (!buf.subarray(0, bytesRead).equals(ZEROS.subarray(0, bytesRead))) {
-          await out.write(buf, 0, bytesRead, pos)
-          bytesSent += bytesRead
+    const target: CopyTarget = {
+      where: dst,
+      existingSize: () => this.size(name),
+      sha256Prefix: (bytes) => sha256FilePrefix(dst, bytes),
+      open: async (keep) => {
+        const out = await open(dst, keep ? 'r+' : 'w')
+        return {
+          write: async (buf, length, position) => void (await out.write(buf, 0, length, position)),
+          finish: async (size) => {
+            await out.truncate(size)
+            await out.sync()
+          },
+          close: () => out.close(),
         }
-        opts.onProgress?.({done: pos + bytesRead, total})
-      }
-      await out.truncate(total)
-      await out.sync()
-    } finally {
-      await src.close()
-      await out.close()
+      },
     }
-    return {bytesSent, resumedFrom: start}
+    return copySparse(localPath, target, {...opts, cancelled: (from) => new InterruptedError(`copy of ${from} cancelled`)})
   }
 
   async writeFile(name: string, data: Buffer): Promise<void> {

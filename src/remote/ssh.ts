@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {open as openLocal, readFile, stat as statLocal} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import type {Duplex} from 'node:stream'
 
@@ -10,7 +10,7 @@ import {HostError, InputError, StageError} from '../errors.js'
 import {checkFingerprintSyntax, checkHostKey, hostKeyAlgorithms, type HostKeyPin} from './host-key.js'
 import {shellQuote} from './quote.js'
 import type {ExecResult} from '../util/exec.js'
-import {sha256FilePrefix} from '../util/fsx.js'
+import {copySparse, type CopyProgress, type CopyTarget, type SparseCopyResult} from '../util/sparse-copy.js'
 
 export {fingerprint, hostKeyPinFromFlag, type HostKeyPin} from './host-key.js'
 export {shellQuote} from './quote.js'
@@ -61,27 +61,15 @@ export interface ExecOptions {
 
 export type {ExecResult} from '../util/exec.js'
 
-export interface UploadProgress {
-  /** bytes of the local file handled so far (sent, or skipped as zeros, or already there) */
-  done: number
-  total: number
-}
+export type {CopyProgress as UploadProgress, SparseCopyResult as UploadResult} from '../util/sparse-copy.js'
 
 export interface UploadOptions {
   /** continue a partial remote file whose prefix matches the local file (default true) */
   resume?: boolean
   /** don't send all-zero blocks: the remote file keeps holes there (default true) */
   sparse?: boolean
-  onProgress?: (p: UploadProgress) => void
+  onProgress?: (p: CopyProgress) => void
   signal?: AbortSignal
-}
-
-export interface UploadResult {
-  /** bytes put on the wire */
-  bytesSent: number
-  /** where the upload started: the length of a matching partial remote file */
-  resumedFrom: number
-  size: number
 }
 
 const CHUNK = 256 * 1024
@@ -92,12 +80,6 @@ const READ_CHUNK = 32 * 1024
 
 function cb<T = void>(fn: (done: (err: Error | undefined | null, v?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))))
-}
-
-const ZEROS = Buffer.alloc(CHUNK)
-
-function isAllZero(buf: Buffer, len: number): boolean {
-  return buf.subarray(0, len).equals(ZEROS.subarray(0, len))
 }
 
 /** One authenticated SSH connection: remote commands and SFTP file operations. */
@@ -320,51 +302,36 @@ export class SshSession {
 
 
   /**
-   * Uploads a local file to remotePath. With resume, a partial remote file whose bytes match the local
-   * prefix (sha256 of that prefix compared) is continued from its end; any other content is overwritten.
-   * All-zero blocks are skipped (sparse) and the size is set at the end, so holes stay holes.
+   * Uploads a local file to remotePath: resumable and sparse, as util/sparse-copy.ts does every
+   * such copy (a matching partial remote file is continued; zero blocks stay holes).
    */
-  async upload(localPath: string, remotePath: string, opts: UploadOptions = {}): Promise<UploadResult> {
+  async upload(localPath: string, remotePath: string, opts: UploadOptions = {}): Promise<SparseCopyResult> {
     const sftp = await this.sftp()
-    const size = (await statLocal(localPath)).size
-    let start = 0
-    const existing = opts.resume === false ? undefined : await this.stat(remotePath)
-    if (existing?.isFile() && existing.size > 0 && existing.size <= size) {
-      const [remote, local] = await Promise.all([this.sha256(remotePath, existing.size), sha256FilePrefix(localPath, existing.size)])
-      if (remote === local) start = existing.size
-    }
-    const handle = await cb<Buffer>((done) => sftp.open(remotePath, start > 0 ? 'r+' : 'w', done))
-    const local = await openLocal(localPath, 'r')
-    let bytesSent = 0
-    try {
-      const inFlight = new Set<Promise<void>>()
-      let failure: unknown
-      for (let pos = start; pos < size; pos += CHUNK) {
-        if (opts.signal?.aborted) throw new StageError(`upload of ${localPath} to ${this.where}:${remotePath} was cancelled`)
-        const buf = Buffer.allocUnsafe(CHUNK)
-        const {bytesRead} = await local.read(buf, 0, Math.min(CHUNK, size - pos), pos)
-        if (bytesRead === 0) break
-        if (!(opts.sparse !== false && isAllZero(buf, bytesRead))) {
-          const p = cb((done) => sftp.write(handle, buf, 0, bytesRead, pos, done)).catch((e) => void (failure ??= e))
-          inFlight.add(p)
-          void p.finally(() => inFlight.delete(p))
-          bytesSent += bytesRead
-          if (inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(inFlight)
-          if (failure) throw failure
+    const target: CopyTarget = {
+      where: `${this.where}:${remotePath}`,
+      existingSize: async () => {
+        const st = await this.stat(remotePath)
+        return st?.isFile() ? st.size : undefined
+      },
+      sha256Prefix: (bytes) => this.sha256(remotePath, bytes),
+      open: async (keep) => {
+        const handle = await cb<Buffer>((done) => sftp.open(remotePath, keep ? 'r+' : 'w', done))
+        return {
+          write: (buf, length, position) => cb((done) => sftp.write(handle, buf, 0, length, position, done)),
+          finish: async (size) => {
+            await cb((done) => sftp.fsetstat(handle, {size}, done))
+            await cb((done) => sftp.ext_openssh_fsync(handle, (err) => done(err))).catch(() => undefined)
+          },
+          close: () => cb((done) => sftp.close(handle, done)).catch(() => undefined),
         }
-        opts.onProgress?.({done: pos + bytesRead, total: size})
-      }
-      await Promise.all(inFlight)
-      if (failure) throw failure
-      // the trailing hole (or truncation of longer stale content) comes from setting the size
-      await cb((done) => sftp.fsetstat(handle, {size}, done))
-      await cb((done) => sftp.ext_openssh_fsync(handle, (err) => done(err))).catch(() => undefined)
-      if (size === start) opts.onProgress?.({done: size, total: size})
-    } finally {
-      await local.close()
-      await cb((done) => sftp.close(handle, done)).catch(() => undefined)
+      },
     }
-    return {bytesSent, resumedFrom: start, size}
+    return copySparse(localPath, target, {
+      ...opts,
+      chunkBytes: CHUNK,
+      inFlight: WRITES_IN_FLIGHT,
+      cancelled: (from, to) => new StageError(`upload of ${from} to ${to} was cancelled`),
+    })
   }
 
   /**
