@@ -82,7 +82,7 @@ describe('kernel source: a SUSE kernel-source RPM (a patch queue over a vanilla 
   it('refuses a source RPM whose sha256 is not the pin, downloaded or given, and one with no pin before any work', async () => {
     const wrong = '0'.repeat(64)
     const given = await refusal(fetchKernelSource(spec({sha256: wrong}), io({localFile: srpm.file}), slesModule))
-    expect(given.message).toBe(`--kernel-source-file ${srpm.file}: sha256 ${srpm.sha256} is not the recipe's ${wrong} (${SUSE_SRPM})`)
+    expect(given.message).toBe(`--kernel-source-file ${srpm.file}: sha256 ${srpm.sha256} is not the pinned ${wrong} (recipe.kernel.source.sha256, for ${pathToFileURL(srpm.file).href})`)
     const fresh = join(dir, 'fresh-cache')
     const downloaded = await refusal(fetchKernelSource(spec({sha256: wrong}), io({cacheDir: fresh}), slesModule))
     expect(downloaded.message).toContain(`has sha256 ${srpm.sha256}, not the pinned ${wrong}`)

@@ -6,9 +6,8 @@ import {BugError, InputError} from '../errors.js'
 import type {DistroModule} from './family.js'
 import type {FetchedSource, SourceIO} from '../kernel/source-io.js'
 import type {KernelSourceSpec} from '../recipe/schema.js'
-import {downloadPinned} from '../util/download.js'
+import {pinnedFile} from '../util/download.js'
 import {run} from '../util/exec.js'
-import {sha256File} from '../util/fsx.js'
 
 /**
  * What every family's source RPM shares: the pin, the file (given or downloaded), and its payload
@@ -37,15 +36,10 @@ export function requireSrpmPin(spec: SrpmSpec, localFile: string | undefined): s
 
 /** The .src.rpm, checked against its pin: --kernel-source-file, or downloaded into the cache. */
 export async function srpmFile(spec: SrpmSpec, digest: string, io: SourceIO): Promise<string> {
-  if (io.localFile) {
-    io.progress(`checking ${io.localFile}`)
-    const got = await sha256File(io.localFile)
-    if (got !== digest) throw new InputError(`--kernel-source-file ${io.localFile}: sha256 ${got} is not the recipe's ${digest} (${srpmName(spec)})`, {hint: 'give a copy of the source RPM the recipe pins'})
-    return io.localFile
-  }
-  const file = join(io.cacheDir, 'downloads', 'srpms', `${digest.slice(0, 16)}-${srpmName(spec)}`)
-  io.progress(`fetching ${spec.url}`)
-  return downloadPinned(spec.url, digest, file, {signal: io.signal, progress: io.progress, pinnedBy: 'recipe.kernel.source.sha256'})
+  return pinnedFile(
+    {url: spec.url, sha256: digest, pinnedBy: 'recipe.kernel.source.sha256', cacheDir: io.cacheDir, given: io.localFile ? {path: io.localFile, flag: '--kernel-source-file'} : undefined},
+    {signal: io.signal, progress: io.progress},
+  )
 }
 
 /**

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import type {DistroModule} from '../distro/family.js'
 import {BugError, InputError} from '../errors.js'
 import type {KernelSourceSpec} from '../recipe/schema.js'
-import {downloadPinned} from '../util/download.js'
+import {pinnedFile} from '../util/download.js'
 import {run} from '../util/exec.js'
 import {sha256, sha256File} from '../util/fsx.js'
 import type {FetchedSource, SourceIO} from './source-io.js'
@@ -36,16 +36,10 @@ async function fromTarball(spec: Extract<KernelSourceSpec, {kind: 'tarball'}>, i
   if (!spec.sha256) {
     throw new InputError(`recipe.kernel.source ${spec.url} has no sha256`, {hint: 'pin the tarball: set recipe.kernel.source.sha256 to the publisher\'s checksum'})
   }
-  const name = spec.url.split('/').at(-1) ?? 'source.tar'
-  let file = join(io.cacheDir, 'downloads', 'tarballs', `${spec.sha256.slice(0, 16)}-${name}`)
-  if (io.localFile) {
-    const digest = await sha256File(io.localFile)
-    if (digest !== spec.sha256) throw new InputError(`--kernel-source-file ${io.localFile}: sha256 ${digest} is not the recipe's ${spec.sha256} (${spec.url})`, {hint: 'give a copy of the tarball the recipe pins'})
-    file = io.localFile
-  } else {
-    io.progress(`fetching ${spec.url}`)
-    await downloadPinned(spec.url, spec.sha256, file, {signal: io.signal, progress: io.progress, pinnedBy: 'recipe.kernel.source.sha256'})
-  }
+  const file = await pinnedFile(
+    {url: spec.url, sha256: spec.sha256, pinnedBy: 'recipe.kernel.source.sha256', cacheDir: io.cacheDir, given: io.localFile ? {path: io.localFile, flag: '--kernel-source-file'} : undefined},
+    {signal: io.signal, progress: io.progress},
+  )
   const tree = await cachedTree(io, spec.sha256, (dest) => untar(file, dest, io))
   return {kind: 'tarball', tree, digest: spec.sha256}
 }

@@ -1,6 +1,6 @@
 import {createReadStream, createWriteStream, existsSync} from 'node:fs'
 import {mkdir, rename, rm, stat} from 'node:fs/promises'
-import {dirname} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {fileURLToPath} from 'node:url'
@@ -13,6 +13,42 @@ export interface DownloadOptions {
   progress?: (line: string) => void
   /** where the pin comes from, for the error when the bytes differ (e.g. "recipe.kernel.source.sha256") */
   pinnedBy?: string
+}
+
+/** A file a recipe pins by sha256: downloaded into the cache, or a copy the user gave. */
+export interface PinnedFile {
+  url: string
+  sha256: string
+  /** what it is and where its pin is set, for messages: "recipe.kernel.source.sha256" */
+  pinnedBy: string
+  /** a copy the user gave instead of the download (the flag that named it, for messages) */
+  given?: {path: string; flag: string}
+  cacheDir: string
+}
+
+/** Where downloads live in the cache: downloads/<first 16 hex of the sha256>-<the URL's file name>. */
+export function downloadPath(cacheDir: string, sha256: string, url: string): string {
+  const name = basename(url.split(/[?#]/)[0]) || 'download'
+  return join(cacheDir, 'downloads', `${sha256.slice(0, 16)}-${name}`)
+}
+
+/**
+ * The one way to a pinned input file: the copy the user gave, checked against the pin, else the
+ * cache's copy if it matches, else a (resumed) download, checked before it is kept.
+ */
+export async function pinnedFile(f: PinnedFile, opts: Omit<DownloadOptions, 'pinnedBy'> = {}): Promise<string> {
+  if (f.given) {
+    opts.progress?.(`checking ${f.given.path}`)
+    const got = await sha256File(f.given.path)
+    if (got !== f.sha256) {
+      throw new InputError(`${f.given.flag} ${f.given.path}: sha256 ${got} is not the pinned ${f.sha256} (${f.pinnedBy}, for ${f.url})`, {
+        hint: `give a copy of the file ${f.pinnedBy} pins, or change that pin only if you trust your copy`,
+      })
+    }
+    return f.given.path
+  }
+  opts.progress?.(`downloading ${f.url}`)
+  return downloadPinned(f.url, f.sha256, downloadPath(f.cacheDir, f.sha256, f.url), {...opts, pinnedBy: f.pinnedBy})
 }
 
 /**

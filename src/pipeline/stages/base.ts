@@ -8,7 +8,7 @@ import {decompressRootfs} from '../../rootfs/decompress.js'
 import {diskToRootfs, isDiskFormat} from '../../rootfs/disk-base.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
-import {downloadPinned} from '../../util/download.js'
+import {pinnedFile} from '../../util/download.js'
 import {sha256File, type Json} from '../../util/fsx.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
@@ -65,21 +65,19 @@ export const baseStage: StageOf<'base', BaseInputs, never> = {
     } else {
       const {url, format} = inputs
       const sha = inputs.sha256 ?? undefined
-      let file: string
-      if (inputs.file) {
-        file = inputs.file.path
-        if (sha) {
-          const got = await sha256File(file)
-          if (got !== sha) throw new InputError(`--base-file ${file} has sha256 ${got}, not ${sha}`, {hint: 'give the file the recipe (or --base-sha256) pins, or the matching --base-sha256'})
-        }
-      } else if (!sha) {
+      if (!inputs.file && !sha) {
         throw new InputError(`base.sha256 is null, so the download of ${url} cannot be checked`, {
           hint: 'pass --base-sha256 <sha256 you verified>, or download the file yourself and pass --base-file <path>',
         })
-      } else {
-        io.progress(`downloading ${url}`)
-        file = await downloadPinned(url, sha, join(io.env.cacheDir, 'downloads', sha), {signal: io.signal, progress: io.progress, pinnedBy: 'recipe.base.sha256'})
       }
+      // a --base-file with no pin (base.sha256 null, no --base-sha256) is the user's own file, taken as it is
+      const file =
+        inputs.file && !sha
+          ? inputs.file.path
+          : await pinnedFile(
+              {url, sha256: sha!, pinnedBy: 'recipe.base.sha256 (or --base-sha256)', cacheDir: io.env.cacheDir, given: inputs.file ? {path: inputs.file.path, flag: '--base-file'} : undefined},
+              {signal: io.signal, progress: io.progress},
+            )
       source = inputs.file ? `file ${inputs.file.path}` : url
       if (isDiskFormat(format)) {
         const read = await diskToRootfs(file, format, output, io.work, {progress: io.progress, signal: io.signal, logFile: io.logFile})
