@@ -32,13 +32,13 @@ describe('validate on a remote host over SSH (a real OpenSSH server on 127.0.0.1
     // an unknown key (empty known_hosts) is refused too
     const emptyKnownHosts = join(sshd.dir, 'empty_known_hosts')
     await import('node:fs/promises').then((f) => f.writeFile(emptyKnownHosts, ''))
-    await expect(openValidationHost({host: `${sshd.user}@127.0.0.1:${sshd.port}`, knownHosts: emptyKnownHosts, identity: sshd.userKeyPath})).rejects.toBeInstanceOf(HostError)
+    await expect(openValidationHost({host: `${sshd.user}@127.0.0.1:${sshd.port}`, knownHostsFile: emptyKnownHosts, identity: sshd.userKeyPath})).rejects.toBeInstanceOf(HostError)
     expect(sshd.log()).not.toMatch(/Accepted publickey/)
     expect(await remoteTemps()).toEqual(before)
   })
 
   it('doctor service: probes the remote host through the pinned connection and names what sev lacks', async () => {
-    const host = await openValidationHost({host: `${sshd.user}@127.0.0.1:${sshd.port}`, knownHosts: sshd.knownHostsFile, identity: sshd.userKeyPath})
+    const host = await openValidationHost({host: `${sshd.user}@127.0.0.1:${sshd.port}`, knownHostsFile: sshd.knownHostsFile, identity: sshd.userKeyPath})
     try {
       const r = await probeHost(host)
       expect(r.host).toBe(`${sshd.user}@127.0.0.1:${sshd.port}`)

@@ -3,6 +3,7 @@ import {availableParallelism} from 'node:os'
 import type {BuildContext, BuildOptions} from '../pipeline/stage.js'
 import {StageCache} from '../pipeline/cache.js'
 import {RecipeStore, type ProjectDirs} from '../recipe/load.js'
+import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import {resolveCacheDir} from './flags.js'
 
 export interface BuildInputFlagValues {
@@ -29,7 +30,8 @@ export function buildOptions(f: BuildInputFlagValues): BuildOptions {
     control: f.control || undefined,
     modes: f.mode,
     validateHost: f.host,
-    validateHostKey: f['host-key'],
+    // one meaning of --host-key in every command: a SHA256 fingerprint, else a known_hosts file
+    validateHostKey: hostKeyPinFromFlag(f['host-key']),
     validateIdentity: f.identity,
     skipValidation: f['no-validate'] || undefined,
     jobs: f.jobs ?? availableParallelism(),

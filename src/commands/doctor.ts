@@ -47,7 +47,7 @@ With --install (as root) the missing Debian packages are installed with apt-get.
     }
     const missing = missingPackages(tools)
     const pin = hostKeyPinFromFlag(flags['host-key'])
-    const validationHost = await probeValidationHost({host: flags.host, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: flags.identity, signal})
+    const validationHost = await probeValidationHost({host: flags.host, ...pin, identity: flags.identity, signal})
     if (!this.jsonEnabled()) {
       const w = Math.max(...tools.map((t) => t.tool.length))
       for (const t of tools) this.log(`${t.found ? 'ok     ' : 'MISSING'}  ${t.tool.padEnd(w)}  ${t.package.padEnd(18)} ${t.stages.join(',')}: ${t.why}`)

@@ -8,9 +8,8 @@ import {runInterruptible} from '../cli/interrupt.js'
 import {ExitCode} from '../errors.js'
 import {VALIDATE_DEFAULTS, VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
-import {openValidationHost} from '../validate/open-host.js'
 import type {ValidationReport} from '../validate/report.js'
-import {GUEST_DEFAULTS, validateImage} from '../validate/run.js'
+import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
 
 export default class Validate extends BaseCommand {
   static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
@@ -50,11 +49,9 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
-        const host = await openValidationHost({host: flags.host, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: flags.identity, signal})
-        const report = await validateImage({
+        const report = await validateOnHost({host: flags.host, ...pin, identity: flags.identity, signal}, {
           disk: resolve(args.image),
           modes: flags.mode as ValidationMode[],
-          host,
           templatesDir: this.dirs(flags.root).templates,
           outDir: resolve(flags.out),
           expected: {release: flags.release ?? kernel.release, version: kernel.version},
@@ -64,7 +61,6 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
           hostname: GUEST_DEFAULTS.hostname,
           seed: flags.seed as 'disk' | 'http',
           diskBoot: flags['disk-boot'],
-          signal,
           progress: (l) => this.logToStderr(l),
         })
         if (!this.jsonEnabled()) {

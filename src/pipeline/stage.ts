@@ -1,4 +1,5 @@
 import type {LoadedRecipe, ProjectDirs} from '../recipe/load.js'
+import type {HostKeyPin} from '../remote/host-key.js'
 import type {StageResult, StageResultTypes} from './results.js'
 import type {StageName} from './stage-names.js'
 
@@ -20,8 +21,8 @@ export interface BuildOptions {
   modes?: string[]
   /** user@host of a remote validation host */
   validateHost?: string
-  /** pinned host key of the validation host: a SHA256:... fingerprint or a known_hosts file */
-  validateHostKey?: string
+  /** how the validation host's key is pinned (--host-key: a SHA256:... fingerprint or a known_hosts file) */
+  validateHostKey?: HostKeyPin
   /** private key for the validation host; default: the ssh-agent */
   validateIdentity?: string
   /** skip validation: the validate stage reports every check as skipped */
@@ -59,7 +60,7 @@ export interface StageEnv {
   /** make -j: how fast, not what */
   jobs?: number
   /** how to reach and trust the validation host (the host itself is in the key) */
-  validateHostKey?: string
+  validateHostKey?: HostKeyPin
   validateIdentity?: string
 }
 

@@ -1,14 +1,11 @@
-import {connect} from '../remote/ssh.js'
+import {connect, type HostKeyPin} from '../remote/ssh.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {RemoteHost} from './remote-host.js'
 
-export interface HostTarget {
+/** The machine to validate on, and how to trust it: the pin is a SHA256 fingerprint or a known_hosts file (default ~/.ssh/known_hosts). */
+export interface HostTarget extends HostKeyPin {
   /** user@host[:port] of a remote validation host; unset: this machine */
   host?: string
-  /** pinned host key: SHA256:<base64> fingerprint */
-  hostKey?: string
-  /** a known_hosts file to pin the host key from (default ~/.ssh/known_hosts) */
-  knownHosts?: string
   /** private key file; default: the SSH agent */
   identity?: string
   signal?: AbortSignal
@@ -20,6 +17,6 @@ export interface HostTarget {
  */
 export async function openValidationHost(t: HostTarget): Promise<ValidationHost> {
   if (!t.host) return new LocalHost()
-  const session = await connect(t.host, {hostKey: t.hostKey, knownHostsFile: t.knownHosts, privateKey: t.identity, keepaliveInterval: 10_000, signal: t.signal})
+  const session = await connect(t.host, {hostKey: t.hostKey, knownHostsFile: t.knownHostsFile, privateKey: t.identity, keepaliveInterval: 10_000, signal: t.signal})
   return new RemoteHost(session)
 }

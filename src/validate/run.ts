@@ -12,6 +12,7 @@ import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {probeHost, requireMode, type HostReport} from './host-probe.js'
 import {buildProbe} from './nvme-probe.js'
+import {openValidationHost, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
 
@@ -51,6 +52,16 @@ export const GUEST_DEFAULTS: Pick<ValidateRequest, 'memoryMiB' | 'cpus' | 'bootT
   cpus: VALIDATE_DEFAULTS.cpus,
   bootTimeoutS: VALIDATE_DEFAULTS.boot_timeout_s,
   hostname: DEFAULT_HOSTNAME,
+}
+
+/**
+ * The one wiring of a validation, for `cvm-image validate` and the validate stage: opens the host
+ * (this machine, or a remote one whose key is pinned, refused before anything is sent) and
+ * validates the disk on it.
+ */
+export async function validateOnHost(target: HostTarget, req: Omit<ValidateRequest, 'host' | 'signal'>): Promise<ValidationReport> {
+  const host = await openValidationHost(target)
+  return validateImage({...req, host, signal: target.signal})
 }
 
 /** how long one check may take; it bounds the O_DIRECT run too, whose guest command asks for 600 s */

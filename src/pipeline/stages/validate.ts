@@ -4,11 +4,9 @@ import {join} from 'node:path'
 import {StageError} from '../../errors.js'
 import type {ValidationMode} from '../../recipe/schema.js'
 import {sha256} from '../../util/fsx.js'
-import {hostKeyPinFromFlag} from '../../remote/ssh.js'
-import {openValidationHost} from '../../validate/open-host.js'
 import {markerLine} from '../../validate/marker.js'
 import {PROBE_SOURCE} from '../../validate/nvme-probe.js'
-import {validateImage, writeSkippedReport} from '../../validate/run.js'
+import {validateOnHost, writeSkippedReport} from '../../validate/run.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
 function modesOf(ctx: BuildContext): ValidationMode[] {
@@ -78,13 +76,10 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
     }
     const am = assemble.meta
     const cm = compile.meta
-    // --host-key takes a SHA256 fingerprint or a known_hosts path (default ~/.ssh/known_hosts); auth: --identity, else the ssh-agent
-    const pin = hostKeyPinFromFlag(validateHostKey)
-    const host = await openValidationHost({host: inputs.host ?? undefined, hostKey: pin.hostKey, knownHosts: pin.knownHostsFile, identity: validateIdentity, signal: io.signal})
-    const report = await validateImage({
+    // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
+    const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, signal: io.signal}, {
       disk,
       modes,
-      host,
       templatesDir: dirs.templates,
       outDir: io.out,
       expected: {release: cm.release, version: cm.version, marker: await markerLine(dirs.kernels, cm.patches, inputs.line), diskSha256: am.diskSha256, ukiSha256: am.ukiSha256},
@@ -94,7 +89,6 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       hostname: inputs.hostname,
       diskBoot: true,
       probeCacheDir: cacheDir,
-      signal: io.signal,
       log: io.log,
       progress: io.progress,
     })
