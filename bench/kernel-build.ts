@@ -5,7 +5,7 @@ import {cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} fr
 import {availableParallelism, cpus} from 'node:os'
 import {join} from 'node:path'
 
-import {runBuild} from '../src/build/service.js'
+import {runBuild} from '../src/service/service.js'
 import {ccacheStats} from '../src/kernel/compile.js'
 import {StageCache} from '../src/pipeline/cache.js'
 import {compileStage} from '../src/pipeline/stages/compile.js'

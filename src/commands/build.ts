@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {runBuild, type BuildRequest, type BuildResult} from '../build/service.js'
+import {runBuild, type BuildRequest, type BuildResult} from '../service/service.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
 import {runInterruptible} from '../cli/interrupt.js'
@@ -12,7 +12,7 @@ import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
 import {DEFAULT_TARGET} from '../publish/index.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
 
-export type {BuildResult} from '../build/service.js'
+export type {BuildResult} from '../service/service.js'
 
 export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'

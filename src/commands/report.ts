@@ -3,7 +3,7 @@ import {join, resolve} from 'node:path'
 
 import {Flags} from '@oclif/core'
 
-import {collectReport} from '../build/report.js'
+import {collectReport} from '../service/report.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
 import type {ReportData} from '../report/model.js'

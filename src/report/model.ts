@@ -1,5 +1,5 @@
 /**
- * `cvm-image report`: what the page, report.json and report.md show. Data only; src/build/report.ts
+ * `cvm-image report`: what the page, report.json and report.md show. Data only; src/service/report.ts
  * gathers it from the cache and kernels/, src/report/render.ts renders it.
  */
 

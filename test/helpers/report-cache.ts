@@ -1,7 +1,7 @@
 import {mkdir, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
-import {checkRecipeKernel} from '../../src/build/kernel-check.js'
+import {checkRecipeKernel} from '../../src/service/kernel-check.js'
 import type {BuildRecord} from '../../src/pipeline/build-record.js'
 import {StageCache} from '../../src/pipeline/cache.js'
 import {planBuild} from '../../src/pipeline/plan.js'

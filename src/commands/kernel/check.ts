@@ -2,7 +2,7 @@ import {existsSync, statSync} from 'node:fs'
 
 import {Args, Flags} from '@oclif/core'
 
-import {checkRecipeKernel} from '../../build/kernel-check.js'
+import {checkRecipeKernel} from '../../service/kernel-check.js'
 import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
 import {cacheDirFlag} from '../../cli/flags.js'
