@@ -53,7 +53,9 @@ describe('O_DIRECT integrity and bounce evidence', () => {
   })
 })
 
-// Recorded guest output. Kernel lines as each kernel prints them (docs/design.md "What a guest prints").
+// dmesg lines written for these tests in the format each kernel prints (its pr_info strings;
+// docs/design.md "What a guest prints"), not recorded from boots: no SEV host is here, and the 6.6
+// SNP and TDX lines are made from 6.6's format string.
 const LINUX_5_4 = '[    0.000000] Linux version 5.4.0-1036-gcp (buildd@lcy01-amd64-010) (gcc version 7.5.0 (Ubuntu 7.5.0-3ubuntu1~18.04)) #39~18.04.1-Ubuntu SMP Wed Jan 6 19:29:21 UTC 2021 (Ubuntu 5.4.0-1036.39~18.04.1-gcp 5.4.78)'
 const LINUX_5_8 = '[    0.000000] Linux version 5.8.0-63-cvm (root@build) (gcc (Ubuntu 9.3.0-17ubuntu1~20.04) 9.3.0, GNU ld (GNU Binutils for Ubuntu) 2.34) #71~20.04.1 SMP Thu Jul 15 17:46:08 UTC 2021'
 const LINUX_5_10 = '[    0.000000] Linux version 5.10.218-cvm (root@build) (gcc-10 (Debian 10.2.1-6) 10.2.1 20210110, GNU ld (GNU Binutils for Debian) 2.35.2) #1 SMP Debian 5.10.218-1 (2024-06-01)'
@@ -73,7 +75,7 @@ const TDX_6_6 = '[    0.288410] Memory Encryption Features active: Intel TDX'
 
 const onlyDmesg = (out: string): Recorded[] => [[/^sh -c dmesg$/, out]]
 
-describe('memory-encryption: the line each kernel prints, for the mode asked', () => {
+describe('memory-encryption, on invented dmesg lines in each kernel\'s format, for the mode asked', () => {
   const cases: [string, ValidationMode, string, 'pass' | 'fail' | 'skip', RegExp][] = [
     ['5.4 SEV guest (no "Features" line before 5.10)', 'sev', dmesg(LINUX_5_4, SEV_5_4), 'pass', /AMD Secure Encrypted Virtualization \(SEV\) active/],
     ['5.10 SEV guest', 'sev', dmesg(LINUX_5_10, SEV_5_10), 'pass', /Features active: SEV$/],

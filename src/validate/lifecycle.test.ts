@@ -32,7 +32,7 @@ describe('kexec: into the same kernel and back', () => {
     expect(ctx.guest).not.toBe(old)
   })
 
-  it('under KVM keeps every CPU online', async () => {
+  it('a recorded guest whose machine says KVM (none here): every CPU stays online', async () => {
     const {old, outcome} = kexec([before(), ...loads], {accel: 'kvm', afterReconnect: after()})
     expect((await outcome).evidence).not.toMatch(/offline/)
     expect(old.commands.some((c) => c.includes('/sys/devices/system/cpu'))).toBe(false)
