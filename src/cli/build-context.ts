@@ -1,6 +1,7 @@
 import {availableParallelism} from 'node:os'
 
 import type {BuildContext, BuildOptions} from '../pipeline/stage.js'
+import {checkSigningPair} from '../disk/secure-boot.js'
 import {StageCache} from '../pipeline/cache.js'
 import {RecipeStore, type ProjectDirs} from '../recipe/load.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
@@ -18,6 +19,8 @@ export interface BuildInputFlagValues {
   'host-key'?: string
   identity?: string
   'no-validate'?: boolean
+  'signing-key'?: string
+  'signing-cert'?: string
   jobs?: number
 }
 
@@ -34,6 +37,8 @@ export function buildOptions(f: BuildInputFlagValues): BuildOptions {
     validateHostKey: hostKeyPinFromFlag(f['host-key']),
     validateIdentity: f.identity,
     skipValidation: f['no-validate'] || undefined,
+    signingKey: f['signing-key'],
+    signingCert: f['signing-cert'],
     jobs: f.jobs ?? availableParallelism(),
   }
 }
@@ -41,6 +46,8 @@ export function buildOptions(f: BuildInputFlagValues): BuildOptions {
 /** Loads and checks the recipe (all problems at once) and the cache a command works on. */
 export function makeBuildContext(dirs: ProjectDirs, recipeId: string, f: BuildInputFlagValues): {ctx: BuildContext; cache: StageCache} {
   const recipe = new RecipeStore(dirs).load(recipeId)
+  // a key and certificate that cannot sign are refused before any work (exit 2)
+  if (f['signing-key'] && f['signing-cert']) checkSigningPair({keyFile: f['signing-key'], certFile: f['signing-cert']})
   const cacheDir = resolveCacheDir(f['cache-dir'])
   return {ctx: {recipe, dirs, options: buildOptions(f), cacheDir}, cache: new StageCache(cacheDir)}
 }

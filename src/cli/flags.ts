@@ -31,6 +31,8 @@ export const buildInputFlags = {
   host: Flags.string({description: 'validate on this AMD host over SSH (user@host[:port]) instead of locally'}),
   'host-key': Flags.string({description: 'the validation host\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
   identity: Flags.file({description: 'SSH private key for the validation host [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
+  'signing-key': Flags.file({description: 'sign the UKI for UEFI Secure Boot with this RSA private key (PEM, not encrypted; read only to sign, never copied into the cache or the release)', exists: true, dependsOn: ['signing-cert']}),
+  'signing-cert': Flags.file({description: 'the X.509 certificate of --signing-key, as the firmware\'s signature database (db) holds it: in the stage key and the manifest', exists: true, dependsOn: ['signing-key']}),
   'no-validate': Flags.boolean({description: 'skip validation (every check reported skipped; publish then needs --allow-unvalidated)'}),
   jobs: Flags.integer({description: 'parallel compile jobs [default: the number of cores]', min: 1}),
   force: Flags.string({description: 'rerun this stage even if cached (repeatable; "all" for every stage)', multiple: true}),

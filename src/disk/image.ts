@@ -6,6 +6,7 @@ import {sha256File} from '../util/fsx.js'
 import {copySparse, type CopyTarget} from '../util/sparse-copy.js'
 import type {XattrRecord} from '../rootfs/transform.js'
 import {makeEsp} from './esp.js'
+import {signPe, type SecureBootSigner} from './secure-boot.js'
 import {makeRootFilesystem} from './ext4.js'
 import {type DiskLayout, SECTOR, writePartitionTable} from './gpt.js'
 import {buildUki} from './uki.js'
@@ -33,6 +34,8 @@ export interface DiskInputs {
   work: string
   logFile?: string
   signal?: AbortSignal
+  /** sign the UKI for Secure Boot (after it is built, before it goes on the ESP) */
+  signer?: SecureBootSigner
 }
 
 export interface DiskOutputs {
@@ -49,6 +52,10 @@ export async function assembleDisk(inp: DiskInputs, out: DiskOutputs, progress: 
 
   progress('building the unified kernel image')
   await buildUki({vmlinuz: inp.vmlinuz, initrd: inp.initrd, cmdlineFile, osReleaseFile}, out.uki, {sourceDateEpoch: inp.sourceDateEpoch, logFile: inp.logFile})
+  if (inp.signer) {
+    progress('signing the UKI for Secure Boot')
+    await signPe(out.uki, inp.signer, inp.sourceDateEpoch, inp.logFile)
+  }
 
   progress('making the ESP')
   const esp = join(work, 'esp.img')

@@ -1,3 +1,4 @@
+import type {SigningCertificate} from '../disk/secure-boot.js'
 import {BugError} from '../errors.js'
 import type {PatchRecord} from '../kernel/series-apply.js'
 import type {FetchedSource} from '../kernel/source-io.js'
@@ -73,7 +74,11 @@ export interface AssembleResult {
   sizeGiB: number
   kernelRelease: string
   rootfs: {entries: number; removed: number; added: number; xattrs: number}
+  /** whether the UKI is signed for UEFI Secure Boot, and by which certificate */
+  secureBoot: UkiSigning
 }
+
+export type UkiSigning = {status: 'unsigned'} | {status: 'signed'; certificate: SigningCertificate}
 
 /** One check as the validate stage keeps it. */
 export type ValidateCheck = Pick<CheckResult, 'mode' | 'name' | 'verdict' | 'evidence'>

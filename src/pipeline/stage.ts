@@ -27,6 +27,9 @@ export interface BuildOptions {
   validateIdentity?: string
   /** skip validation: the validate stage reports every check as skipped */
   skipValidation?: boolean
+  /** Secure Boot: the private key that signs the UKI (never in a key, the cache or a release) and its certificate (in the assemble key) */
+  signingKey?: string
+  signingCert?: string
   /** make -j */
   jobs?: number
 }
@@ -62,6 +65,8 @@ export interface StageEnv {
   /** how to reach and trust the validation host (the host itself is in the key) */
   validateHostKey?: HostKeyPin
   validateIdentity?: string
+  /** the Secure Boot signing key: the certificate, in the assemble key, fixes which key it is */
+  signingKey?: string
 }
 
 /** The one place a StageEnv is made from a build's context: the options that cannot change an output, nothing of the recipe. */
@@ -75,6 +80,7 @@ export function stageEnv(ctx: BuildContext): StageEnv {
     jobs: o.jobs,
     validateHostKey: o.validateHostKey,
     validateIdentity: o.validateIdentity,
+    signingKey: o.signingKey,
   }
 }
 

@@ -1,6 +1,10 @@
+import {X509Certificate} from 'node:crypto'
+
+import type {SigningCertificate} from '../disk/secure-boot.js'
 import type {ImageArtifact} from '../formats/index.js'
 import type {PatchRecord} from '../kernel/series-apply.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
+import type {AssembleResult} from '../pipeline/results.js'
 import type {StageName} from '../pipeline/stage.js'
 import type {GuestOsFeature} from './guest-os-features.js'
 import type {ValidationSummary} from './validation-gate.js'
@@ -36,6 +40,8 @@ export interface Manifest {
   validationStatement?: {name: string; sha256: string}
   /** what vouches for the release beyond the sums: "unsigned", or SHA256SUMS.gpg and the DSSE envelopes' keys */
   signing: ReleaseSigning
+  /** the UKI's UEFI Secure Boot signature: "unsigned", or the certificate a firmware's db must hold (docs/secure-boot.md) */
+  secureBoot: SecureBootManifest
   /** the cache key of every stage that made the image */
   build: {stages: Partial<Record<StageName, string>>}
 }
@@ -47,6 +53,22 @@ export interface ReleaseSigning {
   checksums: {status: 'unsigned'} | {status: 'signed'; file: string; format: 'openpgp'; fingerprint: string}
   /** provenance.intoto.json and validation.intoto.json as DSSE envelopes; keyid: sha256 of the public key's DER SubjectPublicKeyInfo */
   attestations: {status: 'unsigned'} | {status: 'signed'; format: 'dsse'; payloadType: string; algorithm: string; keyid: string; files: string[]}
+}
+
+export type SecureBootManifest =
+  | {status: 'unsigned'}
+  | {
+      status: 'signed'
+      certificate: SigningCertificate
+      /** images.insert's shieldedInstanceInitialState with this certificate as the db (gcloud: --signature-database-file, DER) */
+      gce: {shieldedInstanceInitialState: {dbs: {content: string; fileType: 'X509'}[]}}
+    }
+
+function secureBootOf(assemble: AssembleResult | undefined): SecureBootManifest {
+  const s = assemble?.secureBoot
+  if (!s || s.status === 'unsigned') return {status: 'unsigned'}
+  const der = new X509Certificate(s.certificate.pem).raw
+  return {status: 'signed', certificate: s.certificate, gce: {shieldedInstanceInitialState: {dbs: [{content: der.toString('base64'), fileType: 'X509'}]}}}
 }
 
 export const UNSIGNED: ReleaseSigning = {status: 'unsigned', checksums: {status: 'unsigned'}, attestations: {status: 'unsigned'}}
@@ -105,6 +127,7 @@ export function buildManifest(m: ManifestInput): Manifest {
     provenance: m.provenance,
     validationStatement: m.validationStatement,
     signing: m.signing ?? UNSIGNED,
+    secureBoot: secureBootOf(assemble),
     // No build time here: a rebuild from the cache must give the same manifest, or re-publishing it would conflict.
     build: {
       stages: Object.fromEntries(Object.entries(record.stages).map(([k, v]) => [k, v?.key])) as Partial<Record<StageName, string>>,

@@ -8,7 +8,7 @@ import type {StageName, StageResult, StageResults} from '../../src/pipeline/stag
 import {Recipe} from '../../src/recipe/schema.js'
 import {sha256} from '../../src/util/fsx.js'
 import type {PatchRecord} from '../../src/kernel/series-apply.js'
-import type {StageResultTypes, ValidateCheck} from '../../src/pipeline/results.js'
+import type {StageResultTypes, UkiSigning, ValidateCheck} from '../../src/pipeline/results.js'
 import {makeGptDisk, pseudoRandom} from './disk-fixture.js'
 
 export interface FixtureOptions {
@@ -17,6 +17,8 @@ export interface FixtureOptions {
   seed?: string
   /** passed (default), failed, skipped, or missing (no validate stage) */
   validation?: 'passed' | 'failed' | 'skipped' | 'missing'
+  /** the assemble stage's Secure Boot record (default unsigned) */
+  secureBoot?: UkiSigning
   /** a control build (--control): its patch stage applied only the build fixes */
   control?: boolean
   /** recipe.publish.version */
@@ -115,6 +117,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
     sizeGiB: 1,
     kernelRelease: '6.1.192-cvm',
     rootfs: {entries: 1, removed: 0, added: 0, xattrs: 0},
+    secureBoot: o.secureBoot ?? {status: 'unsigned'},
   }, {'uki.efi': uki})
 
   const v = o.validation ?? 'passed'

@@ -1,4 +1,5 @@
 import {existsSync, readFileSync, statSync} from 'node:fs'
+import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../../errors.js'
@@ -6,6 +7,7 @@ import {kernelCmdline} from '../../disk/cmdline.js'
 import {diskIds} from '../../disk/ids.js'
 import {planLayout} from '../../disk/gpt.js'
 import {assembleDisk} from '../../disk/image.js'
+import {readSigningCertificate, type SecureBootSigner} from '../../disk/secure-boot.js'
 import {EFI_STUB} from '../../disk/uki.js'
 import {distroFor} from '../../distro/index.js'
 import {guestTemplatesDigest, renderGuestFiles} from '../../rootfs/guest-files.js'
@@ -45,6 +47,8 @@ function assembleInputs(ctx: BuildContext) {
     efiStub: existsSync(EFI_STUB) ? sha256(readFileSync(EFI_STUB)) : null,
     // cvm-image's own version (src/version.ts), whatever --root names: the transform and the disk layout are its code
     tool: toolVersion(),
+    // the certificate (public) of the Secure Boot signing key: it names the key, whose signature is then the same bytes every time
+    secureBoot: ctx.options.signingCert ? readSigningCertificate(ctx.options.signingCert) : null,
   }
 }
 
@@ -107,6 +111,14 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
     const osRelease = OS_RELEASE.map((n) => t.captured[n]).find(Boolean)
     if (!osRelease) throw new StageError(`the base rootfs has no ${OS_RELEASE.join(' or ')} (a regular file), which the UKI's .osrel section needs`)
 
+    let signer: SecureBootSigner | undefined
+    if (inputs.secureBoot) {
+      if (!io.env.signingKey) throw new StageError(`this assemble is keyed to sign with ${inputs.secureBoot.subject}, but no signing key was given`, {hint: 'pass --signing-key with --signing-cert'})
+      // osslsigncode reads the certificate from a file: the PEM the key holds, in the work dir
+      const certFile = join(io.work, 'signing-cert.pem')
+      await writeFile(certFile, inputs.secureBoot.pem)
+      signer = {keyFile: io.env.signingKey, certFile}
+    }
     const {diskSha256, ukiSha256} = await assembleDisk(
       {
         layout,
@@ -122,6 +134,7 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
         work: io.work,
         logFile: io.logFile,
         signal: io.signal,
+        signer,
       },
       {disk: join(io.out, 'disk.raw'), uki: join(io.out, 'uki.efi')},
       io.progress,
@@ -138,6 +151,7 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
       sizeGiB: image.sizeGiB,
       kernelRelease: kernel.release,
       rootfs: {entries: t.entries, removed: t.removed, added: t.added, xattrs: t.xattrs.length},
+      secureBoot: inputs.secureBoot ? {status: 'signed', certificate: inputs.secureBoot} : {status: 'unsigned'},
     }
   },
 }

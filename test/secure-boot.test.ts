@@ -1,0 +1,155 @@
+import {copyFile, mkdtemp, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {EFI_STUB} from '../src/disk/uki.js'
+import {checkSigningPair, signPe} from '../src/disk/secure-boot.js'
+import {InputError} from '../src/errors.js'
+import {authenticodeSha256} from '../src/measure/authenticode.js'
+import {buildManifest} from '../src/publish/manifest.js'
+import {run} from '../src/util/exec.js'
+import {sha256File} from '../src/util/fsx.js'
+import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
+import {cli} from './helpers/cli.js'
+import {buildUntil} from './helpers/pipeline.js'
+
+/**
+ * Secure Boot signing of the UKI (issue #18, item 1), checked with tools apart from the signer:
+ * sbverify (sbsigntool) for the signature, openssl for the certificate's DER. The keys: Debian's
+ * snakeoil pair, the one its OVMF_VARS_4M.snakeoil.fd enrolls (the shipped key is encrypted with the
+ * password "snakeoil": the test decrypts a copy), and throwaway pairs made here.
+ */
+const SNAKEOIL_KEY = '/usr/share/ovmf/PkKek-1-snakeoil.key'
+const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
+let work: string
+let key: string
+let otherKey: string
+let otherCert: string
+let ecKey: string
+let ecCert: string
+
+const openssl = (args: string[]) => run('openssl', args, {cwd: work, what: 'make test keys (openssl)'})
+const sbverify = (cert: string, file: string) => run('sbverify', ['--cert', cert, file], {reject: false})
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'cvm-secure-boot-'))
+  key = join(work, 'snakeoil.key')
+  await openssl(['pkey', '-in', SNAKEOIL_KEY, '-passin', 'pass:snakeoil', '-out', key])
+  otherKey = join(work, 'other.key')
+  otherCert = join(work, 'other.pem')
+  await openssl(['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', otherKey, '-out', otherCert, '-days', '30', '-subj', '/CN=cvm-image test other db key/'])
+  ecKey = join(work, 'ec.key')
+  ecCert = join(work, 'ec.pem')
+  await openssl(['req', '-new', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', ecKey, '-out', ecCert, '-days', '30', '-subj', '/CN=cvm-image test ec/'])
+}, 120_000)
+
+afterAll(async () => {
+  if (work) await rm(work, {recursive: true, force: true})
+})
+
+const refusal = (f: () => unknown): InputError => {
+  try {
+    f()
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError)
+    return e as InputError
+  }
+  throw new Error('not refused')
+}
+
+describe('the signing key and certificate are checked before any work', () => {
+  it('takes the snakeoil pair, naming its certificate', () => {
+    const cert = checkSigningPair({keyFile: key, certFile: SNAKEOIL_CERT})
+    expect(cert.subject).toMatch(/snakeoil/i)
+    expect(cert.pem).toMatch(/^-----BEGIN CERTIFICATE-----/)
+  })
+
+  it('refuses an encrypted key (the snakeoil key as Debian ships it), a key of another pair, an EC pair, and a file that is no certificate', () => {
+    expect(refusal(() => checkSigningPair({keyFile: SNAKEOIL_KEY, certFile: SNAKEOIL_CERT})).message).toBe(`--signing-key ${SNAKEOIL_KEY} is encrypted`)
+    expect(refusal(() => checkSigningPair({keyFile: otherKey, certFile: SNAKEOIL_CERT})).message).toMatch(/^--signing-key \S+other\.key is not the key of --signing-cert \/usr\/share\/ovmf\/PkKek-1-snakeoil\.pem/)
+    expect(refusal(() => checkSigningPair({keyFile: ecKey, certFile: ecCert})).message).toMatch(/has a ec key; UEFI firmware verifies RSA signatures/)
+    expect(refusal(() => checkSigningPair({keyFile: key, certFile: key})).message).toMatch(/is not an X\.509 certificate/)
+  })
+
+  it('the build command refuses them with exit 2 before any stage runs', async () => {
+    const r = await cli(['build', 'debian-12', '--cache-dir', join(work, 'cache'), '--signing-key', SNAKEOIL_KEY, '--signing-cert', SNAKEOIL_CERT, '--until', 'assemble'])
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr).toContain(`--signing-key ${SNAKEOIL_KEY} is encrypted`)
+    expect(r.stderr).toContain('openssl pkey -in')
+  })
+})
+
+describe('signPe: an Authenticode signature UEFI firmware checks', () => {
+  it('signs a real PE (the systemd stub): sbverify accepts it with the snakeoil certificate, not with another', async () => {
+    const pe = join(work, 'stub.efi')
+    await copyFile(EFI_STUB, pe)
+    expect((await sbverify(SNAKEOIL_CERT, pe)).exitCode, 'the stub as shipped is not signed by the snakeoil key').not.toBe(0)
+    await signPe(pe, {keyFile: key, certFile: SNAKEOIL_CERT}, 1700000000)
+    const ok = await sbverify(SNAKEOIL_CERT, pe)
+    expect(ok.exitCode, ok.stdout + ok.stderr).toBe(0)
+    expect(ok.stdout).toContain('Signature verification OK')
+    expect((await sbverify(otherCert, pe)).exitCode).not.toBe(0)
+  })
+
+  it('gives the same bytes for the same inputs (the signing time is the build\'s), and another signing time gives others', async () => {
+    const signed: string[] = []
+    for (const [name, time] of [['a', 1700000000], ['b', 1700000000], ['c', 1700000001]] as const) {
+      const pe = join(work, `${name}.efi`)
+      await copyFile(EFI_STUB, pe)
+      await signPe(pe, {keyFile: key, certFile: SNAKEOIL_CERT}, time)
+      signed.push(await sha256File(pe))
+    }
+    expect(signed[0]).toBe(signed[1])
+    expect(signed[2]).not.toBe(signed[0])
+  })
+
+  it('signs the digest src/measure computes for PCR 4: the signature holds the Authenticode digest of the signed file, as osslsigncode verify reads it', async () => {
+    const pe = join(work, 'measured.efi')
+    await copyFile(EFI_STUB, pe)
+    await signPe(pe, {keyFile: key, certFile: SNAKEOIL_CERT}, 1700000000)
+    const v = await run('osslsigncode', ['verify', '-CAfile', SNAKEOIL_CERT, '-in', pe], {reject: false})
+    const inSignature = /^Current message digest\s*:\s*([0-9A-F]{64})/m.exec(v.stdout)?.[1]
+    expect(inSignature, v.stdout).toBeDefined()
+    expect(authenticodeSha256(await readFile(pe)).toString('hex')).toBe(inSignature!.toLowerCase())
+  })
+})
+
+describe('the manifest of a signed build', () => {
+  it('carries the certificate and, for GCE, the db entry in DER (as openssl writes it), and says unsigned without a key', async () => {
+    const cert = checkSigningPair({keyFile: key, certFile: SNAKEOIL_CERT})
+    const der = join(work, 'db.der')
+    await openssl(['x509', '-in', SNAKEOIL_CERT, '-outform', 'DER', '-out', der])
+    const {record} = await makeBuildRecordFixture(join(work, 'fixture-cache'), {secureBoot: {status: 'signed', certificate: cert}})
+    const base = {version: '1', disk: {sha256: 'x'}, artifacts: [], validation: {status: 'passed' as const, modes: ['emulated']}, guestOsFeatures: [], provenance: {name: 'provenance.intoto.json', sha256: 'y'}}
+    const m = buildManifest({record, ...base} as unknown as Parameters<typeof buildManifest>[0])
+    expect(m.secureBoot).toEqual({
+      status: 'signed',
+      certificate: cert,
+      gce: {shieldedInstanceInitialState: {dbs: [{content: (await readFile(der)).toString('base64'), fileType: 'X509'}]}},
+    })
+    const unsigned = await makeBuildRecordFixture(join(work, 'fixture-cache-2'))
+    expect(buildManifest({record: unsigned.record, ...base} as unknown as Parameters<typeof buildManifest>[0]).secureBoot).toEqual({status: 'unsigned'})
+  })
+})
+
+describe('a debian-12 disk assembled with the snakeoil key (real pipeline, shared test cache)', () => {
+  it('holds a UKI on its ESP that sbverify accepts, and its assemble key differs from the unsigned one', async () => {
+    const signed = await buildUntil('debian-12', 'assemble', {signingKey: key, signingCert: SNAKEOIL_CERT})
+    const unsigned = await buildUntil('debian-12', 'assemble')
+    const a = signed.results.assemble!
+    expect(a.key).not.toBe(unsigned.results.assemble!.key)
+    expect(a.meta.secureBoot).toMatchObject({status: 'signed', certificate: {subject: expect.stringMatching(/snakeoil/i)}})
+    expect(unsigned.results.assemble!.meta.secureBoot).toEqual({status: 'unsigned'})
+    // the UKI as the firmware finds it: \EFI\BOOT\BOOTX64.EFI on the disk's ESP
+    const disk = join(a.dir, 'disk.raw')
+    const pt = JSON.parse((await run('sfdisk', ['-J', disk])).stdout).partitiontable as {partitions: {start: number}[]}
+    const onEsp = join(work, 'BOOTX64.EFI')
+    await run('mcopy', ['-n', '-o', '-i', `${disk}@@${pt.partitions[0].start * 512}`, '::/EFI/BOOT/BOOTX64.EFI', onEsp])
+    expect(await sha256File(onEsp)).toBe(a.meta.ukiSha256)
+    const v = await sbverify(SNAKEOIL_CERT, onEsp)
+    expect(v.exitCode, v.stdout + v.stderr).toBe(0)
+    expect((await sbverify(otherCert, onEsp)).exitCode).not.toBe(0)
+  }, 1_800_000)
+})
