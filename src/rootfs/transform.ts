@@ -106,25 +106,148 @@ interface Spool {
   dir?: string
 }
 
-async function transform(opts: TransformOptions, spool: Spool): Promise<TransformResult> {
-  const removal = new RemovalGlobs(opts.remove)
-  const epoch = opts.sourceDateEpoch
-  const clamp = (d: Date | undefined) => new Date(Math.min(d ? Math.floor(d.getTime() / 1000) : epoch, epoch) * 1000)
-  // files and links the CVM brings replace the base's; directories merge with the base's
-  const additionNames = new Set(opts.additions.filter((a) => a.kind !== 'directory').map((a) => a.name))
-  const capture = new Set(opts.capture ?? [])
+/**
+ * What becomes of one base entry: the policy half of the transform (EntryPolicy decides, with every
+ * refusal and all it remembers of earlier entries); transform() below does the streams.
+ * - drop: not in the output (recipe.image.remove, or a name an addition replaces)
+ * - set-aside: a file or node an addition replaces: its content is kept in a spool file, for a
+ *   later hardlink of it to take (recordSetAside with the spool path)
+ * - heir: a hardlink that takes a replaced file's place: write that file's header and spooled content
+ * - write: the entry as it is (header cleaned, time clamped), its body from the archive
+ */
+type EntryPlan =
+  | {do: 'drop'}
+  | {do: 'set-aside'; name: string; raw: string; header: TarHeader}
+  | {do: 'heir'; header: Header; spool?: string}
+  | {do: 'write'; name: string; header: Header; capture: boolean}
 
+class EntryPolicy {
+  private readonly removal: RemovalGlobs
+  private readonly clamp: (d: Date | undefined) => Date
+  /** files and links the CVM brings replace the base's; directories merge with the base's */
+  private readonly additionNames: Set<string>
+  private readonly capture: Set<string>
   /** kind of every name kept so far: hardlinks must point back at one, additions must not collide */
-  const kept = new Map<string, EntryKind>()
+  readonly kept = new Map<string, EntryKind>()
   /** symlinks kept so far: an entry below one would be written through it */
-  const symlinks = new Map<string, string>()
+  readonly symlinks = new Map<string, string>()
   /** names recipe.image.remove dropped */
-  const removedNames = new Set<string>()
+  private readonly removedNames = new Set<string>()
   /** names an addition replaced, by name */
-  const replaced = new Map<string, Replaced>()
-  const xattrs: XattrRecord[] = []
+  private readonly replaced = new Map<string, Replaced>()
+  readonly xattrs: XattrRecord[] = []
+  removed = 0
+
+  constructor(private readonly opts: TransformOptions) {
+    this.removal = new RemovalGlobs(opts.remove)
+    const epoch = opts.sourceDateEpoch
+    this.clamp = (d) => new Date(Math.min(d ? Math.floor(d.getTime() / 1000) : epoch, epoch) * 1000)
+    this.additionNames = new Set(opts.additions.filter((a) => a.kind !== 'directory').map((a) => a.name))
+    this.capture = new Set(opts.capture ?? [])
+  }
+
+  /** Decides one entry, in archive order; throws an InputError naming it when it is refused. */
+  plan(h: TarHeader): EntryPlan {
+    const raw = h.name
+    if (raw.includes('\uFFFD')) throw refuse(raw, 'has a name that is not valid UTF-8')
+    const canon = canonicalEntryName(raw)
+    if ('problem' in canon) throw refuse(raw, canon.problem)
+    const name = canon.name
+    const kind = entryKind(h.type)
+    if (kind === undefined) throw refuse(raw, `has tar type "${h.type}", which a root filesystem cannot hold`)
+    if (name === '' && kind !== 'directory') throw refuse(raw, 'names the root itself but is not a directory')
+
+    const throughLink = parentsOf(name).find((p) => this.symlinks.has(p))
+    if (throughLink) throw refuse(raw, `lies below the symlink "${throughLink}": extracting it would write through the link`)
+    const belowFile = parentsOf(name).find((p) => this.kept.has(p) && this.kept.get(p) !== 'directory')
+    if (belowFile) throw refuse(raw, `lies below "${belowFile}", which is not a directory`)
+
+    if (this.removal.match(name) !== undefined) {
+      this.removed++
+      this.removedNames.add(name)
+      return {do: 'drop'}
+    }
+    if (this.additionNames.has(name) && h.type !== 'directory') {
+      this.removed++
+      if (h.type === 'link') {
+        const target = canonicalEntryName(h.linkname ?? '')
+        if (!('problem' in target) && this.kept.has(target.name)) this.replaced.set(name, {kind: 'alias', target: target.name})
+        return {do: 'drop'}
+      }
+      if (kind === 'file' || kind === 'other') return {do: 'set-aside', name, raw, header: h}
+      return {do: 'drop'}
+    }
+    if (name && this.kept.get(name) !== undefined && !(h.type === 'directory' && this.kept.get(name) === 'directory')) {
+      throw refuse(raw, 'appears twice in the archive', 'a root filesystem has one entry per name; rebuild the base tarball')
+    }
+
+    // a hardlink to a file an addition replaced: the first one takes the file's place, with the base's content
+    const heir = h.type === 'link' ? this.replacedTarget(h.linkname) : undefined
+    if (heir?.kind === 'node' && heir.heldBy === undefined) {
+      heir.heldBy = name
+      const pax = checkPax(heir.raw, (heir.header.pax ?? {}) as Record<string, string>)
+      const header = outputHeader(name, heir.header, pax, this.clamp)
+      this.addXattrs(header, name, pax)
+      this.kept.set(name, entryKind(heir.header.type)!)
+      return {do: 'heir', header, spool: heir.spool}
+    }
+
+    const pax = checkPax(raw, (h.pax ?? {}) as Record<string, string>)
+    const header = outputHeader(name, h, pax, this.clamp)
+    if (h.type === 'symlink') {
+      const target = h.linkname ?? ''
+      if (!target) throw refuse(raw, 'is a symlink with an empty target')
+      if (target.startsWith('/') && !this.opts.allowAbsoluteSymlinks) {
+        throw refuse(raw, `is a symlink to the absolute path "${target}"`, 'set recipe.image.allow_absolute_symlinks: true if the distro ships such links (they resolve inside the image)')
+      }
+      if (symlinkDestination(name, target) === undefined) throw refuse(raw, `is a symlink to "${target}", which climbs out of the root`)
+      header.linkname = target
+      this.symlinks.set(name, target)
+    }
+    if (h.type === 'link') {
+      const canonTarget = canonicalEntryName(h.linkname ?? '')
+      if ('problem' in canonTarget) throw refuse(raw, `is a hardlink whose target "${h.linkname}" ${canonTarget.problem}`)
+      if (this.removedNames.has(canonTarget.name)) {
+        throw refuse(raw, `is a hardlink to "${h.linkname}", which recipe.image.remove drops`, 'add this entry to recipe.image.remove as well')
+      }
+      // a link to a name an addition replaced: to the base file's new holder, or to what that name linked to
+      const target = heir?.kind === 'node' ? heir.heldBy! : heir?.kind === 'alias' ? heir.target : canonTarget.name
+      const targetKind = this.kept.get(target)
+      if (targetKind === undefined) throw refuse(raw, `is a hardlink to "${h.linkname}", which is not an earlier entry of the archive`)
+      if (targetKind === 'directory' || targetKind === 'symlink') throw refuse(raw, `is a hardlink to "${h.linkname}", which is a ${targetKind}`)
+      header.linkname = target
+    }
+    this.addXattrs(header, name, pax)
+    this.kept.set(name, kind)
+    return {do: 'write', name, header, capture: this.capture.has(name) && h.type === 'file' && h.size <= CAPTURE_LIMIT}
+  }
+
+  /** a set-aside entry's content, once it is spooled (undefined: it had none) */
+  recordSetAside(plan: Extract<EntryPlan, {do: 'set-aside'}>, spool: string | undefined): void {
+    this.replaced.set(plan.name, {kind: 'node', raw: plan.raw, header: plan.header, spool})
+  }
+
+  private replacedTarget(linkname: string | null | undefined): Replaced | undefined {
+    const target = canonicalEntryName(linkname ?? '')
+    return 'problem' in target ? undefined : this.replaced.get(target.name)
+  }
+
+  /** puts the entry's xattrs in its pax header and in the list the file system is given */
+  private addXattrs(header: Header, name: string, pax: CheckedPax): void {
+    const xattrPax: Record<string, string> = {}
+    for (const [key, value] of Object.entries(pax.xattrs)) {
+      xattrPax[XATTR_PREFIX + key] = value
+      this.xattrs.push({name, key, value: xattrValue(value)})
+    }
+    if (Object.keys(xattrPax).length) header.pax = xattrPax
+  }
+}
+
+/** The stream half: reads the base archive once, asks the policy about each entry, writes the output, then the additions. */
+async function transform(opts: TransformOptions, spool: Spool): Promise<TransformResult> {
+  const policy = new EntryPolicy(opts)
   const captured: Record<string, Buffer> = {}
-  let removed = 0
+  let spooled = 0
   let lastName = '(start of archive)'
 
   const pack = tar.pack({highWaterMark: 1 << 20})
@@ -150,103 +273,38 @@ async function transform(opts: TransformOptions, spool: Spool): Promise<Transfor
     for await (const entry of extract) {
       // a damaged archive errors the entry too; the extractor's own error is the one reported below
       entry.on('error', () => undefined)
-      const h = entry.header
-      const raw = h.name
-      lastName = raw
-      if (raw.includes('\uFFFD')) throw refuse(raw, 'has a name that is not valid UTF-8')
-      const canon = canonicalEntryName(raw)
-      if ('problem' in canon) throw refuse(raw, canon.problem)
-      const name = canon.name
-      const kind = entryKind(h.type)
-      if (kind === undefined) throw refuse(raw, `has tar type "${h.type}", which a root filesystem cannot hold`)
-      if (name === '' && kind !== 'directory') throw refuse(raw, 'names the root itself but is not a directory')
-
-      const throughLink = parentsOf(name).find((p) => symlinks.has(p))
-      if (throughLink) throw refuse(raw, `lies below the symlink "${throughLink}": extracting it would write through the link`)
-      const belowFile = parentsOf(name).find((p) => kept.has(p) && kept.get(p) !== 'directory')
-      if (belowFile) throw refuse(raw, `lies below "${belowFile}", which is not a directory`)
-
-      const glob = removal.match(name)
-      if (glob !== undefined) {
-        removed++
-        removedNames.add(name)
-        await drain(entry)
-        continue
-      }
-      if (additionNames.has(name) && h.type !== 'directory') {
-        removed++
-        if (h.type === 'link') {
-          const target = canonicalEntryName(h.linkname ?? '')
-          if (!('problem' in target) && kept.has(target.name)) replaced.set(name, {kind: 'alias', target: target.name})
+      lastName = entry.header.name
+      const plan = policy.plan(entry.header)
+      switch (plan.do) {
+        case 'drop':
           await drain(entry)
-        } else if (entryKind(h.type) === 'file' || entryKind(h.type) === 'other') {
+          break
+        case 'set-aside': {
           let content: string | undefined
-          if (h.size) {
+          if (plan.header.size) {
             spool.dir ??= await mkdtemp(join(dirname(opts.output), '.replaced-'))
-            content = join(spool.dir, String(replaced.size))
+            content = join(spool.dir, String(spooled++))
             await pipeline(entry, createWriteStream(content))
           } else {
             await drain(entry)
           }
-          replaced.set(name, {kind: 'node', raw, header: h, spool: content})
-        } else {
+          policy.recordSetAside(plan, content)
+          break
+        }
+        case 'heir':
           await drain(entry)
-        }
-        continue
-      }
-      if (name && kept.get(name) !== undefined && !(h.type === 'directory' && kept.get(name) === 'directory')) {
-        throw refuse(raw, 'appears twice in the archive', 'a root filesystem has one entry per name; rebuild the base tarball')
-      }
-
-      // a hardlink to a file an addition replaced: the first one takes the file's place, with the base's content
-      const heir = h.type === 'link' ? replacedTarget(h.linkname) : undefined
-      if (heir?.kind === 'node' && heir.heldBy === undefined) {
-        heir.heldBy = name
-        const pax = checkPax(heir.raw, (heir.header.pax ?? {}) as Record<string, string>)
-        const header = outputHeader(name, heir.header, pax, clamp)
-        addXattrs(header, name, pax)
-        kept.set(name, entryKind(heir.header.type)!)
-        await drain(entry)
-        await put(header, heir.spool ? createReadStream(heir.spool) : Buffer.alloc(0))
-        continue
-      }
-
-      const pax = checkPax(raw, (h.pax ?? {}) as Record<string, string>)
-      const header = outputHeader(name, h, pax, clamp)
-      if (h.type === 'symlink') {
-        const target = h.linkname ?? ''
-        if (!target) throw refuse(raw, 'is a symlink with an empty target')
-        if (target.startsWith('/') && !opts.allowAbsoluteSymlinks) {
-          throw refuse(raw, `is a symlink to the absolute path "${target}"`, 'set recipe.image.allow_absolute_symlinks: true if the distro ships such links (they resolve inside the image)')
-        }
-        if (symlinkDestination(name, target) === undefined) throw refuse(raw, `is a symlink to "${target}", which climbs out of the root`)
-        header.linkname = target
-        symlinks.set(name, target)
-      }
-      if (h.type === 'link') {
-        const canonTarget = canonicalEntryName(h.linkname ?? '')
-        if ('problem' in canonTarget) throw refuse(raw, `is a hardlink whose target "${h.linkname}" ${canonTarget.problem}`)
-        if (removedNames.has(canonTarget.name)) {
-          throw refuse(raw, `is a hardlink to "${h.linkname}", which recipe.image.remove drops`, 'add this entry to recipe.image.remove as well')
-        }
-        // a link to a name an addition replaced: to the base file's new holder, or to what that name linked to
-        const target = heir?.kind === 'node' ? heir.heldBy! : heir?.kind === 'alias' ? heir.target : canonTarget.name
-        const targetKind = kept.get(target)
-        if (targetKind === undefined) throw refuse(raw, `is a hardlink to "${h.linkname}", which is not an earlier entry of the archive`)
-        if (targetKind === 'directory' || targetKind === 'symlink') throw refuse(raw, `is a hardlink to "${h.linkname}", which is a ${targetKind}`)
-        header.linkname = target
-      }
-      addXattrs(header, name, pax)
-
-      kept.set(name, kind)
-      if (capture.has(name) && h.type === 'file' && h.size <= CAPTURE_LIMIT) {
-        const chunks: Buffer[] = []
-        for await (const c of entry) chunks.push(c as Buffer)
-        captured[name] = Buffer.concat(chunks)
-        await put(header, captured[name])
-      } else {
-        await put(header, header.size ? entry : Buffer.alloc(0))
-        if (!header.size) await drain(entry)
+          await put(plan.header, plan.spool ? createReadStream(plan.spool) : Buffer.alloc(0))
+          break
+        case 'write':
+          if (plan.capture) {
+            const chunks: Buffer[] = []
+            for await (const c of entry) chunks.push(c as Buffer)
+            captured[plan.name] = Buffer.concat(chunks)
+            await put(plan.header, captured[plan.name])
+          } else {
+            await put(plan.header, plan.header.size ? entry : Buffer.alloc(0))
+            if (!plan.header.size) await drain(entry)
+          }
       }
     }
   } catch (e) {
@@ -260,10 +318,11 @@ async function transform(opts: TransformOptions, spool: Spool): Promise<Transfor
     })
   }
 
+  const {kept} = policy
   const placed: Record<string, string> = {}
   let added = 0
-  for (const addition of planAdditions(opts.additions, kept, symlinks)) {
-    const header: Header = {name: addition.name, mode: addition.mode ?? 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: new Date(epoch * 1000)}
+  for (const addition of planAdditions(opts.additions, kept, policy.symlinks)) {
+    const header: Header = {name: addition.name, mode: addition.mode ?? 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: new Date(opts.sourceDateEpoch * 1000)}
     if (addition.kind === 'directory') {
       await put({...header, name: `${addition.name}/`, type: 'directory'}, Buffer.alloc(0))
     } else if (addition.kind === 'symlink') {
@@ -279,22 +338,7 @@ async function transform(opts: TransformOptions, spool: Spool): Promise<Transfor
   }
   pack.finalize()
   await written
-  return {entries: kept.size, removed, added, xattrs, captured, placed}
-
-  function replacedTarget(linkname: string | null | undefined): Replaced | undefined {
-    const target = canonicalEntryName(linkname ?? '')
-    return 'problem' in target ? undefined : replaced.get(target.name)
-  }
-
-  /** puts the entry's xattrs in its pax header and in the list the file system is given */
-  function addXattrs(header: Header, name: string, pax: CheckedPax): void {
-    const xattrPax: Record<string, string> = {}
-    for (const [key, value] of Object.entries(pax.xattrs)) {
-      xattrPax[XATTR_PREFIX + key] = value
-      xattrs.push({name, key, value: xattrValue(value)})
-    }
-    if (Object.keys(xattrPax).length) header.pax = xattrPax
-  }
+  return {entries: kept.size, removed: policy.removed, added, xattrs: policy.xattrs, captured, placed}
 }
 
 /** The output header of a base entry at its canonical name: the source machine's details dropped, the time clamped. */
