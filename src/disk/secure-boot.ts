@@ -28,6 +28,10 @@ export interface SigningCertificate {
 
 /** Reads and checks the certificate: X.509 (PEM or DER) with an RSA key, the kind every UEFI firmware verifies. */
 export function readSigningCertificate(certFile: string): SigningCertificate {
+  return parseCertificate(certFile).info
+}
+
+function parseCertificate(certFile: string): {cert: X509Certificate; info: SigningCertificate} {
   let cert: X509Certificate
   try {
     cert = new X509Certificate(readFileSync(certFile))
@@ -42,7 +46,7 @@ export function readSigningCertificate(certFile: string): SigningCertificate {
       hint: 'make an RSA key and certificate: openssl req -new -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.pem -days 3650 -subj "/CN=my db key/"',
     })
   }
-  return {sha256: sha256(cert.raw), subject: cert.subject.replace(/\n/g, ', '), notAfter: new Date(cert.validTo).toISOString(), pem: cert.toString()}
+  return {cert, info: {sha256: sha256(cert.raw), subject: cert.subject.replace(/\n/g, ', '), notAfter: new Date(cert.validTo).toISOString(), pem: cert.toString()}}
 }
 
 /**
@@ -51,7 +55,7 @@ export function readSigningCertificate(certFile: string): SigningCertificate {
  * certificate is for.
  */
 export function checkSigningPair(s: SecureBootSigner): SigningCertificate {
-  const cert = readSigningCertificate(s.certFile)
+  const {cert, info} = parseCertificate(s.certFile)
   let key: KeyObject
   try {
     key = createPrivateKey(readFileSync(s.keyFile))
@@ -64,10 +68,10 @@ export function checkSigningPair(s: SecureBootSigner): SigningCertificate {
     })
   }
   const pub = (k: KeyObject) => (k.type === 'private' ? createPublicKey(k) : k).export({type: 'spki', format: 'der'})
-  if (!pub(key).equals(pub(new X509Certificate(readFileSync(s.certFile)).publicKey))) {
-    throw new InputError(`--signing-key ${s.keyFile} is not the key of --signing-cert ${s.certFile} (${cert.subject})`, {hint: 'give the key and the certificate of one pair'})
+  if (!pub(key).equals(pub(cert.publicKey))) {
+    throw new InputError(`--signing-key ${s.keyFile} is not the key of --signing-cert ${s.certFile} (${info.subject})`, {hint: 'give the key and the certificate of one pair'})
   }
-  return cert
+  return info
 }
 
 /**
