@@ -47,7 +47,6 @@ export async function pinnedFile(f: PinnedFile, opts: Omit<DownloadOptions, 'pin
     }
     return f.given.path
   }
-  opts.progress?.(`downloading ${f.url}`)
   return downloadPinned(f.url, f.sha256, downloadPath(f.cacheDir, f.sha256, f.url), {...opts, pinnedBy: f.pinnedBy})
 }
 
@@ -61,6 +60,8 @@ export async function downloadPinned(url: string, sha256: string, dest: string, 
     if ((await sha256File(dest)) === sha256) return dest
     await rm(dest, {force: true})
   }
+  // said only when the cache has no good copy: a cache hit downloads nothing
+  opts.progress?.(`downloading ${url}`)
   await mkdir(dirname(dest), {recursive: true})
   const part = `${dest}.part`
   if (url.startsWith('file://')) {
