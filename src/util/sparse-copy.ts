@@ -106,7 +106,7 @@ export async function copySparse(localPath: string, target: CopyTarget, opts: Sp
   }
 }
 
-export function isAllZero(buf: Buffer, length = buf.length): boolean {
+function isAllZero(buf: Buffer, length = buf.length): boolean {
   for (let off = 0; off < length; off += ZEROS.length) {
     const n = Math.min(ZEROS.length, length - off)
     if (!buf.subarray(off, off + n).equals(ZEROS.subarray(0, n))) return false
