@@ -61,7 +61,6 @@ export interface ExecOptions {
 
 export type {ExecResult} from '../util/exec.js'
 
-
 export interface UploadOptions {
   /** continue a partial remote file whose prefix matches the local file (default true) */
   resume?: boolean
