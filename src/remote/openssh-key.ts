@@ -17,12 +17,29 @@ export interface OpenSshKeyPair {
 const KEY_TYPE = 'ssh-ed25519'
 
 export function generateEd25519(comment: string): OpenSshKeyPair {
-  const {publicKey, privateKey} = generateKeyPairSync('ed25519')
-  // JWK gives the raw 32-byte seed (d) and public point (x), whatever their leading bytes
-  const pub = Buffer.from(publicKey.export({format: 'jwk'}).x!, 'base64url')
-  const seed = Buffer.from(privateKey.export({format: 'jwk'}).d!, 'base64url')
-  if (pub.length !== 32 || seed.length !== 32) throw new BugError(`node made an ed25519 key of ${pub.length}/${seed.length} bytes, not 32/32`)
+  // The DER forms come out of the generation itself. Exporting the KeyObjects afterwards (as JWK)
+  // deadlocked Node 20 about once in 700,000 keys, for good: the export holds the key's mutex while
+  // it allocates, the allocation can start a garbage collection, and the collection destroys the
+  // finished generation job, whose destructor takes the same mutex (docs/testing.md "Hangs").
+  const {publicKey, privateKey} = generateKeyPairSync('ed25519', {
+    publicKeyEncoding: {type: 'spki', format: 'der'},
+    privateKeyEncoding: {type: 'pkcs8', format: 'der'},
+  })
+  const pub = rawKey(publicKey, SPKI_PREFIX, 'public')
+  const seed = rawKey(privateKey, PKCS8_PREFIX, 'private')
   return {private: encodePrivate(pub, seed, comment), public: `${KEY_TYPE} ${publicBlob(pub).toString('base64')} ${comment}\n`}
+}
+
+// RFC 8410: an Ed25519 SubjectPublicKeyInfo is this prefix and the 32-byte public key; the PKCS #8
+// PrivateKeyInfo OpenSSL writes is this prefix and the 32-byte seed (a CurvePrivateKey octet string)
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+function rawKey(der: Buffer, prefix: Buffer, which: string): Buffer {
+  if (der.length !== prefix.length + 32 || !der.subarray(0, prefix.length).equals(prefix)) {
+    throw new BugError(`node wrote an ed25519 ${which} key of ${der.length} bytes not in the RFC 8410 form (${der.toString('hex')})`)
+  }
+  return der.subarray(prefix.length)
 }
 
 /** The SSH wire form of the public key: string "ssh-ed25519", string <32 bytes>. */
