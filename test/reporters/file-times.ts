@@ -42,7 +42,7 @@ export default class FileTimes implements Reporter {
 
   onTestRunEnd(modules: readonly TestModule[]): void {
     const root = process.cwd()
-    const {cpu, stalls} = readCpu(process.env.CVM_TEST_CPU_DIR)
+    const {cpu, stalls, hangs} = readCpu(process.env.CVM_TEST_CPU_DIR)
     const rows = modules
       .map((m) => ({name: relative(root, m.moduleId), seconds: m.diagnostic().duration / 1000, cpu: cpu.get(m.moduleId), state: m.state()}))
       .sort((a, b) => b.seconds - a.seconds)
@@ -55,8 +55,9 @@ export default class FileTimes implements Reporter {
         else if (s === 'failed') failed++
         else counts.skipped++
       }
-      // a file that failed outside its tests (a hook, its import) counts once: the line never says 0 failed for a failed run
-      counts.failed += failed || (m.state() === 'failed' ? 1 : 0)
+      // a file that failed outside its tests (a hook, its import), or never finished (its process
+      // died: the watchdog ends a hung one), counts once: the line never says 0 failed for a failed run
+      counts.failed += failed || (m.state() === 'passed' || m.state() === 'skipped' ? 0 : 1)
     }
     const total = rows.reduce((a, r) => a + (r.cpu ?? 0), 0)
     const out = [
@@ -68,6 +69,8 @@ export default class FileTimes implements Reporter {
     const worst = [...stalls].sort((a, b) => b[1].seconds - a[1].seconds).filter(([, st], i) => i === 0 || st.seconds >= 1).slice(0, 5)
     if (worst.length) out.push('', 'longest event-loop stalls (synchronous work in a test file\'s process: no timeout fires and nothing is reported meanwhile):')
     for (const [file, st] of worst) out.push(`${st.seconds.toFixed(1).padStart(8)} s  ${relative(root, file)} ${st.where}`)
+    // files the watchdog of test/setup/file-cpu.ts ended: blocked for good, with where they stopped
+    if (hangs.length) out.push('', 'test files ended by the watchdog (their event loop stopped for good):', ...hangs)
     out.push('', `tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
     if (process.env.CVM_TEST_SUMMARY) writeFileSync(process.env.CVM_TEST_SUMMARY, out.join('\n') + '\n')
     else process.stdout.write(out.join('\n') + '\n')
@@ -75,14 +78,19 @@ export default class FileTimes implements Reporter {
 }
 
 /** test file path -> CPU seconds and longest stall, from the files test/setup/file-cpu.ts wrote. */
-function readCpu(dir: string | undefined): {cpu: Map<string, number>; stalls: Map<string, Stall>} {
+function readCpu(dir: string | undefined): {cpu: Map<string, number>; stalls: Map<string, Stall>; hangs: string[]} {
   const cpu = new Map<string, number>()
   const stalls = new Map<string, Stall>()
-  if (!dir || !existsSync(dir)) return {cpu, stalls}
+  const hangs: string[] = []
+  if (!dir || !existsSync(dir)) return {cpu, stalls, hangs}
   for (const f of readdirSync(dir)) {
+    if (f.endsWith('.hang.txt')) {
+      hangs.push(readFileSync(join(dir, f), 'utf8').trimEnd())
+      continue
+    }
     const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {file: string; self: number; children: number; stall?: Stall}
     cpu.set(r.file, r.self + r.children)
     if (r.stall) stalls.set(r.file, r.stall)
   }
-  return {cpu, stalls}
+  return {cpu, stalls, hangs}
 }

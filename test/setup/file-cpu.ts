@@ -1,8 +1,10 @@
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {createHash} from 'node:crypto'
-import {join} from 'node:path'
+import {join, relative} from 'node:path'
 
-import {afterAll, afterEach, beforeEach} from 'vitest'
+import {afterAll, afterEach, beforeEach, expect} from 'vitest'
+
+import {watchHang} from './hang-watchdog.js'
 
 /**
  * Each test file's CPU time and longest event-loop stall, for the file-times reporter
@@ -17,6 +19,10 @@ import {afterAll, afterEach, beforeEach} from 'vitest'
  * (an execFileSync, a big synchronous hash or copy), and the test or hook it happened in. While a file's
  * process is blocked no test timeout can fire and nothing reaches the reporter; vitest 3 failed a
  * green run when a block outlasted its fixed 60 s worker message deadline (docs/testing.md).
+ *
+ * Hang: a block that does not end (a deadlock in native code) would hold the whole run until CI's
+ * limit, silently. A watchdog thread, whose own event loop goes on, ends such a process after
+ * CVM_TEST_HANG_SECONDS (300) with a report of where it stopped (docs/testing.md "Hangs").
  */
 const dir = process.env.CVM_TEST_CPU_DIR
 
@@ -65,18 +71,32 @@ export function watchStalls(periodMs = 100, now: () => number = () => performanc
   }
 }
 
+/** Where a test file's figures go in CVM_TEST_CPU_DIR: `<key>.json`, and `<key>.hang.txt` if the watchdog ended it. */
+export function fileKey(file: string): string {
+  return createHash('sha256').update(file).digest('hex').slice(0, 16)
+}
+
 if (dir) {
   const stalls = watchStalls()
+  // the file this process runs (vitest sets it before the setup files run)
+  const testPath = expect.getState().testPath
+  const file = testPath ? relative(process.cwd(), testPath) : '(a test file)'
+  mkdirSync(dir, {recursive: true})
+  const hang = watchHang({file, limitSeconds: Number(process.env.CVM_TEST_HANG_SECONDS ?? 300), reportFile: join(dir, `${fileKey(file)}.hang.txt`)})
+  const mark = (label: string) => {
+    stalls.mark(label)
+    hang.label(label)
+  }
   // a test's own hooks and body run between these two; anything else is a beforeAll/afterAll hook or the file's top level
-  beforeEach(({task}) => stalls.mark(`in "${task.fullName}"`))
-  afterEach(({task}) => stalls.mark(`in a beforeAll/afterAll hook, after "${task.fullName}"`))
-  afterAll(({}, suite) => {
+  beforeEach(({task}) => mark(`in "${task.fullName}"`))
+  afterEach(({task}) => mark(`in a beforeAll/afterAll hook, after "${task.fullName}"`))
+  afterAll(async ({}, suite) => {
     const stall = stalls.longest()
     stalls.stop()
+    await hang.stop()
     const file = 'filepath' in suite ? suite.filepath : undefined
     if (!file) return
     const cpu = processCpuSeconds()
-    mkdirSync(dir, {recursive: true})
-    writeFileSync(join(dir, `${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`), JSON.stringify({file, ...cpu, stall}))
+    writeFileSync(join(dir, `${fileKey(file)}.json`), JSON.stringify({file, ...cpu, stall}))
   })
 }
