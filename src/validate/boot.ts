@@ -7,7 +7,7 @@ import type {GuestMachine} from './check-types.js'
 import {SCRATCH_SERIAL} from './nvme-probe.js'
 import {GuestSession, type GuestExec} from './guest.js'
 import type {HostProcess, ValidationHost} from './host.js'
-import {OVMF_CODE, OVMF_VARS, QEMU_BINARY} from './host-probe.js'
+import {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, QEMU_BINARY} from './host-probe.js'
 import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
 import {generateRunKeys, renderSeed, serveSeed, writeSeedDisk, type RunKeys} from './seed.js'
 
@@ -15,13 +15,15 @@ import {generateRunKeys, renderSeed, serveSeed, writeSeedDisk, type RunKeys} fro
 export type SeedMethod = 'disk' | 'http'
 
 const SCRATCH_SIZE = '64M'
+/** the root disk's NVMe serial, as the firmware names its boot option: "UEFI QEMU NVMe Ctrl cvmroot 1" */
+const ROOT_SERIAL = 'cvmroot'
 
 export interface BootSpec {
   /** where QEMU runs */
   host: ValidationHost
   /** this machine: the seed disk is made here when QEMU runs elsewhere */
   local: ValidationHost
-  /** the boot's name in its directory, its log lines and the report: emulated, emulated-disk-boot, sev */
+  /** the boot's name in its directory, its log lines and the report: emulated, emulated-disk-boot, emulated-secure-boot, sev */
   tag: string
   mode: ValidationMode
   accel: 'tcg' | 'kvm'
@@ -29,6 +31,8 @@ export interface BootSpec {
   disk: string
   /** direct UKI boot with extra arguments; without it the firmware boots \EFI\BOOT\BOOTX64.EFI */
   kernel?: {path: string; append: string}
+  /** Secure Boot: the SMM firmware with a copy of this variable store (on the host), which must enroll the UKI's signer */
+  secureBootVars?: string
   /** the run's directory on the host */
   work: string
   seed: SeedMethod
@@ -77,7 +81,7 @@ export class GuestBoot implements GuestMachine {
     const seed = await renderSeed(spec.templatesDir, keys, {hostname: spec.hostname})
     const bootDir = join(spec.work, tag)
     await host.exec('mkdir', ['-p', bootDir])
-    const disks: QemuSpec['disks'] = [{path: spec.disk, format: 'raw', serial: 'cvmroot', snapshot: true}]
+    const disks: QemuSpec['disks'] = [{path: spec.disk, format: 'raw', serial: ROOT_SERIAL, snapshot: true}]
     const scratch = join(bootDir, 'scratch.qcow2')
     await mustExec(host, 'qemu-img', ['create', '-q', '-f', 'qcow2', scratch, SCRATCH_SIZE], 'make the scratch disk')
     disks.push({path: scratch, format: 'qcow2', serial: SCRATCH_SERIAL})
@@ -96,7 +100,7 @@ export class GuestBoot implements GuestMachine {
     }
     try {
       const vars = join(bootDir, 'OVMF_VARS.fd')
-      await mustExec(host, 'cp', [OVMF_VARS, vars], 'copy the OVMF variable store')
+      await mustExec(host, 'cp', [spec.secureBootVars ?? OVMF_VARS, vars], 'copy the OVMF variable store')
       const serialLog = join(bootDir, 'serial.log')
       const sshPort = await host.freePort()
       const argv = buildQemuArgs({
@@ -104,7 +108,7 @@ export class GuestBoot implements GuestMachine {
         accel: spec.accel,
         memoryMiB: spec.memoryMiB,
         cpus: spec.cpus,
-        firmware: {code: OVMF_CODE, vars},
+        firmware: spec.secureBootVars ? {code: OVMF_CODE_SECBOOT, vars, secureBoot: true} : {code: OVMF_CODE, vars},
         disks,
         kernel: spec.kernel,
         sshPort,
@@ -140,6 +144,8 @@ export class GuestBoot implements GuestMachine {
       signal: this.spec.signal,
       qemuExited: this.running.exited,
       onAttempt: (e) => log(`${tag}: ssh: ${e}`),
+      // OVMF waits at its boot menu for ever once nothing on the disk may boot (under Secure Boot, an unsigned UKI)
+      stopWhen: async () => firmwareRefusal(await this.serial()),
     })
     if (this.stopped) {
       session.close()
@@ -205,4 +211,22 @@ export class GuestBoot implements GuestMachine {
 async function mustExec(host: ValidationHost, cmd: string, args: string[], what: string): Promise<void> {
   const r = await host.exec(cmd, args)
   if (r.exitCode !== 0) throw new StageError(`${what} on ${host.label}: ${cmd} ${args.join(' ')} exited with ${r.exitCode}: ${(r.stderr || r.stdout).trim()}`)
+}
+
+/**
+ * What OVMF printed when it would not boot the root disk, or undefined while it has not said so:
+ * its refusal of the disk's boot option ("Access Denied" for an image Secure Boot cannot verify),
+ * or, when it tried everything, each refusal and its closing line. The disk is the first option it
+ * tries; the network options after it wait minutes for DHCP, so the disk's refusal is enough.
+ */
+export function firmwareRefusal(serial: string): string | undefined {
+  // the console's escape sequences (cursor moves) may stand before a line's text
+  const lines = serial.split('\n').map((l) => l.replace(/\x1b\[[0-9;=?]*[A-Za-z]/g, '')).map((l) => (l.includes('BdsDxe: ') ? l.slice(l.indexOf('BdsDxe: ')) : l).trim())
+  const failed = lines.filter((l) => /^BdsDxe: failed to (load|start) /.test(l))
+  const root = failed.find((l) => l.includes(`NVMe Ctrl ${ROOT_SERIAL} `))
+  if (root) return `the firmware would not boot the disk: ${root}`
+  if (!lines.includes('BdsDxe: No bootable option or device was found.')) return undefined
+  // the options that do not exist (a network boot with no server) say nothing of the image
+  const refused = failed.filter((l) => !l.endsWith(': Not Found'))
+  return `the firmware found nothing it may boot: ${[...refused, 'BdsDxe: No bootable option or device was found.'].join(' | ')}`
 }

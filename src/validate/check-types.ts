@@ -64,11 +64,13 @@ export interface BootKind {
   mode: ValidationMode
   /** every check; otherwise (the emulated boot of the disk alone) only what proves the boot */
   full: boolean
+  /** the firmware boots the disk under Secure Boot: the secure-boot check runs too */
+  secureBoot?: boolean
 }
 
 /** One validation check: its name in the report, the boots it runs in, and what it does. */
 export interface Check {
-  /** as report.json names it (disk-boot:<name> in the emulated boot of the disk alone) */
+  /** as report.json names it (disk-boot:<name> in the emulated boot of the disk alone, secure-boot:<name> under Secure Boot) */
   name: string
   appliesTo(boot: BootKind): boolean
   run(ctx: CheckContext): Promise<Outcome>

@@ -13,6 +13,7 @@ import {
   checkCmdline,
   checkRunningKernel,
   checkMarker,
+  checkSecureBoot,
   checkMemoryEncryption,
   checkNetwork,
   checksFor,
@@ -254,6 +255,16 @@ describe('the check table', () => {
     const full = ['kernel', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'cloud-init', 'nvme-integrity', 'swiotlb-bounce', 'kexec', 'poweroff']
     for (const mode of ['emulated', 'sev', 'sev-es'] as const) expect(checksFor({mode, full: true}).map((c) => c.name)).toEqual(full)
     expect(checksFor({mode: 'emulated', full: false}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'poweroff'])
+    expect(checksFor({mode: 'emulated', full: false, secureBoot: true}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'secure-boot', 'poweroff'])
+  })
+
+  it('secure-boot: passes on SecureBoot=1 and the kernel\'s "Secure boot enabled"; fails when either says otherwise', async () => {
+    // od of the SecureBoot variable as the signed debian-12 guest answered (attributes 6 = BS|RT, then the value)
+    const guest = (od: string, dmesg: string) => recordedContext([['od -An -tu1', `${od}\n\n${dmesg}`]], {mode: 'emulated', expected: built, forcedSwiotlb: false, uki: {cmdline: PLAIN}})
+    const on = '[    0.000000] secureboot: Secure boot enabled'
+    expect(await checkSecureBoot(guest('   6   0   0   0   1', on))).toEqual({verdict: 'pass', evidence: `SecureBoot variable: 1; dmesg: ${on}`})
+    expect(await checkSecureBoot(guest('   6   0   0   0   0', '[    0.000000] secureboot: Secure boot disabled'))).toMatchObject({verdict: 'fail', evidence: 'SecureBoot variable: 0; dmesg: [    0.000000] secureboot: Secure boot disabled'})
+    expect(await checkSecureBoot(guest('', '[    0.000000] Linux version 6.1.176-cvm'))).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^SecureBoot variable: unreadable .*no "secureboot:" line$/)})
   })
 
   it('a full emulated boot of a recorded debian-12 guest: every verdict, the O_DIRECT run shared by nvme-integrity and swiotlb-bounce', async () => {

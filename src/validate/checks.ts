@@ -10,11 +10,13 @@ const skip = (evidence: string): Outcome => ({verdict: 'skip', evidence})
 const everyBoot = () => true
 const fullBoot = (b: BootKind) => b.full
 const diskAloneBoot = (b: BootKind) => !b.full
+const secureBootBoot = (b: BootKind) => b.secureBoot === true
 
 /** Every check, in the order they run (and are reported) in a boot. */
 export const CHECKS: readonly Check[] = [
   {name: 'kernel', appliesTo: everyBoot, run: checkRunningKernel},
   {name: 'cmdline', appliesTo: diskAloneBoot, run: checkCmdline},
+  {name: 'secure-boot', appliesTo: secureBootBoot, run: checkSecureBoot},
   {name: 'marker', appliesTo: fullBoot, run: checkMarker},
   {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
   {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},
@@ -79,6 +81,23 @@ export async function checkCmdline(ctx: CheckContext): Promise<Outcome> {
   const r = await ctx.guest.exec(['cat', '/proc/cmdline'], {timeoutMs: ctx.timeoutMs})
   const got = r.stdout.trim()
   return got === ctx.uki.cmdline ? pass(`booted from the disk alone with the UKI's own command line: ${got}`) : fail(`/proc/cmdline "${got}" is not the UKI's "${ctx.uki.cmdline}"`)
+}
+
+/** EFI's global SecureBoot variable: 4 bytes of attributes, then the value (1: on). */
+const SECURE_BOOT_VAR = '/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c'
+
+/**
+ * The firmware booted the UKI with Secure Boot on: the SecureBoot variable is 1 and the kernel
+ * says so ("secureboot: Secure boot enabled", arch/x86/kernel/setup.c). The firmware refusing an
+ * image it cannot verify shows as a failed boot instead (firmwareRefusal in boot.ts).
+ */
+export async function checkSecureBoot(ctx: CheckContext): Promise<Outcome> {
+  const r = await sh(ctx, `od -An -tu1 ${SECURE_BOOT_VAR}; echo; dmesg`)
+  const bytes = r.stdout.split('\n')[0].trim().split(/\s+/).map(Number)
+  const value = bytes.length === 5 ? bytes[4] : undefined
+  const line = firstLine(r.stdout, /secureboot: /)
+  const evidence = `SecureBoot variable: ${value ?? `unreadable (${r.stdout.split('\n')[0].trim() || r.stderr.trim()})`}; dmesg: ${line ?? 'no "secureboot:" line'}`
+  return value === 1 && line?.includes('Secure boot enabled') ? pass(evidence) : fail(evidence)
 }
 
 /** The series' marker patch prints a line at boot. */

@@ -18,6 +18,8 @@ export interface WaitOptions {
   /** rejects (or resolves) when QEMU ends: waiting for SSH stops then */
   qemuExited?: Promise<unknown>
   onAttempt?: (error: string) => void
+  /** looked at every few seconds: a reason to stop waiting (the firmware found nothing it may boot), or undefined */
+  stopWhen?: () => Promise<string | undefined>
 }
 
 /** An SSH session with the guest, as root with the run's key, its host key pinned to the run's. */
@@ -33,9 +35,15 @@ export class GuestSession implements GuestExec {
       () => (qemuGone = true),
     )
     let last = 'no attempt yet'
+    let nextLook = 0
     while (Date.now() < deadline) {
       if (opts.signal?.aborted) throw new StageError('validation was interrupted while waiting for the guest')
       if (qemuGone) throw new StageError(`QEMU ended before the guest's SSH answered (last attempt: ${last})`)
+      if (opts.stopWhen && Date.now() >= nextLook) {
+        nextLook = Date.now() + 3000
+        const why = await opts.stopWhen()
+        if (why) throw new StageError(why)
+      }
       try {
         return await GuestSession.connectOnce(host, port, keys, Math.min(30_000, Math.max(1000, deadline - Date.now())))
       } catch (e) {

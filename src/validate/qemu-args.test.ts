@@ -55,4 +55,13 @@ describe('buildQemuArgs', () => {
     const argv = buildQemuArgs({...base, smbiosSerial: 'ds=nocloud-net;s=http://10.0.2.2:8000/'})
     expect(after(argv, '-smbios')).toEqual(['type=1,serial=ds=nocloud-net;s=http://10.0.2.2:8000/'])
   })
+
+  it('secure boot: q35 with SMM, the flash writable from SMM only, the SMM firmware; refused outside emulated mode', () => {
+    const argv = buildQemuArgs({...base, firmware: {code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/w/OVMF_VARS.fd', secureBoot: true}})
+    expect(after(argv, '-machine')).toEqual(['q35,smm=on'])
+    expect(after(argv, '-global')).toEqual(['driver=cfi.pflash01,property=secure,value=on'])
+    expect(after(argv, '-drive').slice(0, 2)).toEqual(['if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', 'if=pflash,format=raw,unit=1,file=/w/OVMF_VARS.fd'])
+    expect(after(buildQemuArgs(base), '-global')).toEqual([])
+    expect(() => buildQemuArgs({...base, mode: 'sev', accel: 'kvm', cbitpos: 51, firmware: {...base.firmware, secureBoot: true}})).toThrow(/emulated only/)
+  })
 })

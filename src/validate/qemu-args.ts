@@ -23,7 +23,11 @@ export interface QemuSpec {
   accel: 'tcg' | 'kvm'
   memoryMiB: number
   cpus: number
-  firmware: {code: string; vars: string}
+  /**
+   * the OVMF code and a copy of a variable store; with secureBoot the code is the SMM build
+   * (OVMF_CODE_4M.secboot.fd), whose variable store can only be written from SMM, as Secure Boot needs
+   */
+  firmware: {code: string; vars: string; secureBoot?: boolean}
   /** the root disk first; every disk is an NVMe controller of its own, as on a CVM */
   disks: QemuDisk[]
   /** direct UKI boot with an extra command line (systemd-stub takes load options when Secure Boot is off) */
@@ -45,8 +49,9 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   if (spec.mode !== 'emulated' && spec.accel !== 'kvm') throw new BugError(`mode ${spec.mode} needs KVM: TCG cannot run an encrypted guest`)
   if (spec.mode !== 'emulated' && spec.cbitpos === undefined) throw new BugError(`mode ${spec.mode} needs the host's C-bit position (CPUID 0x8000001F EBX[5:0])`)
   if (spec.disks.length === 0) throw new BugError('a validation boot needs a root disk')
+  if (spec.firmware.secureBoot && spec.mode !== 'emulated') throw new BugError(`a Secure Boot boot is emulated only: OVMF's SEV build has no SMM (asked for ${spec.mode})`)
 
-  const machine = spec.mode === 'emulated' ? 'q35' : 'q35,confidential-guest-support=sev0'
+  const machine = spec.mode !== 'emulated' ? 'q35,confidential-guest-support=sev0' : spec.firmware.secureBoot ? 'q35,smm=on' : 'q35'
   const args = ['-machine', machine, '-accel', spec.accel]
   // the guest sees the host's CPU (and, under SEV, its C-bit position): a named model could hide either
   if (spec.accel === 'kvm') args.push('-cpu', 'host')
@@ -55,6 +60,8 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     const policy = `0x${SEV_POLICY[spec.mode].toString(16)}`
     args.push('-object', `sev-guest,id=sev0,cbitpos=${spec.cbitpos},reduced-phys-bits=${SEV_REDUCED_PHYS_BITS},policy=${policy}`)
   }
+  // the flash is writable only from SMM: the guest's OS cannot change the Secure Boot variables
+  if (spec.firmware.secureBoot) args.push('-global', 'driver=cfi.pflash01,property=secure,value=on')
   args.push(
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${drivePath(spec.firmware.code)}`,
     '-drive', `if=pflash,format=raw,unit=1,file=${drivePath(spec.firmware.vars)}`,

@@ -5,7 +5,7 @@ export type ValidationVerdict = 'passed' | 'failed' | 'skipped'
 
 export interface ModeReport {
   mode: ValidationMode
-  /** which boot: <mode>, or <mode>-disk-boot for the boot from the disk alone */
+  /** which boot: <mode>, <mode>-disk-boot for the boot from the disk alone, <mode>-secure-boot for that boot under Secure Boot */
   boot: string
   accel: 'tcg' | 'kvm'
   /** how the guest got its NoCloud seed */
