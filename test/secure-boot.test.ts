@@ -14,6 +14,8 @@ import {sha256File} from '../src/util/fsx.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {cli} from './helpers/cli.js'
 import {buildUntil} from './helpers/pipeline.js'
+import {OVMF_VARS_SNAKEOIL} from '../src/validate/host-probe.js'
+import type {ValidationReport} from '../src/validate/report.js'
 
 /**
  * Secure Boot signing of the UKI (issue #18, item 1), checked with tools apart from the signer:
@@ -135,9 +137,14 @@ describe('the manifest of a signed build', () => {
 })
 
 describe('a debian-12 disk assembled with the snakeoil key (real pipeline, shared test cache)', () => {
+  let signed: Awaited<ReturnType<typeof buildUntil>>
+  let unsigned: Awaited<ReturnType<typeof buildUntil>>
+  beforeAll(async () => {
+    signed = await buildUntil('debian-12', 'assemble', {signingKey: key, signingCert: SNAKEOIL_CERT})
+    unsigned = await buildUntil('debian-12', 'assemble')
+  }, 1_800_000)
+
   it('holds a UKI on its ESP that sbverify accepts, and its assemble key differs from the unsigned one', async () => {
-    const signed = await buildUntil('debian-12', 'assemble', {signingKey: key, signingCert: SNAKEOIL_CERT})
-    const unsigned = await buildUntil('debian-12', 'assemble')
     const a = signed.results.assemble!
     expect(a.key).not.toBe(unsigned.results.assemble!.key)
     expect(a.meta.secureBoot).toMatchObject({status: 'signed', certificate: {subject: expect.stringMatching(/snakeoil/i)}})
@@ -151,5 +158,42 @@ describe('a debian-12 disk assembled with the snakeoil key (real pipeline, share
     const v = await sbverify(SNAKEOIL_CERT, onEsp)
     expect(v.exitCode, v.stdout + v.stderr).toBe(0)
     expect((await sbverify(otherCert, onEsp)).exitCode).not.toBe(0)
-  }, 1_800_000)
+  }, 300_000)
+
+  // The firmware itself judges the signature: Debian's OVMF built with SMM and its variable store that
+  // enrolls the snakeoil certificate, under QEMU (TCG). Only the Secure Boot boot runs here.
+  const validateUnderSecureBoot = (built: typeof signed, out: string) =>
+    cli(['validate', join(built.results.assemble!.dir, 'disk.raw'), '--secure-boot-vars', OVMF_VARS_SNAKEOIL, '--no-uki-boot', '--no-disk-boot', '--release', built.results.compile!.meta.release, '--out', out, '--json'], {timeoutMs: 800_000})
+
+  it('boots under Secure Boot: the firmware starts the signed UKI, and the guest has SecureBoot on and says so', async () => {
+    const out = join(work, 'validate-signed')
+    const r = await validateUnderSecureBoot(signed, out)
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as ValidationReport
+    expect(r.code, r.stderr).toBe(0)
+    expect(report.modes.map((m) => m.boot)).toEqual(['emulated-secure-boot'])
+    expect(report.modes[0].qemuArgs.join(' ')).toContain(`-machine q35,smm=on`)
+    expect(report.checks.map((c) => `${c.name}: ${c.verdict}`)).toEqual([
+      'secure-boot:boot: pass',
+      'secure-boot:kernel: pass',
+      'secure-boot:cmdline: pass',
+      'secure-boot:secure-boot: pass',
+      'secure-boot:poweroff: pass',
+      'image-unchanged: pass',
+    ])
+    expect(report.checks.find((c) => c.name === 'secure-boot:secure-boot')!.evidence).toMatch(/^SecureBoot variable: 1; dmesg: \[ *[\d.]+\] secureboot: Secure boot enabled$/)
+  }, 900_000)
+
+  it('the unsigned disk is refused by the same firmware: the boot fails at once with the firmware\'s "Access Denied", the checks after it skipped', async () => {
+    const out = join(work, 'validate-unsigned')
+    const started = Date.now()
+    const r = await validateUnderSecureBoot(unsigned, out)
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as ValidationReport
+    expect(r.code, r.stderr).toBe(1)
+    const boot = report.checks.find((c) => c.name === 'secure-boot:boot')!
+    expect(boot.verdict).toBe('fail')
+    expect(boot.evidence).toMatch(/^the firmware would not boot the disk: BdsDxe: failed to load Boot\d+ "UEFI QEMU NVMe Ctrl cvmroot 1" .*: Access Denied;/)
+    expect(report.checks.filter((c) => c.name !== 'secure-boot:boot' && c.name !== 'image-unchanged').map((c) => c.verdict)).toEqual(['skip', 'skip', 'skip', 'skip'])
+    // not the 600 s boot timeout, nor the minutes of network boot the firmware tries next
+    console.log(`validate --secure-boot-vars of the unsigned disk: exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  }, 900_000)
 })

@@ -1,4 +1,4 @@
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -7,6 +7,9 @@ import {describe, expect, it} from 'vitest'
 import {stageEnv, type StageIO} from '../src/pipeline/stage.js'
 import {validateStage} from '../src/pipeline/stages/validate.js'
 import {projectDirs, RecipeStore} from '../src/recipe/load.js'
+import {run} from '../src/util/exec.js'
+import {sha256, sha256File} from '../src/util/fsx.js'
+import {OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../src/validate/host-probe.js'
 import {repoRoot} from './helpers/paths.js'
 
 describe('validate stage', () => {
@@ -22,6 +25,27 @@ describe('validate stage', () => {
     expect(JSON.stringify(a)).not.toBe(JSON.stringify(c))
     expect((a as {seedTemplates: string}).seedTemplates).toMatch(/^[0-9a-f]{64}$/)
     expect(validateStage.needs).toEqual(['assemble', 'compile'])
+  })
+
+  it('a signed UKI is validated under Secure Boot: with Debian\'s store for its snakeoil certificate, the given store (its sha256 in the key), or not, with why', async () => {
+    const inputs = async (options: object) => (await validateStage.inputs({recipe, dirs, options, cacheDir: '/nonexistent'})).secureBoot
+    expect(await inputs({})).toBeNull()
+    const snakeoilVars = await sha256File(OVMF_VARS_SNAKEOIL)
+    expect(await inputs({signingCert: SNAKEOIL_CERT})).toEqual({vars: OVMF_VARS_SNAKEOIL, varsSha256: snakeoilVars})
+    const work = await mkdtemp(join(tmpdir(), 'cvm-validate-sb-'))
+    try {
+      const other = join(work, 'db.pem')
+      await run('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'db.key'), '-out', other, '-days', '30', '-subj', '/CN=cvm-image test db/'])
+      expect(await inputs({signingCert: other})).toEqual({notRun: expect.stringMatching(/^no OVMF variable store that enrolls CN=cvm-image test db was given \(build --secure-boot-vars/)})
+      // a store of the user's: its bytes are in the key
+      const vars = join(work, 'vars.fd')
+      await writeFile(vars, 'a variable store')
+      expect(await inputs({signingCert: other, secureBootVars: vars})).toEqual({vars, varsSha256: sha256('a variable store')})
+      await writeFile(vars, 'another variable store')
+      expect(await inputs({signingCert: other, secureBootVars: vars})).toEqual({vars, varsSha256: sha256('another variable store')})
+    } finally {
+      await rm(work, {recursive: true, force: true})
+    }
   })
 
   it('--no-validate: every mode reported skipped with the reason, never passed', async () => {

@@ -21,6 +21,7 @@ export interface BuildInputFlagValues {
   'no-validate'?: boolean
   'signing-key'?: string
   'signing-cert'?: string
+  'secure-boot-vars'?: string
   jobs?: number
 }
 
@@ -39,6 +40,7 @@ export function buildOptions(f: BuildInputFlagValues): BuildOptions {
     skipValidation: f['no-validate'] || undefined,
     signingKey: f['signing-key'],
     signingCert: f['signing-cert'],
+    secureBootVars: f['secure-boot-vars'],
     jobs: f.jobs ?? availableParallelism(),
   }
 }

@@ -33,6 +33,11 @@ export const buildInputFlags = {
   identity: Flags.file({description: 'SSH private key for the validation host [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
   'signing-key': Flags.file({description: 'sign the UKI for UEFI Secure Boot with this RSA private key (PEM, not encrypted; read only to sign, never copied into the cache or the release)', exists: true, dependsOn: ['signing-cert']}),
   'signing-cert': Flags.file({description: 'the X.509 certificate of --signing-key, as the firmware\'s signature database (db) holds it: in the stage key and the manifest', exists: true, dependsOn: ['signing-key']}),
+  'secure-boot-vars': Flags.file({
+    description: "validate the signed UKI under Secure Boot too, with a copy of this OVMF 4M variable store that enrolls --signing-cert in db [default for Debian's snakeoil certificate: its OVMF_VARS_4M.snakeoil.fd; for another certificate the check is skipped]",
+    exists: true,
+    dependsOn: ['signing-cert'],
+  }),
   'no-validate': Flags.boolean({description: 'skip validation (every check reported skipped; publish then needs --allow-unvalidated)'}),
   jobs: Flags.integer({description: 'parallel compile jobs [default: the number of cores]', min: 1}),
   force: Flags.string({description: 'rerun this stage even if cached (repeatable; "all" for every stage)', multiple: true}),

@@ -30,6 +30,8 @@ export interface BuildOptions {
   /** Secure Boot: the private key that signs the UKI (never in a key, the cache or a release) and its certificate (in the assemble key) */
   signingKey?: string
   signingCert?: string
+  /** an OVMF variable store enrolling signingCert, to validate under Secure Boot (default for Debian's snakeoil certificate: its own) */
+  secureBootVars?: string
   /** make -j */
   jobs?: number
 }

@@ -131,7 +131,7 @@ function validationCell(kind: ValidationCell['kind'], rec: BuildRecord, buildRec
   const nvme = v.meta.checks.find((c) => c.name === 'nvme-integrity')
   const counts = nvme && nvmeCounts(nvme.evidence)
   const report = join(v.dir, 'report.json')
-  // serial.log is the first boot's; a disk boot's is serial-<mode>-disk-boot.log
+  // serial.log is the first boot's; another boot's is serial-<mode>-disk-boot.log or serial-<mode>-secure-boot.log
   const serials = existsSync(v.dir) ? readdirSync(v.dir).filter((n) => /^serial.*\.log$/.test(n)).sort((a, b) => (a === 'serial.log' ? -1 : b === 'serial.log' ? 1 : a.localeCompare(b))) : []
   return {
     kind,

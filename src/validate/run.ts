@@ -3,14 +3,14 @@ import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 
 
-import {HostError, StageError} from '../errors.js'
+import {HostError, InputError, StageError} from '../errors.js'
 import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
 import type {BootKind, CheckContext, CheckResult, ExpectedKernel} from './check-types.js'
 import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
-import {probeHost, requireMode, type HostReport} from './host-probe.js'
+import {OVMF_CODE_SECBOOT, probeHost, requireMode, type HostReport} from './host-probe.js'
 import {buildProbe} from './nvme-probe.js'
 import {openValidationHost, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
@@ -32,8 +32,18 @@ export interface ValidateRequest {
   memoryMiB: number
   cpus: number
   bootTimeoutS: number
+  /** the full boot in emulated mode: the UKI with swiotlb=force, every check (default true) */
+  ukiBoot?: boolean
   /** also boot the disk alone (firmware finds \EFI\BOOT\BOOTX64.EFI) in emulated mode */
   diskBoot?: boolean
+  /**
+   * also boot the disk alone under Secure Boot in emulated mode: the SMM firmware with a copy of
+   * this OVMF 4M variable store (a local file), which must have Secure Boot on and enroll the UKI's
+   * signing certificate in db (Debian's OVMF_VARS_SNAKEOIL for its snakeoil key; docs/secure-boot.md)
+   */
+  secureBootVars?: string
+  /** why the Secure Boot boot is not run though the UKI is signed: reported as the skipped secure-boot check */
+  secureBootNotRun?: string
   /** NoCloud seed: a FAT CIDATA disk on NVMe (default), or HTTP via the SMBIOS serial (local host only) */
   seed?: SeedMethod
   hostname: string
@@ -94,7 +104,13 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
 
   progress(`probing ${host.label} for ${req.modes.join(', ')}`)
   const hostReport = req.hostReport ?? (await probeHost(host, {signal: req.signal}))
+  if (req.modes.includes('emulated') && req.ukiBoot === false && !req.diskBoot && !req.secureBootVars) {
+    throw new InputError('emulated mode with no boot asked for: the UKI boot, the disk boot and the Secure Boot boot are all off', {hint: 'keep --uki-boot, or add --disk-boot or --secure-boot-vars'})
+  }
   for (const mode of req.modes) requireMode(hostReport, mode)
+  if (req.secureBootVars && req.modes.includes('emulated') && (await host.exec('test', ['-f', OVMF_CODE_SECBOOT])).exitCode !== 0) {
+    throw new HostError(`${host.label} has no OVMF built with SMM (${OVMF_CODE_SECBOOT}), which a Secure Boot boot needs`, {hint: 'install the ovmf package (cvm-image doctor --install)'})
+  }
 
   // hashed while the first guest boots: QEMU opens it with snapshot=on, so it cannot change meanwhile
   const sha256BeforeP = req.expected?.diskSha256 ? Promise.resolve(req.expected.diskSha256) : sha256File(req.disk)
@@ -123,6 +139,8 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
     await host.putFile(req.disk, hostDisk, onProgress, await sha256BeforeP)
     await host.putFile(uki.path, hostUki)
   }
+  const hostSecureBootVars = req.secureBootVars && host.remote ? join(work, 'OVMF_VARS.secure-boot.fd') : req.secureBootVars
+  if (req.secureBootVars && hostSecureBootVars !== req.secureBootVars) await host.putFile(req.secureBootVars, hostSecureBootVars!)
 
   // the offset probe runs in every full boot's nvme-integrity check: built here once, handed over by SSH
   const probe = await readFile((await buildProbe(req.probeCacheDir ?? join(tmpdir(), 'cvm-image-probe'))).path)
@@ -135,8 +153,9 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
       const boots: BootPlan[] =
         mode === 'emulated'
           ? [
-              {name: 'uki', kernel: {path: hostUki, append: `${parts.cmdline} swiotlb=force`}, forcedSwiotlb: true, full: true},
+              ...(req.ukiBoot !== false ? [{name: 'uki', kernel: {path: hostUki, append: `${parts.cmdline} swiotlb=force`}, forcedSwiotlb: true, full: true} as BootPlan] : []),
               ...(req.diskBoot ? [{name: 'disk', forcedSwiotlb: false, full: false} as BootPlan] : []),
+              ...(hostSecureBootVars ? [{name: 'secure-boot', forcedSwiotlb: false, full: false, secureBootVars: hostSecureBootVars} as BootPlan] : []),
             ]
           : // under SEV the firmware measures what it boots: boot the disk as published, SWIOTLB is forced by the kernel
             [{name: 'disk', forcedSwiotlb: false, full: true}]
@@ -170,6 +189,10 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   }
   if (verdictError) throw verdictError
 
+  // a Secure Boot boot that was asked for but could not run is a skipped check, with why
+  const secureBootNotRun = req.secureBootNotRun ?? (req.secureBootVars && !req.modes.includes('emulated') ? "Secure Boot is booted in emulated mode only (OVMF's SEV build has no SMM); add --mode emulated" : undefined)
+  if (secureBootNotRun) checks.push({mode: req.modes[0], name: 'secure-boot', verdict: 'skip', evidence: `not run: ${secureBootNotRun}`, durationMs: 0})
+
   progress('hashing the disk image after the boots')
   const sha256Before = await sha256BeforeP
   const sha256After = await sha256File(req.disk)
@@ -200,9 +223,11 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
 }
 
 interface BootPlan {
-  /** uki: -kernel with extra arguments; disk: firmware boots \EFI\BOOT\BOOTX64.EFI */
-  name: 'uki' | 'disk'
+  /** uki: -kernel with extra arguments; disk: firmware boots \EFI\BOOT\BOOTX64.EFI; secure-boot: the same under Secure Boot */
+  name: 'uki' | 'disk' | 'secure-boot'
   kernel?: {path: string; append: string}
+  /** the variable store (on the host) of a Secure Boot boot */
+  secureBootVars?: string
   forcedSwiotlb: boolean
   /** every check; otherwise only what proves the boot (kernel, command line, power-off) */
   full: boolean
@@ -229,9 +254,10 @@ interface BootArgs {
 /** One QEMU boot: boot to SSH, then the checks of the table that apply to it. QEMU is killed whatever happens. */
 async function runBoot(a: BootArgs): Promise<ModeReport> {
   const {req, mode, boot: plan} = a
-  const tag = `${mode}${plan.name === 'uki' ? '' : `-${plan.name}-boot`}`
-  const kind: BootKind = {mode, full: plan.full}
-  const named = (name: string) => (plan.name === 'uki' || mode !== 'emulated' ? name : `disk-boot:${name}`)
+  // the report's names: emulated, emulated-disk-boot, emulated-secure-boot, sev; a check of the disk boot is disk-boot:<name>
+  const tag = `${mode}${plan.name === 'uki' ? '' : plan.name === 'disk' ? '-disk-boot' : '-secure-boot'}`
+  const kind: BootKind = {mode, full: plan.full, secureBoot: plan.name === 'secure-boot'}
+  const named = (name: string) => (plan.name === 'uki' || mode !== 'emulated' ? name : `${plan.name === 'disk' ? 'disk-boot' : 'secure-boot'}:${name}`)
   const boot = await GuestBoot.prepare({
     host: a.host,
     local: a.local,
@@ -240,6 +266,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     accel: a.accel,
     disk: a.hostDisk,
     kernel: plan.kernel,
+    secureBootVars: plan.secureBootVars,
     work: a.work,
     seed: a.seedMethod,
     templatesDir: req.templatesDir,

@@ -1,9 +1,12 @@
+import {existsSync} from 'node:fs'
 import {readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../../errors.js'
 import type {ValidationMode} from '../../recipe/schema.js'
-import {sha256} from '../../util/fsx.js'
+import {readSigningCertificate} from '../../disk/secure-boot.js'
+import {sha256, sha256File} from '../../util/fsx.js'
+import {OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../../validate/host-probe.js'
 import {markerLine} from '../../validate/marker.js'
 import {PROBE_SOURCE} from '../../validate/nvme-probe.js'
 import {validateOnHost, writeSkippedReport} from '../../validate/run.js'
@@ -36,6 +39,24 @@ export interface ValidateInputs {
   seedTemplates: string
   /** the NVMe offset probe's C source, built on the validating machine and run in the guest */
   probe: string
+  /**
+   * a signed UKI is booted under Secure Boot too, with this variable store (its path and sha256);
+   * or, with no store that enrolls the signing certificate, why not; null for an unsigned UKI
+   */
+  secureBoot: {vars: string; varsSha256: string} | {notRun: string} | null
+}
+
+/**
+ * Which variable store validates a UKI signed with --signing-cert under Secure Boot: --secure-boot-vars,
+ * else Debian's snakeoil store for Debian's snakeoil certificate (the one it enrolls), else none.
+ */
+export async function secureBootValidation(options: Pick<BuildContext['options'], 'signingCert' | 'secureBootVars'>): Promise<ValidateInputs['secureBoot']> {
+  if (!options.signingCert) return null
+  const withVars = async (vars: string) => ({vars, varsSha256: await sha256File(vars)})
+  if (options.secureBootVars) return withVars(options.secureBootVars)
+  const cert = readSigningCertificate(options.signingCert)
+  if (existsSync(SNAKEOIL_CERT) && existsSync(OVMF_VARS_SNAKEOIL) && readSigningCertificate(SNAKEOIL_CERT).sha256 === cert.sha256) return withVars(OVMF_VARS_SNAKEOIL)
+  return {notRun: `no OVMF variable store that enrolls ${cert.subject} was given (build --secure-boot-vars, or cvm-image validate --secure-boot-vars)`}
 }
 
 /**
@@ -63,6 +84,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       control: ctx.options.control ?? false,
       seedTemplates: await seedTemplatesDigest(ctx.dirs.templates),
       probe: sha256(await readFile(PROBE_SOURCE)),
+      secureBoot: await secureBootValidation(ctx.options),
     }
   },
   async run(io, inputs) {
@@ -76,6 +98,10 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
     }
     const am = assemble.meta
     const cm = compile.meta
+    const sb = inputs.secureBoot
+    if (sb && 'vars' in sb && (await sha256File(sb.vars)) !== sb.varsSha256) {
+      throw new StageError(`the Secure Boot variable store ${sb.vars} changed after this validation was keyed (sha256 ${sb.varsSha256})`, {hint: 'run the build again'})
+    }
     // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
     const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, signal: io.signal}, {
       disk,
@@ -88,6 +114,8 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       bootTimeoutS: inputs.bootTimeoutS,
       hostname: inputs.hostname,
       diskBoot: true,
+      secureBootVars: sb && 'vars' in sb ? sb.vars : undefined,
+      secureBootNotRun: sb && 'notRun' in sb ? sb.notRun : undefined,
       probeCacheDir: cacheDir,
       log: io.log,
       progress: io.progress,
