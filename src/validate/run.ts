@@ -98,15 +98,15 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   const started = Date.now()
   const log = req.log ?? (() => {})
   const progress = req.progress ?? log
+  if (req.modes.includes('emulated') && req.ukiBoot === false && !req.diskBoot && !req.secureBootVars) {
+    throw new InputError('emulated mode with no boot asked for: the UKI boot, the disk boot and the Secure Boot boot are all off', {hint: 'keep --uki-boot, or add --disk-boot or --secure-boot-vars'})
+  }
   const seedMethod: SeedMethod = req.seed ?? 'disk'
   if (seedMethod === 'http' && host.remote) throw new HostError('the HTTP seed works only when QEMU runs on this machine', {hint: 'use --seed disk with --host'})
   await mkdir(req.outDir, {recursive: true})
 
   progress(`probing ${host.label} for ${req.modes.join(', ')}`)
   const hostReport = req.hostReport ?? (await probeHost(host, {signal: req.signal}))
-  if (req.modes.includes('emulated') && req.ukiBoot === false && !req.diskBoot && !req.secureBootVars) {
-    throw new InputError('emulated mode with no boot asked for: the UKI boot, the disk boot and the Secure Boot boot are all off', {hint: 'keep --uki-boot, or add --disk-boot or --secure-boot-vars'})
-  }
   for (const mode of req.modes) requireMode(hostReport, mode)
   if (req.secureBootVars && req.modes.includes('emulated') && (await host.exec('test', ['-f', OVMF_CODE_SECBOOT])).exitCode !== 0) {
     throw new HostError(`${host.label} has no OVMF built with SMM (${OVMF_CODE_SECBOOT}), which a Secure Boot boot needs`, {hint: 'install the ovmf package (cvm-image doctor --install)'})
