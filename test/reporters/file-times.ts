@@ -69,7 +69,7 @@ export default class FileTimes implements Reporter {
     const worst = [...stalls].sort((a, b) => b[1].seconds - a[1].seconds).filter(([, st], i) => i === 0 || st.seconds >= 1).slice(0, 5)
     if (worst.length) out.push('', 'longest event-loop stalls (synchronous work in a test file\'s process: no timeout fires and nothing is reported meanwhile):')
     for (const [file, st] of worst) out.push(`${st.seconds.toFixed(1).padStart(8)} s  ${relative(root, file)} ${st.where}`)
-    // files the watchdog of test/setup/file-cpu.ts ended: blocked for good, with where they stopped
+    // files the watchdog (test/setup/hang-watchdog.ts) ended: blocked for good, with where they stopped
     if (hangs.length) out.push('', 'test files ended by the watchdog (their event loop stopped for good):', ...hangs)
     out.push('', `tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
     if (process.env.CVM_TEST_SUMMARY) writeFileSync(process.env.CVM_TEST_SUMMARY, out.join('\n') + '\n')
