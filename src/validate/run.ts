@@ -140,7 +140,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
     await host.putFile(uki.path, hostUki)
   }
   const hostSecureBootVars = req.secureBootVars && host.remote ? join(work, 'OVMF_VARS.secure-boot.fd') : req.secureBootVars
-  if (req.secureBootVars && hostSecureBootVars !== req.secureBootVars) await host.putFile(req.secureBootVars, hostSecureBootVars!)
+  if (req.secureBootVars && host.remote) await host.putFile(req.secureBootVars, hostSecureBootVars!)
 
   // the offset probe runs in every full boot's nvme-integrity check: built here once, handed over by SSH
   const probe = await readFile((await buildProbe(req.probeCacheDir ?? join(tmpdir(), 'cvm-image-probe'))).path)

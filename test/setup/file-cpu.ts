@@ -72,7 +72,7 @@ export function watchStalls(periodMs = 100, now: () => number = () => performanc
 }
 
 /** Where a test file's figures go in CVM_TEST_CPU_DIR: `<key>.json`, and `<key>.hang.txt` if the watchdog ended it. */
-export function fileKey(file: string): string {
+function fileKey(file: string): string {
   return createHash('sha256').update(file).digest('hex').slice(0, 16)
 }
 
