@@ -12,9 +12,28 @@ import type {Manifest} from '../src/publish/manifest.js'
 import type {ProvenanceStatement} from '../src/publish/provenance.js'
 import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
+import {OVMF_CODE} from '../src/validate/host-probe.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {publishAndKill} from './helpers/publish-run.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
+
+/** PCR 11 as Debian 12's systemd-measure calculates it from the sections of the disk's UKI (objcopy), apart from cvm-image's code */
+async function systemdMeasurePcr11(disk: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'cvm-publish-pcr-'))
+  try {
+    const esp = 2048 * 512 // the fixture's ESP
+    await run('mcopy', ['-n', '-i', `${disk}@@${esp}`, '::/EFI/BOOT/BOOTX64.EFI', join(d, 'uki.efi')], {env: {MTOOLS_SKIP_CHECK: '1'}})
+    const files = []
+    for (const s of ['linux', 'osrel', 'cmdline']) {
+      await run('objcopy', ['-O', 'binary', `--only-section=.${s}`, join(d, 'uki.efi'), join(d, s)])
+      files.push(`--${s}=${join(d, s)}`)
+    }
+    const r = await run('/usr/lib/systemd/systemd-measure', ['calculate', ...files, '--bank=sha256', '--phase=:'])
+    return /^11:sha256=([0-9a-f]{64})$/m.exec(r.stdout)![1]
+  } finally {
+    await rm(d, {recursive: true, force: true})
+  }
+}
 
 // each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
 vi.setConfig({testTimeout: 240_000})
@@ -91,6 +110,20 @@ describe.each(targets)('publish to a $kind target', (t) => {
     expect(m.sourceDateEpoch).toBe(1700000000)
     expect(m.provenance.sha256).toBe(await sha256File(join(dir, 'provenance.intoto.json')))
     for (const a of m.artifacts) expect(await sha256File(join(dir, a.name))).toBe(a.sha256)
+    // the expected measurements: the UKI's PCRs (unsigned: PCR 4 with Secure Boot off only), the validation firmware's launch digests
+    expect(m.measurements.entries.map((e) => `${e.kind}${e.params.phase ? ` ${e.params.phase}` : ''}${e.params.vmsaForm ? ` ${e.params.vmsaForm}` : ''}`)).toEqual([
+      'tpm-pcr11 stub',
+      'tpm-pcr11 sysinit:ready',
+      'tpm-pcr4',
+      'sev-launch',
+      'sev-es-launch legacy',
+      'sev-es-launch legacy-debug-swap',
+      'sev-es-launch init2',
+    ])
+    expect(m.measurements.entries.find((e) => e.kind === 'tpm-pcr11')!.value).toBe(await systemdMeasurePcr11(join(dir, 'disk.raw')))
+    for (const e of m.measurements.entries.filter((x) => x.kind.startsWith('sev'))) expect(e.params).toMatchObject({firmware: OVMF_CODE, firmwareSha256: await sha256File(OVMF_CODE)})
+    expect(m.measurements.entries.find((e) => e.kind === 'sev-es-launch')!.params.vcpus).toBe(passed.record.recipe.validate.cpus)
+    expect(m.measurements.notes.join(' ')).toMatch(/binds the firmware .*not the disk/)
 
     const p = JSON.parse(await readFile(join(dir, 'provenance.intoto.json'), 'utf8')) as ProvenanceStatement
     expect(p._type).toBe('https://in-toto.io/Statement/v1')

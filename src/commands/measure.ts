@@ -8,8 +8,8 @@ import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
 import {HostError, InputError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import type {MeasurementEntry} from '../measure/entry.js'
-import {launchMeasurements, SEV_MODES, type SevMode} from '../measure/launch.js'
-import {pcrMeasurements} from '../measure/pcr-entries.js'
+import {measureImage} from '../measure/image.js'
+import {SEV_MODES, type SevMode} from '../measure/launch.js'
 import {VMSA_FORMS, type VmsaForm} from '../measure/vmsa.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
 import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
@@ -30,7 +30,7 @@ export default class Measure extends BaseCommand {
   static summary = 'Print the expected measurements of an image: TPM PCR 4 and 11, SEV and SEV-ES launch digests.'
   static description = `For the disk's UKI, the TPM PCR 11 (systemd-stub's measurements of its sections: the UKI alone decides it)
 and PCR 4 (the firmware's boot application chain, assuming edk2's standard events and the disk as the first boot
-option), SHA-256 bank, with Secure Boot off (docs/pcr-measurements.md). For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
+option), SHA-256 bank, with Secure Boot off, and on as well for a signed UKI (docs/pcr-measurements.md). For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
 VMSA form (the KVM interface that starts the guest, which decides part of the vCPUs' initial state). A disk
 boot's digest binds the firmware and, under SEV-ES, the vCPUs' start state, not the disk. With --kernel, the
 digests of a measured direct boot (OvmfPkg/AmdSev firmware, QEMU -kernel with kernel-hashes=on), which bind the
@@ -63,8 +63,8 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
     const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]
     const disk = subject.kind === 'disk' ? subject.path : subject.disk
-    const pcrs = flags.pcr && disk ? await pcrMeasurements(disk) : []
-    const launch = await launchMeasurements({
+    const {measurements, notes} = await measureImage({
+      disk: flags.pcr ? disk : undefined,
       firmware,
       modes: flags.mode as SevMode[],
       cpus,
@@ -72,15 +72,6 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
       vmsaForms: (flags['vmsa-form'] ?? [...VMSA_FORMS]) as VmsaForm[],
       kernelBoot: flags.kernel ? {kernel: resolve(flags.kernel), initrd: flags.initrd && resolve(flags.initrd), append: flags.append} : undefined,
     })
-    const measurements = [...pcrs, ...launch]
-    const notes = [
-      ...(pcrs.length ? ["PCR 11 depends on the UKI alone. PCR 4 also depends on the firmware's own events (edk2's standard ones assumed) and on the disk being the first boot option tried; both are for Secure Boot off."] : []),
-      flags.kernel
-        ? 'A measured direct boot digest binds the firmware, the kernel, initrd and command line (through the SEV hashes table the firmware checks them against), and under SEV-ES the vCPUs\' start state; not the disk.'
-        : 'A disk-boot launch digest binds the firmware (and under SEV-ES the vCPUs\' start state), not the disk: every disk booted with this firmware gives the same value. What the firmware then loads from the disk is not in it.',
-      'SEV\'s LAUNCH_MEASURE reports HMAC-SHA-256(TIK, 0x04 || API major || API minor || build || policy || digest || MNONCE): compare after recomputing that HMAC with the digest listed here.',
-      'Validation boots SEV guests with -cpu host: their SEV-ES digests need the host\'s own signature (--cpu-type family/model/stepping from its /proc/cpuinfo).',
-    ]
     const result: MeasureResult = {subject, measurements, notes}
     if (!this.jsonEnabled()) this.show(result)
     return result
@@ -94,7 +85,7 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
       const es = m.kind === 'sev-es-launch' ? `, ${p.vcpus} vCPU(s) ${p.cpuType} (${p.cpuSignature}), VMSA form ${p.vmsaForm}` : ''
       if (m.kind === 'tpm-pcr4' || m.kind === 'tpm-pcr11') {
         const phase = p.phase ? `, phase ${p.phase}` : ''
-        this.log(`${m.kind.padEnd(14)} ${m.value}  PCR ${p.pcr} (sha256 bank) of the UKI ${p.uki} (sha256 ${p.ukiSha256})${phase}, Secure Boot off`)
+        this.log(`${m.kind.padEnd(14)} ${m.value}  PCR ${p.pcr} (sha256 bank) of the UKI ${p.uki} (sha256 ${p.ukiSha256})${phase}${p.secureBoot ? `, Secure Boot ${p.secureBoot}` : ''}`)
         continue
       }
       const boot = p.kernel ? `, kernel ${p.kernel}, initrd ${p.initrd}, cmdline "${p.cmdline}"` : ''

@@ -40,6 +40,7 @@ const COMMON: ToolRequirement[] = [
   {tool: 'qemu-img', package: 'qemu-utils', stages: ['base', 'validate'], why: 'a qcow2/vmdk base to raw; overlays'},
   {tool: '/usr/share/OVMF/OVMF_CODE_4M.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
   {tool: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware with SMM, for the Secure Boot boot of a signed UKI'},
+  {tool: 'swtpm', package: 'swtpm', stages: ['validate'], why: "the vTPM every boot gets (QEMU's tpm-crb): the tpm-pcrs check compares its PCRs with the predicted ones"},
   {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},
   {tool: '/usr/lib/x86_64-linux-gnu/libc.a', package: 'libc6-dev', stages: ['validate'], why: 'build the static NVMe offset probe run in the guest'},
   {tool: 'gpg', package: 'gnupg', stages: ['publish', 'tests'], why: 'sign SHA256SUMS with the release key (SHA256SUMS.gpg) in a temporary GNUPGHOME; tests make keys'},

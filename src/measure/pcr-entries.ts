@@ -4,6 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {UKI_ESP_PATH} from '../disk/image.js'
+import {parsePe} from '../disk/pe.js'
 import {extractUki} from '../validate/uki.js'
 import type {MeasurementEntry} from './entry.js'
 import {extendPcr11Phases, predictPcr11, predictPcr4, stubSections, type PcrPrediction} from './pcr.js'
@@ -19,7 +20,7 @@ export const BOOTED_PHASES = ['sysinit', 'ready'] as const
  * The TPM PCR predictions of a disk cvm-image assembled, as measurement entries: PCR 11 (systemd-stub's
  * measurements of the UKI's sections: the UKI alone decides it) and PCR 4 (the firmware's boot
  * application chain: the UKI plus edk2's standard events, the disk being the first boot option),
- * both with Secure Boot off, as validation boots today. docs/pcr-measurements.md.
+ * with Secure Boot off, and for a signed UKI PCR 4 with Secure Boot on as well. docs/pcr-measurements.md.
  */
 export async function pcrMeasurements(disk: string): Promise<MeasurementEntry[]> {
   const dir = await mkdtemp(join(tmpdir(), 'cvm-measure-'))
@@ -34,6 +35,10 @@ export async function pcrMeasurements(disk: string): Promise<MeasurementEntry[]>
       entry(stub, 'tpm-pcr11', ['uki'], {...params, phase: 'stub'}, "PCR 11 (SHA-256 bank) after systemd-stub measured the UKI's sections, before userspace; the same as systemd-measure calculate gives for them"),
       entry(extendPcr11Phases(stub, BOOTED_PHASES), 'tpm-pcr11', ['uki'], {...params, phase: BOOTED_PHASES.join(':')}, `PCR 11 (SHA-256 bank) of the booted system: the stub's value extended by systemd-pcrphase with ${BOOTED_PHASES.join(', ')}; systemd-measure calculate --phase=${BOOTED_PHASES.join(':')} gives the same`),
       entry(predictPcr4(uki, {secureBoot: false}, what), 'tpm-pcr4', ['uki', 'firmware-events', 'boot-order', 'secure-boot'], {...params, secureBoot: 'off', earlierBootAttempts: 0}, "PCR 4 (SHA-256 bank) after the firmware started the UKI from this disk as its first boot option and the stub its kernel; assumes edk2's standard events"),
+      // a signed UKI boots under Secure Boot too, where the stub vouches for its kernel and the firmware does not measure it
+      ...(parsePe(uki, what).certTableSize > 0
+        ? [entry(predictPcr4(uki, {secureBoot: true}, what), 'tpm-pcr4', ['uki', 'firmware-events', 'boot-order', 'secure-boot'], {...params, secureBoot: 'on', earlierBootAttempts: 0}, "PCR 4 (SHA-256 bank) after a firmware with Secure Boot on started the signed UKI from this disk as its first boot option (the stub's kernel is not measured then); assumes edk2's standard events")]
+        : []),
     ]
   } finally {
     await rm(dir, {recursive: true, force: true})

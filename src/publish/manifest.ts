@@ -3,6 +3,7 @@ import {X509Certificate} from 'node:crypto'
 import type {SigningCertificate} from '../disk/secure-boot.js'
 import type {ImageArtifact} from '../formats/index.js'
 import type {PatchRecord} from '../kernel/series-apply.js'
+import type {MeasurementEntry} from '../measure/entry.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
 import type {AssembleResult} from '../pipeline/results.js'
 import type {StageName} from '../pipeline/stage.js'
@@ -42,8 +43,19 @@ export interface Manifest {
   signing: ReleaseSigning
   /** the UKI's UEFI Secure Boot signature: "unsigned", or the certificate a firmware's db must hold (docs/secure-boot.md) */
   secureBoot: SecureBootManifest
+  /**
+   * what a verifier should expect from a VM booted from the disk (docs/measurements.md): TPM PCR 11
+   * and PCR 4 of its UKI, and the SEV/SEV-ES launch digests of the firmware validation boots; each
+   * entry says what it depends on. The notes say how to read them.
+   */
+  measurements: ReleaseMeasurements
   /** the cache key of every stage that made the image */
   build: {stages: Partial<Record<StageName, string>>}
+}
+
+export interface ReleaseMeasurements {
+  entries: MeasurementEntry[]
+  notes: string[]
 }
 
 /** How a release is signed (README "Publishing"): each part is "unsigned" without its key. */
@@ -88,6 +100,7 @@ export interface ManifestInput {
   provenance: {name: string; sha256: string}
   validationStatement?: {name: string; sha256: string}
   signing?: ReleaseSigning
+  measurements: ReleaseMeasurements
 }
 
 /** Built only from the build record and the artifacts, so the same build always gives the same bytes. */
@@ -128,6 +141,7 @@ export function buildManifest(m: ManifestInput): Manifest {
     validationStatement: m.validationStatement,
     signing: m.signing ?? UNSIGNED,
     secureBoot: secureBootOf(assemble),
+    measurements: m.measurements,
     // No build time here: a rebuild from the cache must give the same manifest, or re-publishing it would conflict.
     build: {
       stages: Object.fromEntries(Object.entries(record.stages).map(([k, v]) => [k, v?.key])) as Partial<Record<StageName, string>>,

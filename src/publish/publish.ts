@@ -4,13 +4,18 @@ import {join} from 'node:path'
 
 import {prepareFormats, type ImageArtifact} from '../formats/index.js'
 import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
+import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
+import {measureImage} from '../measure/image.js'
+import {SEV_MODES} from '../measure/launch.js'
+import {VMSA_FORMS} from '../measure/vmsa.js'
 import {isControlBuild, type BuildRecord} from '../pipeline/build-record.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256} from '../util/fsx.js'
+import {OVMF_CODE} from '../validate/host-probe.js'
 import {guestOsFeatures} from './guest-os-features.js'
 import {readBuiltKernelConfig} from './kernel-config.js'
-import {buildManifest, UNSIGNED, type Manifest, type ReleaseSigning} from './manifest.js'
+import {buildManifest, UNSIGNED, type Manifest, type ReleaseMeasurements, type ReleaseSigning} from './manifest.js'
 import {IN_TOTO_PAYLOAD_TYPE, loadAttestationSigner} from './dsse.js'
 import {CHECKSUMS_SIGNATURE_NAME, gpgvVerify, inspectReleaseKey, signDetached, type ReleaseKeyOptions} from './sign.js'
 import {buildValidationStatement, VALIDATION_STATEMENT_NAME} from './validation-statement.js'
@@ -136,7 +141,9 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
     kernelVersion: record.stages.compile?.meta.version ?? record.stages['kernel-source']?.meta.version,
     validation,
   })
-  const draft = buildManifest({record, version, disk: {sha256: assembleMeta.diskSha256}, artifacts, validation, guestOsFeatures: features, provenance: {name: PROVENANCE_NAME, sha256: ''}})
+  log('computing the expected measurements (TPM PCRs of the UKI, SEV launch digests)')
+  const measurements = await releaseMeasurements(diskPath, record.recipe.validate.cpus)
+  const draft = buildManifest({record, version, disk: {sha256: assembleMeta.diskSha256}, artifacts, validation, guestOsFeatures: features, provenance: {name: PROVENANCE_NAME, sha256: ''}, measurements})
   const statement = buildProvenance({record, version, artifacts, base: draft.base, kernelSource: {...draft.kernel.source, version: draft.kernel.version}, patches: draft.kernel.patches, ukiSha256: draft.boot.ukiSha256, allowUnvalidated: validation.allowedUnvalidated})
   // with an attestation key the statements are DSSE envelopes (Ed25519: the same build gives the same bytes)
   const provenance = fromBytes(PROVENANCE_NAME, attest ? attest.envelope(statement) : json(statement))
@@ -308,4 +315,16 @@ async function removeStalePartials(store: ReleaseStore, files: PlannedFile[]): P
     const m = /^\.(.+)\.[0-9a-f]{12}\.partial$/.exec(name)
     if (m && ours.has(m[1])) await store.remove(name)
   }
+}
+
+/**
+ * The manifest's expected measurements: the disk's PCR 4 and PCR 11, and the SEV and SEV-ES launch
+ * digests of the firmware validation boots (OVMF_CODE, when this machine has it) for the recipe's
+ * vCPU count, the default vCPU type and every VMSA form. The same list as `cvm-image measure <build>`.
+ */
+async function releaseMeasurements(disk: string, cpus: number): Promise<ReleaseMeasurements> {
+  const firmware = existsSync(OVMF_CODE) ? [OVMF_CODE] : []
+  const {measurements, notes} = await measureImage({disk, firmware, modes: SEV_MODES, cpus: [cpus], cpuTypes: [DEFAULT_CPU_TYPE], vmsaForms: VMSA_FORMS})
+  if (!firmware.length) notes.push(`no SEV launch digests: this machine has no ${OVMF_CODE} (package ovmf), the firmware validation boots; \`cvm-image measure\` on a machine with it lists them`)
+  return {entries: measurements, notes}
 }

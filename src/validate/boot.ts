@@ -9,6 +9,7 @@ import {GuestSession, type GuestExec} from './guest.js'
 import type {HostProcess, ValidationHost} from './host.js'
 import {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, QEMU_BINARY} from './host-probe.js'
 import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
+import {startVtpm, vtpmSocket} from './vtpm.js'
 import {generateRunKeys, renderSeed, serveSeed, writeSeedDisk, type RunKeys} from './seed.js'
 
 /** NoCloud seed: a FAT CIDATA disk on NVMe, or HTTP via the SMBIOS serial (local host only) */
@@ -33,6 +34,8 @@ export interface BootSpec {
   kernel?: {path: string; append: string}
   /** Secure Boot: the SMM firmware with a copy of this variable store (on the host), which must enroll the UKI's signer */
   secureBootVars?: string
+  /** attach a vTPM (swtpm on the host, QEMU's tpm-crb) */
+  vtpm: boolean
   /** the run's directory on the host */
   work: string
   seed: SeedMethod
@@ -55,6 +58,7 @@ export interface BootSpec {
  */
 export class GuestBoot implements GuestMachine {
   private qemu?: HostProcess
+  private swtpm?: HostProcess
   private session?: GuestSession
   private goneReason?: string
   private stopped = false
@@ -71,6 +75,8 @@ export class GuestBoot implements GuestMachine {
     readonly serialLog: string,
     /** how the guest gets its seed, for the report */
     readonly seedDescription: string,
+    /** the boot's directory on the host */
+    private readonly bootDir: string,
     private readonly seedServer?: Awaited<ReturnType<typeof serveSeed>>,
   ) {}
 
@@ -115,9 +121,10 @@ export class GuestBoot implements GuestMachine {
         serialLog,
         smbiosSerial,
         cbitpos: spec.cbitpos,
+        tpmSocket: spec.vtpm ? vtpmSocket(bootDir) : undefined,
       })
       const seedDescription = spec.seed === 'disk' ? 'NoCloud FAT disk (label CIDATA) on NVMe' : `NoCloudNet over HTTP (SMBIOS serial ${smbiosSerial})`
-      return new GuestBoot(spec, keys, sshPort, argv, serialLog, seedDescription, seedServer)
+      return new GuestBoot(spec, keys, sshPort, argv, serialLog, seedDescription, bootDir, seedServer)
     } catch (e) {
       await seedServer?.close()
       throw e
@@ -128,8 +135,12 @@ export class GuestBoot implements GuestMachine {
     return this.spec.accel
   }
 
-  /** Starts QEMU; an abort of the run kills it. */
-  start(): void {
+  /** Starts the vTPM when the boot has one, then QEMU; an abort of the run kills both. */
+  async start(): Promise<void> {
+    if (this.spec.vtpm) {
+      const vtpm = await startVtpm(this.spec.host, this.bootDir)
+      this.swtpm = vtpm.process
+    }
     this.spec.log(`${QEMU_BINARY} ${this.qemuArgs.join(' ')}`)
     this.qemu = this.spec.host.spawn(QEMU_BINARY, this.qemuArgs)
     this.spec.signal?.addEventListener('abort', this.onAbort, {once: true})
@@ -196,6 +207,7 @@ export class GuestBoot implements GuestMachine {
     this.session?.close()
     this.spec.signal?.removeEventListener('abort', this.onAbort)
     await this.qemu?.kill()
+    await this.swtpm?.kill()
     if (this.seedServer) {
       await this.seedServer.close()
       this.spec.log(`${this.spec.tag}: HTTP seed requests: ${this.seedServer.requests.join(', ') || 'none'}`)

@@ -55,6 +55,16 @@ export interface CheckContext {
   shared: {directIo?: DirectIoRun}
   /** the static NVMe offset probe (src/validate/probe), built on this machine, handed to the guest for its run only */
   probe?: Buffer
+  /** the boot's vTPM: the PCR values predicted for it, or why it has none (tpm-pcrs is skipped then) */
+  tpm?: {expected: PcrExpectation} | {notAttached: string}
+}
+
+/** What the tpm-pcrs check compares the guest's PCRs with, worked out from the UKI for one boot (src/validate/vtpm.ts). */
+export interface PcrExpectation {
+  /** PCR 11 after the stub, then after each boot phase systemd-pcrphase may have extended it with when the check runs */
+  pcr11: {phase: string; value: string}[]
+  /** PCR 4, for a boot where the firmware starts the disk's \EFI\BOOT\BOOTX64.EFI; otherwise why it is not predicted */
+  pcr4: {value: string; secureBoot: boolean} | {notPredicted: string}
 }
 
 export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>

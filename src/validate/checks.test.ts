@@ -249,13 +249,13 @@ async function runAll(guest: Recorded[], boot: {mode: ValidationMode; full: bool
 }
 
 describe('the check table', () => {
-  it('names every check once, in report order; a full boot runs all but cmdline, the disk-alone boot kernel, cmdline, poweroff', () => {
+  it('names every check once, in report order; a full boot runs all but cmdline and secure-boot, the disk-alone boot kernel, cmdline, tpm-pcrs, poweroff', () => {
     const names = CHECKS.map((c) => c.name)
     expect(new Set(names).size).toBe(names.length)
-    const full = ['kernel', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'cloud-init', 'nvme-integrity', 'swiotlb-bounce', 'kexec', 'poweroff']
+    const full = ['kernel', 'tpm-pcrs', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'cloud-init', 'nvme-integrity', 'swiotlb-bounce', 'kexec', 'poweroff']
     for (const mode of ['emulated', 'sev', 'sev-es'] as const) expect(checksFor({mode, full: true}).map((c) => c.name)).toEqual(full)
-    expect(checksFor({mode: 'emulated', full: false}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'poweroff'])
-    expect(checksFor({mode: 'emulated', full: false, secureBoot: true}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'secure-boot', 'poweroff'])
+    expect(checksFor({mode: 'emulated', full: false}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'tpm-pcrs', 'poweroff'])
+    expect(checksFor({mode: 'emulated', full: false, secureBoot: true}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'secure-boot', 'tpm-pcrs', 'poweroff'])
   })
 
   it('secure-boot: passes on SecureBoot=1 and the kernel\'s "Secure boot enabled"; fails when either says otherwise', async () => {
@@ -271,6 +271,7 @@ describe('the check table', () => {
     const {verdicts, runs, ctx} = await runAll(debian12Emulated(), {mode: 'emulated', full: true})
     expect(verdicts).toEqual([
       'kernel: pass',
+      'tpm-pcrs: skip',
       'marker: pass',
       'memory-encryption: skip',
       'swiotlb-active: pass',
@@ -290,7 +291,7 @@ describe('the check table', () => {
 
   it('the emulated boot of the disk alone: kernel, the UKI command line, power-off', async () => {
     const {verdicts} = await runAll(debian12Emulated(), {mode: 'emulated', full: false})
-    expect(verdicts).toEqual(['kernel: pass', 'cmdline: pass', 'poweroff: pass'])
+    expect(verdicts).toEqual(['kernel: pass', 'cmdline: pass', 'tpm-pcrs: skip', 'poweroff: pass'])
   })
 
   it('a guest that does not come back from kexec: kexec fails with why, poweroff is skipped', async () => {

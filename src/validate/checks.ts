@@ -1,6 +1,7 @@
 import {withTimeout} from '../util/timeout.js'
 import type {BootKind, Check, CheckContext, CheckRun, DirectIoRun, Outcome} from './check-types.js'
 import {kexecRoundTrip, powerOff} from './lifecycle.js'
+import {checkTpmPcrs} from './vtpm.js'
 import {parseProbeOutput, probeArgv, probeOutcome, PROBE_REMOTE_PATH, PROBE_TIMEOUT_MS, SCRATCH_SERIAL} from './nvme-probe.js'
 
 const pass = (evidence: string): Outcome => ({verdict: 'pass', evidence})
@@ -17,6 +18,7 @@ export const CHECKS: readonly Check[] = [
   {name: 'kernel', appliesTo: everyBoot, run: checkRunningKernel},
   {name: 'cmdline', appliesTo: diskAloneBoot, run: checkCmdline},
   {name: 'secure-boot', appliesTo: secureBootBoot, run: checkSecureBoot},
+  {name: 'tpm-pcrs', appliesTo: everyBoot, run: checkTpmPcrs},
   {name: 'marker', appliesTo: fullBoot, run: checkMarker},
   {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
   {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},

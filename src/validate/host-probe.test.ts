@@ -11,6 +11,9 @@ describe('probeHost on this machine (real)', () => {
       const r = await probeHost(host)
       expect(r.qemu.version).toMatch(/^\d+\.\d+/)
       expect(r.ovmf.present).toBe(true)
+      // the suite installs both (doctor --install): the Secure Boot and vTPM boots need them
+      expect(r.ovmf.secureBootCode).toBe(true)
+      expect(r.swtpm.version).toMatch(/^\d+\.\d+/)
       expect(r.modes.emulated.available).toBe(true)
       // this machine has no SEV: kvm_amd is not loaded with sev=Y and there is no /dev/sev
       expect(r.modes.sev.available).toBe(false)
@@ -39,7 +42,8 @@ const sevHost = (over: Partial<HostReport['sev']> = {}): Omit<HostReport, 'modes
   kvm: {device: true, usable: true, detail: 'ok'},
   sev: {kvmAmd: {loaded: true, sev: true, sevEs: true, sevSnp: false}, devSev: true, asids: {}, cbitpos: 51, ...over},
   qemu: {binary: 'qemu-system-x86_64', version: '8.2.2'},
-  ovmf: {code: '/c', vars: '/v', present: true},
+  ovmf: {code: '/c', vars: '/v', present: true, secureBootCode: true},
+  swtpm: {binary: 'swtpm', version: '0.7.1'},
 })
 
 describe('modeSupport (mock SEV hosts)', () => {

@@ -13,6 +13,8 @@ export const OVMF_CODE_SECBOOT = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd'
 /** Debian's variable store with Secure Boot on and its snakeoil certificate (SNAKEOIL_CERT) enrolled: an image that key signs boots (test/secure-boot.test.ts) */
 export const OVMF_VARS_SNAKEOIL = '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd'
 export const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
+/** the TPM 2.0 emulator every boot gets as its vTPM (QEMU's tpm-crb), when the host has it (src/validate/vtpm.ts) */
+export const SWTPM_BINARY = 'swtpm'
 
 /** What a host can run, for `doctor` and before every validation. */
 export interface HostReport {
@@ -29,7 +31,10 @@ export interface HostReport {
     cbitpos?: number
   }
   qemu: {binary: string; version?: string}
-  ovmf: {code: string; vars: string; present: boolean; version?: string}
+  /** secureBootCode: OVMF_CODE_SECBOOT (built with SMM) is there, which a Secure Boot boot needs */
+  ovmf: {code: string; vars: string; present: boolean; version?: string; secureBootCode: boolean}
+  /** swtpm, the vTPM of every boot; without it the tpm-pcrs check is skipped, saying so */
+  swtpm: {binary: string; version?: string}
   /** per mode: what is missing for it (empty: the mode can run here) */
   modes: Record<ValidationMode, {available: boolean; missing: string[]}>
 }
@@ -70,14 +75,16 @@ export async function probeHost(host: ValidationHost = new LocalHost(), opts: Pr
   const qemu = {binary: QEMU_BINARY, version: qv.exitCode === 0 ? /version (\S+)/.exec(qv.stdout)?.[1] : undefined}
   const ovmfPresent = (await exists(OVMF_CODE)) && (await exists(OVMF_VARS))
   const ov = await host.exec('dpkg-query', ['-W', '-f', '${Version}', 'ovmf'])
-  const ovmf = {code: OVMF_CODE, vars: OVMF_VARS, present: ovmfPresent, version: ov.exitCode === 0 && ov.stdout ? ov.stdout : undefined}
+  const ovmf = {code: OVMF_CODE, vars: OVMF_VARS, present: ovmfPresent, version: ov.exitCode === 0 && ov.stdout ? ov.stdout : undefined, secureBootCode: await exists(OVMF_CODE_SECBOOT)}
+  const sv = await host.exec(SWTPM_BINARY, ['--version'])
+  const swtpm = {binary: SWTPM_BINARY, version: sv.exitCode === 0 ? /version (\S+)/i.exec(sv.stdout)?.[1] ?? 'unknown' : undefined}
 
   const kvmDevice = await exists('/dev/kvm')
   let kvm = {device: kvmDevice, usable: false, detail: '/dev/kvm is absent'}
   if (kvmDevice && qemu.version && opts.probeKvm !== false) kvm = {device: true, ...(await probeKvm(host, opts.signal))}
   else if (kvmDevice) kvm = {device: true, usable: false, detail: 'not probed'}
 
-  const report: Omit<HostReport, 'modes'> = {host: host.label, cpuVendor, kvm, sev: {kvmAmd, devSev, asids, cbitpos}, qemu, ovmf}
+  const report: Omit<HostReport, 'modes'> = {host: host.label, cpuVendor, kvm, sev: {kvmAmd, devSev, asids, cbitpos}, qemu, ovmf, swtpm}
   return {...report, modes: modeSupport(report)}
 }
 
@@ -180,6 +187,7 @@ export function describeHostReport(r: HostReport): string[] {
   const yn = (b: boolean) => (b ? 'yes' : 'no')
   const lines = [
     `validation host ${r.host}: CPU ${r.cpuVendor ?? 'unknown'}, QEMU ${r.qemu.version ?? 'MISSING'}, OVMF ${r.ovmf.present ? (r.ovmf.version ?? 'present') : 'MISSING'}`,
+    `  OVMF with SMM (Secure Boot boots): ${r.ovmf.secureBootCode ? 'yes' : `no (${OVMF_CODE_SECBOOT})`}; swtpm (vTPM, tpm-pcrs check): ${r.swtpm.version ?? 'MISSING (package swtpm)'}`,
     `  KVM: ${r.kvm.device ? (r.kvm.usable ? 'usable' : 'NOT usable') : 'absent'} (${r.kvm.detail})`,
     `  kvm_amd: ${r.sev.kvmAmd.loaded ? `sev=${yn(r.sev.kvmAmd.sev)} sev_es=${yn(r.sev.kvmAmd.sevEs)} sev_snp=${yn(r.sev.kvmAmd.sevSnp)}` : 'not loaded'}; /dev/sev: ${yn(r.sev.devSev)}; C-bit: ${r.sev.cbitpos ?? 'n/a'}`,
   ]

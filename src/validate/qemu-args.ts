@@ -1,5 +1,6 @@
 import {BugError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
+import {vtpmQemuArgs} from './vtpm.js'
 
 /** SEV guest policy bits (AMD SEV API, LAUNCH_START): bit 0 NODBG, bit 2 ES. */
 export const SEV_POLICY: Record<Exclude<ValidationMode, 'emulated'>, number> = {sev: 0x1, 'sev-es': 0x5}
@@ -39,6 +40,8 @@ export interface QemuSpec {
   smbiosSerial?: string
   /** CPUID 0x8000001F EBX[5:0] of the host; required for sev and sev-es */
   cbitpos?: number
+  /** swtpm's control socket on the host: the guest gets it as a TPM 2.0 behind a CRB interface */
+  tpmSocket?: string
 }
 
 /**
@@ -79,6 +82,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     // minutes under TCG (4.18: crng ready after 261 s)
     '-device', 'virtio-rng-pci',
   )
+  if (spec.tpmSocket) args.push(...vtpmQemuArgs(spec.tpmSocket))
   if (spec.smbiosSerial) args.push('-smbios', `type=1,serial=${spec.smbiosSerial.replaceAll(',', ',,')}`)
   if (spec.kernel) args.push('-kernel', spec.kernel.path, '-append', spec.kernel.append)
   // SEV-ES guests cannot be reset: a reboot must end QEMU, and so must a kexec gone wrong in any mode.

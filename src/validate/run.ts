@@ -15,6 +15,7 @@ import {buildProbe} from './nvme-probe.js'
 import {openValidationHost, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
+import {expectedPcrs} from './vtpm.js'
 
 export type {SeedMethod} from './boot.js'
 
@@ -164,7 +165,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
       const settled = await Promise.allSettled(
         boots.map(async (boot) => {
           const own: CheckResult[] = []
-          const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, hostDisk, checks: own, log, progress})
+          const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, ukiImage, hostDisk, checks: own, log, progress})
           return {r, own}
         }),
       )
@@ -245,6 +246,8 @@ interface BootArgs {
   hostReport: HostReport
   seedMethod: SeedMethod
   parts: ReturnType<typeof ukiParts>
+  /** the UKI's bytes, from which the vTPM's PCRs are predicted */
+  ukiImage: Buffer
   hostDisk: string
   checks: CheckResult[]
   log: (line: string) => void
@@ -267,6 +270,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     disk: a.hostDisk,
     kernel: plan.kernel,
     secureBootVars: plan.secureBootVars,
+    vtpm: a.hostReport.swtpm.version !== undefined,
     work: a.work,
     seed: a.seedMethod,
     templatesDir: req.templatesDir,
@@ -282,7 +286,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
   const report: ModeReport = {mode, boot: tag, accel: a.accel, seed: boot.seedDescription, serialLog: boot.serialLog, qemuArgs: boot.qemuArgs}
   const t0 = Date.now()
   try {
-    boot.start()
+    await boot.start()
     try {
       await boot.connect()
     } catch (e) {
@@ -308,6 +312,10 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       uki: a.parts,
       shared: {},
       probe: a.probe,
+      tpm:
+        a.hostReport.swtpm.version === undefined
+          ? {notAttached: `${a.host.label} has no ${a.hostReport.swtpm.binary} (package swtpm)`}
+          : {expected: expectedPcrs(a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'})},
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,

@@ -1,6 +1,7 @@
-import {rmSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import {existsSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {link, mkdir, writeFile} from 'node:fs/promises'
+import {link, mkdir, mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {writeBuildRecord, type BuildRecord} from '../../src/pipeline/build-record.js'
@@ -9,6 +10,7 @@ import {Recipe} from '../../src/recipe/schema.js'
 import {sha256} from '../../src/util/fsx.js'
 import type {PatchRecord} from '../../src/kernel/series-apply.js'
 import type {StageResultTypes, UkiSigning, ValidateCheck} from '../../src/pipeline/results.js'
+import {EFI_STUB, buildUki} from '../../src/disk/uki.js'
 import {makeGptDisk, pseudoRandom} from './disk-fixture.js'
 
 export interface FixtureOptions {
@@ -33,28 +35,48 @@ export interface FixtureOptions {
 
 /** master copies of the disks made in this process, by seed: a hard link gives the same bytes without writing and hashing 1 GiB again */
 const disks = new Map<string, {path: string; sha256: string}>()
-const masters = join(tmpdir(), `cvm-fixture-disks-${process.pid}`)
+// one folder per loading of this module: test files running in threads of one process each load it, and
+// two of them making the same seed's disk at one path would rewrite a file the other has linked and reads
+const masters = join(tmpdir(), `cvm-fixture-disks-${process.pid}-${randomBytes(4).toString('hex')}`)
 process.once('exit', () => rmSync(masters, {recursive: true, force: true}))
 
+/**
+ * A small real UKI for a seed (systemd's stub standing in for the kernel; the seed in its command
+ * line), so that what reads the disk's UKI (publish's measurements) has one to read.
+ */
+async function ukiFor(seed: string): Promise<string> {
+  await mkdir(masters, {recursive: true})
+  const base = join(masters, `uki-${sha256(seed).slice(0, 16)}`)
+  if (existsSync(`${base}.efi`)) return `${base}.efi`
+  // files of its own: test files in other threads of this process may make the same UKI at once
+  const tmp = await mkdtemp(`${base}-`)
+  await writeFile(join(tmp, 'cmdline'), `console=ttyS0 root=PARTUUID=0f7a4c3e-1111-4e0c-9d7a-3b2f6c1d2e3f ro fixture=${seed}`)
+  await writeFile(join(tmp, 'osrel'), 'ID=debian\nVERSION_ID="12"\n')
+  await buildUki({vmlinuz: EFI_STUB, cmdlineFile: join(tmp, 'cmdline'), osReleaseFile: join(tmp, 'osrel')}, join(tmp, 'uki.efi'), {sourceDateEpoch: 1_700_000_000})
+  await rename(join(tmp, 'uki.efi'), `${base}.efi`)
+  await rm(tmp, {recursive: true, force: true})
+  return `${base}.efi`
+}
+
 async function diskFor(seed: string, path: string): Promise<{sha256: string}> {
+  const uki = await ukiFor(seed)
   let made = disks.get(seed)
   if (!made) {
-    await mkdir(masters, {recursive: true})
-    made = await makeGptDisk(join(masters, `${sha256(seed).slice(0, 16)}.raw`), 1, `disk:${seed}`)
+    made = await makeGptDisk(join(masters, `${sha256(seed).slice(0, 16)}.raw`), 1, `disk:${seed}`, {uki})
     disks.set(seed, made)
   }
   try {
     await link(made.path, path)
     return made
   } catch {
-    return makeGptDisk(path, 1, `disk:${seed}`) // another file system: make it there
+    return makeGptDisk(path, 1, `disk:${seed}`, {uki}) // another file system: make it there
   }
 }
 
 const CONFIG = ['CONFIG_X86_64=y', 'CONFIG_AMD_MEM_ENCRYPT=y', 'CONFIG_EFI_STUB=y', 'CONFIG_BLK_DEV_NVME=y', 'CONFIG_SWIOTLB=y', 'CONFIG_GVE=m', '# CONFIG_SCSI_VIRTIO is not set']
 
 /**
- * A build record over real files in a cache dir: a 1 GiB sparse GPT disk.raw, a UKI-sized blob,
+ * A build record over real files in a cache dir: a 1 GiB sparse GPT disk.raw whose ESP holds a small real UKI,
  * a kernel .config, patch and base metadata with real sha256s. No other stage needs to have run.
  */
 export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions = {}): Promise<{record: BuildRecord; path: string}> {
@@ -105,7 +127,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
   const assembleDir = join(cacheDir, 'stages', 'assemble', key('assemble'))
   await mkdir(assembleDir, {recursive: true})
   const disk = await diskFor(seed, join(assembleDir, 'disk.raw'))
-  const uki = pseudoRandom(`uki:${seed}`, 64 * 1024)
+  const uki = await readFile(await ukiFor(seed))
   await put('assemble', {
     diskSha256: disk.sha256,
     ukiSha256: sha256(uki),

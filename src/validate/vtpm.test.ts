@@ -1,0 +1,146 @@
+import {createHash} from 'node:crypto'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {connect} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {buildUki} from '../disk/uki.js'
+import {extendPcr, predictPcr4} from '../measure/pcr.js'
+import {run} from '../util/exec.js'
+import {LocalHost} from './host.js'
+import {expectedPcrs, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, startVtpm} from './vtpm.js'
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest()
+
+/** One TPM command over swtpm's command socket, its whole response back. */
+function transmit(socket: string, command: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = connect(socket)
+    let got = Buffer.alloc(0)
+    s.on('connect', () => s.write(command))
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d])
+      if (got.length >= 6 && got.length >= got.readUInt32BE(2)) {
+        s.end()
+        resolve(got)
+      }
+    })
+    s.on('error', reject)
+  })
+}
+
+/** TPM2_PCR_Extend of one SHA-256 digest, with the empty password session (Part 3, 22.2) */
+function pcrExtend(pcr: number, digest: Buffer): Buffer {
+  const body = Buffer.concat([
+    Buffer.from([0, 0, 0, pcr]),
+    Buffer.from([0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0]), // authorizationSize 9: TPM_RS_PW, no nonce, no attributes, empty hmac
+    Buffer.from([0, 0, 0, 1, 0, 0x0b]),
+    digest,
+  ])
+  const head = Buffer.alloc(10)
+  head.writeUInt16BE(0x8002, 0)
+  head.writeUInt32BE(10 + body.length, 2)
+  head.writeUInt32BE(0x182, 6)
+  return Buffer.concat([head, body])
+}
+
+describe('the PCR read against a real TPM 2.0 (swtpm)', () => {
+  let dir: string
+  let swtpm: ReturnType<LocalHost['spawn']>
+  const host = new LocalHost()
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cvm-vtpm-test-'))
+    await run('mkdir', ['-p', join(dir, 'state')])
+    // a command socket this test talks to, as the guest's kernel would through QEMU; startup done by swtpm itself
+    swtpm = host.spawn('swtpm', ['socket', '--tpm2', '--tpmstate', `dir=${join(dir, 'state')}`, '--server', `type=unixio,path=${join(dir, 'cmd.sock')}`, '--ctrl', `type=unixio,path=${join(dir, 'ctrl.sock')}`, '--flags', 'not-need-init,startup-clear'])
+    for (let i = 0; i < 100 && (await host.exec('test', ['-S', join(dir, 'cmd.sock')])).exitCode !== 0; i++) await new Promise((r) => setTimeout(r, 100))
+  }, 30_000)
+  afterAll(async () => {
+    await swtpm?.kill()
+    await rm(dir, {recursive: true, force: true})
+  })
+
+  it('reads PCRs 4, 7 and 11 of the SHA-256 bank, each where it belongs', async () => {
+    const d4 = sha256('a boot application')
+    const d11a = sha256('.linux')
+    const d11b = sha256('sysinit')
+    for (const [pcr, d] of [[4, d4], [11, d11a], [11, d11b]] as const) {
+      const r = await transmit(join(dir, 'cmd.sock'), pcrExtend(pcr, d))
+      expect(r.readUInt32BE(6), `TPM2_PCR_Extend of PCR ${pcr}`).toBe(0)
+    }
+    const values = parsePcrReadResponse(await transmit(join(dir, 'cmd.sock'), PCR_READ_COMMAND))
+    const zero = Buffer.alloc(32)
+    expect([...values.keys()]).toEqual([4, 7, 11])
+    expect(values.get(4)).toBe(extendPcr(zero, d4).toString('hex'))
+    expect(values.get(7)).toBe(zero.toString('hex'))
+    expect(values.get(11)).toBe(extendPcr(extendPcr(zero, d11a), d11b).toString('hex'))
+  })
+
+  it('a response with an error code, or cut short, is refused saying which', async () => {
+    // TPM_RC_VALUE with a parameter number, as a TPM answers a selection it cannot read
+    expect(() => parsePcrReadResponse(Buffer.from('80010000000a000001c4', 'hex'))).toThrow(/response code 0x000001c4/)
+    const good = await transmit(join(dir, 'cmd.sock'), PCR_READ_COMMAND)
+    expect(() => parsePcrReadResponse(good.subarray(0, good.length - 1))).toThrow(/says \d+ bytes/)
+  })
+
+  it('startVtpm starts swtpm for QEMU and waits for its control socket', async () => {
+    const bootDir = join(dir, 'boot')
+    await run('mkdir', ['-p', bootDir])
+    const vtpm = await startVtpm(host, bootDir)
+    try {
+      expect((await host.exec('test', ['-S', vtpm.socket])).exitCode).toBe(0)
+    } finally {
+      await vtpm.process.kill()
+    }
+  })
+})
+
+describe('expected PCRs and the verdict', () => {
+  let dir: string
+  let uki: Buffer
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cvm-vtpm-uki-'))
+    // a stand-in kernel: the stub's own PE image (what .linux holds does not matter to PCR 11)
+    await writeFile(join(dir, 'cmdline'), 'console=ttyS0 root=/dev/nvme0n1p2')
+    await writeFile(join(dir, 'osrel'), 'ID=debian\n')
+    await writeFile(join(dir, 'initrd'), 'an initrd')
+    await run('cp', ['/usr/lib/systemd/boot/efi/linuxx64.efi.stub', join(dir, 'linux')])
+    await buildUki({vmlinuz: join(dir, 'linux'), cmdlineFile: join(dir, 'cmdline'), osReleaseFile: join(dir, 'osrel'), initrd: join(dir, 'initrd')}, join(dir, 'uki.efi'), {sourceDateEpoch: 1_700_000_000})
+    uki = await readFile(join(dir, 'uki.efi'))
+  }, 60_000)
+  afterAll(() => rm(dir, {recursive: true, force: true}))
+
+  /** PCR 11 as systemd-measure (Debian 12's systemd) calculates it, at a phase */
+  async function systemdMeasure(phase: string): Promise<string> {
+    const files = ['linux', 'osrel', 'cmdline', 'initrd'].map((n) => `--${n}=${join(dir, n)}`)
+    const r = await run('/usr/lib/systemd/systemd-measure', ['calculate', ...files, '--bank=sha256', `--phase=${phase}`])
+    return /^11:sha256=([0-9a-f]{64})$/m.exec(r.stdout)![1]
+  }
+
+  it('PCR 11 at every phase a guest may be at equals systemd-measure; PCR 4 only where the firmware boots the disk', async () => {
+    const disk = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false})
+    expect(disk.pcr11.map((e) => e.phase)).toEqual(['stub', 'enter-initrd', 'enter-initrd:leave-initrd', 'enter-initrd:leave-initrd:sysinit', 'enter-initrd:leave-initrd:sysinit:ready'])
+    for (const e of disk.pcr11) expect(e.value, `phase ${e.phase}`).toBe(await systemdMeasure(e.phase === 'stub' ? ':' : e.phase))
+    expect(disk.pcr4).toEqual({value: predictPcr4(uki, {secureBoot: false}).value, secureBoot: false})
+    expect(expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: true}).pcr4).toEqual({value: predictPcr4(uki, {secureBoot: true}).value, secureBoot: true})
+    expect(expectedPcrs(uki, {firmwareBootsDisk: false, secureBoot: false}).pcr4).toMatchObject({notPredicted: expect.stringMatching(/-kernel/)})
+  })
+
+  it('passes when PCR 4 and 11 match, naming the phase; a mismatch names each PCR with both values', () => {
+    const exp = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false})
+    if ('notPredicted' in exp.pcr4) throw new Error('PCR 4 is predicted for a disk boot')
+    const seven = 'ab'.repeat(32)
+    const ok = pcrOutcome(new Map([[4, exp.pcr4.value], [7, seven], [11, exp.pcr11[4].value]]), exp, '/dev/tpmrm0')
+    expect(ok.verdict).toBe('pass')
+    expect(ok.evidence).toContain(`PCR 11 ${exp.pcr11[4].value} = predicted (phase enter-initrd:leave-initrd:sysinit:ready)`)
+    expect(ok.evidence).toContain(`PCR 4 ${exp.pcr4.value} = predicted (Secure Boot off)`)
+    const other = 'cd'.repeat(32)
+    const bad = pcrOutcome(new Map([[4, other], [7, seven], [11, other]]), exp, '/dev/tpmrm0')
+    expect(bad.verdict).toBe('fail')
+    expect(bad.evidence).toMatch(/^PCR 11 and PCR 4 differ from the prediction/)
+    expect(bad.evidence).toContain(`PCR 4 ${other}, predicted ${exp.pcr4.value}`)
+    expect(pcrOutcome(new Map([[4, exp.pcr4.value], [11, other]]), exp, '/dev/tpm0').evidence).toMatch(/^PCR 11 differs from the prediction/)
+  })
+})

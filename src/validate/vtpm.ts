@@ -1,0 +1,184 @@
+import {join} from 'node:path'
+
+import {StageError} from '../errors.js'
+import {extendPcr11Phases, PCR_BOOT_MANAGER_CODE, PCR_KERNEL_IMAGE, predictPcr11, predictPcr4, stubSections} from '../measure/pcr.js'
+import type {CheckContext, Outcome, PcrExpectation} from './check-types.js'
+import type {HostProcess, ValidationHost} from './host.js'
+import {SWTPM_BINARY} from './host-probe.js'
+
+// The vTPM of a validation boot, and the check that reads its PCRs from inside the guest and
+// compares them with the predicted ones (docs/pcr-measurements.md "Proven on a vTPM").
+
+/** PCR 7: the Secure Boot policy (read and reported; not predicted yet, issue #18) */
+export const PCR_SECURE_BOOT_POLICY = 7
+
+/** a sockaddr_un path holds 107 bytes and its NUL */
+const MAX_SOCKET_PATH = 107
+const SWTPM_START_TIMEOUT_MS = 10_000
+
+/** where a boot's swtpm listens: in its directory on the host */
+export function vtpmSocket(dir: string): string {
+  return join(dir, 'swtpm.sock')
+}
+
+/** A running swtpm on the validation host: QEMU connects to its control socket. */
+export interface RunningVtpm {
+  socket: string
+  process: HostProcess
+}
+
+/**
+ * Starts swtpm (TPM 2.0) for one boot, its state in dir (a fresh TPM: all PCRs at reset), and
+ * waits for its control socket. `--terminate` ends it when QEMU closes the socket; the boot kills
+ * it as well whatever happens.
+ */
+export async function startVtpm(host: ValidationHost, dir: string): Promise<RunningVtpm> {
+  const socket = vtpmSocket(dir)
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw new StageError(`the vTPM's socket path is longer than a Unix socket allows (${MAX_SOCKET_PATH} bytes): ${socket}`, {hint: 'set TMPDIR to a shorter directory'})
+  const state = join(dir, 'tpm')
+  const mk = await host.exec('mkdir', ['-p', state])
+  if (mk.exitCode !== 0) throw new StageError(`could not make the vTPM's state directory ${state} on ${host.label}: ${mk.stderr.trim()}`)
+  const proc = host.spawn(SWTPM_BINARY, ['socket', '--tpm2', '--tpmstate', `dir=${state}`, '--ctrl', `type=unixio,path=${socket}`, '--terminate', '--log', `file=${join(dir, 'swtpm.log')},level=1`])
+  let ended = false
+  void proc.exited.then(() => (ended = true))
+  const deadline = Date.now() + SWTPM_START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if ((await host.exec('test', ['-S', socket])).exitCode === 0) return {socket, process: proc}
+    if (ended) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  await proc.kill()
+  throw new StageError(`swtpm did not start on ${host.label}${ended ? '' : ` within ${SWTPM_START_TIMEOUT_MS / 1000} s`}: ${proc.output().trim() || 'no output'}`, {hint: `see ${join(dir, 'swtpm.log')}`})
+}
+
+/** QEMU's arguments for the vTPM: swtpm's socket as a TPM emulator behind a CRB interface. */
+export function vtpmQemuArgs(socket: string): string[] {
+  return ['-chardev', `socket,id=chrtpm,path=${socket.replaceAll(',', ',,')}`, '-tpmdev', 'emulator,id=tpm0,chardev=chrtpm', '-device', 'tpm-crb,tpmdev=tpm0']
+}
+
+/** The boot phases systemd-pcrphase extends PCR 11 with, in order (systemd 252); an initrd with systemd adds its own two first */
+const PHASES = ['sysinit', 'ready'] as const
+const INITRD_PHASES = ['enter-initrd', 'leave-initrd'] as const
+
+/**
+ * The PCR values a boot of this UKI gives: PCR 11 (the UKI alone, at each phase a guest may be at
+ * when it is read: a guest whose systemd has no pcrphase stays at the stub's value) and PCR 4 when
+ * the firmware boots the disk itself (secureBoot: the SMM firmware with Secure Boot on). A -kernel
+ * boot is started by OVMF's QEMU loader, whose events are not the boot manager's: PCR 4 is not
+ * predicted there.
+ */
+export function expectedPcrs(uki: Buffer, boot: {firmwareBootsDisk: boolean; secureBoot: boolean}): PcrExpectation {
+  const sections = stubSections(uki)
+  const stub = predictPcr11(sections)
+  const phases = [...(sections['.initrd'] ? INITRD_PHASES : []), ...PHASES]
+  const pcr11 = [{phase: 'stub', value: stub.value}, ...phases.map((_, i) => ({phase: phases.slice(0, i + 1).join(':'), value: extendPcr11Phases(stub, phases.slice(0, i + 1)).value}))]
+  const pcr4 = boot.firmwareBootsDisk
+    ? {value: predictPcr4(uki, {secureBoot: boot.secureBoot}).value, secureBoot: boot.secureBoot}
+    : {notPredicted: "a -kernel boot: OVMF's QEMU kernel loader starts the UKI, not a boot option"}
+  return {pcr11, pcr4}
+}
+
+/** TPM2_PCR_Read of the SHA-256 bank, PCRs 4, 7 and 11 (TPM 2.0 Library, Part 3, 22.4) */
+export const PCR_READ_COMMAND = Buffer.from([
+  0x80, 0x01, // TPM_ST_NO_SESSIONS
+  0x00, 0x00, 0x00, 0x14, // commandSize: 20
+  0x00, 0x00, 0x01, 0x7e, // TPM_CC_PCR_Read
+  0x00, 0x00, 0x00, 0x01, // TPML_PCR_SELECTION.count
+  0x00, 0x0b, // TPM_ALG_SHA256
+  0x03, // sizeofSelect
+  (1 << PCR_BOOT_MANAGER_CODE) | (1 << PCR_SECURE_BOOT_POLICY), 1 << (PCR_KERNEL_IMAGE - 8), 0x00,
+])
+
+/**
+ * The guest side: once systemd has no systemd-pcrphase job left, the kernel's TPM device (the
+ * resource manager when it has one, 4.12 and later), the command written in one write(2) and the
+ * response read back, as hex. No tool the image
+ * lacks: dd and od are coreutils. /sys/class/tpm/tpm0/pcr-sha256/ exists from 5.12 only.
+ */
+export const PCR_READ_SCRIPT = `d=
+# systemd-pcrphase extends PCR 11 as the boot goes on: read it once none of its jobs is waiting (60 s at most)
+if command -v systemctl >/dev/null; then
+  i=0; while [ $i -lt 60 ] && systemctl list-jobs --no-legend 2>/dev/null | grep -q systemd-pcrphase; do sleep 1; i=$((i+1)); done
+fi
+for t in /dev/tpmrm0 /dev/tpm0; do [ -c $t ] && { d=$t; break; }; done
+[ -n "$d" ] || { echo "no TPM device: $(ls -d /dev/tpm* /sys/class/tpm/* 2>&1 | tr '\\n' ' ')"; exit 3; }
+exec 3<>$d || exit 4
+dd bs=${PCR_READ_COMMAND.length} count=1 iflag=fullblock status=none >&3 || exit 5
+echo "device $d"
+od -An -tx1 -v <&3
+`
+
+/** The PCR values (lower-case hex) a TPM2_PCR_Read response gives, by PCR index. */
+export function parsePcrReadResponse(res: Buffer): Map<number, string> {
+  if (res.length < 10) throw new Error(`a TPM response of ${res.length} bytes, shorter than its header`)
+  const size = res.readUInt32BE(2)
+  const rc = res.readUInt32BE(6)
+  if (rc !== 0) throw new Error(`TPM2_PCR_Read failed: response code 0x${rc.toString(16).padStart(8, '0')}`)
+  if (size !== res.length) throw new Error(`the TPM response says ${size} bytes, ${res.length} came`)
+  let o = 14 // header, pcrUpdateCounter
+  const selections = res.readUInt32BE(o)
+  o += 4
+  const pcrs: number[] = []
+  for (let s = 0; s < selections; s++) {
+    const alg = res.readUInt16BE(o)
+    const n = res[o + 2]
+    for (let b = 0; b < n * 8; b++) if (res[o + 3 + (b >> 3)] & (1 << (b & 7))) pcrs.push(alg === 0x000b ? b : -1)
+    o += 3 + n
+  }
+  const count = res.readUInt32BE(o)
+  o += 4
+  if (count !== pcrs.length) throw new Error(`the TPM returned ${count} digests for ${pcrs.length} selected PCRs`)
+  const values = new Map<number, string>()
+  for (const pcr of pcrs) {
+    const len = res.readUInt16BE(o)
+    if (pcr >= 0) values.set(pcr, res.subarray(o + 2, o + 2 + len).toString('hex'))
+    o += 2 + len
+  }
+  return values
+}
+
+const short = (v: string) => v.slice(0, 16)
+
+/**
+ * The guest's PCR 4 and PCR 11 (SHA-256 bank) equal the values predicted from the UKI (and PCR 7
+ * is reported). Evidence gives each PCR's measured and predicted value; a mismatch names the PCR.
+ */
+export async function checkTpmPcrs(ctx: CheckContext): Promise<Outcome> {
+  const tpm = ctx.tpm
+  if (!tpm) return {verdict: 'skip', evidence: 'no vTPM in this boot'}
+  if ('notAttached' in tpm) return {verdict: 'skip', evidence: `no vTPM in this boot: ${tpm.notAttached}`}
+  const r = await ctx.guest.exec(['sh', '-c', PCR_READ_SCRIPT], {timeoutMs: ctx.timeoutMs, stdin: PCR_READ_COMMAND})
+  const [deviceLine = '', ...hex] = r.stdout.trim().split('\n')
+  if (r.exitCode !== 0 || !deviceLine.startsWith('device ')) return {verdict: 'fail', evidence: `could not read the guest's PCRs (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim()}`}
+  let values: Map<number, string>
+  try {
+    values = parsePcrReadResponse(Buffer.from(hex.join('').replace(/\s+/g, ''), 'hex'))
+  } catch (e) {
+    return {verdict: 'fail', evidence: `${deviceLine}: ${(e as Error).message}`}
+  }
+  return pcrOutcome(values, tpm.expected, deviceLine.slice('device '.length))
+}
+
+/** Pure: the verdict from the PCRs read and the expectation. */
+export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, device: string): Outcome {
+  const pcr11 = values.get(PCR_KERNEL_IMAGE)
+  const pcr4 = values.get(PCR_BOOT_MANAGER_CODE)
+  const pcr7 = values.get(PCR_SECURE_BOOT_POLICY)
+  const failed: string[] = []
+  const parts: string[] = []
+  const at = exp.pcr11.find((e) => e.value === pcr11)
+  if (at) parts.push(`PCR 11 ${pcr11} = predicted (phase ${at.phase})`)
+  else {
+    failed.push('PCR 11')
+    parts.push(`PCR 11 ${pcr11 ?? 'not returned'}, predicted ${exp.pcr11.map((e) => `${e.phase} ${short(e.value)}`).join(' / ')}`)
+  }
+  if ('notPredicted' in exp.pcr4) parts.push(`PCR 4 ${pcr4 ?? 'not returned'} (not predicted: ${exp.pcr4.notPredicted})`)
+  else if (pcr4 === exp.pcr4.value) parts.push(`PCR 4 ${pcr4} = predicted (Secure Boot ${exp.pcr4.secureBoot ? 'on' : 'off'})`)
+  else {
+    failed.push('PCR 4')
+    parts.push(`PCR 4 ${pcr4 ?? 'not returned'}, predicted ${exp.pcr4.value} (Secure Boot ${exp.pcr4.secureBoot ? 'on' : 'off'})`)
+  }
+  parts.push(`PCR 7 ${pcr7 ?? 'not returned'} (not predicted)`)
+  const evidence = `${device}, SHA-256 bank: ${parts.join('; ')}`
+  return failed.length ? {verdict: 'fail', evidence: `${failed.join(' and ')} ${failed.length > 1 ? 'differ' : 'differs'} from the prediction: ${evidence}`} : {verdict: 'pass', evidence}
+}
