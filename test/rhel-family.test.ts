@@ -59,7 +59,7 @@ kernel:
   series: [4.18/series.yaml]
   config:
     # gvnic (GVE) is mainline 5.3: this 4.18 does not have it
-    features: [efi-stub, sev, swiotlb, nvme, virtio, kexec, kdump]
+    features: [efi-stub, sev, swiotlb, nvme, virtio, kexec, kdump, vtpm]
 image:
   # Debian 11's kernel files (the base's userland), and the ssh host keys
   remove: [boot/vmlinuz-*, boot/initrd.img-*, boot/System.map-*, boot/config-*, vmlinuz, vmlinuz.old, initrd.img, initrd.img.old, lib/modules/*, usr/lib/modules/*, etc/ssh/ssh_host_*]

@@ -177,10 +177,13 @@ describe('a debian-12 disk assembled with the snakeoil key (real pipeline, share
       'secure-boot:kernel: pass',
       'secure-boot:cmdline: pass',
       'secure-boot:secure-boot: pass',
+      'secure-boot:tpm-pcrs: pass',
       'secure-boot:poweroff: pass',
       'image-unchanged: pass',
     ])
     expect(report.checks.find((c) => c.name === 'secure-boot:secure-boot')!.evidence).toMatch(/^SecureBoot variable: 1; dmesg: \[ *[\d.]+\] secureboot: Secure boot enabled$/)
+    // PCR 4 with Secure Boot on: the signed UKI's digest, the stub's kernel not measured (docs/pcr-measurements.md)
+    expect(report.checks.find((c) => c.name === 'secure-boot:tpm-pcrs')!.evidence).toMatch(/PCR 4 [0-9a-f]{64} = predicted \(Secure Boot on\)/)
   }, 900_000)
 
   it('the unsigned disk is refused by the same firmware: the boot fails at once with the firmware\'s "Access Denied", the checks after it skipped', async () => {
@@ -192,7 +195,7 @@ describe('a debian-12 disk assembled with the snakeoil key (real pipeline, share
     const boot = report.checks.find((c) => c.name === 'secure-boot:boot')!
     expect(boot.verdict).toBe('fail')
     expect(boot.evidence).toMatch(/^the firmware would not boot the disk: BdsDxe: failed to load Boot\d+ "UEFI QEMU NVMe Ctrl cvmroot 1" .*: Access Denied;/)
-    expect(report.checks.filter((c) => c.name !== 'secure-boot:boot' && c.name !== 'image-unchanged').map((c) => c.verdict)).toEqual(['skip', 'skip', 'skip', 'skip'])
+    expect(report.checks.filter((c) => c.name !== 'secure-boot:boot' && c.name !== 'image-unchanged').map((c) => c.verdict)).toEqual(['skip', 'skip', 'skip', 'skip', 'skip'])
     // not the 600 s boot timeout, nor the minutes of network boot the firmware tries next
     console.log(`validate --secure-boot-vars of the unsigned disk: exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
   }, 900_000)

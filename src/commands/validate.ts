@@ -11,6 +11,7 @@ import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import type {ValidationReport} from '../validate/report.js'
 import {OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
+import {readMeasurementsFile} from '../validate/vtpm.js'
 
 export default class Validate extends BaseCommand {
   static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
@@ -21,6 +22,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   static examples = [
     '<%= config.bin %> validate out/disk.raw',
     '<%= config.bin %> validate out/disk.raw --mode sev-es --host root@epyc1 --host-key SHA256:abc...',
+    '<%= config.bin %> validate disk.raw --measurements out/debian-12/1735689600-3f2a9c1b7d4e/manifest.json',
     '<%= config.bin %> validate out/disk.raw --secure-boot-vars /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd --no-uki-boot --no-disk-boot',
   ]
 
@@ -44,6 +46,10 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
       description: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
       exists: true,
     }),
+    measurements: Flags.file({
+      description: "compare the vTPM's PCRs with a release's expected measurements (its manifest.json, or `cvm-image measure --json`) instead of the disk's own UKI",
+      exists: true,
+    }),
     memory: Flags.integer({description: 'guest memory, MiB', default: GUEST_DEFAULTS.memoryMiB, min: 256}),
     cpus: Flags.integer({description: 'guest vCPUs', default: GUEST_DEFAULTS.cpus, min: 1}),
     'boot-timeout': Flags.integer({description: 'seconds for the guest to answer SSH', default: GUEST_DEFAULTS.bootTimeoutS, min: 10}),
@@ -53,6 +59,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     const {args, flags} = await this.parse(Validate)
     // one meaning of --host-key in every command: a fingerprint or a known_hosts file (default ~/.ssh/known_hosts)
     const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : hostKeyPinFromFlag(flags['host-key'])
+    const expectedMeasurements = flags.measurements ? {entries: await readMeasurementsFile(flags.measurements), source: flags.measurements} : undefined
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
@@ -70,6 +77,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
           ukiBoot: flags['uki-boot'],
           diskBoot: flags['disk-boot'],
           secureBootVars: flags['secure-boot-vars'] && resolve(flags['secure-boot-vars']),
+          expectedMeasurements,
           progress: (l) => this.logToStderr(l),
         })
         if (!this.jsonEnabled()) {

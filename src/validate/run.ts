@@ -4,10 +4,11 @@ import {basename, join} from 'node:path'
 
 
 import {HostError, InputError, StageError} from '../errors.js'
+import type {MeasurementEntry} from '../measure/entry.js'
 import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
-import type {BootKind, CheckContext, CheckResult, ExpectedKernel} from './check-types.js'
+import type {BootKind, CheckContext, CheckResult, ExpectedKernel, PcrExpectation} from './check-types.js'
 import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {OVMF_CODE_SECBOOT, probeHost, requireMode, type HostReport} from './host-probe.js'
@@ -15,7 +16,7 @@ import {buildProbe} from './nvme-probe.js'
 import {openValidationHost, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
-import {expectedPcrs} from './vtpm.js'
+import {expectedPcrs, expectedPcrsFrom} from './vtpm.js'
 
 export type {SeedMethod} from './boot.js'
 
@@ -43,6 +44,11 @@ export interface ValidateRequest {
    * signing certificate in db (Debian's OVMF_VARS_SNAKEOIL for its snakeoil key; docs/secure-boot.md)
    */
   secureBootVars?: string
+  /**
+   * the PCR values tpm-pcrs compares with, from a release (manifest.json's measurements, or
+   * `cvm-image measure --json`) instead of the disk's own UKI: a disk changed since is caught
+   */
+  expectedMeasurements?: {entries: MeasurementEntry[]; source: string}
   /** why the Secure Boot boot is not run though the UKI is signed: reported as the skipped secure-boot check */
   secureBootNotRun?: string
   /** NoCloud seed: a FAT CIDATA disk on NVMe (default), or HTTP via the SMBIOS serial (local host only) */
@@ -315,7 +321,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       tpm:
         a.hostReport.swtpm.version === undefined
           ? {notAttached: `${a.host.label} has no ${a.hostReport.swtpm.binary} (package swtpm)`}
-          : {expected: expectedPcrs(a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'})},
+          : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'})},
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,
@@ -329,6 +335,11 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     await boot.stop()
   }
   return report
+}
+
+/** What a boot's PCRs must be: the release's values when the request gives them, else those of the UKI on the disk. */
+function pcrExpectation(req: ValidateRequest, uki: Buffer, boot: {firmwareBootsDisk: boolean; secureBoot: boolean}): PcrExpectation {
+  return req.expectedMeasurements ? expectedPcrsFrom(req.expectedMeasurements.entries, boot, req.expectedMeasurements.source) : expectedPcrs(uki, boot)
 }
 
 function tailLines(s: string, n: number): string[] {

@@ -10,7 +10,9 @@ import {buildUki} from '../disk/uki.js'
 import {extendPcr, predictPcr4} from '../measure/pcr.js'
 import {run} from '../util/exec.js'
 import {LocalHost} from './host.js'
-import {expectedPcrs, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, startVtpm} from './vtpm.js'
+import {InputError} from '../errors.js'
+import type {MeasurementEntry} from '../measure/entry.js'
+import {expectedPcrs, expectedPcrsFrom, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, readMeasurementsFile, startVtpm} from './vtpm.js'
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest()
 
@@ -142,5 +144,35 @@ describe('expected PCRs and the verdict', () => {
     expect(bad.evidence).toMatch(/^PCR 11 and PCR 4 differ from the prediction/)
     expect(bad.evidence).toContain(`PCR 4 ${other}, predicted ${exp.pcr4.value}`)
     expect(pcrOutcome(new Map([[4, exp.pcr4.value], [11, other]]), exp, '/dev/tpm0').evidence).toMatch(/^PCR 11 differs from the prediction/)
+  })
+})
+
+describe("a release's measurements as the expectation (validate --measurements)", () => {
+  const h = (c: string) => c.repeat(64)
+  const e = (kind: MeasurementEntry['kind'], value: string, params: Record<string, string | number>): MeasurementEntry => ({kind, value, algorithm: 'sha256', dependsOn: ['uki'], params, description: ''})
+  const entries = [e('tpm-pcr11', h('1'), {phase: 'stub'}), e('tpm-pcr11', h('2'), {phase: 'sysinit:ready'}), e('tpm-pcr4', h('3'), {secureBoot: 'off'}), e('sev-launch', h('4'), {firmware: '/f'})]
+  let dir: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cvm-vtpm-file-'))
+  })
+  afterAll(() => rm(dir, {recursive: true, force: true}))
+
+  it("reads a manifest's measurements.entries and measure --json's measurements alike; PCR 4 for the boot's Secure Boot state only", async () => {
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify({schema: 'cvm-image/manifest/v1', measurements: {entries, notes: []}}))
+    await writeFile(join(dir, 'measure.json'), JSON.stringify({subject: {kind: 'disk', path: '/d'}, measurements: entries, notes: []}))
+    for (const f of ['manifest.json', 'measure.json']) expect(await readMeasurementsFile(join(dir, f))).toEqual(entries)
+    expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toEqual({pcr11: [{phase: 'stub', value: h('1')}, {phase: 'sysinit:ready', value: h('2')}], pcr4: {value: h('3'), secureBoot: false}})
+    expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: true}, 'm.json').pcr4).toEqual({notPredicted: 'm.json lists no PCR 4 for Secure Boot on'})
+    expect(() => expectedPcrsFrom(entries.slice(2), {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toThrow(/m.json lists no PCR 11/)
+  })
+
+  it('refuses a file that is not JSON, or has no measurement list, naming the file (exit 2)', async () => {
+    await writeFile(join(dir, 'bad.json'), '{"measurements": [{"kind": "tpm-pcr11", "value": "not hex"}]}')
+    await writeFile(join(dir, 'text.json'), 'PCR 11: abc')
+    for (const f of ['bad.json', 'text.json']) {
+      const err = await readMeasurementsFile(join(dir, f)).catch((x: unknown) => x)
+      expect(err).toBeInstanceOf(InputError)
+      expect((err as InputError).message).toContain(join(dir, f))
+    }
   })
 })

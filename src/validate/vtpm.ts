@@ -1,6 +1,8 @@
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {StageError} from '../errors.js'
+import {InputError, StageError} from '../errors.js'
+import type {MeasurementEntry} from '../measure/entry.js'
 import {extendPcr11Phases, PCR_BOOT_MANAGER_CODE, PCR_KERNEL_IMAGE, predictPcr11, predictPcr4, stubSections} from '../measure/pcr.js'
 import type {CheckContext, Outcome, PcrExpectation} from './check-types.js'
 import type {HostProcess, ValidationHost} from './host.js'
@@ -56,6 +58,9 @@ export function vtpmQemuArgs(socket: string): string[] {
   return ['-chardev', `socket,id=chrtpm,path=${socket.replaceAll(',', ',,')}`, '-tpmdev', 'emulator,id=tpm0,chardev=chrtpm', '-device', 'tpm-crb,tpmdev=tpm0']
 }
 
+/** why PCR 4 is not compared in a -kernel boot */
+const KERNEL_BOOT_PCR4 = "a -kernel boot: OVMF's QEMU kernel loader starts the UKI, not a boot option"
+
 /** The boot phases systemd-pcrphase extends PCR 11 with, in order (systemd 252); an initrd with systemd adds its own two first */
 const PHASES = ['sysinit', 'ready'] as const
 const INITRD_PHASES = ['enter-initrd', 'leave-initrd'] as const
@@ -74,7 +79,7 @@ export function expectedPcrs(uki: Buffer, boot: {firmwareBootsDisk: boolean; sec
   const pcr11 = [{phase: 'stub', value: stub.value}, ...phases.map((_, i) => ({phase: phases.slice(0, i + 1).join(':'), value: extendPcr11Phases(stub, phases.slice(0, i + 1)).value}))]
   const pcr4 = boot.firmwareBootsDisk
     ? {value: predictPcr4(uki, {secureBoot: boot.secureBoot}).value, secureBoot: boot.secureBoot}
-    : {notPredicted: "a -kernel boot: OVMF's QEMU kernel loader starts the UKI, not a boot option"}
+    : {notPredicted: KERNEL_BOOT_PCR4}
   return {pcr11, pcr4}
 }
 
@@ -181,4 +186,45 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
   parts.push(`PCR 7 ${pcr7 ?? 'not returned'} (not predicted)`)
   const evidence = `${device}, SHA-256 bank: ${parts.join('; ')}`
   return failed.length ? {verdict: 'fail', evidence: `${failed.join(' and ')} ${failed.length > 1 ? 'differ' : 'differs'} from the prediction: ${evidence}`} : {verdict: 'pass', evidence}
+}
+
+/** The PCR entries of a release (manifest.json's measurements.entries, or `cvm-image measure --json`'s measurements), as the check's expectation for one boot. */
+export function expectedPcrsFrom(entries: readonly MeasurementEntry[], boot: {firmwareBootsDisk: boolean; secureBoot: boolean}, source: string): PcrExpectation {
+  const pcr11 = entries.filter((e) => e.kind === 'tpm-pcr11').map((e) => ({phase: String(e.params.phase ?? 'unnamed'), value: e.value}))
+  if (pcr11.length === 0) throw new InputError(`${source} lists no PCR 11 (kind tpm-pcr11) to compare with`, {hint: 'give the manifest.json of a release, or the output of `cvm-image measure <disk> --json`'})
+  const sb = boot.secureBoot ? 'on' : 'off'
+  const pcr4 = entries.find((e) => e.kind === 'tpm-pcr4' && e.params.secureBoot === sb)
+  return {
+    pcr11,
+    pcr4: !boot.firmwareBootsDisk
+      ? {notPredicted: KERNEL_BOOT_PCR4}
+      : pcr4
+        ? {value: pcr4.value, secureBoot: boot.secureBoot}
+        : {notPredicted: `${source} lists no PCR 4 for Secure Boot ${sb}`},
+  }
+}
+
+/**
+ * Reads the expected measurements a release gives: manifest.json (measurements.entries) or the
+ * output of `cvm-image measure --json` (measurements). Only the fields the check uses are required.
+ */
+export async function readMeasurementsFile(path: string): Promise<MeasurementEntry[]> {
+  let doc: unknown
+  try {
+    doc = JSON.parse(await readFile(path, 'utf8'))
+  } catch (e) {
+    throw new InputError(`cannot read ${path} as JSON: ${(e as Error).message}`, {hint: 'give the manifest.json of a release, or the output of `cvm-image measure <disk> --json`'})
+  }
+  const d = doc as {measurements?: unknown}
+  const list = Array.isArray(d.measurements) ? d.measurements : (d.measurements as {entries?: unknown} | undefined)?.entries
+  const ok = (e: unknown): e is MeasurementEntry => {
+    const x = e as Partial<MeasurementEntry> | null
+    return typeof x?.kind === 'string' && typeof x.value === 'string' && /^[0-9a-f]{64}$/.test(x.value) && typeof x.params === 'object' && x.params !== null
+  }
+  if (!Array.isArray(list) || !list.every(ok)) {
+    throw new InputError(`${path} has no list of measurements (measurements.entries of a manifest, or measurements of \`cvm-image measure --json\`), each with kind, a SHA-256 value and params`, {
+      hint: 'give the manifest.json of a release made by this cvm-image, or the output of `cvm-image measure <disk> --json`',
+    })
+  }
+  return list
 }
