@@ -115,7 +115,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   progress(`probing ${host.label} for ${req.modes.join(', ')}`)
   const hostReport = req.hostReport ?? (await probeHost(host, {signal: req.signal}))
   for (const mode of req.modes) requireMode(hostReport, mode)
-  if (req.secureBootVars && req.modes.includes('emulated') && (await host.exec('test', ['-f', OVMF_CODE_SECBOOT])).exitCode !== 0) {
+  if (req.secureBootVars && req.modes.includes('emulated') && !hostReport.ovmf.secureBootCode) {
     throw new HostError(`${host.label} has no OVMF built with SMM (${OVMF_CODE_SECBOOT}), which a Secure Boot boot needs`, {hint: 'install the ovmf package (cvm-image doctor --install)'})
   }
 
@@ -229,6 +229,9 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   return report
 }
 
+/** An emulated boot's checks are named <prefix>:<check> and its tag is emulated-<prefix>; the UKI boot's (and every SEV boot's) are plain. */
+const BOOT_CHECK_PREFIX: Record<BootPlan['name'], string | undefined> = {uki: undefined, disk: 'disk-boot', 'secure-boot': 'secure-boot'}
+
 interface BootPlan {
   /** uki: -kernel with extra arguments; disk: firmware boots \EFI\BOOT\BOOTX64.EFI; secure-boot: the same under Secure Boot */
   name: 'uki' | 'disk' | 'secure-boot'
@@ -264,9 +267,10 @@ interface BootArgs {
 async function runBoot(a: BootArgs): Promise<ModeReport> {
   const {req, mode, boot: plan} = a
   // the report's names: emulated, emulated-disk-boot, emulated-secure-boot, sev; a check of the disk boot is disk-boot:<name>
-  const tag = `${mode}${plan.name === 'uki' ? '' : plan.name === 'disk' ? '-disk-boot' : '-secure-boot'}`
+  const prefix = mode === 'emulated' ? BOOT_CHECK_PREFIX[plan.name] : undefined
+  const tag = prefix ? `${mode}-${prefix}` : mode
   const kind: BootKind = {mode, full: plan.full, secureBoot: plan.name === 'secure-boot'}
-  const named = (name: string) => (plan.name === 'uki' || mode !== 'emulated' ? name : `${plan.name === 'disk' ? 'disk-boot' : 'secure-boot'}:${name}`)
+  const named = (name: string) => (prefix ? `${prefix}:${name}` : name)
   const boot = await GuestBoot.prepare({
     host: a.host,
     local: a.local,

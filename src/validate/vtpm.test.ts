@@ -87,6 +87,12 @@ describe('the PCR read against a real TPM 2.0 (swtpm)', () => {
     expect(() => parsePcrReadResponse(good.subarray(0, good.length - 1))).toThrow(/says \d+ bytes/)
   })
 
+  it('startVtpm refuses a socket path longer than a Unix socket takes, and a state directory it cannot make, saying which', async () => {
+    await expect(startVtpm(host, join(dir, 'x'.repeat(120)))).rejects.toThrow(/longer than a Unix socket allows \(107 bytes\)/)
+    await writeFile(join(dir, 'a-file'), '')
+    await expect(startVtpm(host, join(dir, 'a-file'))).rejects.toThrow(/could not make the vTPM's state directory .*a-file\/tpm on local/)
+  })
+
   it('startVtpm starts swtpm for QEMU and waits for its control socket', async () => {
     const bootDir = join(dir, 'boot')
     await run('mkdir', ['-p', bootDir])

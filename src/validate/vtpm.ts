@@ -50,7 +50,11 @@ export async function startVtpm(host: ValidationHost, dir: string): Promise<Runn
     await new Promise((r) => setTimeout(r, 100))
   }
   await proc.kill()
-  throw new StageError(`swtpm did not start on ${host.label}${ended ? '' : ` within ${SWTPM_START_TIMEOUT_MS / 1000} s`}: ${proc.output().trim() || 'no output'}`, {hint: `see ${join(dir, 'swtpm.log')}`})
+  // with --log, swtpm writes its errors to the log file rather than stderr
+  const said = [proc.output(), (await host.readFile(join(dir, 'swtpm.log')))?.toString() ?? ''].join('\n').trim().split('\n').slice(-5).join(' | ')
+  throw new StageError(`swtpm did not start on ${host.label}${ended ? '' : ` within ${SWTPM_START_TIMEOUT_MS / 1000} s`}: ${said || 'it said nothing'}`, {
+    hint: `check that \`${SWTPM_BINARY} socket --tpm2 --tpmstate dir=/tmp/t --ctrl type=unixio,path=/tmp/t/s\` runs on ${host.label} (package swtpm)`,
+  })
 }
 
 /** QEMU's arguments for the vTPM: swtpm's socket as a TPM emulator behind a CRB interface. */
