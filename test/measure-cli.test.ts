@@ -10,6 +10,7 @@ import {buildUki, EFI_STUB} from '../src/disk/uki.js'
 import {run} from '../src/util/exec.js'
 
 import type {MeasurementEntry} from '../src/measure/entry.js'
+import {OVMF_VARS} from '../src/validate/host-probe.js'
 import {cli} from './helpers/cli.js'
 import {DEBIAN_OVMF, oracleFirmware} from './helpers/sev-oracle.js'
 import {GUIDS, syntheticOvmf} from './helpers/synthetic-ovmf.js'
@@ -139,6 +140,18 @@ describe('cvm-image measure: PCR 11 and PCR 4 of the UKI on a disk (the built bi
     expect(pcr4.params.ukiSha256).toBe(createHash('sha256').update(readFileSync(f('uki.efi'))).digest('hex'))
     expect(out.measurements.map((m) => m.kind)).toContain('sev-launch')
     expect(out.notes[0]).toMatch(/PCR 11 depends on the UKI alone/)
+  })
+
+  it('lists PCR 7 with Secure Boot off for the store validation boots (unsigned: no Secure Boot entry); a --secure-boot-vars that is no store: exit 2 naming it', async () => {
+    const r = await cli(['measure', disk, '--mode', 'sev', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const pcr7 = (JSON.parse(r.stdout) as MeasureJson).measurements.filter((m) => m.kind === 'tpm-pcr7')
+    expect(pcr7.map((m) => m.params.secureBoot)).toEqual(['off'])
+    expect(pcr7[0].params).toMatchObject({varStore: OVMF_VARS, varStoreSha256: createHash('sha256').update(readFileSync(OVMF_VARS)).digest('hex')})
+    expect(pcr7[0].dependsOn).toEqual(['secure-boot', 'secure-boot-keys'])
+    const bad = await cli(['measure', disk, '--mode', 'sev', '--secure-boot-vars', f('osrel'), '--json'])
+    expect(bad.code).toBe(2)
+    expect((JSON.parse(bad.stdout) as ErrorJson).error.message).toMatch(new RegExp(`^${f('osrel')} is not an OVMF variable store`))
   })
 
   it('a disk with no GPT: exit 2 naming the disk and what it lacks, and --no-pcr still lists the launch digests', async () => {

@@ -110,11 +110,12 @@ describe.each(targets)('publish to a $kind target', (t) => {
     expect(m.sourceDateEpoch).toBe(1700000000)
     expect(m.provenance.sha256).toBe(await sha256File(join(dir, 'provenance.intoto.json')))
     for (const a of m.artifacts) expect(await sha256File(join(dir, a.name))).toBe(a.sha256)
-    // the expected measurements: the UKI's PCRs (unsigned: PCR 4 with Secure Boot off only), the validation firmware's launch digests
+    // the expected measurements: the UKI's PCRs (unsigned: PCR 4 and 7 with Secure Boot off only), the validation firmware's launch digests
     expect(m.measurements.entries.map((e) => `${e.kind}${e.params.phase ? ` ${e.params.phase}` : ''}${e.params.vmsaForm ? ` ${e.params.vmsaForm}` : ''}`)).toEqual([
       'tpm-pcr11 stub',
       'tpm-pcr11 sysinit:ready',
       'tpm-pcr4',
+      'tpm-pcr7',
       'sev-launch',
       'sev-es-launch legacy',
       'sev-es-launch legacy-debug-swap',

@@ -182,8 +182,8 @@ describe('a debian-12 disk assembled with the snakeoil key (real pipeline, share
       'image-unchanged: pass',
     ])
     expect(report.checks.find((c) => c.name === 'secure-boot:secure-boot')!.evidence).toMatch(/^SecureBoot variable: 1; dmesg: \[ *[\d.]+\] secureboot: Secure boot enabled$/)
-    // PCR 4 with Secure Boot on: the signed UKI's digest, the stub's kernel not measured (docs/pcr-measurements.md)
-    expect(report.checks.find((c) => c.name === 'secure-boot:tpm-pcrs')!.evidence).toMatch(/PCR 4 [0-9a-f]{64} = predicted \(Secure Boot on\)/)
+    // PCR 4 with Secure Boot on: the signed UKI's digest, the stub's kernel not measured; PCR 7: the store's keys and the db entry that verified it (docs/pcr-measurements.md)
+    expect(report.checks.find((c) => c.name === 'secure-boot:tpm-pcrs')!.evidence).toMatch(/PCR 4 [0-9a-f]{64} = predicted \(Secure Boot on\); PCR 7 [0-9a-f]{64} = predicted \(Secure Boot on\)$/)
   }, 900_000)
 
   it('the unsigned disk is refused by the same firmware: the boot fails at once with the firmware\'s "Access Denied", the checks after it skipped', async () => {

@@ -13,7 +13,7 @@ import {SEV_MODES, type SevMode} from '../measure/launch.js'
 import {VMSA_FORMS, type VmsaForm} from '../measure/vmsa.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
 import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
-import {OVMF_CODE} from '../validate/host-probe.js'
+import {OVMF_CODE, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 
 /** What was measured for: a disk image given by path, or the disk of a recipe's last build. */
 export type MeasureSubject =
@@ -30,7 +30,8 @@ export default class Measure extends BaseCommand {
   static summary = 'Print the expected measurements of an image: TPM PCR 4 and 11, SEV and SEV-ES launch digests.'
   static description = `For the disk's UKI, the TPM PCR 11 (systemd-stub's measurements of its sections: the UKI alone decides it)
 and PCR 4 (the firmware's boot application chain, assuming edk2's standard events and the disk as the first boot
-option), SHA-256 bank, with Secure Boot off, and on as well for a signed UKI (docs/pcr-measurements.md). For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
+option) and PCR 7 (the Secure Boot policy: the firmware variable store's keys, and under Secure Boot the db entry that
+verifies the UKI), SHA-256 bank, with Secure Boot off, and on as well for a signed UKI (docs/pcr-measurements.md). For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
 VMSA form (the KVM interface that starts the guest, which decides part of the vCPUs' initial state). A disk
 boot's digest binds the firmware and, under SEV-ES, the vCPUs' start state, not the disk. With --kernel, the
 digests of a measured direct boot (OvmfPkg/AmdSev firmware, QEMU -kernel with kernel-hashes=on), which bind the
@@ -53,6 +54,7 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     kernel: Flags.file({description: 'measured direct boot: the file QEMU gets as -kernel (with sev-guest kernel-hashes=on; needs an OvmfPkg/AmdSev firmware)'}),
     initrd: Flags.file({description: 'measured direct boot: the file QEMU gets as -initrd', dependsOn: ['kernel']}),
     append: Flags.string({description: 'measured direct boot: the -append command line', dependsOn: ['kernel']}),
+    'secure-boot-vars': Flags.file({description: `for PCR 7 with Secure Boot on: the OVMF variable store the firmware boots with, whose db verifies the signed UKI [default: ${OVMF_VARS_SNAKEOIL} when its db does]`, exists: true}),
     pcr: Flags.boolean({description: "predict the TPM PCRs of the disk's UKI (--no-pcr: the SEV digests only)", default: true, allowNo: true}),
     'cache-dir': cacheDirFlag,
   }
@@ -65,6 +67,7 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     const disk = subject.kind === 'disk' ? subject.path : subject.disk
     const {measurements, notes} = await measureImage({
       disk: flags.pcr ? disk : undefined,
+      secureBootVars: flags['secure-boot-vars'] && resolve(flags['secure-boot-vars']),
       firmware,
       modes: flags.mode as SevMode[],
       cpus,
@@ -83,6 +86,10 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     for (const m of r.measurements) {
       const p = m.params
       const es = m.kind === 'sev-es-launch' ? `, ${p.vcpus} vCPU(s) ${p.cpuType} (${p.cpuSignature}), VMSA form ${p.vmsaForm}` : ''
+      if (m.kind === 'tpm-pcr7') {
+        this.log(`${m.kind.padEnd(14)} ${m.value}  PCR 7 (sha256 bank), Secure Boot ${p.secureBoot}, variable store ${p.varStore} (sha256 ${p.varStoreSha256})`)
+        continue
+      }
       if (m.kind === 'tpm-pcr4' || m.kind === 'tpm-pcr11') {
         const phase = p.phase ? `, phase ${p.phase}` : ''
         this.log(`${m.kind.padEnd(14)} ${m.value}  PCR ${p.pcr} (sha256 bank) of the UKI ${p.uki} (sha256 ${p.ukiSha256})${phase}${p.secureBoot ? `, Secure Boot ${p.secureBoot}` : ''}`)

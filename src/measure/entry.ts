@@ -3,7 +3,7 @@
  * every kind of measurement (SEV launch digests here, TPM PCR predictions beside them) gives entries
  * of this shape, so a pipeline reads them all the same way.
  */
-export type MeasurementKind = 'sev-launch' | 'sev-es-launch' | 'tpm-pcr4' | 'tpm-pcr11'
+export type MeasurementKind = 'sev-launch' | 'sev-es-launch' | 'tpm-pcr4' | 'tpm-pcr7' | 'tpm-pcr11'
 
 /** The inputs a measurement can depend on; `params` says what each was. */
 export type MeasurementInput =
@@ -22,6 +22,8 @@ export type MeasurementInput =
   | 'boot-order'
   /** whether UEFI Secure Boot is on */
   | 'secure-boot'
+  /** the firmware's Secure Boot variables (PK, KEK, db, dbx): its variable store */
+  | 'secure-boot-keys'
 
 export interface MeasurementEntry {
   kind: MeasurementKind

@@ -1,22 +1,25 @@
 import type {MeasurementEntry} from './entry.js'
 import {launchMeasurements, type LaunchMeasureOptions} from './launch.js'
-import {pcrMeasurements} from './pcr-entries.js'
+import {defaultVarStores, pcrMeasurements} from './pcr-entries.js'
 
 /** What to measure: the disk's UKI (its PCRs) and the SEV/SEV-ES launches of the given firmware. */
 export interface MeasureImageOptions extends LaunchMeasureOptions {
   /** the raw disk whose UKI's PCRs are predicted; none: the launch digests only */
   disk?: string
+  /** the variable store of a Secure Boot boot, for PCR 7 with Secure Boot on (default: Debian's snakeoil store when its db verifies the UKI) */
+  secureBootVars?: string
 }
 
 /** Every expected value, and the notes that say how to read them: `cvm-image measure` and a release's manifest.json list the same. */
 export async function measureImage(o: MeasureImageOptions): Promise<{measurements: MeasurementEntry[]; notes: string[]}> {
-  const pcrs = o.disk ? await pcrMeasurements(o.disk) : []
+  const pcrs = o.disk ? await pcrMeasurements(o.disk, await defaultVarStores(o.disk, o.secureBootVars)) : {entries: [], notes: []}
   const launch = o.firmware.length ? await launchMeasurements(o) : []
-  const signed = pcrs.some((m) => m.kind === 'tpm-pcr4' && m.params.secureBoot === 'on')
+  const signed = pcrs.entries.some((m) => m.kind === 'tpm-pcr4' && m.params.secureBoot === 'on')
   const notes = [
-    ...(pcrs.length
+    ...(pcrs.entries.length
       ? [
-          `PCR 11 depends on the UKI alone. PCR 4 also depends on the firmware's own events (edk2's standard ones assumed) and on the disk being the first boot option tried; it is given for Secure Boot off${signed ? ', and (the UKI is signed) on' : ''}.`,
+          `PCR 11 depends on the UKI alone. PCR 4 also depends on the firmware's own events (edk2's standard ones assumed) and on the disk being the first boot option tried; PCR 7 on the firmware's variable store (its Secure Boot keys). PCR 4 and 7 are given for Secure Boot off${signed ? ', and (the UKI is signed) on' : ''}.`,
+          ...pcrs.notes,
         ]
       : []),
     ...(launch.length
@@ -29,5 +32,5 @@ export async function measureImage(o: MeasureImageOptions): Promise<{measurement
         ]
       : []),
   ]
-  return {measurements: [...pcrs, ...launch], notes}
+  return {measurements: [...pcrs.entries, ...launch], notes}
 }

@@ -1,13 +1,16 @@
 import {createHash} from 'node:crypto'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {UKI_ESP_PATH} from '../disk/image.js'
 import {parsePe} from '../disk/pe.js'
+import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {extractUki} from '../validate/uki.js'
 import type {MeasurementEntry} from './entry.js'
+import {EFI_IMAGE_SECURITY_DATABASE, readVariableStore, signatureEntries, variable} from './ovmf-vars.js'
 import {extendPcr11Phases, predictPcr11, predictPcr4, stubSections, type PcrPrediction} from './pcr.js'
+import {predictPcr7, verifyingDbEntry} from './pcr7.js'
 
 /**
  * The words systemd-pcrphase extends PCR 11 with on a system booted without an initrd from a UKI
@@ -16,13 +19,23 @@ import {extendPcr11Phases, predictPcr11, predictPcr4, stubSections, type PcrPred
  */
 export const BOOTED_PHASES = ['sysinit', 'ready'] as const
 
+/** The variable stores PCR 7 is predicted for: Secure Boot off, and on (for a signed UKI). */
+export interface PcrVarStores {
+  /** the store a boot with Secure Boot off uses (validation: OVMF_VARS_4M.fd); none: no PCR 7 with Secure Boot off */
+  off?: string
+  /** the store a Secure Boot boot uses, whose db verifies the UKI; none: no PCR 7 with Secure Boot on */
+  on?: string
+}
+
 /**
  * The TPM PCR predictions of a disk cvm-image assembled, as measurement entries: PCR 11 (systemd-stub's
- * measurements of the UKI's sections: the UKI alone decides it) and PCR 4 (the firmware's boot
- * application chain: the UKI plus edk2's standard events, the disk being the first boot option),
- * with Secure Boot off, and for a signed UKI PCR 4 with Secure Boot on as well. docs/pcr-measurements.md.
+ * measurements of the UKI's sections: the UKI alone decides it), PCR 4 (the firmware's boot
+ * application chain: the UKI plus edk2's standard events, the disk being the first boot option) and
+ * PCR 7 (the Secure Boot policy: the variable store's keys, and under Secure Boot the db entry that
+ * verified the UKI), with Secure Boot off, and for a signed UKI with Secure Boot on as well.
+ * docs/pcr-measurements.md.
  */
-export async function pcrMeasurements(disk: string): Promise<MeasurementEntry[]> {
+export async function pcrMeasurements(disk: string, stores: PcrVarStores = {}): Promise<{entries: MeasurementEntry[]; notes: string[]}> {
   const dir = await mkdtemp(join(tmpdir(), 'cvm-measure-'))
   try {
     const {path, sha256: ukiSha256} = await extractUki(disk, dir)
@@ -31,18 +44,63 @@ export async function pcrMeasurements(disk: string): Promise<MeasurementEntry[]>
     const sections = stubSections(uki, what)
     const params = {uki: UKI_ESP_PATH, ukiSha256, linuxSha256: createHash('sha256').update(sections['.linux'] ?? Buffer.alloc(0)).digest('hex')}
     const stub = predictPcr11(sections)
-    return [
+    const signed = parsePe(uki, what).certTableSize > 0
+    const entries = [
       entry(stub, 'tpm-pcr11', ['uki'], {...params, phase: 'stub'}, "PCR 11 (SHA-256 bank) after systemd-stub measured the UKI's sections, before userspace; the same as systemd-measure calculate gives for them"),
       entry(extendPcr11Phases(stub, BOOTED_PHASES), 'tpm-pcr11', ['uki'], {...params, phase: BOOTED_PHASES.join(':')}, `PCR 11 (SHA-256 bank) of the booted system: the stub's value extended by systemd-pcrphase with ${BOOTED_PHASES.join(', ')}; systemd-measure calculate --phase=${BOOTED_PHASES.join(':')} gives the same`),
       entry(predictPcr4(uki, {secureBoot: false}, what), 'tpm-pcr4', ['uki', 'firmware-events', 'boot-order', 'secure-boot'], {...params, secureBoot: 'off', earlierBootAttempts: 0}, "PCR 4 (SHA-256 bank) after the firmware started the UKI from this disk as its first boot option and the stub its kernel; assumes edk2's standard events"),
       // a signed UKI boots under Secure Boot too, where the stub vouches for its kernel and the firmware does not measure it
-      ...(parsePe(uki, what).certTableSize > 0
+      ...(signed
         ? [entry(predictPcr4(uki, {secureBoot: true}, what), 'tpm-pcr4', ['uki', 'firmware-events', 'boot-order', 'secure-boot'], {...params, secureBoot: 'on', earlierBootAttempts: 0}, "PCR 4 (SHA-256 bank) after a firmware with Secure Boot on started the signed UKI from this disk as its first boot option (the stub's kernel is not measured then); assumes edk2's standard events")]
         : []),
     ]
+    const notes: string[] = []
+    for (const secureBoot of signed ? [false, true] : [false]) {
+      const state = secureBoot ? 'on' : 'off'
+      const store = secureBoot ? stores.on : stores.off
+      if (!store) {
+        notes.push(`no PCR 7 with Secure Boot ${state}: no variable store was given for it${secureBoot ? " (one whose db verifies the UKI's signature)" : ''}`)
+        continue
+      }
+      const bytes = await readFile(store)
+      const r = predictPcr7(readVariableStore(bytes, store), {secureBoot, uki})
+      if ('notPredicted' in r) {
+        notes.push(`no PCR 7 with Secure Boot ${state} for ${store}: ${r.notPredicted}`)
+        continue
+      }
+      entries.push(
+        entry(r.prediction, 'tpm-pcr7', secureBoot ? ['secure-boot', 'secure-boot-keys', 'uki'] : ['secure-boot', 'secure-boot-keys'], {secureBoot: state, varStore: store, varStoreSha256: createHash('sha256').update(bytes).digest('hex'), ...(secureBoot ? {ukiSha256} : {})}, secureBoot
+          ? "PCR 7 (SHA-256 bank), the Secure Boot policy, with Secure Boot on: the store's SecureBoot, PK, KEK, db and dbx, then the db entry that verified the UKI; assumes edk2's standard events"
+          : "PCR 7 (SHA-256 bank), the Secure Boot policy, with Secure Boot off: the store's PK, KEK, db and dbx (any disk booted with this store gives it); assumes edk2's standard events"),
+      )
+    }
+    return {entries, notes}
   } finally {
     await rm(dir, {recursive: true, force: true})
   }
+}
+
+/**
+ * The stores PCR 7 is predicted for when none is named: Secure Boot off with the store validation
+ * boots (OVMF_VARS_4M.fd), on with Debian's snakeoil store when its db verifies the UKI (a UKI signed
+ * with the snakeoil key, as the tests sign); another key's store must be named.
+ */
+export async function defaultVarStores(disk: string, on?: string): Promise<PcrVarStores> {
+  const exists = (p: string) => stat(p).then((s) => s.isFile(), () => false)
+  // a store named is read at once: one that is none fails here, signed UKI or not
+  if (on) readVariableStore(await readFile(on), on)
+  const stores: PcrVarStores = {off: (await exists(OVMF_VARS)) ? OVMF_VARS : undefined, on}
+  if (!on && (await exists(OVMF_VARS_SNAKEOIL))) {
+    const dir = await mkdtemp(join(tmpdir(), 'cvm-measure-'))
+    try {
+      const uki = await readFile((await extractUki(disk, dir)).path)
+      const db = variable(readVariableStore(await readFile(OVMF_VARS_SNAKEOIL), OVMF_VARS_SNAKEOIL), 'db', EFI_IMAGE_SECURITY_DATABASE)
+      if (parsePe(uki).certTableSize > 0 && db && verifyingDbEntry(signatureEntries(db, 'db'), uki)) stores.on = OVMF_VARS_SNAKEOIL
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
+  }
+  return stores
 }
 
 function entry(p: PcrPrediction, kind: MeasurementEntry['kind'], dependsOn: MeasurementEntry['dependsOn'], params: Record<string, string | number>, description: string): MeasurementEntry {

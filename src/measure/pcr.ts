@@ -18,7 +18,7 @@ export const PCR_BANK = 'sha256'
 export interface PcrEvent {
   pcr: number
   /** the TCG event type of its entry in the firmware's event log; null: extended from userspace, with no such entry */
-  type: 'EV_IPL' | 'EV_EFI_ACTION' | 'EV_SEPARATOR' | 'EV_EFI_BOOT_SERVICES_APPLICATION' | null
+  type: 'EV_IPL' | 'EV_EFI_ACTION' | 'EV_SEPARATOR' | 'EV_EFI_BOOT_SERVICES_APPLICATION' | 'EV_EFI_VARIABLE_DRIVER_CONFIG' | 'EV_EFI_VARIABLE_AUTHORITY' | null
   /** what was measured, in words */
   what: string
   /** the event's SHA-256 digest, lowercase hex */

@@ -11,7 +11,7 @@ import {GuestBoot, type SeedMethod} from './boot.js'
 import type {BootKind, CheckContext, CheckResult, ExpectedKernel, PcrExpectation} from './check-types.js'
 import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
-import {OVMF_CODE_SECBOOT, probeHost, requireMode, type HostReport} from './host-probe.js'
+import {OVMF_CODE_SECBOOT, OVMF_VARS, probeHost, requireMode, type HostReport} from './host-probe.js'
 import {buildProbe} from './nvme-probe.js'
 import {openValidationHost, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
@@ -149,6 +149,12 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   const hostSecureBootVars = req.secureBootVars && host.remote ? join(work, 'OVMF_VARS.secure-boot.fd') : req.secureBootVars
   if (req.secureBootVars && host.remote) await host.putFile(req.secureBootVars, hostSecureBootVars!)
 
+  // the variable stores the boots start with, for their PCR 7: the host's own, and the Secure Boot one (a local file)
+  const varStores = {
+    plain: {path: `${OVMF_VARS} on ${host.label}`, bytes: await host.readFile(OVMF_VARS)},
+    secureBoot: req.secureBootVars ? {path: req.secureBootVars, bytes: await readFile(req.secureBootVars)} : undefined,
+  }
+
   // the offset probe runs in every full boot's nvme-integrity check: built here once, handed over by SSH
   const probe = await readFile((await buildProbe(req.probeCacheDir ?? join(tmpdir(), 'cvm-image-probe'))).path)
   const checks: CheckResult[] = []
@@ -171,7 +177,8 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
       const settled = await Promise.allSettled(
         boots.map(async (boot) => {
           const own: CheckResult[] = []
-          const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, ukiImage, hostDisk, checks: own, log, progress})
+          const varStore = (boot.secureBootVars ? varStores.secureBoot : undefined) ?? varStores.plain
+          const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, ukiImage, varStore, hostDisk, checks: own, log, progress})
           return {r, own}
         }),
       )
@@ -257,6 +264,8 @@ interface BootArgs {
   parts: ReturnType<typeof ukiParts>
   /** the UKI's bytes, from which the vTPM's PCRs are predicted */
   ukiImage: Buffer
+  /** the boot's OVMF variable store, from which its PCR 7 is predicted */
+  varStore: {path: string; bytes?: Buffer}
   hostDisk: string
   checks: CheckResult[]
   log: (line: string) => void
@@ -325,7 +334,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       tpm:
         a.hostReport.swtpm.version === undefined
           ? {notAttached: `${a.host.label} has no ${a.hostReport.swtpm.binary} (package swtpm)`}
-          : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'})},
+          : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'}, a.varStore)},
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,
@@ -342,8 +351,8 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
 }
 
 /** What a boot's PCRs must be: the release's values when the request gives them, else those of the UKI on the disk. */
-function pcrExpectation(req: ValidateRequest, uki: Buffer, boot: {firmwareBootsDisk: boolean; secureBoot: boolean}): PcrExpectation {
-  return req.expectedMeasurements ? expectedPcrsFrom(req.expectedMeasurements.entries, boot, req.expectedMeasurements.source) : expectedPcrs(uki, boot)
+function pcrExpectation(req: ValidateRequest, uki: Buffer, boot: {firmwareBootsDisk: boolean; secureBoot: boolean}, store: {path: string; bytes?: Buffer}): PcrExpectation {
+  return req.expectedMeasurements ? expectedPcrsFrom(req.expectedMeasurements.entries, boot, req.expectedMeasurements.source) : expectedPcrs(uki, boot, store)
 }
 
 function tailLines(s: string, n: number): string[] {

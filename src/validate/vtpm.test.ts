@@ -1,4 +1,5 @@
 import {createHash} from 'node:crypto'
+import {readFileSync} from 'node:fs'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {connect} from 'node:net'
 import {tmpdir} from 'node:os'
@@ -7,9 +8,12 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {buildUki} from '../disk/uki.js'
+import {readVariableStore} from '../measure/ovmf-vars.js'
 import {extendPcr, predictPcr4} from '../measure/pcr.js'
+import {predictPcr7} from '../measure/pcr7.js'
 import {run} from '../util/exec.js'
 import {LocalHost} from './host.js'
+import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from './host-probe.js'
 import {InputError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {expectedPcrs, expectedPcrsFrom, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, readMeasurementsFile, startVtpm} from './vtpm.js'
@@ -105,6 +109,9 @@ describe('the PCR read against a real TPM 2.0 (swtpm)', () => {
   })
 })
 
+/** the variable store validation's boots without Secure Boot start with */
+const plainStore = () => ({path: OVMF_VARS, bytes: readFileSync(OVMF_VARS)})
+
 describe('expected PCRs and the verdict', () => {
   let dir: string
   let uki: Buffer
@@ -128,47 +135,55 @@ describe('expected PCRs and the verdict', () => {
   }
 
   it('PCR 11 at every phase a guest may be at equals systemd-measure; PCR 4 only where the firmware boots the disk', async () => {
-    const disk = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false})
+    const disk = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, plainStore())
     expect(disk.pcr11.map((e) => e.phase)).toEqual(['stub', 'enter-initrd', 'enter-initrd:leave-initrd', 'enter-initrd:leave-initrd:sysinit', 'enter-initrd:leave-initrd:sysinit:ready'])
     for (const e of disk.pcr11) expect(e.value, `phase ${e.phase}`).toBe(await systemdMeasure(e.phase === 'stub' ? ':' : e.phase))
     expect(disk.pcr4).toEqual({value: predictPcr4(uki, {secureBoot: false}).value, secureBoot: false})
-    expect(expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: true}).pcr4).toEqual({value: predictPcr4(uki, {secureBoot: true}).value, secureBoot: true})
-    expect(expectedPcrs(uki, {firmwareBootsDisk: false, secureBoot: false}).pcr4).toMatchObject({notPredicted: expect.stringMatching(/-kernel/)})
+    const off = predictPcr7(readVariableStore(plainStore().bytes), {secureBoot: false})
+    expect(disk.pcr7).toEqual({value: 'prediction' in off ? off.prediction.value : off.notPredicted, secureBoot: false})
+    const sb = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: true}, {path: OVMF_VARS_SNAKEOIL, bytes: await readFile(OVMF_VARS_SNAKEOIL)})
+    expect(sb.pcr4).toEqual({value: predictPcr4(uki, {secureBoot: true}).value, secureBoot: true})
+    // this UKI is unsigned: no db entry verifies it, so the firmware would refuse it and PCR 7 has no value to predict
+    expect(sb.pcr7).toMatchObject({notPredicted: expect.stringMatching(/db holds neither/)})
+    expect(expectedPcrs(uki, {firmwareBootsDisk: false, secureBoot: false}, plainStore()).pcr4).toMatchObject({notPredicted: expect.stringMatching(/-kernel/)})
+    expect(expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, {path: '/nowhere/OVMF_VARS.fd'}).pcr7).toEqual({notPredicted: 'the variable store /nowhere/OVMF_VARS.fd could not be read'})
   })
 
   it('passes when PCR 4 and 11 match, naming the phase; a mismatch names each PCR with both values', () => {
-    const exp = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false})
-    if ('notPredicted' in exp.pcr4) throw new Error('PCR 4 is predicted for a disk boot')
+    const exp = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, plainStore())
+    if ('notPredicted' in exp.pcr4 || 'notPredicted' in exp.pcr7) throw new Error('PCR 4 and 7 are predicted for a disk boot')
     const seven = 'ab'.repeat(32)
-    const ok = pcrOutcome(new Map([[4, exp.pcr4.value], [7, seven], [11, exp.pcr11[4].value]]), exp, '/dev/tpmrm0')
+    const ok = pcrOutcome(new Map([[4, exp.pcr4.value], [7, exp.pcr7.value], [11, exp.pcr11[4].value]]), exp, '/dev/tpmrm0')
     expect(ok.verdict).toBe('pass')
+    expect(ok.evidence).toContain(`PCR 7 ${exp.pcr7.value} = predicted (Secure Boot off)`)
     expect(ok.evidence).toContain(`PCR 11 ${exp.pcr11[4].value} = predicted (phase enter-initrd:leave-initrd:sysinit:ready)`)
     expect(ok.evidence).toContain(`PCR 4 ${exp.pcr4.value} = predicted (Secure Boot off)`)
     const other = 'cd'.repeat(32)
     const bad = pcrOutcome(new Map([[4, other], [7, seven], [11, other]]), exp, '/dev/tpmrm0')
     expect(bad.verdict).toBe('fail')
-    expect(bad.evidence).toMatch(/^PCR 11 and PCR 4 differ from the prediction/)
+    expect(bad.evidence).toMatch(/^PCR 11, PCR 4 and PCR 7 differ from the prediction/)
+    expect(bad.evidence).toContain(`PCR 7 ${seven}, predicted ${exp.pcr7.value} (Secure Boot off)`)
     expect(bad.evidence).toContain(`PCR 4 ${other}, predicted ${exp.pcr4.value}`)
-    expect(pcrOutcome(new Map([[4, exp.pcr4.value], [11, other]]), exp, '/dev/tpm0').evidence).toMatch(/^PCR 11 differs from the prediction/)
+    expect(pcrOutcome(new Map([[4, exp.pcr4.value], [7, exp.pcr7.value], [11, other]]), exp, '/dev/tpm0').evidence).toMatch(/^PCR 11 differs from the prediction/)
   })
 })
 
 describe("a release's measurements as the expectation (validate --measurements)", () => {
   const h = (c: string) => c.repeat(64)
   const e = (kind: MeasurementEntry['kind'], value: string, params: Record<string, string | number>): MeasurementEntry => ({kind, value, algorithm: 'sha256', dependsOn: ['uki'], params, description: ''})
-  const entries = [e('tpm-pcr11', h('1'), {phase: 'stub'}), e('tpm-pcr11', h('2'), {phase: 'sysinit:ready'}), e('tpm-pcr4', h('3'), {secureBoot: 'off'}), e('sev-launch', h('4'), {firmware: '/f'})]
+  const entries = [e('tpm-pcr11', h('1'), {phase: 'stub'}), e('tpm-pcr11', h('2'), {phase: 'sysinit:ready'}), e('tpm-pcr4', h('3'), {secureBoot: 'off'}), e('tpm-pcr7', h('5'), {secureBoot: 'off'}), e('sev-launch', h('4'), {firmware: '/f'})]
   let dir: string
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cvm-vtpm-file-'))
   })
   afterAll(() => rm(dir, {recursive: true, force: true}))
 
-  it("reads a manifest's measurements.entries and measure --json's measurements alike; PCR 4 for the boot's Secure Boot state only", async () => {
+  it("reads a manifest's measurements.entries and measure --json's measurements alike; PCR 4 and 7 for the boot's Secure Boot state only", async () => {
     await writeFile(join(dir, 'manifest.json'), JSON.stringify({schema: 'cvm-image/manifest/v1', measurements: {entries, notes: []}}))
     await writeFile(join(dir, 'measure.json'), JSON.stringify({subject: {kind: 'disk', path: '/d'}, measurements: entries, notes: []}))
     for (const f of ['manifest.json', 'measure.json']) expect(await readMeasurementsFile(join(dir, f))).toEqual(entries)
-    expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toEqual({pcr11: [{phase: 'stub', value: h('1')}, {phase: 'sysinit:ready', value: h('2')}], pcr4: {value: h('3'), secureBoot: false}})
-    expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: true}, 'm.json').pcr4).toEqual({notPredicted: 'm.json lists no PCR 4 for Secure Boot on'})
+    expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toEqual({pcr11: [{phase: 'stub', value: h('1')}, {phase: 'sysinit:ready', value: h('2')}], pcr4: {value: h('3'), secureBoot: false}, pcr7: {value: h('5'), secureBoot: false}})
+    expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: true}, 'm.json')).toMatchObject({pcr4: {notPredicted: 'm.json lists no PCR 4 for Secure Boot on'}, pcr7: {notPredicted: 'm.json lists no PCR 7 for Secure Boot on'}})
     expect(() => expectedPcrsFrom(entries.slice(2), {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toThrow(/m.json lists no PCR 11/)
   })
 

@@ -4,15 +4,14 @@ import {join} from 'node:path'
 import {InputError, StageError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {extendPcr11Phases, PCR_BOOT_MANAGER_CODE, PCR_KERNEL_IMAGE, predictPcr11, predictPcr4, stubSections} from '../measure/pcr.js'
+import {readVariableStore} from '../measure/ovmf-vars.js'
+import {PCR_SECURE_BOOT_POLICY, predictPcr7} from '../measure/pcr7.js'
 import type {CheckContext, Outcome, PcrExpectation} from './check-types.js'
 import type {HostProcess, ValidationHost} from './host.js'
 import {SWTPM_BINARY} from './host-probe.js'
 
 // The vTPM of a validation boot, and the check that reads its PCRs from inside the guest and
 // compares them with the predicted ones (docs/pcr-measurements.md "Proven on a vTPM").
-
-/** PCR 7: the Secure Boot policy (read and reported; not predicted yet, issue #18) */
-export const PCR_SECURE_BOOT_POLICY = 7
 
 /** a sockaddr_un path holds 107 bytes and its NUL */
 const MAX_SOCKET_PATH = 107
@@ -76,7 +75,7 @@ const INITRD_PHASES = ['enter-initrd', 'leave-initrd'] as const
  * boot is started by OVMF's QEMU loader, whose events are not the boot manager's: PCR 4 is not
  * predicted there.
  */
-export function expectedPcrs(uki: Buffer, boot: {firmwareBootsDisk: boolean; secureBoot: boolean}): PcrExpectation {
+export function expectedPcrs(uki: Buffer, boot: {firmwareBootsDisk: boolean; secureBoot: boolean}, store: {path: string; bytes?: Buffer}): PcrExpectation {
   const sections = stubSections(uki)
   const stub = predictPcr11(sections)
   const phases = [...(sections['.initrd'] ? INITRD_PHASES : []), ...PHASES]
@@ -84,7 +83,13 @@ export function expectedPcrs(uki: Buffer, boot: {firmwareBootsDisk: boolean; sec
   const pcr4 = boot.firmwareBootsDisk
     ? {value: predictPcr4(uki, {secureBoot: boot.secureBoot}).value, secureBoot: boot.secureBoot}
     : {notPredicted: KERNEL_BOOT_PCR4}
-  return {pcr11, pcr4}
+  let pcr7: PcrExpectation['pcr7']
+  if (!store.bytes) pcr7 = {notPredicted: `the variable store ${store.path} could not be read`}
+  else {
+    const r = predictPcr7(readVariableStore(store.bytes, store.path), {secureBoot: boot.secureBoot, uki})
+    pcr7 = 'prediction' in r ? {value: r.prediction.value, secureBoot: boot.secureBoot} : {notPredicted: r.notPredicted}
+  }
+  return {pcr11, pcr4, pcr7}
 }
 
 /** TPM2_PCR_Read of the SHA-256 bank, PCRs 4, 7 and 11 (TPM 2.0 Library, Part 3, 22.4) */
@@ -149,8 +154,9 @@ export function parsePcrReadResponse(res: Buffer): Map<number, string> {
 const short = (v: string) => v.slice(0, 16)
 
 /**
- * The guest's PCR 4 and PCR 11 (SHA-256 bank) equal the values predicted from the UKI (and PCR 7
- * is reported). Evidence gives each PCR's measured and predicted value; a mismatch names the PCR.
+ * The guest's PCRs 11, 4 and 7 (SHA-256 bank) equal the values predicted from the UKI and the
+ * boot's variable store. Evidence gives each PCR's measured and predicted value; a mismatch names
+ * the PCR. A PCR that cannot be predicted for the boot is reported with why, not compared.
  */
 export async function checkTpmPcrs(ctx: CheckContext): Promise<Outcome> {
   const tpm = ctx.tpm
@@ -187,9 +193,16 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
     failed.push('PCR 4')
     parts.push(`PCR 4 ${pcr4 ?? 'not returned'}, predicted ${exp.pcr4.value} (Secure Boot ${exp.pcr4.secureBoot ? 'on' : 'off'})`)
   }
-  parts.push(`PCR 7 ${pcr7 ?? 'not returned'} (not predicted)`)
+  if ('notPredicted' in exp.pcr7) parts.push(`PCR 7 ${pcr7 ?? 'not returned'} (not predicted: ${exp.pcr7.notPredicted})`)
+  else if (pcr7 === exp.pcr7.value) parts.push(`PCR 7 ${pcr7} = predicted (Secure Boot ${exp.pcr7.secureBoot ? 'on' : 'off'})`)
+  else {
+    failed.push('PCR 7')
+    parts.push(`PCR 7 ${pcr7 ?? 'not returned'}, predicted ${exp.pcr7.value} (Secure Boot ${exp.pcr7.secureBoot ? 'on' : 'off'})`)
+  }
   const evidence = `${device}, SHA-256 bank: ${parts.join('; ')}`
-  return failed.length ? {verdict: 'fail', evidence: `${failed.join(' and ')} ${failed.length > 1 ? 'differ' : 'differs'} from the prediction: ${evidence}`} : {verdict: 'pass', evidence}
+  if (failed.length === 0) return {verdict: 'pass', evidence}
+  const named = failed.length > 1 ? `${failed.slice(0, -1).join(', ')} and ${failed[failed.length - 1]}` : failed[0]
+  return {verdict: 'fail', evidence: `${named} ${failed.length > 1 ? 'differ' : 'differs'} from the prediction: ${evidence}`}
 }
 
 /** The PCR entries of a release (manifest.json's measurements.entries, or `cvm-image measure --json`'s measurements), as the check's expectation for one boot. */
@@ -198,7 +211,9 @@ export function expectedPcrsFrom(entries: readonly MeasurementEntry[], boot: {fi
   if (pcr11.length === 0) throw new InputError(`${source} lists no PCR 11 (kind tpm-pcr11) to compare with`, {hint: 'give the manifest.json of a release, or the output of `cvm-image measure <disk> --json`'})
   const sb = boot.secureBoot ? 'on' : 'off'
   const pcr4 = entries.find((e) => e.kind === 'tpm-pcr4' && e.params.secureBoot === sb)
+  const pcr7 = entries.find((e) => e.kind === 'tpm-pcr7' && e.params.secureBoot === sb)
   return {
+    pcr7: pcr7 ? {value: pcr7.value, secureBoot: boot.secureBoot} : {notPredicted: `${source} lists no PCR 7 for Secure Boot ${sb}`},
     pcr11,
     pcr4: !boot.firmwareBootsDisk
       ? {notPredicted: KERNEL_BOOT_PCR4}
