@@ -78,7 +78,7 @@ afterAll(async () => {
 })
 
 describe('tampered disks: the firmware and the vTPM catch them (real QEMU + OVMF + swtpm, TCG)', () => {
-  it('the Secure Boot firmware refuses a signed UKI with one byte changed, and a UKI signed by a key its db lacks ("Access Denied")', async () => {
+  it('the Secure Boot firmware refuses a signed UKI with one byte changed, and a UKI signed by a key its db lacks ("Access Denied"); a store that enrolls that key boots it', async () => {
     const otherKey = join(work, 'other.key')
     const otherCert = join(work, 'other.pem')
     await run('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', otherKey, '-out', otherCert, '-days', '30', '-subj', '/CN=cvm-image test other db key/'])
@@ -95,7 +95,15 @@ describe('tampered disks: the firmware and the vTPM catch them (real QEMU + OVMF
       expect(boot.verdict).toBe('fail')
       expect(boot.evidence).toMatch(/^the firmware would not boot the disk: BdsDxe: failed to load Boot\d+ "UEFI QEMU NVMe Ctrl cvmroot 1" .*: Access Denied;/)
     }
-  }, 900_000)
+    // the same UKI with a store that enrolls its signer's certificate (validate --secure-boot-cert): Secure Boot on, it boots,
+    // and PCR 7 holds that store's keys and the db entry that verified it
+    const own = join(work, 'validate-own-key')
+    const r = await cli(['validate', otherSigner, '--secure-boot-cert', otherCert, '--no-uki-boot', '--no-disk-boot', '--out', own, '--json'], {timeoutMs: 800_000})
+    expect(r.code, r.stderr).toBe(0)
+    const checks = (await report(own)).checks
+    expect(checks.map((c) => `${c.name}: ${c.verdict}`)).toEqual(['secure-boot:boot: pass', 'secure-boot:kernel: skip', 'secure-boot:cmdline: pass', 'secure-boot:secure-boot: pass', 'secure-boot:tpm-pcrs: pass', 'secure-boot:poweroff: pass', 'image-unchanged: pass'])
+    expect(checks.find((c) => c.name === 'secure-boot:tpm-pcrs')!.evidence).toMatch(/PCR 7 [0-9a-f]{64} = predicted \(Secure Boot on\)$/)
+  }, 1_500_000)
 
   it("a disk whose UKI changed after its measurements were taken boots, and tpm-pcrs fails naming PCR 11 and PCR 4 with the release's values", async () => {
     // the release's expected measurements, as `cvm-image measure --json` gives them (a manifest carries the same list)

@@ -1,15 +1,20 @@
-import {readFile} from 'node:fs/promises'
-import {resolve} from 'node:path'
+import {X509Certificate} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {mkdir, readFile} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {runInterruptible} from '../cli/interrupt.js'
-import {ExitCode} from '../errors.js'
+import {ExitCode, HostError, InputError} from '../errors.js'
+import {enrollCertificate} from '../measure/ovmf-vars.js'
+import {ENROLLED_STORE} from '../pipeline/stages/validate.js'
+import {atomicWriteFile} from '../util/fsx.js'
 import {VALIDATE_DEFAULTS, VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import type {ValidationReport} from '../validate/report.js'
-import {OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
+import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
 import {readMeasurementsFile} from '../validate/vtpm.js'
 
@@ -23,6 +28,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     '<%= config.bin %> validate out/disk.raw',
     '<%= config.bin %> validate out/disk.raw --mode sev-es --host root@epyc1 --host-key SHA256:abc...',
     '<%= config.bin %> validate disk.raw --measurements out/debian-12/1735689600-3f2a9c1b7d4e/manifest.json',
+    '<%= config.bin %> validate disk.raw --secure-boot-cert db.pem --no-uki-boot --no-disk-boot',
     '<%= config.bin %> validate out/disk.raw --secure-boot-vars /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd --no-uki-boot --no-disk-boot',
   ]
 
@@ -46,6 +52,11 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
       description: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
       exists: true,
     }),
+    'secure-boot-cert': Flags.file({
+      description: `also boot the disk alone under Secure Boot (emulated), with a copy of ${OVMF_VARS} that enrolls this certificate (PEM) as PK, KEK and db: the one that signed the UKI (the store is kept in --out as ${ENROLLED_STORE})`,
+      exists: true,
+      exclusive: ['secure-boot-vars'],
+    }),
     measurements: Flags.file({
       description: "compare the vTPM's PCRs with a release's expected measurements (its manifest.json, or `cvm-image measure --json`) instead of the disk's own UKI",
       exists: true,
@@ -59,6 +70,20 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     const {args, flags} = await this.parse(Validate)
     // one meaning of --host-key in every command: a fingerprint or a known_hosts file (default ~/.ssh/known_hosts)
     const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : hostKeyPinFromFlag(flags['host-key'])
+    let secureBootVars = flags['secure-boot-vars'] && resolve(flags['secure-boot-vars'])
+    if (flags['secure-boot-cert']) {
+      secureBootVars = join(resolve(flags.out), ENROLLED_STORE)
+      await mkdir(resolve(flags.out), {recursive: true})
+      const pem = await readFile(flags['secure-boot-cert'], 'utf8')
+      let cert: X509Certificate
+      try {
+        cert = new X509Certificate(pem)
+      } catch (e) {
+        throw new InputError(`--secure-boot-cert ${flags['secure-boot-cert']} is not an X.509 certificate: ${(e as Error).message}`, {hint: 'give the PEM certificate whose key signed the UKI (build --signing-cert)'})
+      }
+      if (!existsSync(OVMF_VARS)) throw new HostError(`no ${OVMF_VARS} to enroll the certificate into`, {hint: 'install the ovmf package (cvm-image doctor --install), or give a store with --secure-boot-vars'})
+      await atomicWriteFile(secureBootVars, enrollCertificate(await readFile(OVMF_VARS), cert.toString(), OVMF_VARS))
+    }
     const expectedMeasurements = flags.measurements ? {entries: await readMeasurementsFile(flags.measurements), source: flags.measurements} : undefined
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
@@ -76,7 +101,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
           seed: flags.seed as 'disk' | 'http',
           ukiBoot: flags['uki-boot'],
           diskBoot: flags['disk-boot'],
-          secureBootVars: flags['secure-boot-vars'] && resolve(flags['secure-boot-vars']),
+          secureBootVars,
           expectedMeasurements,
           progress: (l) => this.logToStderr(l),
         })

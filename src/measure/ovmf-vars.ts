@@ -1,5 +1,7 @@
+import {X509Certificate} from 'node:crypto'
+
 import {InputError} from '../errors.js'
-import {guidString} from './guid.js'
+import {guidBytes, guidString} from './guid.js'
 
 /**
  * An OVMF variable store file (OVMF_VARS*.fd, the second pflash), read as edk2 lays it out
@@ -93,4 +95,86 @@ export function signatureEntries(db: Buffer, what = 'the signature database'): S
     o += listSize
   }
   return out
+}
+
+export const EFI_VARIABLE_NON_VOLATILE = 0x1
+export const EFI_VARIABLE_BOOTSERVICE_ACCESS = 0x2
+export const EFI_VARIABLE_RUNTIME_ACCESS = 0x4
+export const EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS = 0x20
+/** the attributes UEFI gives PK, KEK, db and dbx */
+const KEY_ATTRIBUTES = EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS | EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS
+
+/** An EFI_SIGNATURE_LIST of one X.509 certificate (UEFI 2.x, 32.4.1), owned by owner. */
+export function x509SignatureList(certDer: Buffer, owner: string): Buffer {
+  const head = Buffer.alloc(28)
+  guidBytes(EFI_CERT_X509).copy(head, 0)
+  head.writeUInt32LE(28 + 16 + certDer.length, 16)
+  head.writeUInt32LE(0, 20)
+  head.writeUInt32LE(16 + certDer.length, 24)
+  return Buffer.concat([head, guidBytes(owner), certDer])
+}
+
+/** EFI_TIME of a moment, in UTC: Year, Month, Day, Hour, Minute, Second, Pad1, Nanosecond, TimeZone, Daylight, Pad2. */
+function efiTime(t: Date): Buffer {
+  const b = Buffer.alloc(16)
+  b.writeUInt16LE(t.getUTCFullYear(), 0)
+  b.writeUInt8(t.getUTCMonth() + 1, 2)
+  b.writeUInt8(t.getUTCDate(), 3)
+  b.writeUInt8(t.getUTCHours(), 4)
+  b.writeUInt8(t.getUTCMinutes(), 5)
+  b.writeUInt8(t.getUTCSeconds(), 6)
+  return b
+}
+
+/**
+ * A copy of a variable store with Secure Boot's keys enrolled: PK, KEK and db each hold the one
+ * certificate (owner: the given GUID), written as live authenticated variables after the store's
+ * last variable, with their time stamp at `time`. A store that holds keys already is refused. The
+ * firmware (edk2's AuthVariableLib) finds PK at its start, so the platform is in user mode, adds
+ * SecureBootEnable, and boots with Secure Boot on: only images db verifies start. The same inputs
+ * give the same bytes. What virt-firmware's `virt-fw-vars --enroll-cert` does, which Debian 12 lacks.
+ */
+export function enrollSecureBootStore(plain: Buffer, certDer: Buffer, opts: {owner: string; time: Date; what?: string}): Buffer {
+  const what = opts.what ?? 'the variable store'
+  const vars = readVariableStore(plain, what)
+  for (const name of ['PK', 'KEK', 'db']) {
+    if (vars.some((v) => v.name === name)) throw new InputError(`${what} holds ${name} already: enroll into a store without Secure Boot keys`, {hint: 'start from the plain store, /usr/share/OVMF/OVMF_VARS_4M.fd'})
+  }
+  const store = plain.readUInt16LE(48)
+  const end = store + plain.readUInt32LE(store + 16)
+  // the free space starts where the variables stop
+  let o = store + 28
+  while (o + AUTH_HEADER_SIZE <= end && plain.readUInt16LE(o) === VARIABLE_START_ID) o = (o + AUTH_HEADER_SIZE + plain.readUInt32LE(o + 36) + plain.readUInt32LE(o + 40) + 3) & ~3
+  const list = x509SignatureList(certDer, opts.owner)
+  const records = ([['PK', EFI_GLOBAL_VARIABLE], ['KEK', EFI_GLOBAL_VARIABLE], ['db', EFI_IMAGE_SECURITY_DATABASE]] as const).map(([name, guid]) => {
+    const nameBytes = Buffer.from(`${name}\0`, 'utf16le')
+    const header = Buffer.alloc(AUTH_HEADER_SIZE)
+    header.writeUInt16LE(VARIABLE_START_ID, 0)
+    header.writeUInt8(0x3f, 2) // VAR_ADDED
+    header.writeUInt32LE(KEY_ATTRIBUTES, 4)
+    efiTime(opts.time).copy(header, 16)
+    header.writeUInt32LE(nameBytes.length, 36)
+    header.writeUInt32LE(list.length, 40)
+    guidBytes(guid).copy(header, 44)
+    const record = Buffer.concat([header, nameBytes, list])
+    return Buffer.concat([record, Buffer.alloc(((record.length + 3) & ~3) - record.length, 0xff)])
+  })
+  const added = Buffer.concat(records)
+  if (o + added.length > end) throw new InputError(`${what} has no room for the keys (${added.length} bytes; ${end - o} free)`)
+  for (let i = o; i < o + added.length; i++) {
+    if (plain[i] !== 0xff) throw new InputError(`${what} is not erased after its last variable (byte ${i}): it is no store OVMF wrote`)
+  }
+  const out = Buffer.from(plain)
+  added.copy(out, o)
+  return out
+}
+
+/** The owner GUID of the keys cvm-image enrolls (a fixed one of its own, so the store's bytes are the same every time). */
+export const CVM_IMAGE_KEY_OWNER = 'ba754eaf-b2a7-4eb5-ae0c-ebc766d0204f'
+/** The time stamp of the keys cvm-image enrolls: fixed, 2025-01-01T00:00:00Z. */
+export const ENROLL_TIME = new Date(Date.UTC(2025, 0, 1))
+
+/** enrollSecureBootStore with cvm-image's owner GUID and time stamp, for a PEM certificate. */
+export function enrollCertificate(plain: Buffer, certPem: string, what?: string): Buffer {
+  return enrollSecureBootStore(plain, new X509Certificate(certPem).raw, {owner: CVM_IMAGE_KEY_OWNER, time: ENROLL_TIME, what})
 }

@@ -12,7 +12,7 @@ import {run} from '../util/exec.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../validate/host-probe.js'
 import {authenticodeSha256} from './authenticode.js'
 import {guidBytes} from './guid.js'
-import {EFI_CERT_SHA256, EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE, readVariableStore, signatureEntries, variable} from './ovmf-vars.js'
+import {CVM_IMAGE_KEY_OWNER, EFI_CERT_SHA256, EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE, enrollCertificate, readVariableStore, signatureEntries, variable} from './ovmf-vars.js'
 import {predictPcr7, verifyingDbEntry} from './pcr7.js'
 
 // PCR 7 (docs/pcr-measurements.md "PCR 7") from Debian's own OVMF variable stores. The values a
@@ -119,5 +119,31 @@ describe('PCR 7', () => {
     head.writeUInt32LE(entry.length, 24)
     const hashDb = signatureEntries(Buffer.concat([head, entry]))
     expect(verifyingDbEntry(hashDb, unsigned)?.owner).toBe('11111111-2222-3333-4444-555555555555')
+  })
+})
+
+describe('enrolling a certificate into the plain store (what validate --secure-boot-cert and a signed build boot with)', () => {
+  it('PK, KEK and db each hold the one certificate, owned by cvm-image; the same bytes every time; a store with keys is refused', async () => {
+    await run('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'mine.key'), '-out', join(dir, 'mine.pem'), '-days', '30', '-subj', '/CN=cvm-image enroll test/'])
+    const pem = await readFile(join(dir, 'mine.pem'), 'utf8')
+    const plain = await readFile(OVMF_VARS)
+    const made = enrollCertificate(plain, pem)
+    expect(made.length).toBe(plain.length)
+    expect(enrollCertificate(plain, pem).equals(made)).toBe(true)
+    const vars = readVariableStore(made)
+    const der = new X509Certificate(pem).raw
+    for (const [name, guid] of [['PK', EFI_GLOBAL_VARIABLE], ['KEK', EFI_GLOBAL_VARIABLE], ['db', EFI_IMAGE_SECURITY_DATABASE]]) {
+      expect(vars.find((v) => v.name === name)?.attributes, name).toBe(0x27)
+      expect(signatureEntries(variable(vars, name, guid)!).map((e) => [e.owner, e.data.equals(der)]), name).toEqual([[CVM_IMAGE_KEY_OWNER, true]])
+    }
+    // the headers (firmware volume, variable store) and the rest past the new variables are the plain store's
+    const headers = plain.readUInt16LE(48) + 28
+    expect(made.subarray(0, headers).equals(plain.subarray(0, headers))).toBe(true)
+    expect(made.subarray(0x10000).equals(plain.subarray(0x10000))).toBe(true)
+    // a UKI signed with the key: db verifies it, so PCR 7 under Secure Boot can be predicted (the boot test checks it on a vTPM)
+    const signed = await signedWith(join(dir, 'mine.key'), join(dir, 'mine.pem'), 'mine')
+    expect(predictPcr7(vars, {secureBoot: true, uki: signed})).toHaveProperty('prediction')
+    const snakeoil = await readFile(OVMF_VARS_SNAKEOIL)
+    expect(() => enrollCertificate(snakeoil, pem, 'snakeoil.fd')).toThrow(/snakeoil.fd holds PK already/)
   })
 })

@@ -1,12 +1,13 @@
 import {existsSync} from 'node:fs'
-import {readdir, readFile} from 'node:fs/promises'
+import {readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../../errors.js'
 import type {ValidationMode} from '../../recipe/schema.js'
 import {readSigningCertificate} from '../../disk/secure-boot.js'
+import {enrollCertificate} from '../../measure/ovmf-vars.js'
 import {sha256, sha256File} from '../../util/fsx.js'
-import {OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../../validate/host-probe.js'
+import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../../validate/host-probe.js'
 import {markerLine} from '../../validate/marker.js'
 import {PROBE_SOURCE} from '../../validate/nvme-probe.js'
 import {validateOnHost, writeSkippedReport} from '../../validate/run.js'
@@ -40,15 +41,20 @@ export interface ValidateInputs {
   /** the NVMe offset probe's C source, built on the validating machine and run in the guest */
   probe: string
   /**
-   * a signed UKI is booted under Secure Boot too, with this variable store (its path and sha256);
-   * or, with no store that enrolls the signing certificate, why not; null for an unsigned UKI
+   * a signed UKI is booted under Secure Boot too, with this variable store (its path and sha256),
+   * or with a copy of the plain store (its path and sha256) that enrolls the signing certificate
+   * (its PEM), made when the stage runs; without a plain store, why not; null for an unsigned UKI
    */
-  secureBoot: {vars: string; varsSha256: string} | {notRun: string} | null
+  secureBoot: {vars: string; varsSha256: string} | {enroll: {certPem: string; base: string; baseSha256: string}} | {notRun: string} | null
 }
+
+/** the variable store the stage makes for a certificate no given store enrolls, in its output */
+export const ENROLLED_STORE = 'OVMF_VARS.secure-boot.fd'
 
 /**
  * Which variable store validates a UKI signed with --signing-cert under Secure Boot: --secure-boot-vars,
- * else Debian's snakeoil store for Debian's snakeoil certificate (the one it enrolls), else none.
+ * else Debian's snakeoil store for Debian's snakeoil certificate (the one it enrolls), else a copy
+ * of the plain store with the certificate enrolled (made when the stage runs).
  */
 export async function secureBootValidation(options: Pick<BuildContext['options'], 'signingCert' | 'secureBootVars'>): Promise<ValidateInputs['secureBoot']> {
   if (!options.signingCert) return null
@@ -56,7 +62,9 @@ export async function secureBootValidation(options: Pick<BuildContext['options']
   if (options.secureBootVars) return withVars(options.secureBootVars)
   const cert = readSigningCertificate(options.signingCert)
   if (existsSync(SNAKEOIL_CERT) && existsSync(OVMF_VARS_SNAKEOIL) && readSigningCertificate(SNAKEOIL_CERT).sha256 === cert.sha256) return withVars(OVMF_VARS_SNAKEOIL)
-  return {notRun: `no OVMF variable store that enrolls ${cert.subject} was given (build --secure-boot-vars, or cvm-image validate --secure-boot-vars)`}
+  // any other certificate: a copy of the plain store with it enrolled as PK, KEK and db
+  if (existsSync(OVMF_VARS)) return {enroll: {certPem: cert.pem, base: OVMF_VARS, baseSha256: await sha256File(OVMF_VARS)}}
+  return {notRun: `no OVMF variable store that enrolls ${cert.subject} was given (build --secure-boot-vars), and there is no ${OVMF_VARS} to enroll it into (package ovmf)`}
 }
 
 /**
@@ -102,6 +110,14 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
     if (sb && 'vars' in sb && (await sha256File(sb.vars)) !== sb.varsSha256) {
       throw new StageError(`the Secure Boot variable store ${sb.vars} changed after this validation was keyed (sha256 ${sb.varsSha256})`, {hint: 'run the build again'})
     }
+    let secureBootVars = sb && 'vars' in sb ? sb.vars : undefined
+    if (sb && 'enroll' in sb) {
+      const base = await readFile(sb.enroll.base)
+      if (sha256(base) !== sb.enroll.baseSha256) throw new StageError(`the variable store ${sb.enroll.base} changed after this validation was keyed (sha256 ${sb.enroll.baseSha256})`, {hint: 'run the build again'})
+      // kept beside the report: the store the Secure Boot boot started from
+      secureBootVars = join(io.out, ENROLLED_STORE)
+      await writeFile(secureBootVars, enrollCertificate(base, sb.enroll.certPem, sb.enroll.base))
+    }
     // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
     const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, signal: io.signal}, {
       disk,
@@ -114,7 +130,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       bootTimeoutS: inputs.bootTimeoutS,
       hostname: inputs.hostname,
       diskBoot: true,
-      secureBootVars: sb && 'vars' in sb ? sb.vars : undefined,
+      secureBootVars,
       secureBootNotRun: sb && 'notRun' in sb ? sb.notRun : undefined,
       probeCacheDir: cacheDir,
       log: io.log,
