@@ -77,7 +77,7 @@ export async function probeHost(host: ValidationHost = new LocalHost(), opts: Pr
   const ov = await host.exec('dpkg-query', ['-W', '-f', '${Version}', 'ovmf'])
   const ovmf = {code: OVMF_CODE, vars: OVMF_VARS, present: ovmfPresent, version: ov.exitCode === 0 && ov.stdout ? ov.stdout : undefined, secureBootCode: await exists(OVMF_CODE_SECBOOT)}
   const sv = await host.exec(SWTPM_BINARY, ['--version'])
-  const swtpm = {binary: SWTPM_BINARY, version: sv.exitCode === 0 ? /version (\S+)/i.exec(sv.stdout)?.[1] ?? 'unknown' : undefined}
+  const swtpm = {binary: SWTPM_BINARY, version: sv.exitCode === 0 ? /version (\d[\w.]*)/i.exec(sv.stdout)?.[1] ?? 'unknown' : undefined}
 
   const kvmDevice = await exists('/dev/kvm')
   let kvm = {device: kvmDevice, usable: false, detail: '/dev/kvm is absent'}
