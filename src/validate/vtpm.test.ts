@@ -147,6 +147,7 @@ describe('expected PCRs and the verdict', () => {
     expect(sb.pcr7).toMatchObject({notPredicted: expect.stringMatching(/db holds neither/)})
     expect(expectedPcrs(uki, {firmwareBootsDisk: false, secureBoot: false}, plainStore()).pcr4).toMatchObject({notPredicted: expect.stringMatching(/-kernel/)})
     expect(expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, {path: '/nowhere/OVMF_VARS.fd'}).pcr7).toEqual({notPredicted: 'the variable store /nowhere/OVMF_VARS.fd could not be read'})
+    expect(expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, {path: 'zeros.fd', bytes: Buffer.alloc(8192)}).pcr7).toMatchObject({notPredicted: expect.stringMatching(/^zeros.fd is not an OVMF variable store/)})
   })
 
   it('passes when PCR 4 and 11 match, naming the phase; a mismatch names each PCR with both values', () => {
