@@ -1,9 +1,12 @@
-import {existsSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
-import {buildBackport, byName, kernelCheck, parseBuild, patchResult, scratchCwd, seriesBackports, stageDir} from './helpers/backport.js'
+import {run} from '../src/util/exec.js'
+import {OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../src/validate/host-probe.js'
+import {buildBackport, byName, kernelCheck, parseBuild, patchResult, scratchCwd, seriesBackports, stageDir, type Check} from './helpers/backport.js'
+import {cli} from './helpers/cli.js'
 
 // The 5.4 proof, patched: kernels/5.4's series on kernel.org 5.4.59 must pass every check where the
 // control (test/backport-5.4-control.test.ts) fails NVMe integrity.
@@ -29,6 +32,21 @@ describe('backport-5.4 on the real 5.4.59 tree', () => {
     expect(p.applied.filter((r) => r.kind === 'backport').map((r) => r.file)).toEqual(await seriesBackports('5.4'))
     expect(existsSync(join(stageDir(b, 'patch'), 'tree', 'kernel', 'dma', 'pool.c'))).toBe(true)
   }, 60 * 60_000)
+
+  it('signed with the snakeoil key, the firmware boots it under Secure Boot, and its PCR 4, 7 and 11 are the predicted ones (swtpm)', async () => {
+    // Debian's snakeoil key is encrypted with the password "snakeoil": a decrypted copy signs
+    const key = join(cwd, 'snakeoil.key')
+    await run('openssl', ['pkey', '-in', '/usr/share/ovmf/PkKek-1-snakeoil.key', '-passin', 'pass:snakeoil', '-out', key])
+    // the kernel is the test above's (cached): only the assemble stage runs again, signing the UKI
+    const b = parseBuild(await buildBackport(cwd, 'backport-5.4', '--signing-key', key, '--signing-cert', SNAKEOIL_CERT, '--until', 'assemble'))
+    const out = join(cwd, 'validate-secure-boot')
+    const r = await cli(['validate', join(stageDir(b, 'assemble'), 'disk.raw'), '--secure-boot-vars', OVMF_VARS_SNAKEOIL, '--no-uki-boot', '--no-disk-boot', '--out', out, '--json'], {timeoutMs: 900_000})
+    const checks = byName((JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as {checks: Check[]}).checks)
+    expect(r.code, JSON.stringify(Object.values(checks), null, 2)).toBe(0)
+    expect(checks['secure-boot:secure-boot'].evidence).toMatch(/^SecureBoot variable: 1; dmesg: .*Secure boot enabled$/)
+    // a 5.4 kernel goes through the stub's EFI handover: under Secure Boot PCR 4 holds the signed UKI alone
+    expect(checks['secure-boot:tpm-pcrs'].evidence).toMatch(/PCR 4 [0-9a-f]{64} = predicted \(Secure Boot on\); PCR 7 [0-9a-f]{64} = predicted \(Secure Boot on\)$/)
+  }, 30 * 60_000)
 
   it('kernel check backport-5.4: each guest fix missing from 5.4.59 is added by the series', async () => {
     const k = await kernelCheck(cwd, 'backport-5.4')

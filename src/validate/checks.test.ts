@@ -264,7 +264,10 @@ describe('the check table', () => {
     const on = '[    0.000000] secureboot: Secure boot enabled'
     expect(await checkSecureBoot(guest('   6   0   0   0   1', on))).toEqual({verdict: 'pass', evidence: `SecureBoot variable: 1; dmesg: ${on}`})
     expect(await checkSecureBoot(guest('   6   0   0   0   0', '[    0.000000] secureboot: Secure boot disabled'))).toMatchObject({verdict: 'fail', evidence: 'SecureBoot variable: 0; dmesg: [    0.000000] secureboot: Secure boot disabled'})
-    expect(await checkSecureBoot(guest('', '[    0.000000] Linux version 6.1.176-cvm'))).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^SecureBoot variable: unreadable .*no "secureboot:" line$/)})
+    expect(await checkSecureBoot(guest('', '[    0.000000] Linux version 6.1.176-cvm'))).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^SecureBoot variable: unreadable .*no "Secure boot" line$/)})
+    // 5.4 says it from arch/x86/kernel/setup.c, with no "secureboot: " prefix
+    const old = '[    0.000000] Secure boot enabled'
+    expect(await checkSecureBoot(guest('   6   0   0   0   1', `[    0.000000] Linux version 5.4.59-cvm\n${old}`))).toEqual({verdict: 'pass', evidence: `SecureBoot variable: 1; dmesg: ${old}`})
   })
 
   it('a full emulated boot of a recorded debian-12 guest: every verdict, the O_DIRECT run shared by nvme-integrity and swiotlb-bounce', async () => {

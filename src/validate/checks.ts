@@ -90,15 +90,16 @@ const SECURE_BOOT_VAR = '/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2
 
 /**
  * The firmware booted the UKI with Secure Boot on: the SecureBoot variable is 1 and the kernel
- * says so ("secureboot: Secure boot enabled", arch/x86/kernel/setup.c). The firmware refusing an
+ * says so: "secureboot: Secure boot enabled" (drivers/firmware/efi/secureboot.c, 5.6 and later, and
+ * RHEL 8's 4.18), or the same words with no prefix (arch/x86/kernel/setup.c, 4.14 to 5.5). The firmware refusing an
  * image it cannot verify shows as a failed boot instead (firmwareRefusal in boot.ts).
  */
 export async function checkSecureBoot(ctx: CheckContext): Promise<Outcome> {
   const r = await sh(ctx, `od -An -tu1 ${SECURE_BOOT_VAR}; echo; dmesg`)
   const bytes = r.stdout.split('\n')[0].trim().split(/\s+/).map(Number)
   const value = bytes.length === 5 ? bytes[4] : undefined
-  const line = firstLine(r.stdout, /secureboot: /)
-  const evidence = `SecureBoot variable: ${value ?? `unreadable (${r.stdout.split('\n')[0].trim() || r.stderr.trim()})`}; dmesg: ${line ?? 'no "secureboot:" line'}`
+  const line = firstLine(r.stdout, /\] (secureboot: )?Secure boot (enabled|disabled|could not be determined)/)
+  const evidence = `SecureBoot variable: ${value ?? `unreadable (${r.stdout.split('\n')[0].trim() || r.stderr.trim()})`}; dmesg: ${line ?? 'no "Secure boot" line'}`
   return value === 1 && line?.includes('Secure boot enabled') ? pass(evidence) : fail(evidence)
 }
 
