@@ -1,6 +1,6 @@
 import type {MeasurementEntry} from './entry.js'
 import {launchMeasurements, type LaunchMeasureOptions} from './launch.js'
-import {defaultVarStores, pcrMeasurements} from './pcr-entries.js'
+import {pcrMeasurements} from './pcr-entries.js'
 
 /** What to measure: the disk's UKI (its PCRs) and the SEV/SEV-ES launches of the given firmware. */
 export interface MeasureImageOptions extends LaunchMeasureOptions {
@@ -12,7 +12,7 @@ export interface MeasureImageOptions extends LaunchMeasureOptions {
 
 /** Every expected value, and the notes that say how to read them: `cvm-image measure` and a release's manifest.json list the same. */
 export async function measureImage(o: MeasureImageOptions): Promise<{measurements: MeasurementEntry[]; notes: string[]}> {
-  const pcrs = o.disk ? await pcrMeasurements(o.disk, await defaultVarStores(o.disk, o.secureBootVars)) : {entries: [], notes: []}
+  const pcrs = o.disk ? await pcrMeasurements(o.disk, {secureBootVars: o.secureBootVars}) : {entries: [], notes: []}
   const launch = o.firmware.length ? await launchMeasurements(o) : []
   const signed = pcrs.entries.some((m) => m.kind === 'tpm-pcr4' && m.params.secureBoot === 'on')
   const notes = [

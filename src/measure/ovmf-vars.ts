@@ -32,6 +32,14 @@ const AUTH_HEADER_SIZE = 60
 
 /** The live variables of an OVMF variable store, in store order. */
 export function readVariableStore(fd: Buffer, what = 'the variable store'): EfiVariable[] {
+  return walkStore(fd, what).live
+}
+
+/**
+ * Reads the store's headers and walks its variables: the live ones (the later copy of a name wins)
+ * and where the free space begins, after the last variable.
+ */
+function walkStore(fd: Buffer, what: string): {live: EfiVariable[]; free: number; end: number} {
   const bad = (why: string) =>
     new InputError(`${what} is not an OVMF variable store: ${why}`, {hint: 'give an OVMF_VARS file (e.g. /usr/share/OVMF/OVMF_VARS_4M.fd), the second pflash QEMU boots with'})
   if (fd.length < 64 || fd.toString('latin1', 40, 44) !== FV_SIGNATURE) throw bad(`no firmware volume signature "${FV_SIGNATURE}" at byte 40`)
@@ -57,7 +65,7 @@ export function readVariableStore(fd: Buffer, what = 'the variable store'): EfiV
     }
     o = (dataEnd + 3) & ~3
   }
-  return [...live.values()]
+  return {live: [...live.values()], free: o, end}
 }
 
 /** A variable's data, or undefined when the store does not hold it. */
@@ -136,15 +144,10 @@ function efiTime(t: Date): Buffer {
  */
 export function enrollSecureBootStore(plain: Buffer, certDer: Buffer, opts: {owner: string; time: Date; what?: string}): Buffer {
   const what = opts.what ?? 'the variable store'
-  const vars = readVariableStore(plain, what)
+  const {live: vars, free: o, end} = walkStore(plain, what)
   for (const name of ['PK', 'KEK', 'db']) {
     if (vars.some((v) => v.name === name)) throw new InputError(`${what} holds ${name} already: enroll into a store without Secure Boot keys`, {hint: 'start from the plain store, /usr/share/OVMF/OVMF_VARS_4M.fd'})
   }
-  const store = plain.readUInt16LE(48)
-  const end = store + plain.readUInt32LE(store + 16)
-  // the free space starts where the variables stop
-  let o = store + 28
-  while (o + AUTH_HEADER_SIZE <= end && plain.readUInt16LE(o) === VARIABLE_START_ID) o = (o + AUTH_HEADER_SIZE + plain.readUInt32LE(o + 36) + plain.readUInt32LE(o + 40) + 3) & ~3
   const list = x509SignatureList(certDer, opts.owner)
   const records = ([['PK', EFI_GLOBAL_VARIABLE], ['KEK', EFI_GLOBAL_VARIABLE], ['db', EFI_IMAGE_SECURITY_DATABASE]] as const).map(([name, guid]) => {
     const nameBytes = Buffer.from(`${name}\0`, 'utf16le')

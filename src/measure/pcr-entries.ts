@@ -19,14 +19,6 @@ import {predictPcr7, verifyingDbEntry} from './pcr7.js'
  */
 export const BOOTED_PHASES = ['sysinit', 'ready'] as const
 
-/** The variable stores PCR 7 is predicted for: Secure Boot off, and on (for a signed UKI). */
-export interface PcrVarStores {
-  /** the store a boot with Secure Boot off uses (validation: OVMF_VARS_4M.fd); none: no PCR 7 with Secure Boot off */
-  off?: string
-  /** the store a Secure Boot boot uses, whose db verifies the UKI; none: no PCR 7 with Secure Boot on */
-  on?: string
-}
-
 /**
  * The TPM PCR predictions of a disk cvm-image assembled, as measurement entries: PCR 11 (systemd-stub's
  * measurements of the UKI's sections: the UKI alone decides it), PCR 4 (the firmware's boot
@@ -35,7 +27,7 @@ export interface PcrVarStores {
  * verified the UKI), with Secure Boot off, and for a signed UKI with Secure Boot on as well.
  * docs/pcr-measurements.md.
  */
-export async function pcrMeasurements(disk: string, stores: PcrVarStores = {}): Promise<{entries: MeasurementEntry[]; notes: string[]}> {
+export async function pcrMeasurements(disk: string, opts: {secureBootVars?: string} = {}): Promise<{entries: MeasurementEntry[]; notes: string[]}> {
   const dir = await mkdtemp(join(tmpdir(), 'cvm-measure-'))
   try {
     const {path, sha256: ukiSha256} = await extractUki(disk, dir)
@@ -54,6 +46,7 @@ export async function pcrMeasurements(disk: string, stores: PcrVarStores = {}): 
         ? [entry(predictPcr4(uki, {secureBoot: true}, what), 'tpm-pcr4', ['uki', 'firmware-events', 'boot-order', 'secure-boot'], {...params, secureBoot: 'on', earlierBootAttempts: 0}, "PCR 4 (SHA-256 bank) after a firmware with Secure Boot on started the signed UKI from this disk as its first boot option (the stub's kernel is not measured then); assumes edk2's standard events")]
         : []),
     ]
+    const stores = await varStores(uki, signed, opts.secureBootVars)
     const notes: string[] = []
     for (const secureBoot of signed ? [false, true] : [false]) {
       const state = secureBoot ? 'on' : 'off'
@@ -81,26 +74,18 @@ export async function pcrMeasurements(disk: string, stores: PcrVarStores = {}): 
 }
 
 /**
- * The stores PCR 7 is predicted for when none is named: Secure Boot off with the store validation
- * boots (OVMF_VARS_4M.fd), on with Debian's snakeoil store when its db verifies the UKI (a UKI signed
- * with the snakeoil key, as the tests sign); another key's store must be named.
+ * The stores PCR 7 is predicted for: Secure Boot off with the store validation boots
+ * (OVMF_VARS_4M.fd), on with the store named, else Debian's snakeoil store when its db verifies the
+ * UKI (a UKI signed with the snakeoil key, as the tests sign); another key's store must be named. A
+ * store named is read at once: one that is none fails, signed UKI or not.
  */
-export async function defaultVarStores(disk: string, on?: string): Promise<PcrVarStores> {
+async function varStores(uki: Buffer, signed: boolean, named?: string): Promise<{off?: string; on?: string}> {
   const exists = (p: string) => stat(p).then((s) => s.isFile(), () => false)
-  // a store named is read at once: one that is none fails here, signed UKI or not
-  if (on) readVariableStore(await readFile(on), on)
-  const stores: PcrVarStores = {off: (await exists(OVMF_VARS)) ? OVMF_VARS : undefined, on}
-  if (!on && (await exists(OVMF_VARS_SNAKEOIL))) {
-    const dir = await mkdtemp(join(tmpdir(), 'cvm-measure-'))
-    try {
-      const uki = await readFile((await extractUki(disk, dir)).path)
-      const db = variable(readVariableStore(await readFile(OVMF_VARS_SNAKEOIL), OVMF_VARS_SNAKEOIL), 'db', EFI_IMAGE_SECURITY_DATABASE)
-      if (parsePe(uki).certTableSize > 0 && db && verifyingDbEntry(signatureEntries(db, 'db'), uki)) stores.on = OVMF_VARS_SNAKEOIL
-    } finally {
-      await rm(dir, {recursive: true, force: true})
-    }
-  }
-  return stores
+  if (named) readVariableStore(await readFile(named), named)
+  const off = (await exists(OVMF_VARS)) ? OVMF_VARS : undefined
+  if (named || !signed || !(await exists(OVMF_VARS_SNAKEOIL))) return {off, on: named}
+  const db = variable(readVariableStore(await readFile(OVMF_VARS_SNAKEOIL), OVMF_VARS_SNAKEOIL), 'db', EFI_IMAGE_SECURITY_DATABASE)
+  return {off, on: db && verifyingDbEntry(signatureEntries(db, 'db'), uki) ? OVMF_VARS_SNAKEOIL : undefined}
 }
 
 function entry(p: PcrPrediction, kind: MeasurementEntry['kind'], dependsOn: MeasurementEntry['dependsOn'], params: Record<string, string | number>, description: string): MeasurementEntry {

@@ -280,6 +280,8 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
   const tag = prefix ? `${mode}-${prefix}` : mode
   const kind: BootKind = {mode, full: plan.full, secureBoot: plan.name === 'secure-boot'}
   const named = (name: string) => (prefix ? `${prefix}:${name}` : name)
+  // a vTPM when the host has swtpm; without one, tpm-pcrs is skipped with why
+  const vtpm = a.hostReport.swtpm.version !== undefined
   const boot = await GuestBoot.prepare({
     host: a.host,
     local: a.local,
@@ -289,7 +291,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     disk: a.hostDisk,
     kernel: plan.kernel,
     secureBootVars: plan.secureBootVars,
-    vtpm: a.hostReport.swtpm.version !== undefined,
+    vtpm,
     work: a.work,
     seed: a.seedMethod,
     templatesDir: req.templatesDir,
@@ -331,10 +333,9 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       uki: a.parts,
       shared: {},
       probe: a.probe,
-      tpm:
-        a.hostReport.swtpm.version === undefined
-          ? {notAttached: `${a.host.label} has no ${a.hostReport.swtpm.binary} (package swtpm)`}
-          : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'}, a.varStore)},
+      tpm: !vtpm
+        ? {notAttached: `${a.host.label} has no ${a.hostReport.swtpm.binary} (package swtpm)`}
+        : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'}, a.varStore)},
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,

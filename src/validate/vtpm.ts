@@ -182,8 +182,6 @@ export async function checkTpmPcrs(ctx: CheckContext): Promise<Outcome> {
 /** Pure: the verdict from the PCRs read and the expectation. */
 export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, device: string): Outcome {
   const pcr11 = values.get(PCR_KERNEL_IMAGE)
-  const pcr4 = values.get(PCR_BOOT_MANAGER_CODE)
-  const pcr7 = values.get(PCR_SECURE_BOOT_POLICY)
   const failed: string[] = []
   const parts: string[] = []
   const at = exp.pcr11.find((e) => e.value === pcr11)
@@ -192,17 +190,15 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
     failed.push('PCR 11')
     parts.push(`PCR 11 ${pcr11 ?? 'not returned'}, predicted ${exp.pcr11.map((e) => `${e.phase} ${short(e.value)}`).join(' / ')}`)
   }
-  if ('notPredicted' in exp.pcr4) parts.push(`PCR 4 ${pcr4 ?? 'not returned'} (not predicted: ${exp.pcr4.notPredicted})`)
-  else if (pcr4 === exp.pcr4.value) parts.push(`PCR 4 ${pcr4} = predicted (Secure Boot ${exp.pcr4.secureBoot ? 'on' : 'off'})`)
-  else {
-    failed.push('PCR 4')
-    parts.push(`PCR 4 ${pcr4 ?? 'not returned'}, predicted ${exp.pcr4.value} (Secure Boot ${exp.pcr4.secureBoot ? 'on' : 'off'})`)
-  }
-  if ('notPredicted' in exp.pcr7) parts.push(`PCR 7 ${pcr7 ?? 'not returned'} (not predicted: ${exp.pcr7.notPredicted})`)
-  else if (pcr7 === exp.pcr7.value) parts.push(`PCR 7 ${pcr7} = predicted (Secure Boot ${exp.pcr7.secureBoot ? 'on' : 'off'})`)
-  else {
-    failed.push('PCR 7')
-    parts.push(`PCR 7 ${pcr7 ?? 'not returned'}, predicted ${exp.pcr7.value} (Secure Boot ${exp.pcr7.secureBoot ? 'on' : 'off'})`)
+  // PCR 4 and PCR 7: one predicted value for the boot's Secure Boot state, or why there is none
+  for (const [pcr, e] of [[PCR_BOOT_MANAGER_CODE, exp.pcr4], [PCR_SECURE_BOOT_POLICY, exp.pcr7]] as const) {
+    const got = values.get(pcr)
+    if ('notPredicted' in e) parts.push(`PCR ${pcr} ${got ?? 'not returned'} (not predicted: ${e.notPredicted})`)
+    else if (got === e.value) parts.push(`PCR ${pcr} ${got} = predicted (Secure Boot ${e.secureBoot ? 'on' : 'off'})`)
+    else {
+      failed.push(`PCR ${pcr}`)
+      parts.push(`PCR ${pcr} ${got ?? 'not returned'}, predicted ${e.value} (Secure Boot ${e.secureBoot ? 'on' : 'off'})`)
+    }
   }
   const evidence = `${device}, SHA-256 bank: ${parts.join('; ')}`
   if (failed.length === 0) return {verdict: 'pass', evidence}
