@@ -133,6 +133,18 @@ describe.each(targets)('a published release on a $kind target', (t) => {
     const r = await cli(['verify', `${t.spec()}/${fx.record.recipeId}/1.0`, ...t.flags()])
     expect(r.code).toBe(4)
     expect(r.stderr).toMatch(/is not a complete release: it has no manifest\.json/)
+    // a manifest.json that is not JSON, or JSON that is no manifest: refused (exit 4), not a crash (exit 70)
+    for (const [text, why] of [
+      ['{"artifacts": [', /not a cvm-image manifest \(.*JSON/],
+      ['null', /not a cvm-image manifest \(it names no artifacts or provenance\)/],
+      ['{"artifacts": [], "provenance": {}}', /not a cvm-image manifest \(it names no artifacts or provenance\)/],
+    ] as const) {
+      await writeFile(join(dir, 'manifest.json'), text)
+      const bad = await cli(['verify', `${t.spec()}/${fx.record.recipeId}/1.0`, ...t.flags()])
+      expect(bad.code, bad.stderr).toBe(4)
+      expect(bad.stderr).toMatch(why)
+      expect(bad.stderr).toContain('hint: the release was damaged or is not one cvm-image published')
+    }
   })
 
   it('verify names a SHA256SUMS that disagrees with the manifest, and a missing file', async () => {

@@ -84,14 +84,16 @@ async function check(store: ReleaseStore, log: (line: string) => void, signal: A
       hint: 'give the release directory <target>/<recipe id>/<version>; a publish that was interrupted is completed by running it again',
     })
   }
-  let manifest: Manifest
+  const notAManifest = (why: string) =>
+    new ConflictError(`${store.location}/${MANIFEST_NAME} is not a cvm-image manifest (${why})`, {hint: 'the release was damaged or is not one cvm-image published'})
   const manifestData = await store.readFile(MANIFEST_NAME)
+  let manifest: Manifest | null
   try {
-    manifest = JSON.parse(manifestData.toString('utf8')) as Manifest
-    if (!Array.isArray(manifest.artifacts) || !manifest.provenance?.sha256) throw new Error('it names no artifacts or provenance')
+    manifest = JSON.parse(manifestData.toString('utf8')) as Manifest | null
   } catch (e) {
-    throw new ConflictError(`${store.location}/${MANIFEST_NAME} is not a cvm-image manifest (${(e as Error).message})`, {hint: 'the release was damaged or is not one cvm-image published'})
+    throw notAManifest((e as Error).message)
   }
+  if (!Array.isArray(manifest?.artifacts) || !manifest.provenance?.sha256) throw notAManifest('it names no artifacts or provenance')
   const expected = [
     ...manifest.artifacts.map((a) => ({name: a.name, sha256: a.sha256})),
     {name: manifest.provenance.name, sha256: manifest.provenance.sha256},
