@@ -127,13 +127,13 @@ echo "device $d"
 od -An -tx1 -v <&3
 `
 
-/** The PCR values (lower-case hex) a TPM2_PCR_Read response gives, by PCR index. */
+/** The PCR values (lower-case hex) a TPM2_PCR_Read response gives, by PCR index; a response that is not one is a StageError (the check reports it as a fail). */
 export function parsePcrReadResponse(res: Buffer): Map<number, string> {
-  if (res.length < 10) throw new Error(`a TPM response of ${res.length} bytes, shorter than its header`)
+  if (res.length < 10) throw new StageError(`a TPM response of ${res.length} bytes, shorter than its header`)
   const size = res.readUInt32BE(2)
   const rc = res.readUInt32BE(6)
-  if (rc !== 0) throw new Error(`TPM2_PCR_Read failed: response code 0x${rc.toString(16).padStart(8, '0')}`)
-  if (size !== res.length) throw new Error(`the TPM response says ${size} bytes, ${res.length} came`)
+  if (rc !== 0) throw new StageError(`TPM2_PCR_Read failed: response code 0x${rc.toString(16).padStart(8, '0')}`)
+  if (size !== res.length) throw new StageError(`the TPM response says ${size} bytes, ${res.length} came`)
   let o = 14 // header, pcrUpdateCounter
   const selections = res.readUInt32BE(o)
   o += 4
@@ -146,7 +146,7 @@ export function parsePcrReadResponse(res: Buffer): Map<number, string> {
   }
   const count = res.readUInt32BE(o)
   o += 4
-  if (count !== pcrs.length) throw new Error(`the TPM returned ${count} digests for ${pcrs.length} selected PCRs`)
+  if (count !== pcrs.length) throw new StageError(`the TPM returned ${count} digests for ${pcrs.length} selected PCRs`)
   const values = new Map<number, string>()
   for (const pcr of pcrs) {
     const len = res.readUInt16BE(o)
