@@ -1,21 +1,19 @@
 import {X509Certificate} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {mkdir, readFile} from 'node:fs/promises'
-import {join, resolve} from 'node:path'
+import {readFile} from 'node:fs/promises'
+import {resolve} from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {ExitCode, HostError, InputError} from '../errors.js'
-import {enrollCertificate} from '../measure/ovmf-vars.js'
-import {ENROLLED_STORE} from '../pipeline/stages/validate.js'
-import {atomicWriteFile} from '../util/fsx.js'
 import {VALIDATE_DEFAULTS, VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import type {ValidationReport} from '../validate/report.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
+import {ENROLLED_STORE, writeEnrolledStore} from '../validate/secure-boot-store.js'
 import {readMeasurementsFile} from '../validate/vtpm.js'
 
 export default class Validate extends BaseCommand {
@@ -72,8 +70,6 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : hostKeyPinFromFlag(flags['host-key'])
     let secureBootVars = flags['secure-boot-vars'] && resolve(flags['secure-boot-vars'])
     if (flags['secure-boot-cert']) {
-      secureBootVars = join(resolve(flags.out), ENROLLED_STORE)
-      await mkdir(resolve(flags.out), {recursive: true})
       const pem = await readFile(flags['secure-boot-cert'], 'utf8')
       let cert: X509Certificate
       try {
@@ -82,7 +78,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
         throw new InputError(`--secure-boot-cert ${flags['secure-boot-cert']} is not an X.509 certificate: ${(e as Error).message}`, {hint: 'give the PEM certificate whose key signed the UKI (build --signing-cert)'})
       }
       if (!existsSync(OVMF_VARS)) throw new HostError(`no ${OVMF_VARS} to enroll the certificate into`, {hint: 'install the ovmf package (cvm-image doctor --install), or give a store with --secure-boot-vars'})
-      await atomicWriteFile(secureBootVars, enrollCertificate(await readFile(OVMF_VARS), cert.toString(), OVMF_VARS))
+      secureBootVars = await writeEnrolledStore(resolve(flags.out), await readFile(OVMF_VARS), cert.toString(), OVMF_VARS)
     }
     const expectedMeasurements = flags.measurements ? {entries: await readMeasurementsFile(flags.measurements), source: flags.measurements} : undefined
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}

@@ -1,16 +1,16 @@
 import {existsSync} from 'node:fs'
-import {readdir, readFile, writeFile} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../../errors.js'
 import type {ValidationMode} from '../../recipe/schema.js'
 import {readSigningCertificate} from '../../disk/secure-boot.js'
-import {enrollCertificate} from '../../measure/ovmf-vars.js'
 import {sha256, sha256File} from '../../util/fsx.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../../validate/host-probe.js'
 import {markerLine} from '../../validate/marker.js'
 import {PROBE_SOURCE} from '../../validate/nvme-probe.js'
 import {validateOnHost, writeSkippedReport} from '../../validate/run.js'
+import {writeEnrolledStore} from '../../validate/secure-boot-store.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
 function modesOf(ctx: BuildContext): ValidationMode[] {
@@ -47,9 +47,6 @@ export interface ValidateInputs {
    */
   secureBoot: {vars: string; varsSha256: string} | {enroll: {certPem: string; base: string; baseSha256: string}} | {notRun: string} | null
 }
-
-/** the variable store the stage makes for a certificate no given store enrolls, in its output */
-export const ENROLLED_STORE = 'OVMF_VARS.secure-boot.fd'
 
 /**
  * Which variable store validates a UKI signed with --signing-cert under Secure Boot: --secure-boot-vars,
@@ -115,8 +112,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       const base = await readFile(sb.enroll.base)
       if (sha256(base) !== sb.enroll.baseSha256) throw new StageError(`the variable store ${sb.enroll.base} changed after this validation was keyed (sha256 ${sb.enroll.baseSha256})`, {hint: 'run the build again'})
       // kept beside the report: the store the Secure Boot boot started from
-      secureBootVars = join(io.out, ENROLLED_STORE)
-      await writeFile(secureBootVars, enrollCertificate(base, sb.enroll.certPem, sb.enroll.base))
+      secureBootVars = await writeEnrolledStore(io.out, base, sb.enroll.certPem, sb.enroll.base)
     }
     // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
     const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, signal: io.signal}, {
