@@ -3,8 +3,8 @@ import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
-import {run} from '../src/util/exec.js'
-import {OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../src/validate/host-probe.js'
+import {OVMF_VARS_SNAKEOIL} from '../src/validate/host-probe.js'
+import {decryptedSnakeoilKey, SNAKEOIL_CERT} from './helpers/snakeoil.js'
 import {buildBackport, byName, kernelCheck, parseBuild, patchResult, scratchCwd, seriesBackports, stageDir, type Check} from './helpers/backport.js'
 import {cli} from './helpers/cli.js'
 
@@ -35,8 +35,7 @@ describe('backport-5.4 on the real 5.4.59 tree', () => {
 
   it('signed with the snakeoil key, the firmware boots it under Secure Boot, and its PCR 4, 7 and 11 are the predicted ones (swtpm)', async () => {
     // Debian's snakeoil key is encrypted with the password "snakeoil": a decrypted copy signs
-    const key = join(cwd, 'snakeoil.key')
-    await run('openssl', ['pkey', '-in', '/usr/share/ovmf/PkKek-1-snakeoil.key', '-passin', 'pass:snakeoil', '-out', key])
+    const key = await decryptedSnakeoilKey(join(cwd, 'snakeoil.key'))
     // the kernel is the test above's (cached): only the assemble stage runs again, signing the UKI
     const b = parseBuild(await buildBackport(cwd, 'backport-5.4', '--signing-key', key, '--signing-cert', SNAKEOIL_CERT, '--until', 'assemble'))
     const out = join(cwd, 'validate-secure-boot')

@@ -15,6 +15,7 @@ import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {cli} from './helpers/cli.js'
 import {buildUntil} from './helpers/pipeline.js'
 import {OVMF_VARS_SNAKEOIL} from '../src/validate/host-probe.js'
+import {decryptedSnakeoilKey, SNAKEOIL_CERT, SNAKEOIL_KEY} from './helpers/snakeoil.js'
 import type {ValidationReport} from '../src/validate/report.js'
 
 /**
@@ -23,8 +24,6 @@ import type {ValidationReport} from '../src/validate/report.js'
  * snakeoil pair, the one its OVMF_VARS_4M.snakeoil.fd enrolls (the shipped key is encrypted with the
  * password "snakeoil": the test decrypts a copy), and throwaway pairs made here.
  */
-const SNAKEOIL_KEY = '/usr/share/ovmf/PkKek-1-snakeoil.key'
-const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
 let work: string
 let key: string
 let otherKey: string
@@ -37,8 +36,7 @@ const sbverify = (cert: string, file: string) => run('sbverify', ['--cert', cert
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'cvm-secure-boot-'))
-  key = join(work, 'snakeoil.key')
-  await openssl(['pkey', '-in', SNAKEOIL_KEY, '-passin', 'pass:snakeoil', '-out', key])
+  key = await decryptedSnakeoilKey(join(work, 'snakeoil.key'))
   otherKey = join(work, 'other.key')
   otherCert = join(work, 'other.pem')
   await openssl(['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', otherKey, '-out', otherCert, '-days', '30', '-subj', '/CN=cvm-image test other db key/'])

@@ -7,6 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {signPe} from '../src/disk/secure-boot.js'
 import {run} from '../src/util/exec.js'
 import {OVMF_VARS_SNAKEOIL} from '../src/validate/host-probe.js'
+import {decryptedSnakeoilKey, SNAKEOIL_CERT} from './helpers/snakeoil.js'
 import type {ValidationReport} from '../src/validate/report.js'
 import {cli} from './helpers/cli.js'
 import {buildUntil} from './helpers/pipeline.js'
@@ -17,8 +18,6 @@ import {buildUntil} from './helpers/pipeline.js'
  * disks are debian-12's, built through the pipeline (cache hits when the other image tests built
  * them); each tampered copy has its UKI changed on the ESP with mtools, nothing else.
  */
-const SNAKEOIL_KEY = '/usr/share/ovmf/PkKek-1-snakeoil.key'
-const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
 let work: string
 let key: string
 let signed: string
@@ -67,8 +66,7 @@ const report = async (out: string) => JSON.parse(await readFile(join(out, 'repor
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'cvm-tamper-'))
-  key = join(work, 'snakeoil.key')
-  await run('openssl', ['pkey', '-in', SNAKEOIL_KEY, '-passin', 'pass:snakeoil', '-out', key])
+  key = await decryptedSnakeoilKey(join(work, 'snakeoil.key'))
   signed = join((await buildUntil('debian-12', 'assemble', {signingKey: key, signingCert: SNAKEOIL_CERT})).results.assemble!.dir, 'disk.raw')
   unsigned = join((await buildUntil('debian-12', 'assemble')).results.assemble!.dir, 'disk.raw')
 }, 1_800_000)

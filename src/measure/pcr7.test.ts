@@ -9,6 +9,7 @@ import {signPe} from '../disk/secure-boot.js'
 import {buildUki, EFI_STUB} from '../disk/uki.js'
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
+import {decryptedSnakeoilKey} from '../../test/helpers/snakeoil.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../validate/host-probe.js'
 import {authenticodeSha256} from './authenticode.js'
 import {guidBytes} from './guid.js'
@@ -33,8 +34,7 @@ let snakeoilKey: string
 let unsigned: Buffer
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cvm-pcr7-'))
-  snakeoilKey = join(dir, 'snakeoil.key')
-  await run('openssl', ['pkey', '-in', '/usr/share/ovmf/PkKek-1-snakeoil.key', '-passin', 'pass:snakeoil', '-out', snakeoilKey])
+  snakeoilKey = await decryptedSnakeoilKey(join(dir, 'snakeoil.key'))
   await writeFile(join(dir, 'cmdline'), 'console=ttyS0')
   await writeFile(join(dir, 'osrel'), 'ID=debian\n')
   await buildUki({vmlinuz: EFI_STUB, cmdlineFile: join(dir, 'cmdline'), osReleaseFile: join(dir, 'osrel')}, join(dir, 'uki.efi'), {sourceDateEpoch: 1_700_000_000})
