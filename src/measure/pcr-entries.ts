@@ -8,7 +8,7 @@ import {parsePe} from '../disk/pe.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {extractUki} from '../validate/uki.js'
 import type {MeasurementEntry} from './entry.js'
-import {EFI_IMAGE_SECURITY_DATABASE, readVariableStore, signatureEntries, variable} from './ovmf-vars.js'
+import {EFI_IMAGE_SECURITY_DATABASE, readVariableStore, signatureEntries, variable, type EfiVariable} from './ovmf-vars.js'
 import {extendPcr11Phases, predictPcr11, predictPcr4, stubSections, type PcrPrediction} from './pcr.js'
 import {predictPcr7, verifyingDbEntry} from './pcr7.js'
 
@@ -55,14 +55,13 @@ export async function pcrMeasurements(disk: string, opts: {secureBootVars?: stri
         notes.push(`no PCR 7 with Secure Boot ${state}: no variable store was given for it${secureBoot ? " (one whose db verifies the UKI's signature)" : ''}`)
         continue
       }
-      const bytes = await readFile(store)
-      const r = predictPcr7(readVariableStore(bytes, store), {secureBoot, uki})
+      const r = predictPcr7(store.vars, {secureBoot, uki})
       if ('notPredicted' in r) {
-        notes.push(`no PCR 7 with Secure Boot ${state} for ${store}: ${r.notPredicted}`)
+        notes.push(`no PCR 7 with Secure Boot ${state} for ${store.path}: ${r.notPredicted}`)
         continue
       }
       entries.push(
-        entry(r.prediction, 'tpm-pcr7', secureBoot ? ['secure-boot', 'secure-boot-keys', 'uki'] : ['secure-boot', 'secure-boot-keys'], {secureBoot: state, varStore: store, varStoreSha256: createHash('sha256').update(bytes).digest('hex'), ...(secureBoot ? {ukiSha256} : {})}, secureBoot
+        entry(r.prediction, 'tpm-pcr7', secureBoot ? ['secure-boot', 'secure-boot-keys', 'uki'] : ['secure-boot', 'secure-boot-keys'], {secureBoot: state, varStore: store.path, varStoreSha256: store.sha256, ...(secureBoot ? {ukiSha256} : {})}, secureBoot
           ? "PCR 7 (SHA-256 bank), the Secure Boot policy, with Secure Boot on: the store's SecureBoot, PK, KEK, db and dbx, then the db entry that verified the UKI; assumes edk2's standard events"
           : "PCR 7 (SHA-256 bank), the Secure Boot policy, with Secure Boot off: the store's PK, KEK, db and dbx (any disk booted with this store gives it); assumes edk2's standard events"),
       )
@@ -73,19 +72,32 @@ export async function pcrMeasurements(disk: string, opts: {secureBootVars?: stri
   }
 }
 
+/** A variable store read once: its path, sha256 and live variables. */
+interface VarStore {
+  path: string
+  sha256: string
+  vars: EfiVariable[]
+}
+
+async function readStore(path: string): Promise<VarStore> {
+  const bytes = await readFile(path)
+  return {path, sha256: createHash('sha256').update(bytes).digest('hex'), vars: readVariableStore(bytes, path)}
+}
+
 /**
  * The stores PCR 7 is predicted for: Secure Boot off with the store validation boots
  * (OVMF_VARS_4M.fd), on with the store named, else Debian's snakeoil store when its db verifies the
  * UKI (a UKI signed with the snakeoil key, as the tests sign); another key's store must be named. A
  * store named is read at once: one that is none fails, signed UKI or not.
  */
-async function varStores(uki: Buffer, signed: boolean, named?: string): Promise<{off?: string; on?: string}> {
+async function varStores(uki: Buffer, signed: boolean, named?: string): Promise<{off?: VarStore; on?: VarStore}> {
   const exists = (p: string) => stat(p).then((s) => s.isFile(), () => false)
-  if (named) readVariableStore(await readFile(named), named)
-  const off = (await exists(OVMF_VARS)) ? OVMF_VARS : undefined
-  if (named || !signed || !(await exists(OVMF_VARS_SNAKEOIL))) return {off, on: named}
-  const db = variable(readVariableStore(await readFile(OVMF_VARS_SNAKEOIL), OVMF_VARS_SNAKEOIL), 'db', EFI_IMAGE_SECURITY_DATABASE)
-  return {off, on: db && verifyingDbEntry(signatureEntries(db, 'db'), uki) ? OVMF_VARS_SNAKEOIL : undefined}
+  const on = named ? await readStore(named) : undefined
+  const off = (await exists(OVMF_VARS)) ? await readStore(OVMF_VARS) : undefined
+  if (named || !signed || !(await exists(OVMF_VARS_SNAKEOIL))) return {off, on}
+  const snakeoil = await readStore(OVMF_VARS_SNAKEOIL)
+  const db = variable(snakeoil.vars, 'db', EFI_IMAGE_SECURITY_DATABASE)
+  return {off, on: db && verifyingDbEntry(signatureEntries(db, 'db'), uki) ? snakeoil : undefined}
 }
 
 function entry(p: PcrPrediction, kind: MeasurementEntry['kind'], dependsOn: MeasurementEntry['dependsOn'], params: Record<string, string | number>, description: string): MeasurementEntry {

@@ -177,7 +177,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
       const settled = await Promise.allSettled(
         boots.map(async (boot) => {
           const own: CheckResult[] = []
-          const varStore = (boot.secureBootVars ? varStores.secureBoot : undefined) ?? varStores.plain
+          const varStore = (boot.secureBootVars && varStores.secureBoot) || varStores.plain
           const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, ukiImage, varStore, hostDisk, checks: own, log, progress})
           return {r, own}
         }),
