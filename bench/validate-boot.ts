@@ -32,7 +32,7 @@ try {
   console.log(`whole validation:          ${(r.timings.totalMs / 1000).toFixed(1)} s (wall ${wall.toFixed(1)} s), verdict ${r.verdict}`)
   console.log(`checks:                    ${['pass', 'fail', 'skip'].map((v) => `${r.checks.filter((c) => c.verdict === v).length} ${v}`).join(', ')}`)
   // the time of each check (the boots' checks overlap: their sum is more than the whole)
-  for (const c of r.checks) console.log(`  ${c.name.padEnd(32)} ${(c.durationMs / 1000).toFixed(1).padStart(6)} s  ${c.verdict}`)
+  for (const c of r.checks) console.log(`  ${c.name.padEnd(32)} ${(c.durationMs / 1000).toFixed(1).padStart(6)} s  ${c.verdict}${c.verdict === 'fail' ? `: ${c.evidence}` : ''}`)
   console.log(`goal (issue #19): the whole validation in at most 60 s; now ${(r.timings.totalMs / 1000).toFixed(1)} s`)
 } finally {
   await rm(out, {recursive: true, force: true})

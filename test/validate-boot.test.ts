@@ -48,7 +48,7 @@ describe('validate: boot the debian-12 disk in emulated mode (real QEMU + OVMF u
       process.stderr.write(`validate boot: ${report.verdict}, boot to SSH ${report.timings.bootToSshMs} ms, total ${report.timings.totalMs} ms\n`)
       for (const c of report.checks) process.stderr.write(`  ${c.verdict} ${c.name}: ${c.evidence}\n`)
       const by = (n: string) => report.checks.find((c) => c.name === n)
-      const names = ['boot', 'kernel', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'cloud-init', 'nvme-integrity', 'swiotlb-bounce', 'kexec', 'poweroff', 'image-unchanged']
+      const names = ['boot', 'kernel', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'nvme-integrity', 'swiotlb-bounce', 'cloud-init', 'kexec', 'poweroff', 'image-unchanged']
       for (const n of [...names, 'tpm-pcrs', 'disk-boot:boot', 'disk-boot:kernel', 'disk-boot:cmdline', 'disk-boot:tpm-pcrs', 'disk-boot:poweroff']) expect(by(n), `check ${n} has a verdict`).toBeDefined()
       // the vTPM (swtpm): PCR 11 as predicted from the UKI after systemd-pcrphase (the image has libtss2) in both boots;
       // PCR 4 as predicted where the firmware boots the disk itself; PCR 7 from the plain variable store

@@ -10,6 +10,7 @@ import {PROBE_REMOTE_PATH} from './nvme-probe.js'
 import {
   bounceOutcome,
   checkCloudInit,
+  cloudInitOutcome,
   checkCmdline,
   checkRunningKernel,
   checkMarker,
@@ -179,27 +180,53 @@ describe('network: a global IPv4 address and a default route', () => {
 })
 
 const DS = 'DataSourceNoCloud [seed=/dev/nvme2n1][dsmode=net]'
-const doneLong = `status: done\nboot_status_code: enabled-by-generator\nlast_update: Fri, 27 Nov 2026 01:02:03 +0000\ndetail:\n${DS}\n`
+/** what the check's one command printed on debian-12 (cloud-init 22.4.2) under TCG: status.json, the separator, result.json */
+const CLOUD_INIT_DONE = readFileSync(join(import.meta.dirname, 'testdata', 'cloud-init-22.4-debian-12-done.txt'), 'utf8')
+const SEPARATOR = '\n--- cvm-image: result.json ---\n'
+const [STATUS_DONE, RESULT_DONE] = CLOUD_INIT_DONE.split(SEPARATOR) as [string, string]
+/** the recorded status.json with one stage changed */
+const statusWith = (stage: string, change: Record<string, unknown>) => {
+  const s = JSON.parse(STATUS_DONE) as {v1: Record<string, Record<string, unknown>>}
+  s.v1[stage] = {...s.v1[stage], ...change}
+  return JSON.stringify(s)
+}
 
-describe('cloud-init: finished, without errors', () => {
-  const cloudInit = (status: string, result: Answer) =>
-    checkCloudInit(recordedContext([['cloud-init status --long', status], ['cat /run/cloud-init/result.json', result]]))
-  it('passes on status done and an empty error list', async () => {
-    expect(await cloudInit(doneLong, JSON.stringify({v1: {datasource: DS, errors: []}}))).toEqual({verdict: 'pass', evidence: `status: done; result.json datasource: ${DS}`})
+describe('cloud-init: finished, without errors (status.json and result.json read as `cloud-init status` reads them)', () => {
+  const cloudInit = (answer: Answer) => checkCloudInit(recordedContext([['cat /run/cloud-init/status.json', answer]]))
+  it('passes on the recorded output of a finished debian-12 guest, naming the stages and the datasource', async () => {
+    expect(await cloudInit(CLOUD_INIT_DONE)).toEqual({verdict: 'pass', evidence: `done: stages finished: init, init-local, modules-config, modules-final; datasource: ${DS}`})
   })
-  it('fails on status error, naming the errors', async () => {
-    const o = await cloudInit('status: error\ndetail: (\'ssh\', KeyError(\'ed25519_private\'))\n', JSON.stringify({v1: {datasource: DS, errors: ["('ssh', KeyError('ed25519_private'))"]}}))
-    expect(o.verdict).toBe('fail')
-    expect(o.evidence).toMatch(/^status: error; detail: .*KeyError.*errors: \[/)
+  it('fails on a stage that logged errors, naming them', async () => {
+    const o = cloudInitOutcome(statusWith('modules-config', {errors: ["('ssh', KeyError('ed25519_private'))"]}), RESULT_DONE)
+    expect(o).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/; errors: \["\('ssh', KeyError\('ed25519_private'\)\)"\]$/)})
   })
-  it('fails on status done with errors in result.json', async () => {
-    expect(await cloudInit(doneLong, JSON.stringify({v1: {datasource: DS, errors: ['module failed']}}))).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/errors: \["module failed"\]$/)})
+  it('fails on errors in result.json alone', async () => {
+    expect(cloudInitOutcome(STATUS_DONE, JSON.stringify({v1: {datasource: DS, errors: ['module failed']}}))).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/errors: \["module failed"\]$/)})
   })
-  it('fails when result.json is missing', async () => {
-    expect(await cloudInit(doneLong, {exitCode: 1, stderr: 'cat: /run/cloud-init/result.json: No such file or directory\n'})).toMatchObject({
+  it('names an error once when status.json and result.json both carry it', async () => {
+    const e = 'module failed'
+    const o = cloudInitOutcome(statusWith('modules-final', {errors: [e]}), JSON.stringify({v1: {datasource: DS, errors: [e]}}))
+    expect(o.evidence).toMatch(/errors: \["module failed"\]$/)
+  })
+  it('fails while a stage has started and not finished, or status.json names a stage running', async () => {
+    expect(cloudInitOutcome(statusWith('modules-final', {finished: null}), RESULT_DONE)).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^not done: .*still running: modules-final/)})
+    const staged = JSON.parse(STATUS_DONE) as {v1: Record<string, unknown>}
+    staged.v1.stage = 'modules-final'
+    expect(cloudInitOutcome(JSON.stringify(staged), RESULT_DONE)).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/still running: modules-final/)})
+  })
+  it('fails when no stage ran', async () => {
+    expect(cloudInitOutcome(JSON.stringify({v1: {datasource: null, init: {errors: [], start: null, finished: null}, stage: null}}), RESULT_DONE)).toMatchObject({verdict: 'fail', evidence: expect.stringMatching(/^not done: stages finished: none/)})
+  })
+  it('passes with recoverable errors (cloud-init 23.4 and later: "degraded done"), counting them', async () => {
+    const o = cloudInitOutcome(statusWith('init', {recoverable_errors: {WARNING: ['a deprecated key', 'another']}}), RESULT_DONE)
+    expect(o).toMatchObject({verdict: 'pass', evidence: expect.stringMatching(/; 2 recoverable error\(s\) logged$/)})
+  })
+  it('fails when status.json or result.json is missing, with what cat said', async () => {
+    expect(await cloudInit({stdout: `\n--- cvm-image: result.json ---\n${RESULT_DONE}`, stderr: 'cat: /run/cloud-init/status.json: No such file or directory\n', exitCode: 0})).toEqual({
       verdict: 'fail',
-      evidence: 'status: done; /run/cloud-init/result.json missing or unreadable: cat: /run/cloud-init/result.json: No such file or directory',
+      evidence: '/run/cloud-init/status.json missing or unreadable: cat: /run/cloud-init/status.json: No such file or directory',
     })
+    expect(cloudInitOutcome(STATUS_DONE, '')).toEqual({verdict: 'fail', evidence: '/run/cloud-init/result.json missing or unreadable'})
   })
 })
 
@@ -230,8 +257,7 @@ const debian12Emulated = (): Recorded[] => [
   [directIoScript(), ['swiotlb nslabs=32768 idle_used=0 hiwater_before=none', ...okLines, 'sampled 134 251', 'hiwater_after=none'].join('\n')],
   ['io_tlb_nslabs', swiotlbOut([LINUX_6_1], FORCED, '32768')],
   ['ip -o -4 addr', `${ADDR}\n${ROUTE}\n`],
-  ['cloud-init status --long', doneLong],
-  ['cat /run/cloud-init/result.json', JSON.stringify({v1: {datasource: DS, errors: []}})],
+  ['cat /run/cloud-init/status.json', CLOUD_INIT_DONE],
   ['cat /proc/cmdline', `${PLAIN}\n`],
   ['command -v kexec', '2f1e0c8a-6d0b-4a8e-9d3c-1b2a3c4d5e6f\n6.1.158-cvm\n/usr/sbin/kexec\n/boot/vmlinuz-6.1.158-cvm\n'],
   [/^kexec -s -l /, ''],
@@ -252,7 +278,7 @@ describe('the check table', () => {
   it('names every check once, in report order; a full boot runs all but cmdline and secure-boot, the disk-alone boot kernel, cmdline, tpm-pcrs, poweroff', () => {
     const names = CHECKS.map((c) => c.name)
     expect(new Set(names).size).toBe(names.length)
-    const full = ['kernel', 'tpm-pcrs', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'cloud-init', 'nvme-integrity', 'swiotlb-bounce', 'kexec', 'poweroff']
+    const full = ['kernel', 'tpm-pcrs', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'nvme-integrity', 'swiotlb-bounce', 'cloud-init', 'kexec', 'poweroff']
     for (const mode of ['emulated', 'sev', 'sev-es'] as const) expect(checksFor({mode, full: true}).map((c) => c.name)).toEqual(full)
     expect(checksFor({mode: 'emulated', full: false}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'tpm-pcrs', 'poweroff'])
     expect(checksFor({mode: 'emulated', full: false, secureBoot: true}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'secure-boot', 'tpm-pcrs', 'poweroff'])
@@ -279,9 +305,9 @@ describe('the check table', () => {
       'memory-encryption: skip',
       'swiotlb-active: pass',
       'network: pass',
-      'cloud-init: pass',
       'nvme-integrity: pass',
       'swiotlb-bounce: pass',
+      'cloud-init: pass',
       'kexec: pass',
       'poweroff: pass',
     ])
