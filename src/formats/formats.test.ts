@@ -1,4 +1,4 @@
-import {mkdtemp, readFile, rm, stat, writeFile, truncate} from 'node:fs/promises'
+import {mkdtemp, open, readFile, rm, stat, truncate, utimes, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
@@ -116,5 +116,28 @@ describe('prepareFormats', () => {
     expect(again).toEqual(arts)
     expect((await stat(arts[1].path)).mtimeMs).toBe(qcowMtime) // not converted again
     await expect(prepareFormats({...disk, sha256: '0'.repeat(64)}, ['raw'], opts)).rejects.toThrow(/assemble recorded 0{64}/)
+  })
+
+  it('a re-publish proves the bytes by the extent digest kept at the first: one changed byte is refused, even with the mtime put back', async () => {
+    const copy = join(dir, 'changed.img')
+    await run('cp', ['--sparse=always', disk.path, copy])
+    const own = {...disk, path: copy}
+    const opts = {stagingDir: join(dir, 'staging-extents'), sourceDateEpoch: 1700000000, gceName: 'debian-12-1'}
+    const [first] = await prepareFormats(own, ['raw'], opts)
+    expect(first!.sha256).toBe(disk.sha256)
+    const memo = JSON.parse(await readFile(join(opts.stagingDir, `${disk.sha256.slice(0, 16)}-1700000000-v1`, 'raw.verified.json'), 'utf8'))
+    expect(memo).toMatchObject({sha256: disk.sha256, extentSha256: expect.stringMatching(/^[0-9a-f]{64}$/)})
+    // an identical re-publish hashes nothing but the allocated ranges
+    const progress: string[] = []
+    await prepareFormats(own, ['raw'], {...opts, progress: (l) => progress.push(l)})
+    expect(progress.filter((l) => l.startsWith('hashing'))).toEqual([])
+    // one byte of the GPT header changed, the times put back as they were
+    const {atime, mtime} = await stat(copy)
+    const fh = await open(copy, 'r+')
+    await fh.write(Buffer.from([0x5a]), 0, 1, 512 + 100)
+    await fh.close()
+    await utimes(copy, atime, mtime)
+    await expect(prepareFormats(own, ['raw'], {...opts, progress: (l) => progress.push(l)})).rejects.toThrow(/assemble recorded/)
+    expect(progress.filter((l) => l.startsWith('hashing'))).toEqual([`hashing ${copy}`])
   })
 })

@@ -1,0 +1,94 @@
+import {createHash} from 'node:crypto'
+import {open, stat} from 'node:fs/promises'
+
+import {run} from './exec.js'
+
+/*
+ * A digest of a sparse file's bytes that reads only its allocated ranges.
+ *
+ * The ranges come from the filesystem's extent map (FIEMAP, through e2fsprogs' `filefrag`, which
+ * cvm-image already needs for mke2fs). Everything outside them is a hole and reads as zeros, so the
+ * digest covers every byte: sha256 over a version line, the file's size, and for each allocated
+ * range (adjacent ranges merged, so the physical layout does not matter) its offset, its length and
+ * its bytes. Two files with equal extent digests have equal bytes. The converse does not hold: the
+ * same bytes with other holes (a copy that wrote zeros out, say) give another digest, and the caller
+ * then falls back to a plain sha256. A 4 GiB debian-12 disk with 380 MB allocated is read in about
+ * 0.3 s instead of 2.8 s (docs/testing.md).
+ */
+
+/** An extent digest: what extentSha256 read, and its result. */
+export interface ExtentDigest {
+  digest: string
+  /** bytes read: the sum of the allocated ranges */
+  allocated: number
+  size: number
+}
+
+const VERSION_LINE = 'cvm-image extent-sha256 v1\n'
+
+/**
+ * The file's allocated byte ranges [offset, end), sorted and merged, from `filefrag -s -v -b1`
+ * (-s: sync first, so data still in the page cache has its extents). undefined when the filesystem
+ * has no extent map (tmpfs, some network filesystems) or filefrag is missing.
+ */
+export async function allocatedRanges(path: string, signal?: AbortSignal): Promise<[number, number][] | undefined> {
+  const r = await run('filefrag', ['-s', '-v', '-b1', path], {reject: false, signal}).catch(() => undefined)
+  if (!r || r.exitCode !== 0) return undefined
+  return parseFilefrag(r.stdout)
+}
+
+/** Parses filefrag -v -b1: a table of `N: start..end: pstart..pend: length: [expected:] flags`, byte units. */
+export function parseFilefrag(out: string): [number, number][] | undefined {
+  if (!/blocks? of 1 bytes\)/.test(out)) return undefined
+  const ranges: [number, number][] = []
+  for (const line of out.split('\n')) {
+    const m = /^\s*\d+:\s+(\d+)\.\.\s*(\d+):\s+\d+\.\.\s*\d+:\s+(\d+):/.exec(line)
+    if (!m) continue
+    const start = Number(m[1])
+    const end = Number(m[2]) + 1
+    if (end - start !== Number(m[3])) return undefined
+    ranges.push([start, end])
+  }
+  ranges.sort((a, b) => a[0] - b[0])
+  const merged: [number, number][] = []
+  for (const [s, e] of ranges) {
+    const last = merged.at(-1)
+    if (last && s <= last[1]) last[1] = Math.max(last[1], e)
+    else merged.push([s, e])
+  }
+  return merged
+}
+
+/** The extent digest of a file, or undefined when its filesystem cannot list its allocated ranges. */
+export async function extentSha256(path: string, signal?: AbortSignal): Promise<ExtentDigest | undefined> {
+  const ranges = await allocatedRanges(path, signal)
+  if (!ranges) return undefined
+  const fh = await open(path, 'r')
+  try {
+    const {size} = await fh.stat()
+    const h = createHash('sha256')
+    h.update(VERSION_LINE)
+    h.update(`${size}\n`)
+    const buf = Buffer.allocUnsafe(1024 * 1024)
+    let allocated = 0
+    for (const [start, rawEnd] of ranges) {
+      // the last extent can reach past the end of the file (a block's tail): only the file's bytes count
+      const end = Math.min(rawEnd, size)
+      if (end <= start) continue
+      h.update(`${start} ${end - start}\n`)
+      for (let pos = start; pos < end; ) {
+        signal?.throwIfAborted()
+        const {bytesRead} = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos)
+        if (bytesRead === 0) return undefined
+        h.update(buf.subarray(0, bytesRead))
+        pos += bytesRead
+      }
+      allocated += end - start
+    }
+    // the file must be the one that was mapped: a size change meanwhile makes the digest meaningless
+    if ((await stat(path)).size !== size) return undefined
+    return {digest: h.digest('hex'), allocated, size}
+  } finally {
+    await fh.close()
+  }
+}
