@@ -1,4 +1,4 @@
-import {mkdtemp, open, readFile, rm, stat, truncate, utimes, writeFile} from 'node:fs/promises'
+import {mkdtemp, open, readdir, readFile, rm, stat, truncate, utimes, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
@@ -9,7 +9,7 @@ import {makeGptDisk} from '../../test/helpers/disk-fixture.js'
 import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
 import {rawToGceTarball} from './gce.js'
-import {prepareFormats} from './index.js'
+import {prepareFormats, SHA256_MEMO_DIR} from './index.js'
 import {rawToQcow2} from './qcow2.js'
 
 // each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
@@ -125,8 +125,10 @@ describe('prepareFormats', () => {
     const opts = {stagingDir: join(dir, 'staging-extents'), sourceDateEpoch: 1700000000, gceName: 'debian-12-1'}
     const [first] = await prepareFormats(own, ['raw'], opts)
     expect(first!.sha256).toBe(disk.sha256)
-    const memo = JSON.parse(await readFile(join(opts.stagingDir, `${disk.sha256.slice(0, 16)}-1700000000-v1`, 'raw.verified.json'), 'utf8'))
-    expect(memo).toMatchObject({sha256: disk.sha256, extentSha256: expect.stringMatching(/^[0-9a-f]{64}$/)})
+    // the memo: the disk's extent digest names a file holding its sha256
+    const memos = await readdir(join(opts.stagingDir, SHA256_MEMO_DIR))
+    expect(memos).toEqual([expect.stringMatching(/^[0-9a-f]{64}\.sha256$/)])
+    expect((await readFile(join(opts.stagingDir, SHA256_MEMO_DIR, memos[0]!), 'utf8')).trim()).toBe(disk.sha256)
     // an identical re-publish hashes nothing but the allocated ranges
     const progress: string[] = []
     await prepareFormats(own, ['raw'], {...opts, progress: (l) => progress.push(l)})

@@ -2,6 +2,7 @@ import {link, mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/pr
 import {dirname, join} from 'node:path'
 
 import {InterruptedError} from '../errors.js'
+import {sha256ByExtents} from '../util/extent-hash.js'
 import {sha256File, sha256FilePrefix} from '../util/fsx.js'
 import {copySparse, type CopyTarget} from '../util/sparse-copy.js'
 import type {ReleaseStore, TransferProgress} from './store.js'
@@ -32,7 +33,11 @@ export class DirReleaseStore implements ReleaseStore {
   readonly dir: string
   readonly location: string
 
-  constructor(target: PublishTarget & {kind: 'dir'}, releasePath: string[]) {
+  /**
+   * sha256MemoDir: sha256s by extent digest (sha256ByExtents), so a large file that is already at the
+   * target is proven by reading its allocated ranges alone; without it every byte is read
+   */
+  constructor(target: PublishTarget & {kind: 'dir'}, releasePath: string[], private readonly sha256MemoDir?: string) {
     this.dir = join(target.path, ...releasePath)
     this.location = describeTarget({kind: 'dir', path: this.dir})
   }
@@ -53,8 +58,9 @@ export class DirReleaseStore implements ReleaseStore {
     )
   }
 
-  sha256(name: string): Promise<string> {
-    return sha256File(join(this.dir, name))
+  async sha256(name: string): Promise<string> {
+    const path = join(this.dir, name)
+    return this.sha256MemoDir ? (await sha256ByExtents(path, this.sha256MemoDir)).sha256 : sha256File(path)
   }
 
   readFile(name: string): Promise<Buffer> {

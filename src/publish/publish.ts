@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {prepareFormats, type ImageArtifact} from '../formats/index.js'
+import {prepareFormats, SHA256_MEMO_DIR, type ImageArtifact} from '../formats/index.js'
 import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import {measureImage} from '../measure/image.js'
@@ -126,8 +126,9 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   const pgp = opts.releaseKey ? await inspectReleaseKey(opts.releaseKey) : undefined
   const formats = opts.formats ?? record.recipe.image.formats
 
+  const stagingDir = opts.stagingDir ?? join(tmpdir(), 'cvm-image-publish')
   const artifacts = await prepareFormats({path: diskPath, sha256: assembleMeta.diskSha256}, formats, {
-    stagingDir: opts.stagingDir ?? join(tmpdir(), 'cvm-image-publish'),
+    stagingDir,
     sourceDateEpoch: record.sourceDateEpoch,
     gceName: `${record.recipeId}-${version}`,
     signal: opts.signal,
@@ -170,7 +171,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   // order matters: manifest.json last marks the release complete
   const files: PlannedFile[] = [...artifacts.map((a: ImageArtifact) => ({name: a.name, sha256: a.sha256, size: a.size, path: a.path})), ...statements, checksums, ...(signature ? [signature] : []), manifestFile]
 
-  const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {})
+  const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {}, {sha256MemoDir: join(stagingDir, SHA256_MEMO_DIR)})
   try {
     return await publishFiles(store, files, manifestFile, {record, version, tgt, manifest, opts, log})
   } catch (e) {

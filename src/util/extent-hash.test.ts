@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {extentSha256, parseFilefrag} from './extent-hash.js'
+import {extentSha256, parseFilefrag, sha256ByExtents} from './extent-hash.js'
 import {sha256File} from './fsx.js'
 
 const MiB = 1024 * 1024
@@ -98,6 +98,24 @@ describe('extentSha256 on real sparse files', () => {
     await fh.close()
     expect((await extentSha256(q))!.digest).not.toBe((await extentSha256(p))!.digest)
     expect(await sha256File(q)).toBe(await sha256File(p))
+  })
+
+  it('sha256ByExtents reads every byte once per content: then the memo answers, for the same file or a copy with the same holes, and a change is read again', async (t) => {
+    if (!mapped) t.skip()
+    const memo = join(dir, 'memo')
+    const p = await sparse('f')
+    const full = await sha256File(p)
+    const reads: string[] = []
+    const hash = (path: string) => sha256ByExtents(path, memo, {beforeFullRead: () => reads.push(path)})
+    expect(await hash(p)).toEqual({sha256: full, read: true})
+    expect(await hash(p)).toEqual({sha256: full, read: false})
+    const copy = await sparse('g')
+    expect(await hash(copy)).toEqual({sha256: full, read: false})
+    await poke(copy, 200 * MiB + 3, 0x7f)
+    const changed = await hash(copy)
+    expect(changed).toEqual({sha256: await sha256File(copy), read: true})
+    expect(changed.sha256).not.toBe(full)
+    expect(reads).toEqual([p, copy])
   })
 
   it('is undefined where the filesystem has no extent map (tmpfs)', async (t) => {

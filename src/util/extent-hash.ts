@@ -1,7 +1,9 @@
 import {createHash} from 'node:crypto'
-import {open, stat} from 'node:fs/promises'
+import {open, readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
 
 import {run} from './exec.js'
+import {atomicWriteFile, sha256File} from './fsx.js'
 
 /*
  * A digest of a sparse file's bytes that reads only its allocated ranges.
@@ -91,4 +93,26 @@ export async function extentSha256(path: string, signal?: AbortSignal): Promise<
   } finally {
     await fh.close()
   }
+}
+
+/**
+ * The sha256 of a file, read whole only once per content: a memo in memoDir maps the file's extent
+ * digest to the sha256 an earlier full read gave. Equal extent digests mean equal bytes, so the memo
+ * holds for any file that has that digest, wherever it lies (a renamed or copied-with-holes release
+ * file included); `read` says whether every byte was read this time. The memo is as trusted as the
+ * directory it is in (the build cache).
+ */
+export async function sha256ByExtents(path: string, memoDir: string, opts: {signal?: AbortSignal; beforeFullRead?: () => void} = {}): Promise<{sha256: string; read: boolean}> {
+  const {signal} = opts
+  const before = await extentSha256(path, signal)
+  const memo = before && join(memoDir, `${before.digest}.sha256`)
+  if (memo) {
+    const kept = (await readFile(memo, 'utf8').catch(() => '')).trim()
+    if (/^[0-9a-f]{64}$/.test(kept)) return {sha256: kept, read: false}
+  }
+  opts.beforeFullRead?.()
+  const sha256 = await sha256File(path)
+  // kept only when the extents did not change while every byte was read
+  if (memo && (await extentSha256(path, signal))?.digest === before.digest) await atomicWriteFile(memo, sha256 + '\n')
+  return {sha256, read: true}
 }
