@@ -27,6 +27,7 @@ export interface ExtentDigest {
 }
 
 const VERSION_LINE = 'cvm-image extent-sha256 v1\n'
+const CHUNK = 1024 * 1024
 
 /**
  * The file's allocated byte ranges [offset, end), sorted and merged, from `filefrag -s -v -b1`
@@ -71,19 +72,24 @@ export async function extentSha256(path: string, signal?: AbortSignal): Promise<
     const h = createHash('sha256')
     h.update(VERSION_LINE)
     h.update(`${size}\n`)
-    const buf = Buffer.allocUnsafe(1024 * 1024)
+    // two buffers: the next read runs (in libuv's pool) while this one is hashed
+    const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)]
     let allocated = 0
     for (const [start, rawEnd] of ranges) {
       // the last extent can reach past the end of the file (a block's tail): only the file's bytes count
       const end = Math.min(rawEnd, size)
       if (end <= start) continue
       h.update(`${start} ${end - start}\n`)
-      for (let pos = start; pos < end; ) {
+      const readAt = (pos: number, i: number) => fh.read(bufs[i % 2]!, 0, Math.min(CHUNK, end - pos), pos)
+      let pending = readAt(start, 0)
+      for (let pos = start, i = 0; pos < end; i++) {
+        const {bytesRead, buffer} = await pending
+        // no read is left running when this returns or throws
         signal?.throwIfAborted()
-        const {bytesRead} = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos)
         if (bytesRead === 0) return undefined
-        h.update(buf.subarray(0, bytesRead))
         pos += bytesRead
+        if (pos < end) pending = readAt(pos, i + 1)
+        h.update(buffer.subarray(0, bytesRead))
       }
       allocated += end - start
     }
