@@ -9,6 +9,7 @@ import {readBuildRecord} from '../pipeline/build-record.js'
 import {publish, DEFAULT_TARGET, type PublishResult} from '../publish/index.js'
 import {IMAGE_FORMATS, type ImageFormat} from '../recipe/schema.js'
 import {hostKeyPinFromFlag} from '../remote/ssh.js'
+import {sha256MemoDir} from '../util/extent-hash.js'
 
 export default class Publish extends BaseCommand {
   static summary = 'Publish a built image: its formats, manifest.json, SHA256SUMS and SLSA provenance.'
@@ -52,6 +53,7 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
           allowUnvalidated: flags['allow-unvalidated'],
           formats: flags.format as ImageFormat[] | undefined,
           stagingDir: join(cacheDir, 'publish'),
+          sha256MemoDir: sha256MemoDir(cacheDir),
           releaseKey: flags['release-key'] ? {keyFile: flags['release-key'], passphraseFile: flags['release-key-passphrase-file']} : undefined,
           attestationKey: flags['attestation-key'],
           ssh: {...hostKeyPinFromFlag(flags['host-key']), privateKey: flags.identity},

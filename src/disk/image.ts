@@ -2,6 +2,7 @@ import {copyFile, open, rm, truncate, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../errors.js'
+import {sha256ByExtents} from '../util/extent-hash.js'
 import {sha256File} from '../util/fsx.js'
 import {copySparse, type CopyTarget} from '../util/sparse-copy.js'
 import type {XattrRecord} from '../rootfs/transform.js'
@@ -41,6 +42,8 @@ export interface DiskInputs {
 export interface DiskOutputs {
   disk: string
   uki: string
+  /** the build cache's sha256s by extent digest (src/util/extent-hash.ts): the disk's is kept there for validate and publish */
+  sha256MemoDir?: string
 }
 
 export async function assembleDisk(inp: DiskInputs, out: DiskOutputs, progress: (line: string) => void = () => {}): Promise<{diskSha256: string; ukiSha256: string}> {
@@ -91,7 +94,8 @@ export async function assembleDisk(inp: DiskInputs, out: DiskOutputs, progress: 
   await rm(root, {force: true})
 
   progress('hashing the disk')
-  return {diskSha256: await sha256File(out.disk), ukiSha256: await sha256File(out.uki)}
+  const diskSha256 = out.sha256MemoDir ? (await sha256ByExtents(out.disk, out.sha256MemoDir, {signal: inp.signal})).sha256 : await sha256File(out.disk)
+  return {diskSha256, ukiSha256: await sha256File(out.uki)}
 }
 
 /** Copies a partition image into the (zero, sparse) disk at an offset, skipping zero chunks so the disk stays sparse. */

@@ -9,7 +9,7 @@ import {makeGptDisk} from '../../test/helpers/disk-fixture.js'
 import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
 import {rawToGceTarball} from './gce.js'
-import {prepareFormats, SHA256_MEMO_DIR} from './index.js'
+import {prepareFormats} from './index.js'
 import {rawToQcow2} from './qcow2.js'
 
 // each test hashes and copies GiB-sized disks: on a loaded 2-core machine that takes more than the default minute
@@ -126,9 +126,9 @@ describe('prepareFormats', () => {
     const [first] = await prepareFormats(own, ['raw'], opts)
     expect(first!.sha256).toBe(disk.sha256)
     // the memo: the disk's extent digest names a file holding its sha256
-    const memos = await readdir(join(opts.stagingDir, SHA256_MEMO_DIR))
+    const memos = await readdir(join(opts.stagingDir, 'sha256-by-extents'))
     expect(memos).toEqual([expect.stringMatching(/^[0-9a-f]{64}\.sha256$/)])
-    expect((await readFile(join(opts.stagingDir, SHA256_MEMO_DIR, memos[0]!), 'utf8')).trim()).toBe(disk.sha256)
+    expect((await readFile(join(opts.stagingDir, 'sha256-by-extents', memos[0]!), 'utf8')).trim()).toBe(disk.sha256)
     // an identical re-publish hashes nothing but the allocated ranges
     const progress: string[] = []
     await prepareFormats(own, ['raw'], {...opts, progress: (l) => progress.push(l)})

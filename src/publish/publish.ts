@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {prepareFormats, SHA256_MEMO_DIR, type ImageArtifact} from '../formats/index.js'
+import {prepareFormats, type ImageArtifact} from '../formats/index.js'
 import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import {measureImage} from '../measure/image.js'
@@ -36,6 +36,8 @@ export interface PublishOptions {
   formats?: ImageFormat[]
   /** where converted formats are kept between runs (default: $TMPDIR/cvm-image-publish); the CLI passes <cache>/publish */
   stagingDir?: string
+  /** sha256s by extent digest (src/util/extent-hash.ts), shared with assemble and validate: the build cache's; default under stagingDir */
+  sha256MemoDir?: string
   /** the user's OpenPGP release key: SHA256SUMS.gpg is added, and SHA256SUMS then lists manifest.json too */
   releaseKey?: ReleaseKeyOptions
   /** an Ed25519 private key (PEM): provenance.intoto.json and validation.intoto.json become DSSE envelopes */
@@ -127,8 +129,10 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   const formats = opts.formats ?? record.recipe.image.formats
 
   const stagingDir = opts.stagingDir ?? join(tmpdir(), 'cvm-image-publish')
+  const memoDir = opts.sha256MemoDir ?? join(stagingDir, 'sha256-by-extents')
   const artifacts = await prepareFormats({path: diskPath, sha256: assembleMeta.diskSha256}, formats, {
     stagingDir,
+    sha256MemoDir: memoDir,
     sourceDateEpoch: record.sourceDateEpoch,
     gceName: `${record.recipeId}-${version}`,
     signal: opts.signal,
@@ -171,7 +175,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   // order matters: manifest.json last marks the release complete
   const files: PlannedFile[] = [...artifacts.map((a: ImageArtifact) => ({name: a.name, sha256: a.sha256, size: a.size, path: a.path})), ...statements, checksums, ...(signature ? [signature] : []), manifestFile]
 
-  const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {}, {sha256MemoDir: join(stagingDir, SHA256_MEMO_DIR)})
+  const store = await openReleaseStore(tgt, [record.recipeId, version], opts.ssh ?? {}, {sha256MemoDir: memoDir})
   try {
     return await publishFiles(store, files, manifestFile, {record, version, tgt, manifest, opts, log})
   } catch (e) {

@@ -12,6 +12,7 @@ import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from '../pip
 import {STAGES} from '../pipeline/stages/index.js'
 import {publish, type PublishResult} from '../publish/index.js'
 import type {ConnectOptions} from '../remote/ssh.js'
+import {sha256MemoDir} from '../util/extent-hash.js'
 import {toolVersion} from '../version.js'
 
 /** What `cvm-image build` returns (its --json). */
@@ -86,6 +87,7 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
     result.published = await publish(record, req.publish.target, {
       allowUnvalidated: req.publish.allowUnvalidated,
       stagingDir: join(cache.root, 'publish'),
+      sha256MemoDir: sha256MemoDir(cache.root),
       ssh: req.publish.ssh,
       signal: req.signal,
       log: req.log,

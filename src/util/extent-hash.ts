@@ -111,14 +111,27 @@ export async function extentSha256(path: string, signal?: AbortSignal): Promise<
 export async function sha256ByExtents(path: string, memoDir: string, opts: {signal?: AbortSignal; beforeFullRead?: () => void} = {}): Promise<{sha256: string; read: boolean}> {
   const {signal} = opts
   const before = await extentSha256(path, signal)
-  const memo = before && join(memoDir, `${before.digest}.sha256`)
-  if (memo) {
-    const kept = (await readFile(memo, 'utf8').catch(() => '')).trim()
-    if (/^[0-9a-f]{64}$/.test(kept)) return {sha256: kept, read: false}
-  }
+  const kept = before && (await knownSha256(memoDir, before))
+  if (kept) return {sha256: kept, read: false}
   opts.beforeFullRead?.()
   const sha256 = await sha256File(path)
   // kept only when the extents did not change while every byte was read
-  if (memo && (await extentSha256(path, signal))?.digest === before.digest) await atomicWriteFile(memo, sha256 + '\n')
+  if (before && (await extentSha256(path, signal))?.digest === before.digest) await rememberSha256(memoDir, before, sha256)
   return {sha256, read: true}
+}
+
+/** The sha256 kept in memoDir for a file with this extent digest, if any. */
+export async function knownSha256(memoDir: string, extent: ExtentDigest): Promise<string | undefined> {
+  const kept = (await readFile(join(memoDir, `${extent.digest}.sha256`), 'utf8').catch(() => '')).trim()
+  return /^[0-9a-f]{64}$/.test(kept) ? kept : undefined
+}
+
+/** Keeps a sha256 read from every byte of a file whose extent digest was the same before and after the read. */
+export async function rememberSha256(memoDir: string, extent: ExtentDigest, sha256: string): Promise<void> {
+  await atomicWriteFile(join(memoDir, `${extent.digest}.sha256`), sha256 + '\n')
+}
+
+/** Where a build cache keeps its sha256s by extent digest: assemble, validate and publish share it. */
+export function sha256MemoDir(cacheDir: string): string {
+  return join(cacheDir, 'sha256-by-extents')
 }

@@ -6,7 +6,7 @@ import {basename, join} from 'node:path'
 import {HostError, InputError, StageError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
-import {extentSha256} from '../util/extent-hash.js'
+import {extentSha256, knownSha256, rememberSha256} from '../util/extent-hash.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
 import type {BootKind, CheckContext, CheckResult, ExpectedKernel, PcrExpectation} from './check-types.js'
@@ -62,6 +62,8 @@ export interface ValidateRequest {
   hostReport?: HostReport
   /** where the NVMe offset probe is built once per source digest (default: a folder under the system temp dir) */
   probeCacheDir?: string
+  /** the build cache's sha256s by extent digest (src/util/extent-hash.ts): a disk assemble hashed is not read whole again */
+  sha256MemoDir?: string
 }
 
 /** The guest of a recipe that says nothing of it (the schema's defaults), for callers without a recipe: `cvm-image validate`, tests. */
@@ -121,11 +123,13 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   }
 
   // Every byte is hashed while the guests boot (QEMU opens the disk with snapshot=on, so they cannot
-  // change it). Its extent digest (src/util/extent-hash.ts), taken now and after the boots, shows in
-  // a fraction of a second that nothing changed; only where it cannot be taken or differs is every
-  // byte read again after the boots.
+  // change it), unless the build cache already knows the sha256 of these very bytes by their extent
+  // digest (src/util/extent-hash.ts: assemble kept it). The extent digest, taken now and after the
+  // boots, shows in a fraction of a second that nothing changed; only where it cannot be taken or
+  // differs is every byte read again after the boots.
   const extentBefore = await extentSha256(req.disk, req.signal)
-  const sha256NowP = sha256File(req.disk)
+  const known = extentBefore && req.sha256MemoDir ? await knownSha256(req.sha256MemoDir, extentBefore) : undefined
+  const sha256NowP = known ? Promise.resolve(known) : sha256File(req.disk)
   sha256NowP.catch(() => {})
   const sha256BeforeP = req.expected?.diskSha256 ? Promise.resolve(req.expected.diskSha256) : sha256NowP
   const work = await host.tempDir()
@@ -218,6 +222,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   const sameExtents = extentBefore !== undefined && extentAfter?.digest === extentBefore.digest
   if (!sameExtents) progress('hashing the disk image after the boots')
   const sha256After = sameExtents ? await sha256NowP : await sha256File(req.disk)
+  if (sameExtents && !known && req.sha256MemoDir) await rememberSha256(req.sha256MemoDir, extentBefore, sha256After)
   // remotely the guest booted the uploaded copy: that copy must be unchanged too
   const remoteAfter = host.remote ? (await host.exec('sha256sum', ['-b', '--', hostDisk])).stdout.split(/\s/)[0] : undefined
   const unchanged = sha256After === sha256Before && (remoteAfter === undefined || remoteAfter === sha256Before)
@@ -226,7 +231,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
     name: 'image-unchanged',
     durationMs: 0,
     ...(unchanged
-      ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after${sameExtents ? ` (after: the same extent digest, ${extentAfter!.allocated} bytes allocated)` : ''}${remoteAfter ? ` (and of the copy on ${host.label} after the boots)` : ''}`}
+      ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after${sameExtents ? ` (${known ? 'known to the build cache by its extent digest' : 'every byte read during the boots'}; after the boots the same extent digest, ${extentAfter!.allocated} bytes allocated)` : ''}${remoteAfter ? ` (and of the copy on ${host.label} after the boots)` : ''}`}
       : {verdict: 'fail', evidence: `sha256 changed: ${sha256Before} -> ${sha256After}${remoteAfter ? `, copy on ${host.label}: ${remoteAfter}` : ''}`}),
   })
   const bootToSshMs = modes.find((m) => m.bootToSshMs !== undefined)?.bootToSshMs

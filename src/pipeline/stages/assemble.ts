@@ -15,6 +15,7 @@ import {kernelModuleAdditions} from '../../rootfs/kernel-modules.js'
 import {readTarFile} from '../../rootfs/scan.js'
 import {transformRootfs} from '../../rootfs/transform.js'
 import {requireFreeSpace} from '../../util/free-space.js'
+import {sha256MemoDir} from '../../util/extent-hash.js'
 import {atomicWriteFile, canonicalJson, sha256} from '../../util/fsx.js'
 import {toolVersion} from '../../version.js'
 import type {BuildContext, StageOf} from '../stage.js'
@@ -136,7 +137,7 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
         signal: io.signal,
         signer,
       },
-      {disk: join(io.out, 'disk.raw'), uki: join(io.out, 'uki.efi')},
+      {disk: join(io.out, 'disk.raw'), uki: join(io.out, 'uki.efi'), sha256MemoDir: sha256MemoDir(io.env.cacheDir)},
       io.progress,
     )
     await atomicWriteFile(join(io.out, 'cmdline.txt'), cmdline + '\n')

@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {StageError} from '../../errors.js'
 import type {ValidationMode} from '../../recipe/schema.js'
 import {readSigningCertificate} from '../../disk/secure-boot.js'
+import {sha256MemoDir} from '../../util/extent-hash.js'
 import {sha256, sha256File} from '../../util/fsx.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../../validate/host-probe.js'
 import {markerLine} from '../../validate/marker.js'
@@ -129,6 +130,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       secureBootVars,
       secureBootNotRun: sb && 'notRun' in sb ? sb.notRun : undefined,
       probeCacheDir: cacheDir,
+      sha256MemoDir: sha256MemoDir(cacheDir),
       log: io.log,
       progress: io.progress,
     })
