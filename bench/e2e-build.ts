@@ -37,7 +37,12 @@ const warm = existsSync(cache) && readdirSync(cache).length > 0
 const cold = build(warm ? 'first build (BENCH_CACHE holds a cache: not cold)' : 'cold build')
 // issue #19's goal: a cold build costs at most 60 s beyond its kernel compile on 2 cores
 const compile = cold.stages.find((s) => s.stage === 'compile' && s.status === 'ran')?.seconds
-if (compile) console.log(`  beyond the compile: ${(cold.wall - compile).toFixed(1)} s (goal <= 60 s); (wall - compile) / compile = ${((cold.wall - compile) / compile).toFixed(2)}`)
+if (compile) {
+  console.log(`  beyond the compile: ${(cold.wall - compile).toFixed(1)} s (goal <= 60 s); (wall - compile) / compile = ${((cold.wall - compile) / compile).toFixed(2)}`)
+  // the validation has a goal of its own (bench validate-boot): what the rest of the build adds
+  const validate = cold.stages.find((s) => s.stage === 'validate' && s.status === 'ran')?.seconds ?? 0
+  console.log(`  beyond the compile and the validation (${validate.toFixed(1)} s): ${(cold.wall - compile - validate).toFixed(1)} s`)
+}
 build('fully cached rebuild')
 
 // Only the command line changes: a copy of the project's data with one more (harmless) argument.
