@@ -11,7 +11,6 @@ import {FORMATS} from './table.js'
 /** bump when a conversion changes its output bytes: it names the staging directory */
 export const FORMATS_VERSION = 1
 
-
 /** One file to publish, made from the assembled disk. */
 export interface ImageArtifact {
   format: ImageFormat
