@@ -118,7 +118,7 @@ describe('qcow2', () => {
 describe('prepareFormats', () => {
   it('makes each format once, names them, and refuses a disk whose bytes changed since assemble', async () => {
     const stagingDir = join(dir, 'staging')
-    const opts = {stagingDir, sourceDateEpoch: 1700000000, gceName: 'debian-12-1'}
+    const opts = {stagingDir, sha256MemoDir: join(stagingDir, 'sha256-by-extents'), sourceDateEpoch: 1700000000, gceName: 'debian-12-1'}
     const arts = await prepareFormats(disk, ['raw', 'qcow2', 'gce'], opts)
     expect(arts.map((a) => a.name)).toEqual(['disk.raw', 'disk.qcow2', 'debian-12-1.tar.gz'])
     for (const a of arts) expect(a.sha256).toBe(await sha256File(a.path))
@@ -133,7 +133,7 @@ describe('prepareFormats', () => {
     const copy = join(dir, 'changed.img')
     await run('cp', ['--sparse=always', disk.path, copy])
     const own = {...disk, path: copy}
-    const opts = {stagingDir: join(dir, 'staging-extents'), sourceDateEpoch: 1700000000, gceName: 'debian-12-1'}
+    const opts = {stagingDir: join(dir, 'staging-extents'), sha256MemoDir: join(dir, 'staging-extents', 'sha256-by-extents'), sourceDateEpoch: 1700000000, gceName: 'debian-12-1'}
     const [first] = await prepareFormats(own, ['raw'], opts)
     expect(first!.sha256).toBe(disk.sha256)
     // the memo: the disk's extent digest names a file holding its sha256

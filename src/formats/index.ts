@@ -26,8 +26,8 @@ export interface PrepareOptions {
   /** where conversions are kept between runs, keyed by the disk's sha256 (so a re-run converts nothing) */
   stagingDir: string
   sourceDateEpoch: number
-  /** sha256s by extent digest (sha256ByExtents): the build cache's (sha256MemoDir), else one under stagingDir */
-  sha256MemoDir?: string
+  /** sha256s by extent digest (sha256ByExtents, src/util/extent-hash.ts) */
+  sha256MemoDir: string
   /** the GCE tarball's file name without .tar.gz */
   gceName: string
   signal?: AbortSignal
@@ -46,7 +46,7 @@ export async function prepareFormats(disk: {path: string; sha256: string}, forma
   const dir = join(opts.stagingDir, `${disk.sha256.slice(0, 16)}-${opts.sourceDateEpoch}-v${FORMATS_VERSION}`)
   await mkdir(dir, {recursive: true})
   // every format is made from these bytes, so they are checked first whatever is published
-  const diskSha256 = await verifiedDiskSha256(disk, opts.sha256MemoDir ?? join(opts.stagingDir, 'sha256-by-extents'), opts.progress, opts.signal)
+  const diskSha256 = await verifiedDiskSha256(disk, opts.sha256MemoDir, opts.progress, opts.signal)
   const artifacts: ImageArtifact[] = []
   for (const format of formats) {
     const name = publishedName(format, opts.gceName)

@@ -13,6 +13,7 @@ import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256} from '../util/fsx.js'
 import {OVMF_CODE} from '../validate/host-probe.js'
+import {sha256MemoDir} from '../util/extent-hash.js'
 import {guestOsFeatures} from './guest-os-features.js'
 import {readBuiltKernelConfig} from './kernel-config.js'
 import {buildManifest, UNSIGNED, type Manifest, type ReleaseMeasurements, type ReleaseSigning} from './manifest.js'
@@ -129,7 +130,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   const formats = opts.formats ?? record.recipe.image.formats
 
   const stagingDir = opts.stagingDir ?? join(tmpdir(), 'cvm-image-publish')
-  const memoDir = opts.sha256MemoDir ?? join(stagingDir, 'sha256-by-extents')
+  const memoDir = opts.sha256MemoDir ?? sha256MemoDir(stagingDir)
   const artifacts = await prepareFormats({path: diskPath, sha256: assembleMeta.diskSha256}, formats, {
     stagingDir,
     sha256MemoDir: memoDir,
