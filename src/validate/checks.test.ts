@@ -53,6 +53,13 @@ describe('O_DIRECT integrity and bounce evidence', () => {
     expect(bounceOutcome(parseDirectIo('swiotlb nslabs=32768 idle_used=0 hiwater_before=0\nsampled 0 3\nhiwater_after=96')).verdict).toBe('pass')
     expect(bounceOutcome(parseDirectIo('swiotlb nslabs=none idle_used=none hiwater_before=none')).verdict).toBe('fail')
   })
+
+  it('a high-water mark the boot already raised, unmoved by the I/O, fails (6.6+ kernels keep io_tlb_used_hiwater)', () => {
+    const still = bounceOutcome(parseDirectIo('swiotlb nslabs=32768 idle_used=0 hiwater_before=210\nsampled 0 300\nhiwater_after=210'))
+    expect(still.verdict).toBe('fail')
+    expect(still.evidence).toMatch(/io_tlb_used_hiwater 210 -> 210/)
+    expect(bounceOutcome(parseDirectIo('swiotlb nslabs=32768 idle_used=0 hiwater_before=210\nsampled 0 300\nhiwater_after=211')).verdict).toBe('pass')
+  })
 })
 
 // dmesg lines written for these tests in the format each kernel prints (its pr_info strings;
