@@ -30,6 +30,9 @@ const LIVE_STATES = new Set([0x3f, 0x3e])
 /** AUTHENTICATED_VARIABLE_HEADER: StartId, State, Reserved, Attributes, MonotonicCount, TimeStamp, PubKeyIndex, NameSize, DataSize, VendorGuid */
 const AUTH_HEADER_SIZE = 60
 
+/** A file whose layout is not the OVMF variable store this reader knows (another firmware's, or no store): nothing can be read from it, which is not an error in it. */
+export class UnknownVariableStoreError extends InputError {}
+
 /** The live variables of an OVMF variable store, in store order. */
 export function readVariableStore(fd: Buffer, what = 'the variable store'): EfiVariable[] {
   return walkStore(fd, what).live
@@ -40,8 +43,8 @@ export function readVariableStore(fd: Buffer, what = 'the variable store'): EfiV
  * and where the free space begins, after the last variable.
  */
 function walkStore(fd: Buffer, what: string): {live: EfiVariable[]; free: number; end: number} {
-  const bad = (why: string) =>
-    new InputError(`${what} is not an OVMF variable store: ${why}`, {hint: 'give an OVMF_VARS file (e.g. /usr/share/OVMF/OVMF_VARS_4M.fd), the second pflash QEMU boots with'})
+  const hint = 'give an OVMF_VARS file (e.g. /usr/share/OVMF/OVMF_VARS_4M.fd), the second pflash QEMU boots with'
+  const bad = (why: string) => new UnknownVariableStoreError(`${what} is not an OVMF variable store: ${why}`, {hint})
   if (fd.length < 64 || fd.toString('latin1', 40, 44) !== FV_SIGNATURE) throw bad(`no firmware volume signature "${FV_SIGNATURE}" at byte 40`)
   const store = fd.readUInt16LE(48)
   if (store + 28 > fd.length) throw bad(`its firmware volume header length ${store} leaves no room for a variable store`)
@@ -55,7 +58,8 @@ function walkStore(fd: Buffer, what: string): {live: EfiVariable[]; free: number
     const nameSize = fd.readUInt32LE(o + 36)
     const dataSize = fd.readUInt32LE(o + 40)
     const dataEnd = o + AUTH_HEADER_SIZE + nameSize + dataSize
-    if (dataEnd > end) throw bad(`the variable at byte ${o} runs past the store's end`)
+    // a store of the known layout that is broken: an error, not an unknown store
+    if (dataEnd > end) throw new InputError(`${what} is a damaged OVMF variable store: the variable at byte ${o} runs past the store's end`, {hint})
     if (LIVE_STATES.has(state)) {
       const guid = guidString(fd.subarray(o + 44, o + 60))
       const name = fd.toString('utf16le', o + AUTH_HEADER_SIZE, o + AUTH_HEADER_SIZE + nameSize).replace(/\0+$/, '')

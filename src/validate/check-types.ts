@@ -65,8 +65,11 @@ export interface PcrExpectation {
   pcr11: {phase: string; value: string}[]
   /** PCR 4, for a boot where the firmware starts the disk's \EFI\BOOT\BOOTX64.EFI; otherwise why it is not predicted */
   pcr4: {value: string; secureBoot: boolean} | {notPredicted: string}
-  /** PCR 7, from the boot's variable store (and under Secure Boot the db entry that verifies the UKI); otherwise why it is not predicted */
-  pcr7: {value: string; secureBoot: boolean} | {notPredicted: string}
+  /**
+   * PCR 7, from the boot's variable store (and under Secure Boot the db entry that verifies the UKI);
+   * otherwise why it is not predicted (a store the reader does not know), or the error that kept it from being predicted (the check fails)
+   */
+  pcr7: {value: string; secureBoot: boolean} | {notPredicted: string} | {error: string}
 }
 
 export type Outcome = Omit<CheckResult, 'mode' | 'name' | 'durationMs'>

@@ -8,12 +8,12 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {buildUki} from '../disk/uki.js'
-import {readVariableStore} from '../measure/ovmf-vars.js'
+import {enrollCertificate, readVariableStore} from '../measure/ovmf-vars.js'
 import {extendPcr, predictPcr4} from '../measure/pcr.js'
 import {predictPcr7} from '../measure/pcr7.js'
 import {run} from '../util/exec.js'
 import {LocalHost} from './host.js'
-import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from './host-probe.js'
+import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from './host-probe.js'
 import {InputError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {expectedPcrs, expectedPcrsFrom, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, readMeasurementsFile, startVtpm} from './vtpm.js'
@@ -150,9 +150,28 @@ describe('expected PCRs and the verdict', () => {
     expect(expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, {path: 'zeros.fd', bytes: Buffer.alloc(8192)}).pcr7).toMatchObject({notPredicted: expect.stringMatching(/^zeros.fd is not an OVMF variable store/)})
   })
 
+  it('a PCR 7 that an error kept from being predicted (a damaged store of the known layout) fails the check; an unknown store is "not predicted"', () => {
+    const enrolled = enrollCertificate(readFileSync(OVMF_VARS), readFileSync(SNAKEOIL_CERT, 'utf8'), OVMF_VARS)
+    // the first variable's DataSize made larger than the store: the layout is OVMF's, its contents broken
+    const damaged = Buffer.from(enrolled)
+    const first = damaged.readUInt16LE(48) + 28
+    expect(damaged.readUInt16LE(first)).toBe(0x55aa)
+    damaged.writeUInt32LE(0x7fffffff, first + 40)
+    const exp = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, {path: 'damaged.fd', bytes: damaged})
+    expect(exp.pcr7).toMatchObject({error: expect.stringMatching(/^damaged.fd is a damaged OVMF variable store/)})
+    if ('notPredicted' in exp.pcr4 || 'error' in exp.pcr4) throw new Error('PCR 4 is predicted for a disk boot')
+    const seven = 'ab'.repeat(32)
+    const o = pcrOutcome(new Map([[4, exp.pcr4.value], [7, seven], [11, exp.pcr11[0].value]]), exp, '/dev/tpmrm0')
+    expect(o.verdict).toBe('fail')
+    expect(o.evidence).toMatch(/^PCR 7 could not be predicted: \/dev\/tpmrm0/)
+    expect(o.evidence).toContain(`PCR 7 ${seven} (no prediction, because of an error: damaged.fd is a damaged OVMF variable store`)
+    const unknown = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, {path: 'zeros.fd', bytes: Buffer.alloc(8192)})
+    expect(pcrOutcome(new Map([[4, exp.pcr4.value], [7, seven], [11, exp.pcr11[0].value]]), unknown, '/dev/tpmrm0')).toMatchObject({verdict: 'pass', evidence: expect.stringContaining(`PCR 7 ${seven} (not predicted: zeros.fd is not an OVMF variable store`)})
+  })
+
   it('passes when PCR 4 and 11 match, naming the phase; a mismatch names each PCR with both values', () => {
     const exp = expectedPcrs(uki, {firmwareBootsDisk: true, secureBoot: false}, plainStore())
-    if ('notPredicted' in exp.pcr4 || 'notPredicted' in exp.pcr7) throw new Error('PCR 4 and 7 are predicted for a disk boot')
+    if ('notPredicted' in exp.pcr4 || 'error' in exp.pcr4 || 'notPredicted' in exp.pcr7 || 'error' in exp.pcr7) throw new Error('PCR 4 and 7 are predicted for a disk boot')
     const seven = 'ab'.repeat(32)
     const ok = pcrOutcome(new Map([[4, exp.pcr4.value], [7, exp.pcr7.value], [11, exp.pcr11[4].value]]), exp, '/dev/tpmrm0')
     expect(ok.verdict).toBe('pass')

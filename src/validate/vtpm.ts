@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {InputError, StageError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {extendPcr11Phases, PCR_BOOT_MANAGER_CODE, PCR_KERNEL_IMAGE, predictPcr11, predictPcr4, stubSections} from '../measure/pcr.js'
-import {readVariableStore} from '../measure/ovmf-vars.js'
+import {readVariableStore, UnknownVariableStoreError} from '../measure/ovmf-vars.js'
 import {PCR_SECURE_BOOT_POLICY, predictPcr7} from '../measure/pcr7.js'
 import type {CheckContext, Outcome, PcrExpectation} from './check-types.js'
 import type {HostProcess, ValidationHost} from './host.js'
@@ -90,8 +90,8 @@ export function expectedPcrs(uki: Buffer, boot: {firmwareBootsDisk: boolean; sec
       const r = predictPcr7(readVariableStore(store.bytes, store.path), {secureBoot: boot.secureBoot, uki})
       pcr7 = 'prediction' in r ? {value: r.prediction.value, secureBoot: boot.secureBoot} : {notPredicted: r.notPredicted}
     } catch (e) {
-      // a store the reader does not know (another firmware's layout) leaves PCR 7 unpredicted, not the boot failed
-      pcr7 = {notPredicted: (e as Error).message}
+      // a store the reader does not know (another firmware's layout) leaves PCR 7 unpredicted; any other error fails the check
+      pcr7 = e instanceof UnknownVariableStoreError ? {notPredicted: e.message} : {error: (e as Error).message}
     }
   }
   return {pcr11, pcr4, pcr7}
@@ -183,6 +183,7 @@ export async function checkTpmPcrs(ctx: CheckContext): Promise<Outcome> {
 export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, device: string): Outcome {
   const pcr11 = values.get(PCR_KERNEL_IMAGE)
   const failed: string[] = []
+  const errored: string[] = []
   const parts: string[] = []
   const at = exp.pcr11.find((e) => e.value === pcr11)
   if (at) parts.push(`PCR 11 ${pcr11} = predicted (phase ${at.phase})`)
@@ -193,7 +194,10 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
   // PCR 4 and PCR 7: one predicted value for the boot's Secure Boot state, or why there is none
   for (const [pcr, e] of [[PCR_BOOT_MANAGER_CODE, exp.pcr4], [PCR_SECURE_BOOT_POLICY, exp.pcr7]] as const) {
     const got = values.get(pcr)
-    if ('notPredicted' in e) parts.push(`PCR ${pcr} ${got ?? 'not returned'} (not predicted: ${e.notPredicted})`)
+    if ('error' in e) {
+      errored.push(`PCR ${pcr}`)
+      parts.push(`PCR ${pcr} ${got ?? 'not returned'} (no prediction, because of an error: ${e.error})`)
+    } else if ('notPredicted' in e) parts.push(`PCR ${pcr} ${got ?? 'not returned'} (not predicted: ${e.notPredicted})`)
     else if (got === e.value) parts.push(`PCR ${pcr} ${got} = predicted (Secure Boot ${e.secureBoot ? 'on' : 'off'})`)
     else {
       failed.push(`PCR ${pcr}`)
@@ -201,9 +205,10 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
     }
   }
   const evidence = `${device}, SHA-256 bank: ${parts.join('; ')}`
-  if (failed.length === 0) return {verdict: 'pass', evidence}
-  const named = failed.length > 1 ? `${failed.slice(0, -1).join(', ')} and ${failed[failed.length - 1]}` : failed[0]
-  return {verdict: 'fail', evidence: `${named} ${failed.length > 1 ? 'differ' : 'differs'} from the prediction: ${evidence}`}
+  if (failed.length === 0 && errored.length === 0) return {verdict: 'pass', evidence}
+  const named = (l: string[]) => (l.length > 1 ? `${l.slice(0, -1).join(', ')} and ${l[l.length - 1]}` : l[0])
+  const heads = [...(failed.length ? [`${named(failed)} ${failed.length > 1 ? 'differ' : 'differs'} from the prediction`] : []), ...(errored.length ? [`${named(errored)} could not be predicted`] : [])]
+  return {verdict: 'fail', evidence: `${heads.join('; ')}: ${evidence}`}
 }
 
 /** The PCR entries of a release (manifest.json's measurements.entries, or `cvm-image measure --json`'s measurements), as the check's expectation for one boot. */
