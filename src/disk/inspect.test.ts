@@ -137,7 +137,7 @@ describe('references to other files', () => {
     const pathName = withDescriptor('pathname.vmdk', descriptor.replace(/RW (\d+) SPARSE "[^"]*"/, 'RW $1 SPARSE "../secret.vmdk"'))
     expect((await refusal(pathName, 'vmdk')).message).toMatch(/vmdk extent 'RW \d+ SPARSE "..\/secret.vmdk"'/)
     const parent = withDescriptor('parent.vmdk', descriptor.replace('parentCID=ffffffff', 'parentCID=12345678\nparentFileNameHint="/var/lib/parent.vmdk"'))
-    expect((await refusal(parent, 'vmdk')).message).toContain(`vmdk parent file '/var/lib/parent.vmdk' (descriptor field parentFileNameHint)`)
+    expect((await refusal(parent, 'vmdk')).message).toMatch(/vmdk parent file '\/var\/lib\/parent.vmdk' \(descriptor field parentFileNameHint at byte \d+\)/)
     const type = withDescriptor('type.vmdk', descriptor.replace('monolithicSparse', 'vmfsSparse'))
     expect((await refusal(type, 'vmdk')).message).toContain(`vmdk createType 'vmfsSparse' in the embedded descriptor`)
   })
@@ -167,5 +167,98 @@ describe('the declared format must be what the bytes say', () => {
     const e = (await inspectDiskImage(dir, 'raw').catch((err: unknown) => err)) as InputError
     expect(e).toBeInstanceOf(InputError)
     expect(e.message).toBe(`the raw base ${dir}: it is not a regular file; a base is read from a file, not a device, pipe or directory`)
+  })
+})
+
+/**
+ * Issue #29: the vmdk as QEMU reads it. Each hostile file is first handed to the real qemu-img
+ * (outside any sandbox, reading only files of this test's temp dir) to show QEMU follows what it
+ * names, then to the inspector, which must refuse it.
+ */
+describe('a vmdk judged as QEMU reads it', () => {
+  const PARENT_TEXT = 'PARENT-DISK-BYTES-'
+  /** a sparse vmdk whose every byte comes from PARENT_TEXT, and its CID */
+  function parentDisk(name: string): {file: string; cid: string} {
+    writeFileSync(path(`${name}.raw`), Buffer.alloc(MiB, PARENT_TEXT))
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', `${name}.raw`, `${name}.vmdk`)
+    return {file: path(`${name}.vmdk`), cid: /\nCID=([0-9a-f]+)/.exec(readFileSync(path(`${name}.vmdk`), 'latin1'))![1]}
+  }
+  /** an empty monolithicSparse vmdk of 1 MiB, with its embedded descriptor rewritten by `edit` and header fields set */
+  function childDisk(name: string, edit: (descriptor: string) => string, header: Array<{at: number; value: bigint}> = []): string {
+    qemuImg('create', '-q', '-f', 'vmdk', `${name}.orig.vmdk`, '1M')
+    const b = readFileSync(path(`${name}.orig.vmdk`))
+    const at = Number(b.readBigUInt64LE(28)) * 512
+    const room = Number(b.readBigUInt64LE(36)) * 512
+    const text = edit(b.subarray(at, at + room).toString('latin1').replace(/\0+$/, ''))
+    expect(text.length).toBeLessThanOrEqual(room)
+    Buffer.from(text.padEnd(room, '\0'), 'latin1').copy(b, at)
+    for (const h of header) b.writeBigUInt64LE(h.value, h.at)
+    writeFileSync(path(name), b)
+    return path(name)
+  }
+  /** what qemu-img copies out of `file` into a raw disk */
+  function qemuConverts(file: string): string {
+    qemuImg('convert', '-f', 'vmdk', '-O', 'raw', file, `${file}.raw`)
+    return readFileSync(`${file}.raw`, 'latin1')
+  }
+
+  it('a parentFileNameHint (and parentCID) on a # comment line: QEMU follows it, the inspector refuses it', async () => {
+    const parent = parentDisk('parent')
+    const child = childDisk('comment-parent.vmdk', (d) => d.replace('# Disk DescriptorFile\n', `# Disk DescriptorFile\n# parentCID=${parent.cid} parentFileNameHint="${parent.file}"\n`))
+    expect(qemuConverts(child).startsWith(PARENT_TEXT)).toBe(true)
+    const e = await refusal(child, 'vmdk')
+    expect(e.message).toMatch(new RegExp(`: vmdk parent file '${parent.file}' \\(descriptor field parentFileNameHint at byte \\d+, on a # comment line, which QEMU reads all the same\\); it refers to another file`))
+    expect(e.exitCode).toBe(2)
+  })
+
+  it('a commented parentCID alone is a delta disk of another vmdk', async () => {
+    const child = childDisk('comment-cid.vmdk', (d) => d.replace('# Disk DescriptorFile\n', '# Disk DescriptorFile\n# parentCID=1234abcd\n'))
+    expect((await refusal(child, 'vmdk')).message).toMatch(/: vmdk parentCID 1234abcd \(at byte \d+, on a # comment line, which QEMU reads all the same: a delta disk of another vmdk\)/)
+  })
+
+  it('a sparse header with capacity 0 is read by QEMU as a descriptor file, opening its extents: refused', async () => {
+    const sibling = parentDisk('sibling')
+    // QEMU takes the first createType, the commented one; a line reader sees monolithicSparse and one bare SPARSE extent
+    const zero = childDisk('capacity0.vmdk', (d) => d.replace('# Disk DescriptorFile\n', '# Disk DescriptorFile\n# createType="twoGbMaxExtentSparse"\n').replace(/SPARSE "[^"]*"/, `SPARSE "${sibling.file.slice(dir.length + 1)}"`), [{at: 12, value: 0n}])
+    expect(qemuConverts(zero).startsWith(PARENT_TEXT)).toBe(true)
+    const e = await refusal(zero, 'vmdk')
+    expect(e.message).toMatch(/: vmdk sparse header with capacity 0 and an embedded descriptor at sector 1; QEMU reads such a file as a descriptor file, whose extents are other files/)
+  })
+
+  it('a parentFileNameHint at byte 512 when the header puts the descriptor elsewhere: QEMU reads byte 512', async () => {
+    const parent = parentDisk('parent512')
+    // the clean descriptor moved to a new last sector range; sector 1 keeps a hint only QEMU looks at
+    const moved = childDisk('moved.vmdk', (d) => d)
+    const b = readFileSync(moved)
+    const room = Number(b.readBigUInt64LE(36)) * 512
+    const clean = b.subarray(512, 512 + room)
+    const at = Math.ceil(b.length / 512)
+    const out = Buffer.concat([b, Buffer.alloc(at * 512 - b.length), clean])
+    out.writeBigUInt64LE(BigInt(at), 28)
+    Buffer.from(`parentCID=${parent.cid}\nparentFileNameHint="${parent.file}"\n`.padEnd(room, '\0'), 'latin1').copy(out, 512)
+    writeFileSync(path('moved2.vmdk'), out)
+    expect(qemuConverts(path('moved2.vmdk')).startsWith(PARENT_TEXT)).toBe(true)
+    expect((await refusal(path('moved2.vmdk'), 'vmdk')).message).toContain(`vmdk parent file '${parent.file}' (descriptor field parentFileNameHint at byte ${512 + `parentCID=${parent.cid}\n`.length})`)
+  })
+
+  it('a second, commented createType beside the accepted one', async () => {
+    const two = childDisk('two-types.vmdk', (d) => d.replace('# Disk DescriptorFile\n', '# Disk DescriptorFile\n# createType="monolithicFlat"\n'))
+    expect((await refusal(two, 'vmdk')).message).toMatch(/: vmdk createType 'monolithicFlat' at byte \d+, on a # comment line, which QEMU reads all the same, beside createType 'monolithicSparse'; QEMU takes the first createType/)
+  })
+
+  it('the footer of a streamOptimized file gives its capacity, as QEMU reads it', async () => {
+    writeFileSync(path('ones2.raw'), Buffer.alloc(3 * MiB, 1))
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'ones2.raw', 'stream2.vmdk')
+    const b = readFileSync(path('stream2.vmdk'))
+    // a footer (marker of type 3, the real header, end-of-stream marker), and in the header the grain directory "at the end" and a capacity that differs from the footer's
+    expect(b.length % 512).toBe(0)
+    const marker = Buffer.alloc(512)
+    marker.writeUInt32LE(3, 12)
+    const withFooter = Buffer.concat([b, marker, b.subarray(0, 512), Buffer.alloc(512)])
+    withFooter.writeBigUInt64LE(0xffffffffffffffffn, 56)
+    withFooter.writeBigUInt64LE(1n, 12)
+    writeFileSync(path('stream3.vmdk'), withFooter)
+    expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', path('stream3.vmdk')], {encoding: 'utf8'}))['virtual-size']).toBe(3 * MiB)
+    expect(await inspectDiskImage(path('stream3.vmdk'), 'vmdk')).toMatchObject({virtualSize: 3 * MiB})
   })
 })

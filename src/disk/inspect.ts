@@ -15,7 +15,9 @@ import {InputError} from '../errors.js'
  *   raw: bytes that are no other image format's header.
  * The declared format must be what the bytes say. Everything else is refused (InputError, exit 2),
  * naming the field and what it refers to. Layouts: QEMU's docs/interop/qcow2.txt, VMware's
- * "Virtual Disk Format 5.0" (sparse extent header, descriptor file).
+ * "Virtual Disk Format 5.0" (sparse extent header, descriptor file). Where QEMU's parser reads the
+ * bytes otherwise than the format's documents (issue #29: names found by substring, comments
+ * included; capacity 0), the file is judged as QEMU reads it: docs/disk-image-bases.md lists the rules.
  */
 
 export const DISK_FORMATS = ['qcow2', 'raw', 'vmdk'] as const
@@ -270,6 +272,46 @@ function parseDescriptor(text: string): {values: Map<string, string>; extents: E
   return {values, extents}
 }
 
+/** Where and how QEMU reads the descriptor of a hosted sparse file for its parent and CIDs: vmdk_open sets desc_offset 0x200 and vmdk_parent_open/vmdk_read_cid read DESC_SIZE (20 sectors) from there, whatever the header's descOffset says. */
+const QEMU_DESCRIPTOR_AT = SECTOR
+const QEMU_DESCRIPTOR_BYTES = 20 * SECTOR
+
+/** One place in the descriptor bytes where QEMU's substring search finds a name, and what it takes as its value. */
+interface Found {
+  /** byte offset in the file */
+  at: number
+  value: string
+  /** on a "#" line, which a line reader skips and QEMU does not */
+  comment: boolean
+}
+
+/**
+ * Every occurrence of `name` in `bytes` (read from file offset `base`), each with the value QEMU
+ * would take there: vmdk_parse_description and vmdk_parent_open skip the name and the two characters
+ * after it (`="`) and read to the next '"'. QEMU stops at the first one and at a NUL; we look at all,
+ * NULs or not, so no copy of a name hides behind another.
+ */
+function substringValues(bytes: Buffer, base: number, name: string): Found[] {
+  const found: Found[] = []
+  for (let i = bytes.indexOf(name, 0, 'latin1'); i >= 0; i = bytes.indexOf(name, i + 1, 'latin1')) {
+    const from = i + name.length + 2
+    const quote = bytes.indexOf(0x22, from)
+    const lineStart = bytes.lastIndexOf(0x0a, i) + 1
+    found.push({at: base + i, value: bytes.subarray(from, quote < 0 ? Math.min(from + 200, bytes.length) : quote).toString('latin1'), comment: bytes.subarray(lineStart, i).toString('latin1').trimStart().startsWith('#')})
+  }
+  return found
+}
+
+/** The hex number vmdk_read_cid reads after "parentCID" and one more character (sscanf %x: blanks, an optional 0x, hex digits). */
+function cidAt(bytes: Buffer, i: number): number | undefined {
+  const m = /^\s*(?:0x)?([0-9a-f]+)/i.exec(bytes.subarray(i + 'parentCID'.length + 1, i + 'parentCID'.length + 40).toString('latin1'))
+  return m ? Number.parseInt(m[1].slice(-8), 16) : undefined
+}
+
+function foundWhere(f: Found): string {
+  return `at byte ${f.at}${f.comment ? ', on a # comment line, which QEMU reads all the same' : ''}`
+}
+
 async function inspectVmdkSparse(fh: FileHandle, file: string, size: number, head: Buffer): Promise<ImageInspection> {
   const bad = (found: string, why: string) => unsupported(file, 'vmdk', found, why)
   const broken = (found: string, why: string) => damaged(file, 'vmdk', found, why)
@@ -281,21 +323,39 @@ async function inspectVmdkSparse(fh: FileHandle, file: string, size: number, hea
   const descriptorSize = u64(head.readBigUInt64LE(36))
   if (!descriptorOffset || !descriptorSize) throw bad('a vmdk sparse extent with no embedded descriptor', 'such an extent is one part of a multi-file vmdk, whose descriptor names its files')
   if (descriptorSize > MAX_DESCRIPTOR_SECTORS || (descriptorOffset + descriptorSize) * SECTOR > size) throw broken(`vmdk descriptor of ${descriptorSize} sectors at sector ${descriptorOffset}`, 'it lies outside the file or is larger than any real descriptor')
-  if (head.readBigUInt64LE(56) === GD_AT_END && capacity === 0n && size >= 3 * SECTOR) {
-    // a streamOptimized image may keep its real header in a footer: footer marker, footer, end-of-stream marker
-    const footer = await readAt(fh, size - 2 * SECTOR, SECTOR)
-    if (footer.subarray(0, 4).equals(VMDK_SPARSE_MAGIC)) capacity = footer.readBigUInt64LE(12)
+  // QEMU's vmdk_open_vmdk4: a header capacity of 0 with a descriptor makes the file a descriptor file, its extents opened by name
+  if (capacity === 0n) throw bad(`vmdk sparse header with capacity 0 and an embedded descriptor at sector ${descriptorOffset}`, `QEMU reads such a file as a descriptor file, whose extents are other files, ${OPENS}`)
+  if (head.readBigUInt64LE(56) === GD_AT_END) {
+    // QEMU's vmdk_open_vmdk4: the footer (before the end-of-stream marker) takes the header's place
+    const footer = size >= 3 * SECTOR ? await readAt(fh, size - 2 * SECTOR, SECTOR) : Buffer.alloc(0)
+    if (!footer.subarray(0, 4).equals(VMDK_SPARSE_MAGIC)) throw broken('a vmdk grain directory at the end (gdOffset all ones) with no footer', 'a streamOptimized file ends with a footer header')
+    capacity = footer.readBigUInt64LE(12)
   }
-  const text = (await readAt(fh, descriptorOffset * SECTOR, descriptorSize * SECTOR)).toString('latin1')
-  const {values, extents} = parseDescriptor(text)
+  const declared = await readAt(fh, descriptorOffset * SECTOR, descriptorSize * SECTOR)
+  const qemuReads = await readAt(fh, QEMU_DESCRIPTOR_AT, QEMU_DESCRIPTOR_BYTES)
+  const {values, extents} = parseDescriptor(declared.toString('latin1'))
+  // the two places QEMU looks, each with its file offset; a name found in both is reported once
+  const search = (name: string) => {
+    const all = [...substringValues(declared, descriptorOffset * SECTOR, name), ...substringValues(qemuReads, QEMU_DESCRIPTOR_AT, name)]
+    return all.filter((f, i) => all.findIndex((g) => g.at === f.at) === i).sort((a, b) => a.at - b.at)
+  }
+  // QEMU's vmdk_parent_open: any "parentFileNameHint" in its descriptor bytes becomes the backing file
+  const parent = search('parentFileNameHint')[0]
+  if (parent) throw bad(`vmdk parent file '${printable(Buffer.from(parent.value, 'latin1'))}' (descriptor field parentFileNameHint ${foundWhere(parent)})`, REFERS)
+  // QEMU's vmdk_read_cid: the first "parentCID" substring; a real parent id makes the file a delta disk of another
+  for (const region of [{bytes: declared, base: descriptorOffset * SECTOR}, {bytes: qemuReads, base: QEMU_DESCRIPTOR_AT}]) {
+    for (const f of substringValues(region.bytes, region.base, 'parentCID')) {
+      const cid = cidAt(region.bytes, f.at - region.base)
+      if (cid !== undefined && cid !== 0xffffffff) throw bad(`vmdk parentCID ${cid.toString(16).padStart(8, '0')} (${foundWhere(f)}: a delta disk of another vmdk)`, REFERS)
+    }
+  }
   const createType = values.get('createtype')
   if (!createType || !VMDK_ACCEPTED_TYPES.includes(createType)) {
     throw bad(`vmdk createType '${printable(Buffer.from(createType ?? '(none)'))}' in the embedded descriptor`, `only ${VMDK_ACCEPTED_TYPES.join(' and ')} are single self-contained files`)
   }
-  const parent = values.get('parentfilenamehint')
-  if (parent !== undefined) throw bad(`vmdk parent file '${printable(Buffer.from(parent))}' (descriptor field parentFileNameHint)`, REFERS)
-  const parentCid = values.get('parentcid')
-  if (parentCid !== undefined && parentCid.toLowerCase() !== 'ffffffff') throw bad(`vmdk parentCID ${printable(Buffer.from(parentCid))} (a delta disk of another vmdk)`, REFERS)
+  // QEMU's vmdk_parse_description takes the first "createType" substring: every one must say what the lines say
+  const otherType = substringValues(declared, descriptorOffset * SECTOR, 'createType').find((f) => f.value !== createType)
+  if (otherType) throw bad(`vmdk createType '${printable(Buffer.from(otherType.value, 'latin1'))}' ${foundWhere(otherType)}, beside createType '${createType}'`, 'QEMU takes the first createType it finds, comments included, so the descriptor must name one type only')
   // the one extent of a hosted sparse file is the file itself; its name is the one it was made under
   const own = extents.filter((e) => e.type === 'SPARSE' && e.name !== undefined && isBareName(e.name))
   const other = extents.find((e) => !own.includes(e))
