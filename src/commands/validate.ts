@@ -6,10 +6,11 @@ import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {flagsOf} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {ExitCode, HostError, InputError} from '../errors.js'
+import {parseOptions} from '../pipeline/options.js'
 import {VALIDATE_DEFAULTS, VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
-import {hostKeyPinFromFlag} from '../remote/ssh.js'
 import type {ValidationReport} from '../validate/report.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
@@ -35,21 +36,19 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   }
 
   static flags = {
-    mode: Flags.string({description: 'validation mode (repeat for several)', options: [...VALIDATION_MODES], multiple: true, default: [...VALIDATE_DEFAULTS.modes]}),
-    host: Flags.string({description: 'run QEMU on this host over SSH: user@host[:port]'}),
-    'host-key': Flags.string({description: "the remote host's pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]", dependsOn: ['host']}),
+    ...flagsOf(['mode', 'host', 'host-key', 'identity', 'secure-boot-vars'], {
+      mode: {default: VALIDATE_DEFAULTS.modes},
+      'secure-boot-vars': {
+        help: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
+      },
+    }),
     'known-hosts': Flags.file({description: 'a known_hosts file holding the remote host key (the same as --host-key FILE)', dependsOn: ['host'], exists: true, exclusive: ['host-key']}),
-    identity: Flags.file({description: 'SSH private key for the remote host [default: the ssh-agent at $SSH_AUTH_SOCK]', dependsOn: ['host'], exists: true}),
     out: Flags.directory({description: 'where report.json, junit.xml and serial.log go', default: 'validate-out'}),
     'kernel-meta': Flags.file({description: "compile's kernel.json: the release and version the booted kernel must report", exists: true}),
     release: Flags.string({description: 'the uname -r the booted kernel must report (instead of --kernel-meta)'}),
     seed: Flags.string({description: 'how the NoCloud seed reaches the guest', options: ['disk', 'http'], default: 'disk'}),
     'uki-boot': Flags.boolean({description: 'the full emulated boot: the UKI with swiotlb=force and every check', default: true, allowNo: true}),
     'disk-boot': Flags.boolean({description: 'also boot the disk alone (firmware finds \\EFI\\BOOT\\BOOTX64.EFI)', default: true, allowNo: true}),
-    'secure-boot-vars': Flags.file({
-      description: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
-      exists: true,
-    }),
     'secure-boot-cert': Flags.file({
       description: `also boot the disk alone under Secure Boot (emulated), with a copy of ${OVMF_VARS} that enrolls this certificate (PEM) as PK, KEK and db: the one that signed the UKI (the store is kept in --out as ${ENROLLED_STORE})`,
       exists: true,
@@ -66,9 +65,10 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
 
   async run(): Promise<ValidationReport> {
     const {args, flags} = await this.parse(Validate)
-    // one meaning of --host-key in every command: a fingerprint or a known_hosts file (default ~/.ssh/known_hosts)
-    const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : hostKeyPinFromFlag(flags['host-key'])
-    let secureBootVars = flags['secure-boot-vars'] && resolve(flags['secure-boot-vars'])
+    // the options build takes too, parsed by the same rows (src/pipeline/options.ts) before any boot
+    const o = parseOptions(['mode', 'host', 'host-key', 'identity', 'secure-boot-vars'], flags)
+    const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : (o['host-key'] ?? {})
+    let secureBootVars = o['secure-boot-vars']
     if (flags['secure-boot-cert']) {
       const pem = await readFile(flags['secure-boot-cert'], 'utf8')
       let cert: X509Certificate
@@ -80,13 +80,13 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
       if (!existsSync(OVMF_VARS)) throw new HostError(`no ${OVMF_VARS} to enroll the certificate into`, {hint: 'install the ovmf package (cvm-image doctor --install), or give a store with --secure-boot-vars'})
       secureBootVars = await writeEnrolledStore(resolve(flags.out), await readFile(OVMF_VARS), cert.toString(), OVMF_VARS)
     }
-    const expectedMeasurements = flags.measurements ? {entries: await readMeasurementsFile(flags.measurements), source: flags.measurements} : undefined
+    const expectedMeasurements = flags.measurements ? {...(await readMeasurementsFile(flags.measurements)), source: flags.measurements} : undefined
     const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
-        const report = await validateOnHost({host: flags.host, ...pin, identity: flags.identity, signal}, {
+        const report = await validateOnHost({host: o.host, ...pin, identity: o.identity, signal}, {
           disk: resolve(args.image),
-          modes: flags.mode as ValidationMode[],
+          modes: o.mode,
           templatesDir: this.dirs(flags.root).templates,
           outDir: resolve(flags.out),
           expected: {release: flags.release ?? kernel.release, version: kernel.version},

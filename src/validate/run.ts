@@ -17,7 +17,7 @@ import {buildProbe} from './nvme-probe.js'
 import {openValidationHost, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
-import {expectedPcrs, expectedPcrsFrom} from './vtpm.js'
+import {expectedPcrs, expectedPcrsFrom, releaseDiskOutcome} from './vtpm.js'
 
 export type {SeedMethod} from './boot.js'
 
@@ -49,7 +49,7 @@ export interface ValidateRequest {
    * the PCR values tpm-pcrs compares with, from a release (manifest.json's measurements, or
    * `cvm-image measure --json`) instead of the disk's own UKI: a disk changed since is caught
    */
-  expectedMeasurements?: {entries: MeasurementEntry[]; source: string}
+  expectedMeasurements?: {entries: MeasurementEntry[]; source: string; diskSha256?: string}
   /** why the Secure Boot boot is not run though the UKI is signed: reported as the skipped secure-boot check */
   secureBootNotRun?: string
   /** NoCloud seed: a FAT CIDATA disk on NVMe (default), or HTTP via the SMBIOS serial (local host only) */
@@ -234,6 +234,8 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
       ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after${sameExtents ? ` (${known ? 'known to the build cache by its extent digest' : 'every byte read during the boots'}; after the boots the same extent digest, ${extentAfter!.allocated} bytes allocated)` : ''}${remoteAfter ? ` (and of the copy on ${host.label} after the boots)` : ''}`}
       : {verdict: 'fail', evidence: `sha256 changed: ${sha256Before} -> ${sha256After}${remoteAfter ? `, copy on ${host.label}: ${remoteAfter}` : ''}`}),
   })
+  // the PCRs cover the UKI only: the release's disk sha256 covers the rest
+  if (req.expectedMeasurements) checks.push({mode: req.modes[0], name: 'release-disk', durationMs: 0, ...releaseDiskOutcome(sha256Before, req.expectedMeasurements)})
   const bootToSshMs = modes.find((m) => m.bootToSshMs !== undefined)?.bootToSshMs
   const report: ValidationReport = {
     verdict: overallVerdict(checks),

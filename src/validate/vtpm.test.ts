@@ -16,7 +16,7 @@ import {LocalHost} from './host.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from './host-probe.js'
 import {InputError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
-import {expectedPcrs, expectedPcrsFrom, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, readMeasurementsFile, startVtpm} from './vtpm.js'
+import {expectedPcrs, expectedPcrsFrom, parsePcrReadResponse, pcrOutcome, PCR_READ_COMMAND, readMeasurementsFile, releaseDiskOutcome, startVtpm} from './vtpm.js'
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest()
 
@@ -201,10 +201,32 @@ describe("a release's measurements as the expectation (validate --measurements)"
   it("reads a manifest's measurements.entries and measure --json's measurements alike; PCR 4 and 7 for the boot's Secure Boot state only", async () => {
     await writeFile(join(dir, 'manifest.json'), JSON.stringify({schema: 'cvm-image/manifest/v1', measurements: {entries, notes: []}}))
     await writeFile(join(dir, 'measure.json'), JSON.stringify({subject: {kind: 'disk', path: '/d'}, measurements: entries, notes: []}))
-    for (const f of ['manifest.json', 'measure.json']) expect(await readMeasurementsFile(join(dir, f))).toEqual(entries)
+    expect(await readMeasurementsFile(join(dir, 'manifest.json'))).toEqual({entries, diskSha256: undefined})
+    expect(await readMeasurementsFile(join(dir, 'measure.json'))).toEqual({entries, diskSha256: undefined})
     expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toEqual({pcr11: [{phase: 'stub', value: h('1')}, {phase: 'sysinit:ready', value: h('2')}], pcr4: {value: h('3'), secureBoot: false}, pcr7: {value: h('5'), secureBoot: false}})
     expect(expectedPcrsFrom(entries, {firmwareBootsDisk: true, secureBoot: true}, 'm.json')).toMatchObject({pcr4: {notPredicted: 'm.json lists no PCR 4 for Secure Boot on'}, pcr7: {notPredicted: 'm.json lists no PCR 7 for Secure Boot on'}})
     expect(() => expectedPcrsFrom(entries.slice(2), {firmwareBootsDisk: true, secureBoot: false}, 'm.json')).toThrow(/m.json lists no PCR 11/)
+  })
+
+  it("a manifest's disk sha256 is compared with the disk's: another disk fails naming both; measure --json of a disk file says the root filesystem is not covered", async () => {
+    const released = sha256('released disk').toString('hex')
+    await writeFile(join(dir, 'release.json'), JSON.stringify({schema: 'cvm-image/manifest/v1', disk: {sha256: released}, measurements: {entries, notes: []}}))
+    await writeFile(join(dir, 'build.json'), JSON.stringify({subject: {kind: 'build', recipeId: 'debian-12', diskSha256: released}, measurements: entries, notes: []}))
+    await writeFile(join(dir, 'disk.json'), JSON.stringify({subject: {kind: 'disk', path: '/d'}, measurements: entries, notes: []}))
+    const release = {...(await readMeasurementsFile(join(dir, 'release.json'))), source: 'release.json'}
+    expect(release.diskSha256).toBe(released)
+    expect((await readMeasurementsFile(join(dir, 'build.json'))).diskSha256).toBe(released)
+    // the same UKI, so the same PCRs, on a disk whose root filesystem changed: only its sha256 tells
+    const changed = sha256('root filesystem changed').toString('hex')
+    const o = releaseDiskOutcome(changed, release)
+    expect(o.verdict).toBe('fail')
+    expect(o.evidence).toContain(changed)
+    expect(o.evidence).toContain(released)
+    expect(releaseDiskOutcome(released, release)).toMatchObject({verdict: 'pass', evidence: expect.stringContaining('the root filesystem included')})
+    const notCovered = releaseDiskOutcome(changed, {...(await readMeasurementsFile(join(dir, 'disk.json'))), source: 'disk.json'})
+    expect(notCovered).toEqual({verdict: 'skip', evidence: expect.stringMatching(/^disk.json gives no disk sha256 .*the root filesystem is not covered$/)})
+    await writeFile(join(dir, 'short.json'), JSON.stringify({disk: {sha256: 'abc'}, measurements: entries}))
+    await expect(readMeasurementsFile(join(dir, 'short.json'))).rejects.toThrow(/short.json gives a disk sha256 that is not one/)
   })
 
   it('refuses a file that is not JSON, or has no measurement list, naming the file (exit 2)', async () => {

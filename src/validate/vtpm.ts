@@ -229,18 +229,39 @@ export function expectedPcrsFrom(entries: readonly MeasurementEntry[], boot: {fi
   }
 }
 
+/** A release's expected measurements as `validate --measurements` reads them: the entries, and the raw disk's sha256 when the file gives one. */
+export interface ReleaseExpectation {
+  entries: MeasurementEntry[]
+  /** manifest.json's disk.sha256, or `measure --json`'s subject.diskSha256 (a build's disk); absent for `measure --json` of a disk file */
+  diskSha256?: string
+}
+
 /**
- * Reads the expected measurements a release gives: manifest.json (measurements.entries) or the
- * output of `cvm-image measure --json` (measurements). Only the fields the check uses are required.
+ * The release-disk check: the PCRs cover the UKI only, so the disk's own sha256 is compared with the
+ * release's to cover the root filesystem; a file without one says plainly that it is not covered.
  */
-export async function readMeasurementsFile(path: string): Promise<MeasurementEntry[]> {
+export function releaseDiskOutcome(diskSha256: string, release: {diskSha256?: string; source: string}): Outcome {
+  if (!release.diskSha256) {
+    return {verdict: 'skip', evidence: `${release.source} gives no disk sha256 (\`measure --json\` of a disk file): the PCRs compared cover the UKI only; the root filesystem is not covered`}
+  }
+  if (release.diskSha256 !== diskSha256) {
+    return {verdict: 'fail', evidence: `the disk's sha256 ${diskSha256} is not the release's ${release.diskSha256} (${release.source}): it is not the released disk, whatever its PCRs show (they cover the UKI only)`}
+  }
+  return {verdict: 'pass', evidence: `the disk's sha256 ${diskSha256} = the release's (${release.source}): every byte, the root filesystem included, is the released disk's`}
+}
+
+/**
+ * Reads the expected measurements a release gives: manifest.json (measurements.entries, disk.sha256)
+ * or the output of `cvm-image measure --json` (measurements, subject.diskSha256). Only the fields the check uses are required.
+ */
+export async function readMeasurementsFile(path: string): Promise<ReleaseExpectation> {
   let doc: unknown
   try {
     doc = JSON.parse(await readFile(path, 'utf8'))
   } catch (e) {
     throw new InputError(`cannot read ${path} as JSON: ${(e as Error).message}`, {hint: 'give the manifest.json of a release, or the output of `cvm-image measure <disk> --json`'})
   }
-  const d = doc as {measurements?: unknown}
+  const d = doc as {measurements?: unknown; disk?: {sha256?: unknown}; subject?: {diskSha256?: unknown}}
   const list = Array.isArray(d.measurements) ? d.measurements : (d.measurements as {entries?: unknown} | undefined)?.entries
   const ok = (e: unknown): e is MeasurementEntry => {
     const x = e as Partial<MeasurementEntry> | null
@@ -251,5 +272,7 @@ export async function readMeasurementsFile(path: string): Promise<MeasurementEnt
       hint: 'give the manifest.json of a release made by this cvm-image, or the output of `cvm-image measure <disk> --json`',
     })
   }
-  return list
+  const disk = d.disk?.sha256 ?? d.subject?.diskSha256
+  if (disk !== undefined && (typeof disk !== 'string' || !/^[0-9a-f]{64}$/.test(disk))) throw new InputError(`${path} gives a disk sha256 that is not one: ${JSON.stringify(disk)}`)
+  return {entries: list, diskSha256: disk}
 }
