@@ -1,4 +1,4 @@
-import {copyFile, mkdtemp, readFile, rm} from 'node:fs/promises'
+import {chmod, copyFile, mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -26,6 +26,8 @@ import type {ValidationReport} from '../src/validate/report.js'
  */
 let work: string
 let key: string
+/** the snakeoil key as shipped (encrypted), in a file of mode 0600 */
+let encryptedKey: string
 let otherKey: string
 let otherCert: string
 let ecKey: string
@@ -37,6 +39,9 @@ const sbverify = (cert: string, file: string) => run('sbverify', ['--cert', cert
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'cvm-secure-boot-'))
   key = await decryptedSnakeoilKey(join(work, 'snakeoil.key'))
+  encryptedKey = join(work, 'snakeoil-encrypted.key')
+  await copyFile(SNAKEOIL_KEY, encryptedKey)
+  await chmod(encryptedKey, 0o600)
   otherKey = join(work, 'other.key')
   otherCert = join(work, 'other.pem')
   await openssl(['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', otherKey, '-out', otherCert, '-days', '30', '-subj', '/CN=cvm-image test other db key/'])
@@ -66,18 +71,22 @@ describe('the signing key and certificate are checked before any work', () => {
     expect(cert.pem).toMatch(/^-----BEGIN CERTIFICATE-----/)
   })
 
-  it('refuses an encrypted key (the snakeoil key as Debian ships it), a key of another pair, an EC pair, and a file that is no certificate', () => {
-    expect(refusal(() => checkSigningPair({keyFile: SNAKEOIL_KEY, certFile: SNAKEOIL_CERT})).message).toBe(`--signing-key ${SNAKEOIL_KEY} is encrypted`)
+  it('refuses an encrypted key without its passphrase (the snakeoil key as Debian ships it), a key of another pair, an EC pair, and a file that is no certificate', () => {
+    expect(refusal(() => checkSigningPair({keyFile: encryptedKey, certFile: SNAKEOIL_CERT})).message).toBe(`--signing-key ${encryptedKey} is encrypted`)
     expect(refusal(() => checkSigningPair({keyFile: otherKey, certFile: SNAKEOIL_CERT})).message).toMatch(/^--signing-key \S+other\.key is not the key of --signing-cert \/usr\/share\/ovmf\/PkKek-1-snakeoil\.pem/)
     expect(refusal(() => checkSigningPair({keyFile: ecKey, certFile: ecCert})).message).toMatch(/has a ec key; UEFI firmware verifies RSA signatures/)
     expect(refusal(() => checkSigningPair({keyFile: key, certFile: key})).message).toMatch(/is not an X\.509 certificate/)
   })
 
   it('the build command refuses them with exit 2 before any stage runs', async () => {
-    const r = await cli(['build', 'debian-12', '--cache-dir', join(work, 'cache'), '--signing-key', SNAKEOIL_KEY, '--signing-cert', SNAKEOIL_CERT, '--until', 'assemble'])
+    const r = await cli(['build', 'debian-12', '--cache-dir', join(work, 'cache'), '--signing-key', encryptedKey, '--signing-cert', SNAKEOIL_CERT, '--until', 'assemble'])
     expect(r.code, r.stderr).toBe(2)
-    expect(r.stderr).toContain(`--signing-key ${SNAKEOIL_KEY} is encrypted`)
-    expect(r.stderr).toContain('openssl pkey -in')
+    expect(r.stderr).toContain(`--signing-key ${encryptedKey} is encrypted`)
+    expect(r.stderr).toContain('--signing-key-passphrase-file')
+    // the key as Debian ships it is world-readable (mode 0644): refused for that first, as OpenSSH would
+    const open = await cli(['build', 'debian-12', '--cache-dir', join(work, 'cache'), '--signing-key', SNAKEOIL_KEY, '--signing-cert', SNAKEOIL_CERT, '--until', 'assemble'])
+    expect(open.code, open.stderr).toBe(2)
+    expect(open.stderr).toContain(`chmod 600 ${SNAKEOIL_KEY}`)
   })
 })
 

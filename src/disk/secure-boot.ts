@@ -5,6 +5,7 @@ import {rename} from 'node:fs/promises'
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
 import {sha256} from '../util/fsx.js'
+import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
 
 /**
  * UEFI Secure Boot signing of the UKI (docs/secure-boot.md). The key signs; the certificate is what
@@ -14,6 +15,8 @@ import {sha256} from '../util/fsx.js'
 export interface SecureBootSigner {
   keyFile: string
   certFile: string
+  /** a file whose first line is the key's passphrase; without it the key must be unencrypted */
+  passphraseFile?: string
 }
 
 /** What a release says of the certificate that signed its UKI. */
@@ -51,19 +54,24 @@ function parseCertificate(certFile: string): {cert: X509Certificate; info: Signi
 
 /**
  * Checks a key and certificate before any work (exit 2 with what to do): the certificate as
- * readSigningCertificate does, a key that can be read without a passphrase, and the key the
- * certificate is for.
+ * readSigningCertificate does, a key file only its owner can read, that its passphrase (if any)
+ * opens, and the key the certificate is for.
  */
 export function checkSigningPair(s: SecureBootSigner): SigningCertificate {
   const {cert, info} = parseCertificate(s.certFile)
+  const pem = readPrivateKeyFile(s.keyFile, {flag: '--signing-key'})
+  const passphrase = s.passphraseFile ? readPassphraseFile(s.passphraseFile, {flag: '--signing-key-passphrase-file'}) : undefined
   let key: KeyObject
   try {
-    key = createPrivateKey(readFileSync(s.keyFile))
+    // an empty passphrase for an unprotected call: Node would otherwise ask on the terminal
+    key = createPrivateKey({key: pem, passphrase: passphrase ?? ''})
   } catch (e) {
     const encrypted = /passphrase|password|bad decrypt|interrupted or cancelled/i.test((e as Error).message)
-    throw new InputError(`--signing-key ${s.keyFile} ${encrypted ? 'is encrypted' : `is not a private key (PEM or DER): ${(e as Error).message}`}`, {
+    throw new InputError(`--signing-key ${s.keyFile} ${encrypted ? (passphrase === undefined ? 'is encrypted' : 'cannot be opened with the passphrase of --signing-key-passphrase-file') : `is not a private key (PEM or DER): ${(e as Error).message}`}`, {
       hint: encrypted
-        ? `cvm-image signs without asking for a passphrase: give a decrypted copy kept where only you can read it (openssl pkey -in ${s.keyFile} -out <file>)`
+        ? passphrase === undefined
+          ? 'give its passphrase in a file only you can read: --signing-key-passphrase-file <file> (its first line)'
+          : `check the first line of ${s.passphraseFile}`
         : 'give the private key of --signing-cert, PEM',
     })
   }
@@ -82,9 +90,14 @@ export function checkSigningPair(s: SecureBootSigner): SigningCertificate {
  */
 export async function signPe(file: string, signer: SecureBootSigner, sourceDateEpoch: number, logFile?: string): Promise<void> {
   const out = `${file}.signed`
-  await run('osslsigncode', ['sign', '-h', 'sha256', '-certs', signer.certFile, '-key', signer.keyFile, '-time', String(sourceDateEpoch), '-in', file, '-out', out], {
+  readPrivateKeyFile(signer.keyFile, {flag: '--signing-key'})
+  // the passphrase goes to osslsigncode on its stdin (-readpass -), not in argv, which every local user can read;
+  // without one an empty line (osslsigncode fails on no line at all), so stdin never waits for a prompt's answer
+  const passphrase = signer.passphraseFile ? readPassphraseFile(signer.passphraseFile, {flag: '--signing-key-passphrase-file'}) : ''
+  await run('osslsigncode', ['sign', '-h', 'sha256', '-certs', signer.certFile, '-key', signer.keyFile, '-readpass', '-', '-time', String(sourceDateEpoch), '-in', file, '-out', out], {
     what: 'sign the UKI for Secure Boot (osslsigncode)',
     logFile,
+    input: `${passphrase}\n`,
   })
   await rename(out, file)
 }
