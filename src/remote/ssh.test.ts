@@ -1,7 +1,7 @@
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {chmod, readFile, stat, truncate, writeFile} from 'node:fs/promises'
 import {type AddressInfo, createServer} from 'node:net'
 import {join} from 'node:path'
 
@@ -200,6 +200,68 @@ describe('authentication', () => {
     const err = await connect(`${sshd.user}@127.0.0.1:${sshd.port}`, {hostKey: sshd.hostKeyFingerprint, privateKey: other}).catch((e) => e)
     expect(err).toBeInstanceOf(InputError)
     expect(err.message).toMatch(/authentication .* failed/)
+  })
+})
+
+describe('the identity file (issue #29, 4)', () => {
+  const addr = () => `${sshd.user}@127.0.0.1:${sshd.port}`
+  const PASSPHRASE = `ssh-pp-${randomBytes(6).toString('hex')}`
+  /** the authorized key, protected by PASSPHRASE (ssh-keygen -p), and the passphrase file */
+  const protectedKey = async () => {
+    const key = join(sshd.dir, 'protected_key')
+    const pass = join(sshd.dir, 'protected_pass')
+    if (!existsSync(key)) {
+      await writeFile(key, await readFile(sshd.userKeyPath), {mode: 0o600})
+      await run('ssh-keygen', ['-q', '-p', '-P', '', '-N', PASSPHRASE, '-f', key])
+      await writeFile(pass, `${PASSPHRASE}\n`, {mode: 0o600})
+    }
+    return {key, pass}
+  }
+
+  it('refuses a key file readable by group or others, as OpenSSH does, naming the chmod', async () => {
+    const open = join(sshd.dir, 'open_key')
+    await writeFile(open, await readFile(sshd.userKeyPath))
+    await chmod(open, 0o644)
+    const err = await connect(addr(), {hostKey: sshd.hostKeyFingerprint, privateKey: open}).catch((e) => e)
+    expect(err).toBeInstanceOf(InputError)
+    expect(err.message).toContain('is open to group or others (mode 0644)')
+    expect(err.hint).toBe(`chmod 600 ${open}`)
+    // and ssh itself refuses the same file
+    const ssh = await run('ssh', ['-i', open, '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${sshd.knownHostsFile}`, '-p', String(sshd.port), `${sshd.user}@127.0.0.1`, 'true'], {reject: false})
+    expect(ssh.stderr).toContain('UNPROTECTED PRIVATE KEY FILE')
+  })
+
+  it('opens a passphrase-protected key (ssh-keygen -N) with a passphrase file; without one says it is encrypted', async () => {
+    const {key, pass} = await protectedKey()
+    const s = await connect(addr(), {hostKey: sshd.hostKeyFingerprint, privateKey: key, passphraseFile: pass})
+    expect((await s.exec(['id', '-un'])).stdout.trim()).toBe(sshd.user)
+    await s.close()
+    const none = await connect(addr(), {hostKey: sshd.hostKeyFingerprint, privateKey: key}).catch((e) => e)
+    expect(none).toBeInstanceOf(InputError)
+    expect(none.message).toBe(`SSH private key ${key} is encrypted`)
+    const wrongPass = join(sshd.dir, 'wrong_pass')
+    await writeFile(wrongPass, 'wrong\n', {mode: 0o600})
+    const wrong = await connect(addr(), {hostKey: sshd.hostKeyFingerprint, privateKey: key, passphraseFile: wrongPass}).catch((e) => e)
+    expect(wrong).toBeInstanceOf(InputError)
+    expect(wrong.message).toContain('cannot be opened with the passphrase given')
+    expect(`${wrong.message} ${wrong.hint}`).not.toContain(PASSPHRASE)
+  })
+
+  it('uses a passphrase-protected key through ssh-agent (ssh-add reads the passphrase from the file by SSH_ASKPASS)', async () => {
+    const {key, pass} = await protectedKey()
+    const sock = join(sshd.dir, 'agent-protected.sock')
+    const askpass = join(sshd.dir, 'askpass')
+    await writeFile(askpass, `#!/bin/sh\nexec head -n1 ${shellQuote([pass])}\n`, {mode: 0o700})
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], {stdio: 'ignore'})
+    try {
+      for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100))
+      await run('ssh-add', ['-q', key], {env: {SSH_AUTH_SOCK: sock, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ''}, input: ''})
+      const s = await connect(addr(), {hostKey: sshd.hostKeyFingerprint, agent: sock})
+      expect((await s.exec(['id', '-un'])).stdout.trim()).toBe(sshd.user)
+      await s.close()
+    } finally {
+      agent.kill('SIGTERM')
+    }
   })
 })
 

@@ -1,5 +1,4 @@
 import {createHash} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import type {Duplex} from 'node:stream'
 
@@ -10,6 +9,7 @@ import {HostError, InputError, StageError} from '../errors.js'
 import {checkFingerprintSyntax, checkHostKey, hostKeyAlgorithms, type HostKeyPin} from './host-key.js'
 import {shellQuote} from './quote.js'
 import type {ExecResult} from '../util/exec.js'
+import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
 import {copySparse, type CopyProgress, type CopyTarget, type SparseCopyResult} from '../util/sparse-copy.js'
 
 export {fingerprint, hostKeyPinFromFlag, type HostKeyPin} from './host-key.js'
@@ -34,6 +34,8 @@ export interface ConnectOptions extends HostKeyPin {
   /** path of a private key (OpenSSH or PEM format), or the key itself */
   privateKey?: string | Buffer
   passphrase?: string
+  /** a file whose first line is the private key's passphrase (never an argument) */
+  passphraseFile?: string
   /** an ssh-agent socket; default $SSH_AUTH_SOCK when no private key is given */
   agent?: string
   /** milliseconds between keepalive probes (0: none) */
@@ -388,9 +390,20 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
   if (Buffer.isBuffer(opts.privateKey)) privateKey = opts.privateKey
   else if (opts.privateKey) {
     const path = opts.privateKey.replace(/^~(?=\/)/, homedir())
-    privateKey = await readFile(path).catch((e) => {
-      throw new InputError(`cannot read SSH private key ${path}: ${(e as Error).message}`, {hint: 'give the path of a readable private key file'})
-    })
+    privateKey = readPrivateKeyFile(path, {flag: '--identity'})
+  }
+  const passphrase = opts.passphraseFile ? readPassphraseFile(opts.passphraseFile.replace(/^~(?=\/)/, homedir()), {flag: '--identity-passphrase-file'}) : opts.passphrase
+  if (privateKey) {
+    // ssh2 would throw from inside connect: say here which key, and what to give
+    const parsed = ssh2.utils.parseKey(privateKey, passphrase)
+    if (parsed instanceof Error) {
+      const what = Buffer.isBuffer(opts.privateKey) ? 'the SSH private key given' : `SSH private key ${opts.privateKey}`
+      throw /encrypted|passphrase|decrypt/i.test(parsed.message)
+        ? new InputError(`${what} ${passphrase ? 'cannot be opened with the passphrase given' : 'is encrypted'}`, {
+            hint: passphrase ? 'check the first line of the passphrase file' : 'load it into ssh-agent (ssh-add) and leave --identity out, or give its passphrase in a file: --identity-passphrase-file <file>',
+          })
+        : new InputError(`${what} is not a private key ssh2 reads (${parsed.message})`, {hint: 'give an OpenSSH or PEM private key'})
+    }
   }
   let refusal: HostError | undefined
   const serverHostKey = hostKeyAlgorithms(addr.host, addr.port, opts)
@@ -400,7 +413,7 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
     port: addr.port,
     username: addr.user,
     privateKey,
-    passphrase: opts.passphrase,
+    passphrase,
     agent,
     keepaliveInterval: opts.keepaliveInterval ?? 15_000,
     ...(opts.keepaliveCountMax ? {keepaliveCountMax: opts.keepaliveCountMax} : {}),

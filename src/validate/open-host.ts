@@ -8,6 +8,8 @@ export interface HostTarget extends HostKeyPin {
   host?: string
   /** private key file; default: the SSH agent */
   identity?: string
+  /** a file whose first line is the identity's passphrase */
+  identityPassphraseFile?: string
   signal?: AbortSignal
 }
 
@@ -17,6 +19,6 @@ export interface HostTarget extends HostKeyPin {
  */
 export async function openValidationHost(t: HostTarget): Promise<ValidationHost> {
   if (!t.host) return new LocalHost()
-  const session = await connect(t.host, {hostKey: t.hostKey, knownHostsFile: t.knownHostsFile, privateKey: t.identity, keepaliveInterval: 10_000, signal: t.signal})
+  const session = await connect(t.host, {hostKey: t.hostKey, knownHostsFile: t.knownHostsFile, privateKey: t.identity, passphraseFile: t.identityPassphraseFile, keepaliveInterval: 10_000, signal: t.signal})
   return new RemoteHost(session)
 }
