@@ -2,7 +2,7 @@ import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InputError, StageError} from '../errors.js'
-import {run} from '../util/exec.js'
+import {runConfined} from '../util/sandbox.js'
 
 /**
  * e2fsprogs' debugfs as a reader of an ext2/3/4 filesystem inside a disk image file, without root:
@@ -10,7 +10,7 @@ import {run} from '../util/exec.js'
  * batch of commands from a file and prints each command's output after an echo of the command.
  */
 export interface Debugfs {
-  /** the image file; its name must not contain "?" (the option separator) */
+  /** the image file (seen inside the sandbox under a fixed name, so a "?" in it is no option) */
   image: string
   offset: number
   /** where command files are written and relative output paths land */
@@ -22,22 +22,29 @@ export interface Debugfs {
 /** One batch bounded so debugfs' output stays well under what run() buffers. */
 export const BATCH = 2000
 
-/** Runs commands in one debugfs process; returns each command's output, in order. */
+/** Where debugfs sees the image and its work dir inside the sandbox. */
+const INSIDE_IMAGE = '/in/disk'
+const INSIDE_WORK = '/work'
+
+/**
+ * Runs commands in one debugfs process; returns each command's output, in order. debugfs parses a
+ * filesystem a base image brings, so it runs confined (util/sandbox.ts): it sees the image
+ * read-only and the work dir its dumps land in, nothing else of the host.
+ */
 export async function debugfsBatch(fs: Debugfs, commands: readonly string[], what: string): Promise<string[]> {
-  if (fs.image.includes('?')) throw new StageError(`debugfs cannot open ${fs.image}: its name has a "?"`)
-  const script = join(fs.cwd, 'debugfs.cmds')
-  await writeFile(script, commands.join('\n') + '\n')
-  const r = await run('debugfs', ['-f', script, `${fs.image}?offset=${fs.offset}`], {
-    cwd: fs.cwd,
-    what,
-    signal: fs.signal,
-    env: {LC_ALL: 'C', DEBUGFS_PAGER: '__none__', PAGER: '__none__'},
-  })
+  await writeFile(join(fs.cwd, 'debugfs.cmds'), commands.join('\n') + '\n')
+  const r = await runConfined(
+    'debugfs',
+    ['-f', `${INSIDE_WORK}/debugfs.cmds`, `${INSIDE_IMAGE}?offset=${fs.offset}`],
+    {readOnly: [{host: fs.image, inside: INSIDE_IMAGE}], writable: [{host: fs.cwd, inside: INSIDE_WORK}], chdir: INSIDE_WORK, env: {DEBUGFS_PAGER: '__none__', PAGER: '__none__'}},
+    {what, signal: fs.signal, logFile: fs.logFile},
+  )
   if (/Bad magic number in super-block|while trying to open|Filesystem not open/.test(r.stderr)) {
-    throw new InputError(`debugfs cannot open the filesystem at byte ${fs.offset} of ${fs.image}: ${r.stderr.trim().split('\n').slice(0, 3).join(' ')}`, {
+    throw new InputError(`debugfs cannot open the filesystem at byte ${fs.offset} of ${fs.image}: ${r.stderr.trim().split('\n').slice(0, 3).join(' ').replaceAll(INSIDE_IMAGE, fs.image)}`, {
       hint: 'the disk or its root filesystem is damaged: download the image again',
     })
   }
+  if (r.exitCode !== 0) throw new StageError(`${what}: debugfs exited with ${r.exitCode}`, {details: r.stderr.split('\n').slice(-5)})
   // each command's output follows the echo "debugfs: <command>"
   const outputs: string[] = []
   for (const line of r.stdout.split('\n')) {

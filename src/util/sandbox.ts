@@ -21,6 +21,10 @@ export interface Confined {
   readOnly: Array<{host: string; inside: string}>
   /** host path -> path inside, writable (an existing file: bind a file, not its directory) */
   writable: Array<{host: string; inside: string}>
+  /** the working directory inside (default /) */
+  chdir?: string
+  /** environment inside, beside PATH and LC_ALL (the host's is cleared) */
+  env?: Record<string, string>
 }
 
 /** Top-level names that are, on a merged-/usr host, links into /usr; bound as they are on this host. */
@@ -38,7 +42,8 @@ export async function sandboxArgs(paths: Confined): Promise<string[]> {
   // bind the real files: a symlink would be resolved inside, where its target does not exist
   for (const b of paths.readOnly) args.push('--ro-bind', await realpath(b.host), b.inside)
   for (const b of paths.writable) args.push('--bind', await realpath(b.host), b.inside)
-  args.push('--chdir', '/')
+  for (const [name, value] of Object.entries(paths.env ?? {})) args.push('--setenv', name, value)
+  args.push('--chdir', paths.chdir ?? '/')
   return args
 }
 
