@@ -102,7 +102,7 @@ export class GuestBoot implements GuestMachine {
       disks.push({path: hostImg, format: 'raw', serial: 'cvmseed', readOnly: true})
     } else {
       seedServer = await serveSeed(seed)
-      smbiosSerial = `ds=nocloud-net;s=http://10.0.2.2:${seedServer.port}/`
+      smbiosSerial = `ds=nocloud-net;s=http://10.0.2.2:${seedServer.port}${seedServer.base}`
     }
     try {
       const vars = join(bootDir, 'OVMF_VARS.fd')
@@ -123,7 +123,7 @@ export class GuestBoot implements GuestMachine {
         cbitpos: spec.cbitpos,
         tpmSocket: spec.vtpm ? vtpmSocket(bootDir) : undefined,
       })
-      const seedDescription = spec.seed === 'disk' ? 'NoCloud FAT disk (label CIDATA) on NVMe' : `NoCloudNet over HTTP (SMBIOS serial ${smbiosSerial})`
+      const seedDescription = spec.seed === 'disk' ? 'NoCloud FAT disk (label CIDATA) on NVMe' : `NoCloudNet over HTTP (SMBIOS serial ds=nocloud-net;s=http://10.0.2.2:${seedServer!.port}/<token>/)`
       return new GuestBoot(spec, keys, sshPort, argv, serialLog, seedDescription, bootDir, seedServer)
     } catch (e) {
       await seedServer?.close()

@@ -86,19 +86,23 @@ export async function writeSeedDisk(dir: string, seed: NoCloudSeed, signal?: Abo
 
 /**
  * The seed over HTTP for cloud-init's NoCloudNet, on 127.0.0.1 (the guest reaches it as 10.0.2.2
- * through QEMU's user network). Only for a local host.
+ * through QEMU's user network). Only for a local host. user-data holds the guest's host private key,
+ * and any local user can reach 127.0.0.1: the files are served only under a random path (`base`),
+ * which only QEMU's SMBIOS serial is given; every other path is 404.
  */
-export async function serveSeed(seed: NoCloudSeed): Promise<{port: number; requests: string[]; close(): Promise<void>}> {
+export async function serveSeed(seed: NoCloudSeed): Promise<{port: number; base: string; requests: string[]; close(): Promise<void>}> {
   const requests: string[] = []
-  const files: Record<string, string> = {'/user-data': seed.userData, '/meta-data': seed.metaData, '/vendor-data': ''}
+  const base = `/${randomBytes(32).toString('hex')}/`
+  const files: Record<string, string> = {[`${base}user-data`]: seed.userData, [`${base}meta-data`]: seed.metaData, [`${base}vendor-data`]: ''}
   const srv = createServer((req, res) => {
-    requests.push(`${req.method} ${req.url}`)
-    const body = files[req.url ?? '']
+    // the log names the file, never the token
+    requests.push(`${req.method} ${req.url?.startsWith(base) ? `/<token>/${req.url.slice(base.length)}` : req.url}`)
+    const body = req.method === 'GET' ? files[req.url ?? ''] : undefined
     res.writeHead(body === undefined ? 404 : 200, {'content-type': 'text/plain'})
     res.end(body ?? '')
   })
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
   const addr = srv.address()
   const port = typeof addr === 'object' && addr ? addr.port : 0
-  return {port, requests, close: () => new Promise((resolve) => srv.close(() => resolve()))}
+  return {port, base, requests, close: () => new Promise((resolve) => srv.close(() => resolve()))}
 }
