@@ -1,7 +1,6 @@
 import {createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
-
 import {InputError} from '../errors.js'
+import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
 
 /** DSSE's payload type for an in-toto Statement */
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json'
@@ -39,11 +38,20 @@ export interface AttestationSigner {
  * so a re-publish of the same build makes the same envelope bytes (ECDSA would make new ones each time,
  * and the manifest, which records the envelopes' sha256, would then conflict with the published one).
  */
-export async function loadAttestationSigner(file: string): Promise<AttestationSigner> {
+export async function loadAttestationSigner(file: string, opts: {passphraseFile?: string} = {}): Promise<AttestationSigner> {
+  const pem = readPrivateKeyFile(file, {flag: '--attestation-key'})
+  const passphrase = opts.passphraseFile ? readPassphraseFile(opts.passphraseFile, {flag: '--attestation-key-passphrase-file'}) : undefined
   let key: KeyObject
   try {
-    key = createPrivateKey(await readFile(file))
+    // an empty passphrase when none is given: Node would otherwise prompt on the terminal
+    key = createPrivateKey({key: pem, passphrase: passphrase ?? ''})
   } catch (e) {
+    const encrypted = /passphrase|password|bad decrypt|interrupted or cancelled/i.test((e as Error).message)
+    if (encrypted) {
+      throw new InputError(`--attestation-key ${file} ${passphrase === undefined ? 'is encrypted' : 'cannot be opened with the passphrase of --attestation-key-passphrase-file'}`, {
+        hint: passphrase === undefined ? 'give its passphrase in a file only you can read: --attestation-key-passphrase-file <file> (its first line)' : `check the first line of ${opts.passphraseFile}`,
+      })
+    }
     throw new InputError(`--attestation-key ${file} is not a PEM private key (${(e as Error).message})`, {hint: 'make one with: openssl genpkey -algorithm ed25519 -out attestation-key.pem', cause: e})
   }
   if (key.asymmetricKeyType !== 'ed25519') {

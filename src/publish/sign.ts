@@ -4,6 +4,7 @@ import {join} from 'node:path'
 
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
+import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
 
 /** The detached OpenPGP signature of SHA256SUMS, as Debian and Ubuntu publish beside their cloud images. */
 export const CHECKSUMS_SIGNATURE_NAME = 'SHA256SUMS.gpg'
@@ -59,6 +60,9 @@ export interface ReleaseKeyInfo {
 
 /** Imports the key file into home: its one secret key's fingerprint, and gpg's passphrase arguments. A file with none or several is bad input. */
 async function importKey(home: string, key: ReleaseKeyOptions): Promise<{fingerprint: string; pass: string[]}> {
+  // gpg reads both files itself: here only their modes are judged, as every private key's are
+  readPrivateKeyFile(key.keyFile, {flag: '--release-key'})
+  if (key.passphraseFile) readPassphraseFile(key.passphraseFile, {flag: '--release-key-passphrase-file'})
   const base = gpgBase(home)
   const pass = ['--pinentry-mode', 'loopback', ...(key.passphraseFile ? ['--passphrase-file', key.passphraseFile] : ['--passphrase', ''])]
   const imported = await run('gpg', [...base, ...pass, '--import', key.keyFile], {reject: false, what: 'import the release key into a temporary GNUPGHOME'})
