@@ -56,12 +56,15 @@ describe('end to end: cvm-image build debian-12', () => {
     expect(manifest.kernel.patches.map((x: {file?: string}) => x.file)).toContain('6.1/cvm-marker.patch')
     expect(manifest.gce.guestOsFeatures.map((g: {type: string}) => g.type)).toEqual(expect.arrayContaining(['UEFI_COMPATIBLE', 'SEV_CAPABLE']))
     // the manifest's expected PCRs are the ones the firmware boot of this disk left in a real vTPM (swtpm), as validation read them
-    const entries = manifest.measurements.entries as {kind: string; value: string; params: {phase?: string; secureBoot?: string}}[]
+    const entries = manifest.measurements.entries as {kind: string; value: string; params: {phase?: string; secureBoot?: string}; proof: {status: string; phase?: string}}[]
     const expected = (kind: string, f: (p: {phase?: string; secureBoot?: string}) => boolean) => entries.find((e) => e.kind === kind && f(e.params))!.value
     const evidence = b.validation.checks.find((c) => c.name === 'disk-boot:tpm-pcrs')!.evidence
     expect(evidence).toContain(`PCR 11 ${expected('tpm-pcr11', (p) => p.phase === 'sysinit:ready')} = predicted`)
     expect(evidence).toContain(`PCR 4 ${expected('tpm-pcr4', (p) => p.secureBoot === 'off')} = predicted`)
     expect(evidence).toContain(`PCR 7 ${expected('tpm-pcr7', (p) => p.secureBoot === 'off')} = predicted`)
+    // and the manifest says so: proven on the vTPM, PCR 11 at the phase it matched
+    expect(entries.find((e) => e.kind === 'tpm-pcr11' && e.params.phase === 'sysinit:ready')!.proof).toMatchObject({status: 'proven-on-vtpm', phase: 'sysinit:ready'})
+    expect(entries.find((e) => e.kind === 'tpm-pcr7' && e.params.secureBoot === 'off')!.proof).toMatchObject({status: 'proven-on-vtpm'})
   }, 60 * 60_000)
 
   it('a second build runs no stage and publishes nothing new; plan shows every stage cached', async () => {

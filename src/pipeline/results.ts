@@ -94,6 +94,11 @@ export interface ValidateResult {
   hostKind?: 'local' | 'remote'
   bootToSshMs?: number | null
   totalMs?: number
+  /**
+   * the variable store the Secure Boot boot started from, and its sha256: a file of the stage's output
+   * (the copy validation enrolled the signing certificate into) or the store given; publish predicts PCR 7 with Secure Boot on for it
+   */
+  secureBootVars?: {file: string; sha256: string} | {path: string; sha256: string}
 }
 
 /** What each stage's run() returns, kept as its result.json: the one type every reader of a stage's result uses. */

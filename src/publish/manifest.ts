@@ -5,8 +5,9 @@ import type {ImageArtifact} from '../formats/index.js'
 import type {PatchRecord} from '../kernel/series-apply.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
-import type {AssembleResult} from '../pipeline/results.js'
+import type {AssembleResult, ValidateCheck} from '../pipeline/results.js'
 import type {StageName} from '../pipeline/stage.js'
+import {pcrMatchedText} from '../validate/vtpm.js'
 import type {GuestOsFeature} from './guest-os-features.js'
 import type {ValidationSummary} from './validation-gate.js'
 
@@ -54,8 +55,45 @@ export interface Manifest {
 }
 
 export interface ReleaseMeasurements {
-  entries: MeasurementEntry[]
+  entries: ReleaseMeasurementEntry[]
   notes: string[]
+}
+
+/** An expected measurement as a release gives it: the entry, and whether this release's validation proved it. */
+export type ReleaseMeasurementEntry = MeasurementEntry & {proof: MeasurementProof}
+
+/**
+ * proven-on-vtpm: a boot of this release's validation read the value from its vTPM (the checks that
+ * did, and for PCR 11 the phase it matched); predicted-only: computed, and not seen by any boot (why).
+ */
+export type MeasurementProof = {status: 'proven-on-vtpm'; checks: string[]; phase?: string} | {status: 'predicted-only'; why: string}
+
+/**
+ * Marks each entry with its proof: a TPM PCR entry is proven when a tpm-pcrs check of the validation
+ * read that very value from its vTPM ("PCR n <value> = predicted (…)" in its evidence); anything else is predicted only.
+ */
+export function proveMeasurements(entries: readonly MeasurementEntry[], checks: readonly ValidateCheck[]): ReleaseMeasurementEntry[] {
+  const read = checks.filter((c) => /(^|:)tpm-pcrs$/.test(c.name) && c.verdict !== 'skip')
+  return entries.map((e) => {
+    if (!e.kind.startsWith('tpm-pcr')) return {...e, proof: {status: 'predicted-only', why: 'validation does not attest SEV launches: the digest is computed, not read from a guest'}}
+    const pcr = Number(e.kind.slice('tpm-pcr'.length))
+    const text = pcrMatchedText(pcr, e.value)
+    const by = read.flatMap((c) => {
+      const at = c.evidence.indexOf(text)
+      const said = at < 0 ? undefined : (/^ \(([^)]*)\)/.exec(c.evidence.slice(at + text.length))?.[1] ?? '')
+      // PCR 4 can be the same with Secure Boot on and off (a kernel the stub starts unmeasured): the state read must be the entry's
+      if (said === undefined || (e.params.secureBoot !== undefined && said !== `Secure Boot ${e.params.secureBoot}`)) return []
+      return [{check: `${c.mode}/${c.name}`, said}]
+    })
+    if (by.length === 0) {
+      const skipped = checks.filter((c) => /(^|:)tpm-pcrs$/.test(c.name) && c.verdict === 'skip')
+      const ran = read.length ? `${read.map((c) => `${c.mode}/${c.name}`).join(', ')} read other values` : 'no tpm-pcrs check ran'
+      const why = `${read.length ? 'no validation boot read this value from its vTPM' : 'no validation boot read a vTPM'}: ${[...skipped.map((c) => `${c.mode}/${c.name} skipped (${c.evidence})`), ...(read.length || !skipped.length ? [ran] : [])].join('; ')}`
+      return {...e, proof: {status: 'predicted-only', why}}
+    }
+    const phase = by.map((b) => /^phase (.+)$/.exec(b.said)?.[1]).find((p) => p !== undefined)
+    return {...e, proof: {status: 'proven-on-vtpm', checks: by.map((b) => b.check), ...(phase ? {phase} : {})}}
+  })
 }
 
 /** How a release is signed (README "Publishing"): each part is "unsigned" without its key. */

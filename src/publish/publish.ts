@@ -11,12 +11,12 @@ import {VMSA_FORMS} from '../measure/vmsa.js'
 import {isControlBuild, type BuildRecord} from '../pipeline/build-record.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
-import {sha256} from '../util/fsx.js'
+import {sha256, sha256File} from '../util/fsx.js'
 import {OVMF_CODE} from '../validate/host-probe.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 import {guestOsFeatures} from './guest-os-features.js'
 import {readBuiltKernelConfig} from './kernel-config.js'
-import {buildManifest, UNSIGNED, type Manifest, type ReleaseMeasurements, type ReleaseSigning} from './manifest.js'
+import {buildManifest, proveMeasurements, UNSIGNED, type Manifest, type ReleaseMeasurements, type ReleaseSigning} from './manifest.js'
 import {IN_TOTO_PAYLOAD_TYPE, loadAttestationSigner} from './dsse.js'
 import {CHECKSUMS_SIGNATURE_NAME, gpgvVerify, inspectReleaseKey, signDetached, type ReleaseKeyOptions} from './sign.js'
 import {buildValidationStatement, VALIDATION_STATEMENT_NAME} from './validation-statement.js'
@@ -148,7 +148,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
     validation,
   })
   log('computing the expected measurements (TPM PCRs of the UKI, SEV launch digests)')
-  const measurements = await releaseMeasurements(diskPath, record.recipe.validate.cpus)
+  const measurements = await releaseMeasurements(record, diskPath)
   const draft = buildManifest({record, version, disk: {sha256: assembleMeta.diskSha256}, artifacts, validation, guestOsFeatures: features, provenance: {name: PROVENANCE_NAME, sha256: ''}, measurements})
   const statement = buildProvenance({record, version, artifacts, base: draft.base, kernelSource: {...draft.kernel.source, version: draft.kernel.version}, patches: draft.kernel.patches, ukiSha256: draft.boot.ukiSha256, allowUnvalidated: validation.allowedUnvalidated})
   // with an attestation key the statements are DSSE envelopes (Ed25519: the same build gives the same bytes)
@@ -324,13 +324,36 @@ async function removeStalePartials(store: ReleaseStore, files: PlannedFile[]): P
 }
 
 /**
- * The manifest's expected measurements: the disk's PCR 4 and PCR 11, and the SEV and SEV-ES launch
+ * The manifest's expected measurements: the disk's PCR 4, 7 and 11 (PCR 7 with Secure Boot on for
+ * the variable store the validation booted, when it booted one), and the SEV and SEV-ES launch
  * digests of the firmware validation boots (OVMF_CODE, when this machine has it) for the recipe's
- * vCPU count, the default vCPU type and every VMSA form. The same list as `cvm-image measure <build>`.
+ * vCPU count, the default vCPU type and every VMSA form; each marked proven on the validation's
+ * vTPM or predicted only. The same list as `cvm-image measure <build>`, with the proofs.
  */
-async function releaseMeasurements(disk: string, cpus: number): Promise<ReleaseMeasurements> {
+export async function releaseMeasurements(record: BuildRecord, disk: string): Promise<ReleaseMeasurements> {
   const firmware = existsSync(OVMF_CODE) ? [OVMF_CODE] : []
-  const {measurements, notes} = await measureImage({disk, firmware, modes: SEV_MODES, cpus: [cpus], cpuTypes: [DEFAULT_CPU_TYPE], vmsaForms: VMSA_FORMS})
+  const secureBootVars = await validatedSecureBootVars(record)
+  const {measurements, notes} = await measureImage({disk, secureBootVars, firmware, modes: SEV_MODES, cpus: [record.recipe.validate.cpus], cpuTypes: [DEFAULT_CPU_TYPE], vmsaForms: VMSA_FORMS})
   if (!firmware.length) notes.push(`no SEV launch digests: this machine has no ${OVMF_CODE} (package ovmf), the firmware validation boots; \`cvm-image measure\` on a machine with it lists them`)
-  return {entries: measurements, notes}
+  notes.push("Each entry's proof says whether a boot of this release's validation read the value from its vTPM (proven-on-vtpm, naming the checks) or it is predicted only (why).")
+  return {entries: proveMeasurements(measurements, record.stages.validate?.meta.checks ?? []), notes}
+}
+
+/**
+ * The variable store the validation's Secure Boot boot started from (the copy it enrolled the
+ * signing certificate into, kept in its output, or the store given), its sha256 checked against the
+ * one validation recorded; undefined when no Secure Boot boot had a store.
+ */
+export async function validatedSecureBootVars(record: BuildRecord): Promise<string | undefined> {
+  const v = record.stages.validate
+  const s = v?.meta.secureBootVars
+  if (!v || !s) return undefined
+  const path = 'file' in s ? join(v.dir, s.file) : s.path
+  const got = await sha256File(path).catch(() => undefined)
+  if (got !== s.sha256) {
+    throw new StageError(`the variable store the validation booted under Secure Boot, ${path}, ${got ? `has sha256 ${got}` : 'cannot be read'}; the validation recorded ${s.sha256}`, {
+      hint: `build ${record.recipeId} again: its validation makes the store again`,
+    })
+  }
+  return path
 }

@@ -158,6 +158,11 @@ export function parsePcrReadResponse(res: Buffer): Map<number, string> {
 
 const short = (v: string) => v.slice(0, 16)
 
+/** How tpm-pcrs's evidence says a PCR read from the vTPM equals its prediction; "(phase …)" or "(Secure Boot …)" follows. A release's manifest reads its proofs by it. */
+export function pcrMatchedText(pcr: number, value: string): string {
+  return `PCR ${pcr} ${value} = predicted`
+}
+
 /**
  * The guest's PCRs 11, 4 and 7 (SHA-256 bank) equal the values predicted from the UKI and the
  * boot's variable store. Evidence gives each PCR's measured and predicted value; a mismatch names
@@ -186,7 +191,7 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
   const errored: string[] = []
   const parts: string[] = []
   const at = exp.pcr11.find((e) => e.value === pcr11)
-  if (at) parts.push(`PCR 11 ${pcr11} = predicted (phase ${at.phase})`)
+  if (at) parts.push(`${pcrMatchedText(PCR_KERNEL_IMAGE, at.value)} (phase ${at.phase})`)
   else {
     failed.push('PCR 11')
     parts.push(`PCR 11 ${pcr11 ?? 'not returned'}, predicted ${exp.pcr11.map((e) => `${e.phase} ${short(e.value)}`).join(' / ')}`)
@@ -198,7 +203,7 @@ export function pcrOutcome(values: Map<number, string>, exp: PcrExpectation, dev
       errored.push(`PCR ${pcr}`)
       parts.push(`PCR ${pcr} ${got ?? 'not returned'} (no prediction, because of an error: ${e.error})`)
     } else if ('notPredicted' in e) parts.push(`PCR ${pcr} ${got ?? 'not returned'} (not predicted: ${e.notPredicted})`)
-    else if (got === e.value) parts.push(`PCR ${pcr} ${got} = predicted (Secure Boot ${e.secureBoot ? 'on' : 'off'})`)
+    else if (got === e.value) parts.push(`${pcrMatchedText(pcr, got)} (Secure Boot ${e.secureBoot ? 'on' : 'off'})`)
     else {
       failed.push(`PCR ${pcr}`)
       parts.push(`PCR ${pcr} ${got ?? 'not returned'}, predicted ${e.value} (Secure Boot ${e.secureBoot ? 'on' : 'off'})`)

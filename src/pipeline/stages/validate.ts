@@ -11,7 +11,8 @@ import {OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from '../../validate/host-
 import {markerLine} from '../../validate/marker.js'
 import {PROBE_SOURCE} from '../../validate/nvme-probe.js'
 import {validateOnHost, writeSkippedReport} from '../../validate/run.js'
-import {writeEnrolledStore} from '../../validate/secure-boot-store.js'
+import {ENROLLED_STORE, writeEnrolledStore} from '../../validate/secure-boot-store.js'
+import type {ValidateResult} from '../results.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
 function modesOf(ctx: BuildContext): ValidationMode[] {
@@ -109,11 +110,14 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       throw new StageError(`the Secure Boot variable store ${sb.vars} changed after this validation was keyed (sha256 ${sb.varsSha256})`, {hint: 'run the build again'})
     }
     let secureBootVars = sb && 'vars' in sb ? sb.vars : undefined
+    let storeRecord: ValidateResult['secureBootVars'] = sb && 'vars' in sb ? {path: sb.vars, sha256: sb.varsSha256} : undefined
     if (sb && 'enroll' in sb) {
       const base = await readFile(sb.enroll.base)
       if (sha256(base) !== sb.enroll.baseSha256) throw new StageError(`the variable store ${sb.enroll.base} changed after this validation was keyed (sha256 ${sb.enroll.baseSha256})`, {hint: 'run the build again'})
       // kept beside the report: the store the Secure Boot boot started from
       secureBootVars = await writeEnrolledStore(io.out, base, sb.enroll.certPem, sb.enroll.base)
+      // by its name in the stage's output: the cache entry is the place publish reads it from
+      storeRecord = {file: ENROLLED_STORE, sha256: await sha256File(secureBootVars)}
     }
     // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
     const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, signal: io.signal}, {
@@ -144,6 +148,6 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       })
     }
     // when and where it ran are facts about this validation, kept with its cached result (not inputs)
-    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind: inputs.host ? 'remote' : 'local', bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs}
+    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind: inputs.host ? 'remote' : 'local', bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs, ...(storeRecord ? {secureBootVars: storeRecord} : {})}
   },
 }
