@@ -1,7 +1,7 @@
 import {execFileSync} from 'node:child_process'
-import {createHash, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify} from 'node:crypto'
+import {createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -14,6 +14,7 @@ import {inspectReleaseKey} from '../src/publish/sign.js'
 import {run} from '../src/util/exec.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {cli} from './helpers/cli.js'
+import {dearmor, filesHolding, keyNeedles} from './helpers/key-leak.js'
 import {repoRoot} from './helpers/paths.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
 
@@ -50,7 +51,7 @@ async function makePgpKey(into: typeof pgp, name: string): Promise<void> {
   into.secret = join(keys, `${name}.sec.asc`)
   into.publicAsc = join(keys, `${name}.pub.asc`)
   into.keyring = join(keys, `${name}.pub.gpg`)
-  await writeFile(into.secret, gpg(into.home, ['--pinentry-mode', 'loopback', '--passphrase', '', '--armor', '--export-secret-keys', into.fingerprint]))
+  await writeFile(into.secret, gpg(into.home, ['--pinentry-mode', 'loopback', '--passphrase', '', '--armor', '--export-secret-keys', into.fingerprint]), {mode: 0o600})
   await writeFile(into.publicAsc, gpg(into.home, ['--armor', '--export', into.fingerprint]))
   await writeFile(into.keyring, gpg(into.home, ['--export', into.fingerprint]))
 }
@@ -97,7 +98,7 @@ beforeAll(async () => {
   const pair = generateKeyPairSync('ed25519')
   dssePrivate = join(keys, 'attestation.pem')
   dssePublic = join(keys, 'attestation.pub.pem')
-  await writeFile(dssePrivate, pair.privateKey.export({type: 'pkcs8', format: 'pem'}))
+  await writeFile(dssePrivate, pair.privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600})
   await writeFile(dssePublic, pair.publicKey.export({type: 'spki', format: 'pem'}))
   dsseKeyId = createHash('sha256').update(pair.publicKey.export({type: 'spki', format: 'der'})).digest('hex')
   otherDssePrivatePem = generateKeyPairSync('ed25519').privateKey.export({type: 'pkcs8', format: 'pem'}).toString()
@@ -175,18 +176,20 @@ describe('a release published with a release key and an attestation key', () => 
   })
 
   it('the keys are nowhere but where the user keeps them: not in the release, the cache or a temp dir left behind', async () => {
-    const secretBody = (await readFile(pgp.secret, 'utf8')).split('\n').filter((l) => /^[A-Za-z0-9+/=]{60,}$/.test(l))
-    const pemBody = (await readFile(dssePrivate, 'utf8')).split('\n').find((l) => /^[A-Za-z0-9+/=]{40,}$/.test(l))!
-    expect(secretBody.length).toBeGreaterThan(0)
-    const patterns = join(work, 'secret-lines')
-    await writeFile(patterns, [...secretBody, pemBody].join('\n') + '\n')
+    // the armoured lines and the raw secret bytes (a binary or DER copy): test/helpers/key-leak.ts
+    const needles = [...keyNeedles(await readFile(pgp.secret, 'utf8'), await readFile(pgp.keyring)), ...keyNeedles(await readFile(dssePrivate, 'utf8'))]
+    expect(needles.length).toBeGreaterThan(2)
+    const patterns = join(work, 'secret-needles')
     expect((await allFiles(dir)).length).toBeGreaterThan(5)
-    // grep -F over every file (GiB disks too): exit 1 is "no line found"
-    const found = await run('grep', ['-r', '-l', '-F', '-a', '-f', patterns, dir, cacheDir, tmp], {reject: false})
-    expect(found.exitCode, found.stderr).toBe(1)
-    expect(found.stdout).toBe('')
-    // and the same grep does find the key where the user keeps it
-    expect(execFileSync('grep', ['-l', '-F', '-f', patterns, pgp.secret, dssePrivate]).toString().trim().split('\n')).toEqual([pgp.secret, dssePrivate])
+    // grep -F over every file (GiB disks too), byte-wise
+    expect(await filesHolding([dir, cacheDir, tmp], needles, patterns)).toEqual([])
+    // and the same search does find the key where the user keeps it, armoured and raw
+    const raw = join(work, 'raw-copy')
+    await mkdir(raw)
+    await writeFile(join(raw, 'release.gpg'), dearmor(await readFile(pgp.secret, 'utf8')))
+    await writeFile(join(raw, 'attestation.der'), createPrivateKey(await readFile(dssePrivate)).export({type: 'pkcs8', format: 'der'}))
+    expect((await filesHolding([pgp.secret, dssePrivate, raw], needles, patterns)).sort()).toEqual([pgp.secret, dssePrivate, join(raw, 'attestation.der'), join(raw, 'release.gpg')].sort())
+    await rm(raw, {recursive: true})
     expect((await readdir(tmp)).filter((n) => n.startsWith('cvm-gpg-'))).toEqual([])
   })
 
@@ -330,12 +333,13 @@ describe('without keys', () => {
 
   it('refuses keys it cannot use before any work (exit 2): a P-256 attestation key, a public key given as the release key', async () => {
     const p256 = join(keys, 'p256.pem')
-    await writeFile(p256, generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({type: 'pkcs8', format: 'pem'}))
+    await writeFile(p256, generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600})
     const a = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--attestation-key', p256])
     expect(a.code).toBe(2)
     expect(a.stderr).toContain('is a ec key; DSSE envelopes are signed with Ed25519 here')
     const copy = join(keys, 'public-as-secret.asc')
     await copyFile(pgp.publicAsc, copy)
+    await chmod(copy, 0o600)
     const b = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--release-key', copy])
     expect(b.code).toBe(2)
     expect(b.stderr).toContain('holds no OpenPGP secret key gpg could import')
@@ -344,12 +348,12 @@ describe('without keys', () => {
     try {
       gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--quick-gen-key', 'protected <protected@example.org>', 'ed25519', 'sign', 'never'])
       const protectedKey = join(keys, 'protected.sec.asc')
-      await writeFile(protectedKey, gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--armor', '--export-secret-keys']))
+      await writeFile(protectedKey, gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--armor', '--export-secret-keys']), {mode: 0o600})
       const c = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--release-key', protectedKey])
       expect(c.code).toBe(2)
       expect(c.stderr).toContain('needs --release-key-passphrase-file')
       const passFile = join(keys, 'passphrase')
-      await writeFile(passFile, 'sesame\n')
+      await writeFile(passFile, 'sesame\n', {mode: 0o600})
       const info = await inspectReleaseKey({keyFile: protectedKey, passphraseFile: passFile})
       expect(info.fingerprint).toMatch(/^[0-9A-F]{40}$/)
     } finally {
