@@ -50,7 +50,7 @@ const COMMON: ToolRequirement[] = [
   {tool: '/usr/sbin/sshd', package: 'openssh-server', stages: ['tests'], why: 'the loopback SSH host in tests'},
   {tool: '/usr/lib/systemd/systemd-measure', package: 'systemd', stages: ['tests'], why: "the PCR 11 tests check src/measure/pcr.ts against systemd's own calculation"},
   {tool: 'osslsigncode', package: 'osslsigncode', stages: ['assemble', 'tests'], why: 'sign the UKI for Secure Boot (--signing-key), with the signing time fixed for reproducible bytes; the Authenticode tests check src/measure/authenticode.ts against it'},
-  {tool: 'sbverify', package: 'sbsigntool', stages: ['tests'], why: 'the Secure Boot tests check the signed UKI with a verifier apart from the signer'},
+  {tool: 'sbverify', package: 'sbsigntool', stages: ['tests'], why: 'the Secure Boot tests check the signed UKI with a verifier apart from the signer; the Authenticode tests check src/measure/authenticode.ts on an unpadded file against it'},
   {tool: 'openssl', package: 'openssl', stages: ['tests'], why: 'a throwaway key and certificate for osslsigncode in the Authenticode tests'},
   {tool: 'chromium', package: 'chromium', stages: ['tests'], why: 'load the report page (cvm-image report) headless: its DOM and a screenshot'},
   {tool: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', package: 'fonts-dejavu-core', stages: ['tests'], why: 'a font for the report page\'s screenshot'},

@@ -7,8 +7,10 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {EFI_STUB, buildUki} from '../disk/uki.js'
 import {InputError} from '../errors.js'
+import {parsePe} from '../disk/pe.js'
 import {run, which} from '../util/exec.js'
 import {authenticodeSha256} from './authenticode.js'
+import {pcr4Events} from './pcr.js'
 
 // The Authenticode SHA-256 firmware measures (docs/pcr-measurements.md "Authenticode"), checked
 // against an independent implementation: osslsigncode signs a copy with a throwaway key and its
@@ -44,6 +46,7 @@ describe('Authenticode SHA-256 of a PE image (checked against osslsigncode)', ()
 
   beforeAll(async () => {
     await needCommand('osslsigncode', 'osslsigncode')
+    await needCommand('sbverify', 'sbsigntool')
     await needCommand('openssl', 'openssl')
     if (!existsSync(EFI_STUB)) throw new Error(`${EFI_STUB} is missing: install the Debian package systemd-boot-efi`)
     dir = await mkdtemp(join(tmpdir(), 'cvm-authenticode-test-'))
@@ -76,6 +79,54 @@ describe('Authenticode SHA-256 of a PE image (checked against osslsigncode)', ()
     expect(authenticodeSha256(padTo8(image)).toString('hex')).toBe(digest)
     expect(authenticodeSha256(signed).toString('hex')).toBe(digest)
   })
+
+  /**
+   * The unpadded file with a signed copy's certificate table put right at its end (its directory
+   * entry pointing there, at an offset no multiple of 8): both tools then hash the bytes before the
+   * table as they are, with no padding, as firmware hashes the unsigned file. Their digests of it.
+   */
+  async function toolsOnUnpadded(file: string, name: string): Promise<{osslsigncode: string; sbverify: string; signerDigest: string}> {
+    const image = await readFile(file)
+    const {signed, digest: signerDigest} = await osslsigncode(file)
+    const pe = parsePe(signed)
+    const tableAt = signed.readUInt32LE(pe.certDirectoryOffset!)
+    const grafted = Buffer.concat([image, signed.subarray(tableAt, tableAt + pe.certTableSize)])
+    grafted.writeUInt32LE(image.length, pe.certDirectoryOffset!)
+    grafted.writeUInt32LE(pe.certTableSize, pe.certDirectoryOffset! + 4)
+    const out = join(dir, `${name}.unpadded-signed.efi`)
+    await writeFile(out, grafted)
+    // both fail (the signature is of the padded bytes) after printing the digest they computed
+    const o = await run('osslsigncode', ['verify', '-in', out], {reject: false})
+    const s = await run('sbverify', ['--cert', cert, out], {reject: false})
+    const calculated = /Calculated message digest\s*:\s*([0-9A-Fa-f]{64})/.exec(o.stdout)?.[1]
+    // sbverify: "got" is the signature's digest, "expecting" the one it computed of the image
+    const computed = /expecting:\s*([0-9a-f]{64})/.exec(s.stdout + s.stderr)?.[1]
+    if (!calculated || !computed) throw new Error(`no digest printed:\n${o.stdout}\n${s.stdout}${s.stderr}`)
+    return {osslsigncode: calculated.toLowerCase(), sbverify: computed, signerDigest}
+  }
+
+  it('of an unpadded file (systemd-stub, a UKI), hashed as it is, equals osslsigncode and sbverify on the same unpadded bytes; PCR 4 measures that digest', async () => {
+    // the stub stands in for the kernel: PCR 4's events read .linux as a PE image
+    await writeFile(join(dir, 'linux2'), await readFile(EFI_STUB))
+    await writeFile(join(dir, 'cmdline2'), 'root=PARTUUID=2 ro')
+    await writeFile(join(dir, 'osrel2'), 'ID=debian\n')
+    const ukiPath = join(dir, 'uki2.efi')
+    await buildUki({vmlinuz: join(dir, 'linux2'), cmdlineFile: join(dir, 'cmdline2'), osReleaseFile: join(dir, 'osrel2')}, ukiPath, {sourceDateEpoch: 1_700_000_000})
+    for (const [name, file] of [['stub', EFI_STUB], ['uki', ukiPath]] as const) {
+      const image = await readFile(file)
+      expect(image.length % 8, name).not.toBe(0)
+      const tools = await toolsOnUnpadded(file, name)
+      const ours = authenticodeSha256(image).toString('hex')
+      expect(ours, name).toBe(tools.osslsigncode)
+      expect(ours, name).toBe(tools.sbverify)
+      // the padding signers add changes the digest: the unpadded rule is what this checks
+      expect(ours, name).not.toBe(tools.signerDigest)
+      if (name === 'uki') {
+        const boot = pcr4Events(image, {secureBoot: false}).find((e) => e.type === 'EV_EFI_BOOT_SERVICES_APPLICATION')
+        expect(boot?.digest).toBe(tools.osslsigncode)
+      }
+    }
+  }, 60_000)
 
   it('of a file whose size is a multiple of 8 is what osslsigncode signs, with nothing added', async () => {
     const even = join(dir, 'even.efi')
