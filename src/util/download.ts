@@ -1,5 +1,5 @@
 import {createReadStream, createWriteStream, existsSync} from 'node:fs'
-import {mkdir, rename, rm, stat} from 'node:fs/promises'
+import {copyFile, mkdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -33,21 +33,44 @@ export function downloadPath(cacheDir: string, sha256: string, url: string): str
 }
 
 /**
- * The one way to a pinned input file: the copy the user gave, checked against the pin, else the
- * cache's copy if it matches, else a (resumed) download, checked before it is kept.
+ * The one way to a pinned input file: the copy the user gave, copied into the cache and checked
+ * there against the pin, else the cache's copy if it matches, else a (resumed) download, checked
+ * before it is kept. What is returned is always the cache's file, never the user's: what was
+ * checked is what is read, whatever happens to the user's file afterwards.
  */
 export async function pinnedFile(f: PinnedFile, opts: Omit<DownloadOptions, 'pinnedBy'> = {}): Promise<string> {
+  const dest = downloadPath(f.cacheDir, f.sha256, f.url)
   if (f.given) {
-    opts.progress?.(`checking ${f.given.path}`)
-    const got = await sha256File(f.given.path)
+    opts.progress?.(`copying ${f.given.path} into the cache`)
+    const copy = await copyIn(f.given.path, `${dest}.part`, f.given.flag)
+    const got = await sha256File(copy)
     if (got !== f.sha256) {
+      await rm(copy, {force: true})
       throw new InputError(`${f.given.flag} ${f.given.path}: sha256 ${got} is not the pinned ${f.sha256} (${f.pinnedBy}, for ${f.url})`, {
         hint: `give a copy of the file ${f.pinnedBy} pins, or change that pin only if you trust your copy`,
       })
     }
-    return f.given.path
+    await rename(copy, dest)
+    return dest
   }
-  return downloadPinned(f.url, f.sha256, downloadPath(f.cacheDir, f.sha256, f.url), {...opts, pinnedBy: f.pinnedBy})
+  return downloadPinned(f.url, f.sha256, dest, {...opts, pinnedBy: f.pinnedBy})
+}
+
+/**
+ * Copies a file the user gave (named by `flag`, for messages) to `dest`, once: everything after
+ * reads the copy, which no one else writes. A half-written copy is removed.
+ */
+export async function copyIn(path: string, dest: string, flag: string): Promise<string> {
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(`${flag} ${path} cannot be read: ${e.code ?? e.message}`, {hint: `check the path given to ${flag}`, cause: e})
+  })
+  if (!st.isFile()) throw new InputError(`${flag} ${path}: it is not a regular file; it is read from a file, not a device, pipe or directory`, {hint: `give the file itself to ${flag}`})
+  await mkdir(dirname(dest), {recursive: true})
+  await copyFile(path, dest).catch(async (e: NodeJS.ErrnoException) => {
+    await rm(dest, {force: true})
+    throw new InputError(`${flag} ${path} cannot be copied: ${e.code ?? e.message}`, {hint: `check that ${path} is a readable file`, cause: e})
+  })
+  return dest
 }
 
 /**

@@ -4,11 +4,9 @@ import {join} from 'node:path'
 
 import {distroFor, distroOf} from '../../distro/index.js'
 import {BugError, InputError} from '../../errors.js'
-import {decompressRootfs} from '../../rootfs/decompress.js'
-import {diskToRootfs, isDiskFormat} from '../../rootfs/disk-base.js'
+import {imageBaseToRootfs} from '../../rootfs/image-base.js'
 import {countEntries} from '../../rootfs/scan.js'
 import type {RecipeBase} from '../../recipe/schema.js'
-import {pinnedFile} from '../../util/download.js'
 import {sha256File, type Json} from '../../util/fsx.js'
 import type {BuildContext, StageOf} from '../stage.js'
 
@@ -70,24 +68,8 @@ export const baseStage: StageOf<'base', BaseInputs, never> = {
           hint: 'pass --base-sha256 <sha256 you verified>, or download the file yourself and pass --base-file <path>',
         })
       }
-      // a --base-file with no pin (base.sha256 null, no --base-sha256) is the user's own file, taken as it is
-      const file =
-        inputs.file && !sha
-          ? inputs.file.path
-          : await pinnedFile(
-              {url, sha256: sha!, pinnedBy: 'recipe.base.sha256 (or --base-sha256)', cacheDir: io.env.cacheDir, given: inputs.file ? {path: inputs.file.path, flag: '--base-file'} : undefined},
-              {signal: io.signal, progress: io.progress},
-            )
-      source = inputs.file ? `file ${inputs.file.path}` : url
-      if (isDiskFormat(format)) {
-        const read = await diskToRootfs(file, format, output, io.work, {progress: io.progress, signal: io.signal, logFile: io.logFile})
-        io.log(`read ${read.where} of the ${format} disk: ${read.entries} entries, ${read.files} files (${read.bytes} bytes), ${read.hardlinks} hardlinks, ${read.xattrs} xattrs`)
-        if (read.sockets.length) io.log(`left out ${read.sockets.length} sockets (tar has no form for them): ${read.sockets.slice(0, 5).join(', ')}`)
-        source += ` (${read.where})`
-      } else {
-        io.progress(`unpacking ${format}`)
-        await decompressRootfs(file, format, output, {signal: io.signal})
-      }
+      // the bytes are copied into the cache once and read only from there (rootfs/image-base.ts)
+      source = (inputs.file ? `file ${inputs.file.path}` : url) + (await imageBaseToRootfs({url, format, sha256: sha, file: inputs.file?.path}, output, {cacheDir: io.env.cacheDir, work: io.work, progress: io.progress, log: io.log, signal: io.signal, logFile: io.logFile}))
     }
     io.progress('checking the rootfs tarball')
     const entries = await countEntries(output)
