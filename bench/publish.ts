@@ -60,7 +60,7 @@ try {
   // BENCH_CACHE) times `cvm-image publish` itself, node's start included, as a user runs it.
   if (process.env.CVM_BENCH_CACHE) {
     const out = join(work, 'release')
-    const cliPublish = () => run(process.execPath, [join(repoRoot, 'bin', 'run.js'), 'publish', 'debian-12', '--cache-dir', process.env.CVM_BENCH_CACHE!, '--to', out, '--json'], {what: 'publish debian-12'})
+    const cliPublish = () => run(process.execPath, [join(repoRoot, 'bin', 'run.js'), 'publish', 'debian-12', '--cache-dir', process.env.CVM_BENCH_CACHE!, '--publish', out, '--json'], {what: 'publish debian-12'})
     await time('debian-12: cvm-image publish (first, to a new directory)', cliPublish)
     const again: number[] = []
     for (let i = 0; i < 3; i++) {

@@ -50,31 +50,32 @@ afterAll(async () => {
 describe('cvm-image publish (the built binary)', () => {
   it('publishes a recipe\'s last build to a directory and prints the typed result with --json; again is a no-op', async () => {
     const out = join(work, 'out')
-    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `dir:${out}`, '--json'])
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--publish', `dir:${out}`, '--json'])
     expect(r.code, r.stderr).toBe(0)
     const res = JSON.parse(r.stdout) as PublishResult
     expect(res.location).toBe(`dir:${join(out, 'cli-passed', res.version)}`)
     expect(res.files.map((f) => f.name)).toEqual(['disk.raw', `cli-passed-${res.version}.tar.gz`, 'provenance.intoto.json', 'SHA256SUMS', 'manifest.json'])
     expect(res.manifest.gce.guestOsFeatures.map((g) => g.type)).toContain('UEFI_COMPATIBLE')
-    const again = JSON.parse((await cli(['publish', join(cache, 'builds', 'cli-passed.json'), '--cache-dir', cache, '--to', `dir:${out}`, '--json'])).stdout) as PublishResult
+    const again = JSON.parse((await cli(['publish', join(cache, 'builds', 'cli-passed.json'), '--cache-dir', cache, '--publish', `dir:${out}`, '--json'])).stdout) as PublishResult
     expect(again.unchanged).toBe(true)
     expect(again.bytesUploaded).toBe(0)
   })
 
-  it('publishes over SFTP with --host-key and --identity', async () => {
+  it('publishes over SFTP with --publish-host-key and --publish-identity', async () => {
     const dest = join(work, 'sftp')
-    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `sftp://${sshd.user}@127.0.0.1:${sshd.port}${dest}`, '--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath, '--json'])
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--publish', `sftp://${sshd.user}@127.0.0.1:${sshd.port}${dest}`, '--publish-host-key', sshd.hostKeyFingerprint, '--publish-identity', sshd.userKeyPath, '--json'])
     expect(r.code, r.stderr).toBe(0)
     const res = JSON.parse(r.stdout) as PublishResult
     expect(existsSync(join(dest, 'cli-passed', res.version, 'manifest.json'))).toBe(true)
   })
 
   it('exits 4 for an unvalidated build, 3 for an unknown host key, 2 for a missing build record', async () => {
-    const u = await cli(['publish', 'cli-unvalidated', '--cache-dir', cache, '--to', `dir:${join(work, 'out')}`, '--json'])
+    const u = await cli(['publish', 'cli-unvalidated', '--cache-dir', cache, '--publish', `dir:${join(work, 'out')}`, '--json'])
     expect(u.code).toBe(4)
     expect(JSON.parse(u.stdout).error.hint).toContain('--allow-unvalidated')
     const known = join(work, 'nobody_known_hosts')
-    const h = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `sftp://${sshd.user}@127.0.0.1:${sshd.port}${join(work, 'x')}`, '--host-key', known, '--identity', sshd.userKeyPath])
+    writeFileSync(known, '')
+    const h = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--publish', `sftp://${sshd.user}@127.0.0.1:${sshd.port}${join(work, 'x')}`, '--publish-host-key', known, '--publish-identity', sshd.userKeyPath])
     expect(h.code).toBe(3)
     expect(h.stderr).toContain(sshd.hostKeyFingerprint)
     const m = await cli(['publish', 'no-such-recipe', '--cache-dir', cache])
@@ -90,12 +91,12 @@ describe('a publish target that cannot be written ends in exit 1 (failed transpo
     const file = join(work, 'a-regular-file')
     writeFileSync(file, 'not a directory\n')
     const target = join(file, 'releases')
-    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `dir:${target}`])
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--publish', `dir:${target}`])
     expect(r.code, r.stderr).toBe(1)
     expect(r.stderr).toContain(`cannot publish to dir:${join(target, 'cli-passed')}`)
     expect(r.stderr).toMatch(/ENOTDIR: .*a-regular-file is not a directory/)
     noStack(r.stderr)
-    const j = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', `dir:${target}`, '--json'])
+    const j = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--publish', `dir:${target}`, '--json'])
     expect(j.code).toBe(1)
     expect(JSON.parse(j.stdout).error).toMatchObject({exitCode: 1, message: expect.stringMatching(/ENOTDIR/)})
   })
@@ -110,7 +111,7 @@ describe('a publish target that cannot be written ends in exit 1 (failed transpo
     unprivilegedDir(join(ucache, 'publish'), user)
     const readOnly = unprivilegedDir(join(home, 'read-only'), user)
     chmodSync(readOnly, 0o555)
-    const r = await runAs(user, process.execPath, [bin, 'publish', fx.path, '--cache-dir', ucache, '--to', `dir:${readOnly}`], {cwd: repoRoot, reject: false})
+    const r = await runAs(user, process.execPath, [bin, 'publish', fx.path, '--cache-dir', ucache, '--publish', `dir:${readOnly}`], {cwd: repoRoot, reject: false})
     expect(r.exitCode, r.stderr).toBe(1)
     expect(r.stderr).toContain(`cannot publish to dir:${join(readOnly, 'ro-target')}`)
     expect(r.stderr).toMatch(/EACCES/)
@@ -120,7 +121,7 @@ describe('a publish target that cannot be written ends in exit 1 (failed transpo
 
   it('an SFTP target the server will not create: the SFTP status as the reason', async () => {
     const target = `sftp://${sshd.user}@127.0.0.1:${sshd.port}/proc/cvm-image-no-such-place`
-    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--to', target, '--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath])
+    const r = await cli(['publish', 'cli-passed', '--cache-dir', cache, '--publish', target, '--publish-host-key', sshd.hostKeyFingerprint, '--publish-identity', sshd.userKeyPath])
     expect(r.code, r.stderr).toBe(1)
     expect(r.stderr).toMatch(/cannot publish to sftp:\/\/.*\/proc\/cvm-image-no-such-place\/cli-passed\/\S+: (ENOENT|EACCES|EIO)/)
     noStack(r.stderr)

@@ -122,7 +122,7 @@ describe('a release published with a release key and an attestation key', () => 
     tmp = join(work, 'tmp')
     await mkdir(tmp)
     const res = await cli(
-      ['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'out')}`, '--release-key', pgp.secret, '--attestation-key', dssePrivate, '--json'],
+      ['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--publish', `dir:${join(work, 'out')}`, '--release-key', pgp.secret, '--attestation-key', dssePrivate, '--json'],
       {env: {TMPDIR: tmp}, timeoutMs: 230_000},
     )
     expect(res.code, res.stderr).toBe(0)
@@ -307,7 +307,7 @@ describe('a signed release on an SFTP target', () => {
     expect(r.files.map((f) => [f.name, f.action])).toContainEqual(['SHA256SUMS.gpg', 'uploaded'])
     const dir = join(root, record.recipeId, r.version)
     expect(gpgv(pgp.keyring, dir).ok).toBe(true)
-    const flags = ['--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath, '--key', pgp.publicAsc, '--key', dssePublic]
+    const flags = ['--publish-host-key', sshd.hostKeyFingerprint, '--publish-identity', sshd.userKeyPath, '--key', pgp.publicAsc, '--key', dssePublic]
     const v = await cli(['verify', `${target}/${record.recipeId}/${r.version}`, ...flags])
     expect(v.code, v.stderr).toBe(0)
     await new Promise((res) => setTimeout(res, 1100))
@@ -334,13 +334,13 @@ describe('without keys', () => {
   it('refuses keys it cannot use before any work (exit 2): a P-256 attestation key, a public key given as the release key', async () => {
     const p256 = join(keys, 'p256.pem')
     await writeFile(p256, generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600})
-    const a = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--attestation-key', p256])
+    const a = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--publish', `dir:${join(work, 'never')}`, '--attestation-key', p256])
     expect(a.code).toBe(2)
     expect(a.stderr).toContain('is a ec key; DSSE envelopes are signed with Ed25519 here')
     const copy = join(keys, 'public-as-secret.asc')
     await copyFile(pgp.publicAsc, copy)
     await chmod(copy, 0o600)
-    const b = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--release-key', copy])
+    const b = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--publish', `dir:${join(work, 'never')}`, '--release-key', copy])
     expect(b.code).toBe(2)
     expect(b.stderr).toContain('holds no OpenPGP secret key gpg could import')
     // a key with a passphrase: refused without it (before any work), used with it
@@ -349,7 +349,7 @@ describe('without keys', () => {
       gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--quick-gen-key', 'protected <protected@example.org>', 'ed25519', 'sign', 'never'])
       const protectedKey = join(keys, 'protected.sec.asc')
       await writeFile(protectedKey, gpg(home, ['--pinentry-mode', 'loopback', '--passphrase', 'sesame', '--armor', '--export-secret-keys']), {mode: 0o600})
-      const c = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--to', `dir:${join(work, 'never')}`, '--release-key', protectedKey])
+      const c = await cli(['publish', join(cacheDir, 'builds', 'signed.json'), '--cache-dir', cacheDir, '--publish', `dir:${join(work, 'never')}`, '--release-key', protectedKey])
       expect(c.code).toBe(2)
       expect(c.stderr).toContain('needs --release-key-passphrase-file')
       const passFile = join(keys, 'passphrase')

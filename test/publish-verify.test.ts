@@ -58,7 +58,7 @@ const targets = [
     spec: () => `sftp://${sshd.user}@127.0.0.1:${sshd.port}${join(work, 'sftp-target')}`,
     root: () => join(work, 'sftp-target'),
     ssh: () => ({hostKey: sshd.hostKeyFingerprint, privateKey: sshd.userKeyPath}),
-    flags: () => ['--host-key', sshd.hostKeyFingerprint, '--identity', sshd.userKeyPath],
+    flags: () => ['--publish-host-key', sshd.hostKeyFingerprint, '--publish-identity', sshd.userKeyPath],
   },
 ] as const
 

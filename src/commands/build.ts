@@ -1,18 +1,18 @@
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 
 import {runBuild, type BuildRequest, type BuildResult} from '../service/service.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
 import {runInterruptible} from '../cli/interrupt.js'
-import {buildInputFlags} from '../cli/flags.js'
+import {BUILD_INPUTS, flagsOf} from '../cli/flags.js'
 import {InputError} from '../errors.js'
-import {parseForce} from '../pipeline/plan.js'
+import {DEFAULT_TARGET, parseOptions} from '../pipeline/options.js'
 import {chooseRenderer} from '../pipeline/run.js'
-import {STAGE_NAMES, type StageName} from '../pipeline/stage.js'
-import {DEFAULT_TARGET} from '../publish/index.js'
-import {hostKeyPinFromFlag} from '../remote/ssh.js'
 
 export type {BuildResult} from '../service/service.js'
+
+/** build's options: what the stages read, then how the build runs and where it publishes (src/pipeline/options.ts) */
+const BUILD_FLAGS = [...BUILD_INPUTS, 'until', 'lock-timeout', 'publish', 'no-publish', 'publish-host-key', 'publish-identity', 'allow-unvalidated'] as const
 
 export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'
@@ -30,35 +30,27 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     '<%= config.bin %> build backport-5.4 --kernel-source-file old-kernels.tar.zst --control --json',
   ]
   static args = {id: Args.string({description: 'recipe id (see `cvm-image recipes`)', required: true})}
-  static flags = {
-    ...buildInputFlags,
-    publish: Flags.string({description: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path', default: DEFAULT_TARGET}),
-    'no-publish': Flags.boolean({description: 'stop after validation'}),
-    'publish-host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
-    'publish-identity': Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
-    'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or was skipped (recorded in the manifest)'}),
-    until: Flags.string({description: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', options: [...STAGE_NAMES]}),
-    'lock-timeout': Flags.integer({description: 'seconds to wait for another build holding a stage lock', default: 6 * 3600}),
-  }
+  static flags = flagsOf(BUILD_FLAGS)
 
   async run(): Promise<BuildResult> {
     const {args, flags} = await this.parse(Build)
-    const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, flags)
-    if (flags.control && flags.publish !== DEFAULT_TARGET && !flags['no-publish']) {
+    // every option is parsed and checked before the recipe is read or any stage runs (exit 2, nothing written)
+    const o = parseOptions(BUILD_FLAGS, flags)
+    const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, o)
+    if (o.control && flags.publish !== DEFAULT_TARGET && !o['no-publish']) {
       throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
     }
     const request: BuildRequest = {
       ctx,
       cache,
-      force: parseForce(flags.force),
-      until: flags.until as StageName | undefined,
-      lockTimeoutMs: flags['lock-timeout'] * 1000,
+      force: o.force ?? [],
+      until: o.until,
+      lockTimeoutMs: o['lock-timeout'],
       renderer: chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stdout.isTTY), ci: Boolean(process.env.CI)}),
-      // only a build that will publish reads the publish flags (a malformed --publish-host-key fails before the stages, not after them)
       publish:
-        flags['no-publish'] || flags.until || flags.control
+        o['no-publish'] || o.until || o.control
           ? undefined
-          : {target: flags.publish, allowUnvalidated: flags['allow-unvalidated'], ssh: {...hostKeyPinFromFlag(flags['publish-host-key']), privateKey: flags['publish-identity']}},
+          : {target: o.publish, allowUnvalidated: o['allow-unvalidated'], ssh: {...o['publish-host-key'], privateKey: o['publish-identity']}},
       log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
     }
     const result = await runInterruptible((signal) => runBuild({...request, signal}), {

@@ -1,10 +1,11 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand, type BaseFlags} from '../cli/base-command.js'
+import {flagsOf} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {checkTools, installPackages, missingPackages, type ToolStatus} from '../doctor/check.js'
 import {ExitCode} from '../errors.js'
-import {hostKeyPinFromFlag} from '../remote/ssh.js'
+import {parseOptions, type ParsedOptions} from '../pipeline/options.js'
 import {describeHostReport, probeValidationHost, type HostReport} from '../validate/host-probe.js'
 
 export interface DoctorResult {
@@ -14,6 +15,8 @@ export interface DoctorResult {
   /** the validation host's capabilities: this machine's, or --host's */
   validationHost: HostReport
 }
+
+const DOCTOR_HOST = ['host', 'host-key', 'identity'] as const
 
 export default class Doctor extends BaseCommand {
   static summary = 'List the host tools each stage needs, found or missing, with the Debian package of each.'
@@ -26,17 +29,17 @@ With --install (as root) the missing Debian packages are installed with apt-get.
   ]
   static flags = {
     install: Flags.boolean({description: 'install the missing Debian packages with apt-get (needs root)'}),
-    host: Flags.string({description: 'report this validation host\'s SEV capability over SSH (user@host[:port]) instead of this machine\'s'}),
-    'host-key': Flags.string({description: 'the host\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
-    identity: Flags.file({description: 'SSH private key for --host [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
+    ...flagsOf(DOCTOR_HOST, {host: {help: "report this validation host's SEV capability over SSH (user@host[:port]) instead of this machine's"}}),
   }
 
   async run(): Promise<DoctorResult> {
     const {flags} = await this.parse(Doctor)
-    return runInterruptible((signal) => this.doctor(flags, signal), {what: 'doctor', hint: 'run the same command again'})
+    // the host's options are judged before anything is installed
+    const o = parseOptions(DOCTOR_HOST, flags)
+    return runInterruptible((signal) => this.doctor(flags, o, signal), {what: 'doctor', hint: 'run the same command again'})
   }
 
-  private async doctor(flags: BaseFlags<typeof Doctor>, signal: AbortSignal): Promise<DoctorResult> {
+  private async doctor(flags: BaseFlags<typeof Doctor>, o: ParsedOptions<(typeof DOCTOR_HOST)[number]>, signal: AbortSignal): Promise<DoctorResult> {
     let tools = await checkTools()
     let installed: string[] = []
     if (flags.install && missingPackages(tools).length) {
@@ -46,8 +49,7 @@ With --install (as root) the missing Debian packages are installed with apt-get.
       tools = await checkTools()
     }
     const missing = missingPackages(tools)
-    const pin = hostKeyPinFromFlag(flags['host-key'])
-    const validationHost = await probeValidationHost({host: flags.host, ...pin, identity: flags.identity, signal})
+    const validationHost = await probeValidationHost({host: o.host, ...o['host-key'], identity: o.identity, signal})
     if (!this.jsonEnabled()) {
       const w = Math.max(...tools.map((t) => t.tool.length))
       for (const t of tools) this.log(`${t.found ? 'ok     ' : 'MISSING'}  ${t.tool.padEnd(w)}  ${t.package.padEnd(18)} ${t.stages.join(',')}: ${t.why}`)
@@ -56,7 +58,7 @@ With --install (as root) the missing Debian packages are installed with apt-get.
       for (const l of describeHostReport(validationHost)) this.log(l)
     }
     // A missing local tool is a failure; a host without SEV is a fact to report, not a failure.
-    if (missing.length && !flags.host) process.exitCode = ExitCode.host
+    if (missing.length && !o.host) process.exitCode = ExitCode.host
     return {tools, missingPackages: missing, installed, validationHost}
   }
 }

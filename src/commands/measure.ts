@@ -4,7 +4,8 @@ import {join, resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
+import {flagsOf, resolveCacheDir} from '../cli/flags.js'
+import {parseOptions} from '../pipeline/options.js'
 import {HostError, InputError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import type {MeasurementEntry} from '../measure/entry.js'
@@ -54,20 +55,22 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     kernel: Flags.file({description: 'measured direct boot: the file QEMU gets as -kernel (with sev-guest kernel-hashes=on; needs an OvmfPkg/AmdSev firmware)'}),
     initrd: Flags.file({description: 'measured direct boot: the file QEMU gets as -initrd', dependsOn: ['kernel']}),
     append: Flags.string({description: 'measured direct boot: the -append command line', dependsOn: ['kernel']}),
-    'secure-boot-vars': Flags.file({description: `for PCR 7 with Secure Boot on: the OVMF variable store the firmware boots with, whose db verifies the signed UKI [default: ${OVMF_VARS_SNAKEOIL} when its db does]`, exists: true}),
     pcr: Flags.boolean({description: "predict the TPM PCRs of the disk's UKI (--no-pcr: the SEV digests only)", default: true, allowNo: true}),
-    'cache-dir': cacheDirFlag,
+    ...flagsOf(['cache-dir', 'secure-boot-vars'], {
+      'secure-boot-vars': {help: `for PCR 7 with Secure Boot on: the OVMF variable store the firmware boots with, whose db verifies the signed UKI [default: ${OVMF_VARS_SNAKEOIL} when its db does]`},
+    }),
   }
 
   async run(): Promise<MeasureResult> {
     const {args, flags} = await this.parse(Measure)
-    const {subject, cpus: recipeCpus} = await resolveTarget(args.target, resolveCacheDir(flags['cache-dir']))
+    const o = parseOptions(['cache-dir', 'secure-boot-vars'], flags)
+    const {subject, cpus: recipeCpus} = await resolveTarget(args.target, resolveCacheDir(o['cache-dir']))
     const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
     const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]
     const disk = subject.kind === 'disk' ? subject.path : subject.disk
     const {measurements, notes} = await measureImage({
       disk: flags.pcr ? disk : undefined,
-      secureBootVars: flags['secure-boot-vars'] && resolve(flags['secure-boot-vars']),
+      secureBootVars: o['secure-boot-vars'],
       firmware,
       modes: flags.mode as SevMode[],
       cpus,

@@ -2,9 +2,9 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
-import {buildInputFlags} from '../cli/flags.js'
+import {BUILD_INPUTS, flagsOf} from '../cli/flags.js'
 import {InputError} from '../errors.js'
-import {parseForce} from '../pipeline/plan.js'
+import {parseOptions} from '../pipeline/options.js'
 import {planBuild} from '../pipeline/plan.js'
 import {STAGES} from '../pipeline/stages/index.js'
 
@@ -29,13 +29,14 @@ export default class Plan extends BaseCommand {
 upstream stages' keys. Reads the cache only: nothing is created, locked or changed.`
   static examples = ['<%= config.bin %> plan debian-12', '<%= config.bin %> plan debian-12 --force compile --json']
   static args = {id: Args.string({description: 'recipe id', required: true})}
-  static flags = buildInputFlags
+  static flags = flagsOf(BUILD_INPUTS)
 
   async run(): Promise<PlanResult> {
     const {args, flags} = await this.parse(Plan)
-    const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, flags)
+    const o = parseOptions(BUILD_INPUTS, flags)
+    const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, o)
     if (ctx.recipe.recipe.abstract) throw new InputError(`recipe ${args.id} is abstract: it is only extended by other recipes`)
-    const plan = await planBuild(ctx, cache, STAGES, parseForce(flags.force))
+    const plan = await planBuild(ctx, cache, STAGES, o.force ?? [])
     const rows = plan.map((p) => ({stage: p.name, key: p.key, cached: p.cached, reason: p.reason, needs: p.stage.needs}))
     if (!this.jsonEnabled()) {
       this.log(`plan for ${args.id} (recipe ${ctx.recipe.digest.slice(0, 12)}), cache ${cache.root}`)

@@ -1,15 +1,16 @@
 import {join} from 'node:path'
 
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {cacheDirFlag, resolveCacheDir} from '../cli/flags.js'
+import {flagsOf, resolveCacheDir} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
-import {publish, DEFAULT_TARGET, type PublishResult} from '../publish/index.js'
-import {IMAGE_FORMATS, type ImageFormat} from '../recipe/schema.js'
-import {hostKeyPinFromFlag} from '../remote/ssh.js'
+import {parseOptions} from '../pipeline/options.js'
+import {describeTarget, publish, type PublishResult} from '../publish/index.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
+
+const PUBLISH_FLAGS = ['publish', 'publish-host-key', 'publish-identity', 'allow-unvalidated', 'format', 'release-key', 'release-key-passphrase-file', 'attestation-key', 'cache-dir'] as const
 
 export default class Publish extends BaseCommand {
   static summary = 'Publish a built image: its formats, manifest.json, SHA256SUMS and SLSA provenance.'
@@ -24,39 +25,35 @@ With --release-key (an OpenPGP secret key file) SHA256SUMS.gpg, a detached signa
 Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache, the logs or the release.`
   static examples = [
     '<%= config.bin %> publish debian-12',
-    '<%= config.bin %> publish debian-12 --to dir:/srv/images',
-    '<%= config.bin %> publish debian-12 --to sftp://release@images.example.com/cvm --host-key SHA256:... --identity ~/.ssh/id_ed25519',
-    '<%= config.bin %> publish debian-12 --to dir:/srv/images --release-key release-key.asc --attestation-key attestation-key.pem',
+    '<%= config.bin %> publish debian-12 --publish dir:/srv/images',
+    '<%= config.bin %> publish debian-12 --publish sftp://release@images.example.com/cvm --publish-host-key SHA256:... --publish-identity ~/.ssh/id_ed25519',
+    '<%= config.bin %> publish debian-12 --publish dir:/srv/images --release-key release-key.asc --attestation-key attestation-key.pem',
     '<%= config.bin %> publish ~/.cache/cvm-image/builds/debian-12.json --json',
   ]
   static args = {build: Args.string({description: 'recipe id (its last build in the cache) or the path of a build record (.json)', required: true})}
-  static flags = {
-    to: Flags.string({description: 'a directory (dir:PATH or PATH) or sftp://user@host[:port]/path', default: DEFAULT_TARGET}),
-    'host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
-    identity: Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
-    'allow-unvalidated': Flags.boolean({description: 'publish even if validation failed or did not run (recorded in the manifest)'}),
-    format: Flags.string({description: 'publish this format instead of the recipe\'s (repeatable)', options: [...IMAGE_FORMATS], multiple: true}),
-    'release-key': Flags.file({description: 'an OpenPGP secret key file (gpg --armor --export-secret-keys) holding one key: adds SHA256SUMS.gpg', exists: true}),
-    'release-key-passphrase-file': Flags.file({description: 'a file whose first line is the release key\'s passphrase', exists: true, dependsOn: ['release-key']}),
-    'attestation-key': Flags.file({description: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes', exists: true}),
-    'cache-dir': cacheDirFlag,
-  }
+  static flags = flagsOf(PUBLISH_FLAGS, {
+    // publish's own names before every command named an option alike (build's --host-key is the validation host's)
+    publish: {aliases: ['to']},
+    'publish-host-key': {aliases: ['host-key']},
+    'publish-identity': {aliases: ['identity']},
+  })
 
   async run(): Promise<PublishResult> {
     const {args, flags} = await this.parse(Publish)
-    const cacheDir = resolveCacheDir(flags['cache-dir'])
+    const o = parseOptions(PUBLISH_FLAGS, flags)
+    const cacheDir = resolveCacheDir(o['cache-dir'])
     const record = await readBuildRecord(cacheDir, args.build)
     let lastShown = 0
     const result = await runInterruptible(
       (signal) =>
-        publish(record, flags.to, {
-          allowUnvalidated: flags['allow-unvalidated'],
-          formats: flags.format as ImageFormat[] | undefined,
+        publish(record, o.publish, {
+          allowUnvalidated: o['allow-unvalidated'],
+          formats: o.format,
           stagingDir: join(cacheDir, 'publish'),
           sha256MemoDir: sha256MemoDir(cacheDir),
-          releaseKey: flags['release-key'] ? {keyFile: flags['release-key'], passphraseFile: flags['release-key-passphrase-file']} : undefined,
-          attestationKey: flags['attestation-key'],
-          ssh: {...hostKeyPinFromFlag(flags['host-key']), privateKey: flags.identity},
+          releaseKey: o['release-key'] ? {keyFile: o['release-key'], passphraseFile: o['release-key-passphrase-file']} : undefined,
+          attestationKey: o['attestation-key'],
+          ssh: {...o['publish-host-key'], privateKey: o['publish-identity']},
           signal,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
           onProgress: ({file, done, total}) => {
@@ -66,7 +63,7 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
           },
         }),
       {
-        what: `publish of ${record.recipeId} to ${flags.to}`,
+        what: `publish of ${record.recipeId} to ${describeTarget(o.publish)}`,
         hint: 'run the same command again: it resumes the partial upload, and nothing incomplete is visible under a final name',
       },
     )

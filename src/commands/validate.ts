@@ -9,13 +9,15 @@ import {BaseCommand} from '../cli/base-command.js'
 import {flagsOf} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {ExitCode, HostError, InputError} from '../errors.js'
-import {parseOptions} from '../pipeline/options.js'
-import {VALIDATE_DEFAULTS, VALIDATION_MODES, type ValidationMode} from '../recipe/schema.js'
+import {OPTIONS, parseOptions, readableFile} from '../pipeline/options.js'
+import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
 import type {ValidationReport} from '../validate/report.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
 import {ENROLLED_STORE, writeEnrolledStore} from '../validate/secure-boot-store.js'
 import {readMeasurementsFile} from '../validate/vtpm.js'
+
+const VALIDATE_FLAGS = ['mode', 'host', 'host-key', 'known-hosts', 'identity', 'secure-boot-vars', 'secure-boot-cert', 'kernel-meta', 'measurements'] as const
 
 export default class Validate extends BaseCommand {
   static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
@@ -32,32 +34,22 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   ]
 
   static args = {
-    image: Args.file({description: 'the disk image (GPT, UKI on the ESP) that assemble made', required: true, exists: true}),
+    image: Args.string({description: 'the disk image (GPT, UKI on the ESP) that assemble made', required: true}),
   }
 
   static flags = {
-    ...flagsOf(['mode', 'host', 'host-key', 'identity', 'secure-boot-vars'], {
+    ...flagsOf(VALIDATE_FLAGS, {
       mode: {default: VALIDATE_DEFAULTS.modes},
+      'secure-boot-cert': {help: `${OPTIONS['secure-boot-cert'].help} (the store is kept in --out as ${ENROLLED_STORE})`},
       'secure-boot-vars': {
         help: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
       },
     }),
-    'known-hosts': Flags.file({description: 'a known_hosts file holding the remote host key (the same as --host-key FILE)', dependsOn: ['host'], exists: true, exclusive: ['host-key']}),
     out: Flags.directory({description: 'where report.json, junit.xml and serial.log go', default: 'validate-out'}),
-    'kernel-meta': Flags.file({description: "compile's kernel.json: the release and version the booted kernel must report", exists: true}),
     release: Flags.string({description: 'the uname -r the booted kernel must report (instead of --kernel-meta)'}),
     seed: Flags.string({description: 'how the NoCloud seed reaches the guest', options: ['disk', 'http'], default: 'disk'}),
     'uki-boot': Flags.boolean({description: 'the full emulated boot: the UKI with swiotlb=force and every check', default: true, allowNo: true}),
     'disk-boot': Flags.boolean({description: 'also boot the disk alone (firmware finds \\EFI\\BOOT\\BOOTX64.EFI)', default: true, allowNo: true}),
-    'secure-boot-cert': Flags.file({
-      description: `also boot the disk alone under Secure Boot (emulated), with a copy of ${OVMF_VARS} that enrolls this certificate (PEM) as PK, KEK and db: the one that signed the UKI (the store is kept in --out as ${ENROLLED_STORE})`,
-      exists: true,
-      exclusive: ['secure-boot-vars'],
-    }),
-    measurements: Flags.file({
-      description: "compare the vTPM's PCRs with a release's expected measurements (its manifest.json, or `cvm-image measure --json`) instead of the disk's own UKI",
-      exists: true,
-    }),
     memory: Flags.integer({description: 'guest memory, MiB', default: GUEST_DEFAULTS.memoryMiB, min: 256}),
     cpus: Flags.integer({description: 'guest vCPUs', default: GUEST_DEFAULTS.cpus, min: 1}),
     'boot-timeout': Flags.integer({description: 'seconds for the guest to answer SSH', default: GUEST_DEFAULTS.bootTimeoutS, min: 10}),
@@ -66,27 +58,28 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   async run(): Promise<ValidationReport> {
     const {args, flags} = await this.parse(Validate)
     // the options build takes too, parsed by the same rows (src/pipeline/options.ts) before any boot
-    const o = parseOptions(['mode', 'host', 'host-key', 'identity', 'secure-boot-vars'], flags)
-    const pin = flags['known-hosts'] ? {knownHostsFile: flags['known-hosts']} : (o['host-key'] ?? {})
+    const o = parseOptions(VALIDATE_FLAGS, flags)
+    const image = readableFile(args.image)
+    const pin = o['known-hosts'] ?? o['host-key'] ?? {}
     let secureBootVars = o['secure-boot-vars']
-    if (flags['secure-boot-cert']) {
-      const pem = await readFile(flags['secure-boot-cert'], 'utf8')
+    if (o['secure-boot-cert']) {
+      const pem = await readFile(o['secure-boot-cert'], 'utf8')
       let cert: X509Certificate
       try {
         cert = new X509Certificate(pem)
       } catch (e) {
-        throw new InputError(`--secure-boot-cert ${flags['secure-boot-cert']} is not an X.509 certificate: ${(e as Error).message}`, {hint: 'give the PEM certificate whose key signed the UKI (build --signing-cert)'})
+        throw new InputError(`--secure-boot-cert ${o['secure-boot-cert']} is not an X.509 certificate: ${(e as Error).message}`, {hint: 'give the PEM certificate whose key signed the UKI (build --signing-cert)'})
       }
       if (!existsSync(OVMF_VARS)) throw new HostError(`no ${OVMF_VARS} to enroll the certificate into`, {hint: 'install the ovmf package (cvm-image doctor --install), or give a store with --secure-boot-vars'})
       secureBootVars = await writeEnrolledStore(resolve(flags.out), await readFile(OVMF_VARS), cert.toString(), OVMF_VARS)
     }
-    const expectedMeasurements = flags.measurements ? {...(await readMeasurementsFile(flags.measurements)), source: flags.measurements} : undefined
-    const kernel = flags['kernel-meta'] ? (JSON.parse(await readFile(flags['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
+    const expectedMeasurements = o.measurements ? {...(await readMeasurementsFile(o.measurements)), source: o.measurements} : undefined
+    const kernel = o['kernel-meta'] ? (JSON.parse(await readFile(o['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
         const report = await validateOnHost({host: o.host, ...pin, identity: o.identity, signal}, {
-          disk: resolve(args.image),
-          modes: o.mode,
+          disk: image,
+          modes: o.mode ?? [...VALIDATE_DEFAULTS.modes],
           templatesDir: this.dirs(flags.root).templates,
           outDir: resolve(flags.out),
           expected: {release: flags.release ?? kernel.release, version: kernel.version},

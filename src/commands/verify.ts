@@ -1,9 +1,10 @@
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {flagsOf} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
+import {parseOptions} from '../pipeline/options.js'
 import {verifyRelease, type VerifyResult} from '../publish/index.js'
-import {hostKeyPinFromFlag} from '../remote/ssh.js'
 
 export default class Verify extends BaseCommand {
   static summary = 'Verify a published release where it lies: every file against the sha256 its manifest.json records.'
@@ -17,23 +18,23 @@ target could not be read.`
   static examples = [
     '<%= config.bin %> verify out/debian-12/1735689600-3f2a9c1b7d4e',
     '<%= config.bin %> verify out/debian-12/1735689600-3f2a9c1b7d4e --key release-key.pub.asc --key attestation-key.pub.pem',
-    '<%= config.bin %> verify sftp://release@images.example.com/cvm/debian-12/1.0 --host-key SHA256:... --json',
+    '<%= config.bin %> verify sftp://release@images.example.com/cvm/debian-12/1.0 --publish-host-key SHA256:... --json',
   ]
   static args = {release: Args.string({description: 'the release directory: <target>/<recipe id>/<version> (dir:PATH, PATH or sftp://user@host[:port]/path)', required: true})}
   static flags = {
-    'host-key': Flags.string({description: 'the SFTP target\'s pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'}),
-    identity: Flags.file({description: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', exists: true}),
-    key: Flags.file({description: 'a public key to check signatures with (repeatable): OpenPGP (gpg --export) for SHA256SUMS.gpg, PEM (-----BEGIN PUBLIC KEY-----) for the DSSE envelopes', exists: true, multiple: true}),
+    // the release's target is reached as publish reaches it, by the same options (src/pipeline/options.ts)
+    ...flagsOf(['publish-host-key', 'publish-identity', 'key'], {'publish-host-key': {aliases: ['host-key']}, 'publish-identity': {aliases: ['identity']}}),
   }
 
   async run(): Promise<VerifyResult> {
     const {args, flags} = await this.parse(Verify)
+    const o = parseOptions(['publish-host-key', 'publish-identity', 'key'], flags)
     const result = await runInterruptible(
       (signal) =>
         verifyRelease(args.release, {
           signal,
-          ssh: {...hostKeyPinFromFlag(flags['host-key']), privateKey: flags.identity},
-          keys: flags.key,
+          ssh: {...o['publish-host-key'], privateKey: o['publish-identity']},
+          keys: o.key,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
         }),
       {what: `verify of ${args.release}`, hint: 'run it again: verify changes nothing'},

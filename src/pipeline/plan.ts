@@ -1,12 +1,13 @@
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {BugError, InputError} from '../errors.js'
+import {BugError} from '../errors.js'
 import type {Json} from '../util/fsx.js'
 import {StageCache} from './cache.js'
 import {codeDigest, type CodeDigest} from './code-digest.js'
+import type {ForceSpec} from './options.js'
 import type {StageResult, StageResults} from './results.js'
-import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from './stage.js'
+import type {BuildContext, Stage, StageName} from './stage.js'
 
 export interface PlannedStage {
   stage: Stage
@@ -21,18 +22,8 @@ export interface PlannedStage {
   reason: string
 }
 
-export type ForceSpec = StageName[] | 'all'
-
-export function parseForce(values: string[] | undefined): ForceSpec {
-  if (!values?.length) return []
-  if (values.includes('all')) return 'all'
-  for (const v of values) {
-    if (!(STAGE_NAMES as readonly string[]).includes(v)) {
-      throw new InputError(`--force ${v}: no stage of that name`, {hint: `use one of ${STAGE_NAMES.join(', ')}, or all`})
-    }
-  }
-  return values as StageName[]
-}
+/** --force, as the options table parses it */
+export type {ForceSpec} from './options.js'
 
 /** A stage's cache key from its inputs and its upstream keys: the digest of its code goes in with them. */
 export function stageKey(stage: Stage, inputs: Json, upstream: Record<string, string>): string {

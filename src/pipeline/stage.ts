@@ -1,40 +1,15 @@
 import type {LoadedRecipe, ProjectDirs} from '../recipe/load.js'
-import type {HostKeyPin} from '../remote/host-key.js'
+import {envOptionsOf, type BuildOptions, type EnvOptions} from './options.js'
 import type {StageResult, StageResultTypes} from './results.js'
 import type {StageName} from './stage-names.js'
 
 export {STAGE_NAMES, type StageName} from './stage-names.js'
 
-/** Options from the command line. inputs() reads those that change an output; run() gets the others through StageEnv. */
-export interface BuildOptions {
-  /** a kernel git (local path or URL) to resolve upstream commits from */
-  kernelGit?: string
-  /** the sha256 the user vouches for when the recipe's base is unpinned */
-  baseSha256?: string
-  /** a local file to use as the base image instead of downloading it */
-  baseFile?: string
-  /** a local copy of the recipe's kernel source archive (kind archive, or a tarball not to download) */
-  kernelSourceFile?: string
-  /** a control build: the series is off but for its build fixes (never published) */
-  control?: boolean
-  /** validation modes to run instead of the recipe's */
-  modes?: string[]
-  /** user@host of a remote validation host */
-  validateHost?: string
-  /** how the validation host's key is pinned (--host-key: a SHA256:... fingerprint or a known_hosts file) */
-  validateHostKey?: HostKeyPin
-  /** private key for the validation host; default: the ssh-agent */
-  validateIdentity?: string
-  /** skip validation: the validate stage reports every check as skipped */
-  skipValidation?: boolean
-  /** Secure Boot: the private key that signs the UKI (never in a key, the cache or a release) and its certificate (in the assemble key) */
-  signingKey?: string
-  signingCert?: string
-  /** an OVMF variable store enrolling signingCert, to validate under Secure Boot (default for Debian's snakeoil certificate: its own) */
-  secureBootVars?: string
-  /** make -j */
-  jobs?: number
-}
+/**
+ * Options from the command line, by field: the rows of the options table (options.ts) that a build's
+ * stages read. inputs() reads those that change an output; run() gets the others through StageEnv.
+ */
+export type {BuildOptions} from './options.js'
 
 /** Everything a stage's inputs() may read. Stages never read the environment or the clock directly. */
 export interface BuildContext {
@@ -53,37 +28,20 @@ export type {StageResult, StageResults} from './results.js'
  * or the command line its output is made of must come through inputs(), and so into its key.
  * Each of these is here because it cannot change the output's bytes:
  */
-export interface StageEnv {
+export type StageEnv = EnvOptions & {
   /** where run() reads the files whose digests its inputs hold (series, features, templates) */
   dirs: ProjectDirs
   /** the cache root, for a stage's own sub-caches under cacheDir/<name> (downloads, ccache, upstream patches) */
   cacheDir: string
-  /** a local copy of the kernel source archive or source RPM: checked against the sha256 the key holds */
-  kernelSourceFile?: string
-  /** where upstream commits are fetched from: a commit id (in the series, so in the key) names the same patch in any clone */
-  kernelGit?: string
-  /** make -j: how fast, not what */
-  jobs?: number
-  /** how to reach and trust the validation host (the host itself is in the key) */
-  validateHostKey?: HostKeyPin
-  validateIdentity?: string
-  /** the Secure Boot signing key: the certificate, in the assemble key, fixes which key it is */
-  signingKey?: string
 }
 
-/** The one place a StageEnv is made from a build's context: the options that cannot change an output, nothing of the recipe. */
+/**
+ * The one place a StageEnv is made from a build's context: the options whose row says they reach the
+ * stages by `env` (they cannot change an output: where a file is, how fast, how to reach a host),
+ * nothing of the recipe.
+ */
 export function stageEnv(ctx: BuildContext): StageEnv {
-  const o = ctx.options
-  return {
-    dirs: ctx.dirs,
-    cacheDir: ctx.cacheDir,
-    kernelSourceFile: o.kernelSourceFile,
-    kernelGit: o.kernelGit,
-    jobs: o.jobs,
-    validateHostKey: o.validateHostKey,
-    validateIdentity: o.validateIdentity,
-    signingKey: o.signingKey,
-  }
+  return {...envOptionsOf(ctx.options), dirs: ctx.dirs, cacheDir: ctx.cacheDir}
 }
 
 export interface StageIO<N extends StageName = StageName> {

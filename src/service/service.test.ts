@@ -39,10 +39,10 @@ describe('build service (no CLI)', () => {
 
   it('--until keeps its record apart from the last complete build, and a control build too; neither publishes', async () => {
     const stages = countingStages({}, [])
-    const partial = await runBuild({ctx: context(), cache: new StageCache(cacheDir), stages, until: 'patch', renderer: 'silent', publish: {target: join(cacheDir, 'out')}})
+    const partial = await runBuild({ctx: context(), cache: new StageCache(cacheDir), stages, until: 'patch', renderer: 'silent', publish: {target: {kind: 'dir', path: join(cacheDir, 'out')}}})
     expect(partial.buildRecord).toBe(join(cacheDir, 'builds', 'svc.partial.json'))
     expect(partial.published).toBeUndefined()
-    const control = await runBuild({ctx: context({}, {control: true}), cache: new StageCache(cacheDir), stages, renderer: 'silent', publish: {target: join(cacheDir, 'out')}})
+    const control = await runBuild({ctx: context({}, {control: true}), cache: new StageCache(cacheDir), stages, renderer: 'silent', publish: {target: {kind: 'dir', path: join(cacheDir, 'out')}}})
     expect(control).toMatchObject({control: true, buildRecord: join(cacheDir, 'builds', 'svc.control.json')})
     expect(control.published).toBeUndefined()
     expect(existsSync(join(cacheDir, 'out'))).toBe(false)

@@ -10,7 +10,7 @@ import type {ValidateResult} from '../pipeline/results.js'
 import {runStages, type RendererChoice, type StageOutcome} from '../pipeline/run.js'
 import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
-import {publish, type PublishResult} from '../publish/index.js'
+import {publish, type PublishResult, type PublishTarget} from '../publish/index.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 import {toolVersion} from '../version.js'
@@ -39,7 +39,7 @@ export interface BuildRequest {
   lockTimeoutMs?: number
   renderer?: RendererChoice
   /** where to publish the validated image; none: stop after validation. A control build is never published. */
-  publish?: {target: string; allowUnvalidated?: boolean; ssh?: ConnectOptions}
+  publish?: {target: PublishTarget; allowUnvalidated?: boolean; ssh?: ConnectOptions}
   /** one line per publish step, for people */
   log?: (line: string) => void
   signal?: AbortSignal

@@ -5,14 +5,17 @@ import {Args, Flags} from '@oclif/core'
 import {checkRecipeKernel} from '../../service/kernel-check.js'
 import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
-import {cacheDirFlag} from '../../cli/flags.js'
+import {flagsOf} from '../../cli/flags.js'
 import {runInterruptible} from '../../cli/interrupt.js'
 import {distroOf} from '../../distro/index.js'
 import {BugError} from '../../errors.js'
+import {parseOptions} from '../../pipeline/options.js'
 import {requireSourceInputs} from '../../kernel/source.js'
 import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
 import {chooseRenderer} from '../../pipeline/run.js'
 import {RecipeStore} from '../../recipe/load.js'
+
+const CHECK_INPUTS = ['cache-dir', 'kernel-source-file', 'kernel-git'] as const
 
 export default class KernelCheck extends BaseCommand {
   static summary = 'Say, per CVM feature and guest fix, whether a kernel has it, needs a backport, or needs config options.'
@@ -31,20 +34,20 @@ and apply its series (both cached, as build does): each fix present, missing, or
   static args = {kernel: Args.string({description: 'a kernel version, the path of a kernel .config or source tree, or a recipe id', required: true})}
   static flags = {
     feature: Flags.string({description: 'check only this feature (kernels/features/<name>.yaml); repeatable', multiple: true}),
-    'cache-dir': cacheDirFlag,
-    'kernel-source-file': Flags.file({description: 'recipe checks: a local copy of the recipe\'s kernel source archive', exists: true}),
-    'kernel-git': Flags.string({description: 'recipe checks: kernel git to resolve upstream commits of the series from'}),
+    // recipe checks: the kernel stages of a build read these as build does
+    ...flagsOf(CHECK_INPUTS),
   }
 
   async run(): Promise<KernelCheckResult> {
     const {args, flags} = await this.parse(KernelCheck)
     const dirs = this.dirs(flags.root)
+    const o = parseOptions(CHECK_INPUTS, flags)
     let result: KernelCheckResult
     if (existsSync(args.kernel) && statSync(args.kernel).isDirectory()) {
       result = await checkTree(dirs.kernels, args.kernel, {featureNames: flags.feature})
     } else if (!existsSync(args.kernel) && new RecipeStore(dirs).ids().includes(args.kernel)) {
-      const {ctx, cache} = makeBuildContext(dirs, args.kernel, flags)
-      requireSourceInputs(ctx.recipe.recipe.kernel.source, flags['kernel-source-file'], distroOf(ctx.recipe.recipe))
+      const {ctx, cache} = makeBuildContext(dirs, args.kernel, o)
+      requireSourceInputs(ctx.recipe.recipe.kernel.source, o['kernel-source-file'], distroOf(ctx.recipe.recipe))
       const renderer = chooseRenderer({json: this.jsonEnabled(), isTTY: Boolean(process.stderr.isTTY), ci: Boolean(process.env.CI)})
       // the kernel stages alone: a tree check needs no rootfs
       const checked = await runInterruptible((signal) => checkRecipeKernel(ctx, cache, {featureNames: flags.feature, renderer, signal}), {

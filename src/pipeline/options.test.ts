@@ -1,0 +1,143 @@
+import {mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {describe, expect, it} from 'vitest'
+
+import {repoRoot} from '../../test/helpers/paths.js'
+import {SNAKEOIL_CERT, decryptedSnakeoilKey} from '../../test/helpers/snakeoil.js'
+import {InputError} from '../errors.js'
+import {projectDirs, RecipeStore} from '../recipe/load.js'
+import {canonicalJson, type Json} from '../util/fsx.js'
+import {BUILD_OPTION_NAMES, OPTIONS, buildOptionsOf, parseOptions, type BuildOptionName, type OptionName} from './options.js'
+import {stageKey} from './plan.js'
+import {stageEnv, type BuildContext, type StageName} from './stage.js'
+import {STAGES} from './stages/index.js'
+
+const work = mkdtempSync(join(tmpdir(), 'cvm-options-'))
+const dirs = projectDirs(repoRoot)
+const store = new RecipeStore(dirs)
+
+/** Every stage's own key (inputs only) for a recipe and options, as plan computes it. */
+async function ownKeys(recipeId: string, raw: Record<string, unknown>): Promise<Record<StageName, string>> {
+  const ctx: BuildContext = {recipe: store.load(recipeId), dirs, options: buildOptionsOf(parseOptions(BUILD_OPTION_NAMES, raw)), cacheDir: '/nonexistent'}
+  const keys = {} as Record<StageName, string>
+  for (const stage of STAGES) keys[stage.name] = stageKey(stage, JSON.parse(canonicalJson((await stage.inputs(ctx)) as Json)) as Json, {})
+  return keys
+}
+
+/**
+ * For each build option, a value to set it to, the recipe where it matters (an image base for the
+ * base options) and what it needs beside it. The type lists every build row of the table: a row
+ * added without a case here does not compile.
+ */
+function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with?: Record<string, unknown>}> {
+  const file = join(work, 'a-file')
+  writeFileSync(file, 'x')
+  const key = join(work, 'snakeoil.key')
+  return {
+    kernelGit: {value: work},
+    baseSha256: {value: 'ab'.repeat(32), recipe: 'ubuntu-20.04'},
+    baseFile: {value: file, recipe: 'ubuntu-20.04'},
+    kernelSourceFile: {value: file},
+    control: {value: true},
+    modes: {value: ['sev']},
+    validateHost: {value: 'root@epyc'},
+    validateHostKey: {value: 'SHA256:' + 'A'.repeat(43)},
+    validateIdentity: {value: file},
+    signingKey: {value: key, with: {'signing-cert': SNAKEOIL_CERT}},
+    signingCert: {value: SNAKEOIL_CERT, with: {'signing-key': key}},
+    secureBootVars: {value: file, with: {'signing-cert': SNAKEOIL_CERT, 'signing-key': key}},
+    skipValidation: {value: true},
+    jobs: {value: 7},
+  }
+}
+
+const rowOf = (field: BuildOptionName) => BUILD_OPTION_NAMES.find((n) => (OPTIONS[n] as {build: {field: string}}).build.field === field)!
+
+describe('the options table: each build row reaches the stages the way it says', () => {
+  it('a `key` row changes a stage key and is not in StageEnv; an `env` row changes no key and is', async () => {
+    await decryptedSnakeoilKey(join(work, 'snakeoil.key'))
+    const problems: string[] = []
+    for (const [field, c] of Object.entries(cases()) as [BuildOptionName, ReturnType<typeof cases>[BuildOptionName]][]) {
+      const name = rowOf(field)
+      const reaches = (OPTIONS[name] as {build: {reaches: string}}).build.reaches
+      const recipe = c.recipe ?? 'debian-12'
+      const before = await ownKeys(recipe, {...c.with})
+      const after = await ownKeys(recipe, {...c.with, [name]: c.value})
+      const changed = STAGES.map((s) => s.name).filter((n) => before[n] !== after[n])
+      const options = buildOptionsOf(parseOptions(BUILD_OPTION_NAMES, {...c.with, [name]: c.value}))
+      const inEnv = field in stageEnv({recipe: store.load(recipe), dirs, options, cacheDir: '/c'})
+      if (reaches === 'key' && !changed.length) problems.push(`--${name} (key) changed no stage key`)
+      if (reaches === 'key' && inEnv) problems.push(`--${name} (key) reached run() through StageEnv`)
+      if (reaches === 'env' && changed.length) problems.push(`--${name} (env) changed the keys of [${changed}]`)
+      if (reaches === 'env' && !inEnv) problems.push(`--${name} (env) is missing from StageEnv`)
+    }
+    expect(problems).toEqual([])
+  }, 60_000)
+
+  it('gives every build row a field of its own', () => {
+    const fields = BUILD_OPTION_NAMES.map((n) => (OPTIONS[n] as {build: {field: string}}).build.field)
+    expect(new Set(fields).size).toBe(fields.length)
+    expect([...fields].sort()).toEqual(Object.keys(cases()).sort())
+  })
+})
+
+describe('parseOptions: every value is judged before any work, all at once', () => {
+  const refused = (names: OptionName[], raw: Record<string, unknown>): InputError => {
+    try {
+      parseOptions(names, raw)
+    } catch (e) {
+      expect(e).toBeInstanceOf(InputError)
+      return e as InputError
+    }
+    throw new Error(`accepted ${JSON.stringify(raw)}`)
+  }
+
+  it('parses values into their types', () => {
+    const o = parseOptions(['publish', 'host-key', 'base-sha256', 'force', 'lock-timeout', 'cache-dir'], {
+      publish: 'sftp://rel@img.example.com:2222/srv/cvm',
+      'host-key': 'SHA256:' + 'b'.repeat(43),
+      'base-sha256': 'AB'.repeat(32),
+      force: ['compile', 'base'],
+      'lock-timeout': 5,
+      'cache-dir': 'rel/cache',
+    })
+    expect(o.publish).toEqual({kind: 'sftp', user: 'rel', host: 'img.example.com', port: 2222, path: '/srv/cvm'})
+    expect(o['host-key']).toEqual({hostKey: 'SHA256:' + 'b'.repeat(43)})
+    expect(o['base-sha256']).toBe('ab'.repeat(32))
+    expect(o.force).toEqual(['compile', 'base'])
+    expect(o['lock-timeout']).toBe(5000)
+    expect(o['cache-dir']).toBe(join(process.cwd(), 'rel/cache'))
+  })
+
+  it('refuses a publish target of an unknown kind, naming the option', () => {
+    const e = refused(['publish'], {publish: 'ftp://h/x'})
+    expect(e.message).toMatch(/^--publish: publish target "ftp:\/\/h\/x": only directories and sftp/)
+    expect(e.hint).toMatch(/nothing was done/)
+  })
+
+  it('refuses each bad value, every one in one error', () => {
+    const e = refused(['kernel-git', 'base-sha256', 'host', 'host-key', 'identity', 'base-file', 'force', 'publish-host-key'], {
+      'kernel-git': join(work, 'no-such-clone'),
+      'base-sha256': '12',
+      host: 'epyc',
+      'host-key': join(work, 'no-known-hosts'),
+      identity: work,
+      'base-file': join(work, 'missing.qcow2'),
+      force: ['compil'],
+      'publish-host-key': 'SHA256:short',
+    })
+    expect(e.message).toBe('8 options are wrong')
+    expect(e.details.map((d) => d.split(':')[0])).toEqual(['--kernel-git', '--base-sha256', '--host', '--host-key', '--identity', '--base-file', '--force', '--publish-host-key'])
+    expect(e.details[4]).toMatch(/is not a file \(it is a directory\)/)
+  })
+
+  it('refuses a signing key that is not the certificate\'s, naming both options', async () => {
+    const other = join(work, 'other.key')
+    const {run} = await import('../util/exec.js')
+    await run('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', other], {what: 'make a key (openssl)'})
+    const e = refused(['signing-key', 'signing-cert'], {'signing-key': other, 'signing-cert': SNAKEOIL_CERT})
+    expect(e.message).toMatch(/^--signing-key with --signing-cert: .* is not the key of --signing-cert/)
+  })
+})

@@ -1,0 +1,299 @@
+import {accessSync, constants, statSync} from 'node:fs'
+import {homedir} from 'node:os'
+import {join, resolve} from 'node:path'
+
+import {checkSigningPair} from '../disk/secure-boot.js'
+import {CvmError, InputError} from '../errors.js'
+import {parseTarget, type PublishTarget} from '../publish/target.js'
+import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
+import {hostKeyPinFromFlag, type HostKeyPin} from '../remote/host-key.js'
+import {STAGE_NAMES, type StageName} from './stage-names.js'
+
+/**
+ * The options table: every command-line option that more than one command takes, or that a build's
+ * stages read, is one row here, with its type, its parser, its default, its help and, for a build
+ * option, the field of BuildOptions it fills and how the stages see it (`key`: inputs() reads it, so
+ * it is in a stage's cache key; `env`: run() gets it through StageEnv, because it cannot change an
+ * output's bytes). The oclif flags (src/cli/flags.ts), BuildOptions and StageEnv (stage.ts) follow
+ * from it, so an option is written once and has one name in every command (docs/design.md "Options").
+ *
+ * Every value is parsed when the command starts, before any stage runs: a bad one is refused with
+ * exit 2 and nothing is written. Parsed values travel as types (a PublishTarget, a HostKeyPin, an
+ * absolute path that exists), never as the string they came from.
+ */
+
+type Reach = {field: string; reaches: 'key' | 'env'}
+interface RowBase {
+  help: string
+  /** the environment variable that sets it when the flag is absent */
+  env?: string
+  /** options it needs beside it, and options it excludes */
+  dependsOn?: readonly string[]
+  exclusive?: readonly string[]
+  /** a build option: the BuildOptions field it fills, and whether the stages see it in their key or their env */
+  build?: Reach
+}
+export type OptionRow =
+  | (RowBase & {kind: 'string'; multiple?: false; choices?: readonly string[]; default?: string; parse: (raw: string) => unknown})
+  | (RowBase & {kind: 'string'; multiple: true; choices?: readonly string[]; default?: readonly string[]; parse: (raw: string[]) => unknown})
+  | (RowBase & {kind: 'boolean'; allowNo?: boolean; default?: boolean; parse: (raw: boolean) => unknown})
+  | (RowBase & {kind: 'integer'; min?: number; default?: number; parse: (raw: number) => unknown})
+
+/** ~/.cache/cvm-image, or $XDG_CACHE_HOME/cvm-image. */
+export function defaultCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cvm-image')
+}
+
+/** An existing regular file the user can read, as an absolute path. */
+export function readableFile(path: string): string {
+  const abs = resolve(path)
+  const st = statSync(abs, {throwIfNoEntry: false})
+  if (!st) throw new InputError(`${path}: no such file`, {hint: 'check the path'})
+  if (!st.isFile()) throw new InputError(`${path} is not a file (it is a ${st.isDirectory() ? 'directory' : 'special file'})`, {hint: 'give the path of a file'})
+  try {
+    accessSync(abs, constants.R_OK)
+  } catch {
+    throw new InputError(`${path} cannot be read by this user`, {hint: `check its permissions (ls -l ${abs})`})
+  }
+  return abs
+}
+
+const SHA256 = /^[0-9a-f]{64}$/i
+function sha256Value(raw: string): string {
+  if (!SHA256.test(raw)) throw new InputError(`${JSON.stringify(raw)} is not a sha256`, {hint: 'give 64 hex digits, as sha256sum prints them'})
+  return raw.toLowerCase()
+}
+
+/** A kernel git: an existing local clone, or a URL git can fetch from. */
+function kernelGit(raw: string): string {
+  if (/^(https?|git|ssh|file):\/\/\S+$/.test(raw) || /^[^@\s/]+@[^:\s/]+:\S+$/.test(raw)) return raw
+  const st = statSync(raw, {throwIfNoEntry: false})
+  if (st?.isDirectory()) return resolve(raw)
+  throw new InputError(`${JSON.stringify(raw)} is neither a local kernel git clone nor a git URL`, {
+    hint: 'give the path of a clone, or an https://, git://, ssh:// or file:// URL (or user@host:path)',
+  })
+}
+
+/** user@host[:port]: checked here, kept as written (it is in the validate stage's key). */
+function sshAddress(raw: string): string {
+  if (!/^([^@\s:/]+)@(\[[^\]]+\]|[^@\s:/]+)(?::(\d{1,5}))?$/.test(raw)) {
+    throw new InputError(`${JSON.stringify(raw)} is not an SSH address`, {hint: 'write it as user@host or user@host:port'})
+  }
+  return raw
+}
+
+/** A SHA256:... fingerprint, or a known_hosts file that exists. */
+function hostKeyPin(raw: string): HostKeyPin {
+  const pin = hostKeyPinFromFlag(raw)
+  if (pin.knownHostsFile) pin.knownHostsFile = readableFile(pin.knownHostsFile)
+  return pin
+}
+
+function stageName(raw: string): StageName {
+  if (!(STAGE_NAMES as readonly string[]).includes(raw)) throw new InputError(`${JSON.stringify(raw)} is no stage`, {hint: `use one of ${STAGE_NAMES.join(', ')}`})
+  return raw as StageName
+}
+
+/** --force: stage names, or all. */
+export type ForceSpec = StageName[] | 'all'
+function forceSpec(raw: string[]): ForceSpec {
+  if (raw.includes('all')) return 'all'
+  return raw.map((v) => {
+    if (!(STAGE_NAMES as readonly string[]).includes(v)) throw new InputError(`${JSON.stringify(v)}: no stage of that name`, {hint: `use one of ${STAGE_NAMES.join(', ')}, or all`})
+    return v as StageName
+  })
+}
+
+const same = <T>(raw: T): T => raw
+const SSH_PIN_HELP = 'pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'
+export const DEFAULT_TARGET = './out'
+
+export const OPTIONS = {
+  'cache-dir': {kind: 'string', env: 'CVM_IMAGE_CACHE', help: 'where stage outputs are cached [default: $XDG_CACHE_HOME/cvm-image or ~/.cache/cvm-image]', parse: (raw: string) => resolve(raw)},
+  'kernel-git': {
+    kind: 'string',
+    env: 'CVM_IMAGE_KERNEL_GIT',
+    help: 'kernel git (local clone or URL) to resolve upstream commits of the series from',
+    parse: kernelGit,
+    build: {field: 'kernelGit', reaches: 'env'},
+  },
+  'base-sha256': {kind: 'string', help: "sha256 you vouch for when the recipe's base image is unpinned", parse: sha256Value, build: {field: 'baseSha256', reaches: 'key'}},
+  'base-file': {kind: 'string', help: "a local copy of the recipe's base image to use instead of downloading it", parse: readableFile, build: {field: 'baseFile', reaches: 'key'}},
+  'kernel-source-file': {
+    kind: 'string',
+    help: "a local copy of the recipe's kernel source archive (checked against its sha256): needed for kernel.source kind archive, used instead of downloading a tarball or source RPM",
+    parse: readableFile,
+    build: {field: 'kernelSourceFile', reaches: 'env'},
+  },
+  control: {
+    kind: 'boolean',
+    help: "control build: apply only the series' build fixes, to validate the unpatched kernel and show what the backports fix (never published)",
+    parse: same<boolean>,
+    build: {field: 'control', reaches: 'key'},
+  },
+  mode: {
+    kind: 'string',
+    multiple: true,
+    choices: VALIDATION_MODES,
+    help: "validation mode (repeatable) [build: default the recipe's]",
+    parse: (raw: string[]) => raw as ValidationMode[],
+    build: {field: 'modes', reaches: 'key'},
+  },
+  host: {kind: 'string', help: 'validate on this host over SSH (user@host[:port]) instead of locally', parse: sshAddress, build: {field: 'validateHost', reaches: 'key'}},
+  'host-key': {kind: 'string', help: `the validation host's ${SSH_PIN_HELP}`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
+  'known-hosts': {
+    kind: 'string',
+    dependsOn: ['host'],
+    exclusive: ['host-key'],
+    help: 'a known_hosts file holding the validation host key (the same as --host-key FILE)',
+    parse: (raw: string): HostKeyPin => ({knownHostsFile: readableFile(raw)}),
+  },
+  identity: {kind: 'string', help: 'SSH private key for the validation host [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: readableFile, build: {field: 'validateIdentity', reaches: 'env'}},
+  'signing-key': {
+    kind: 'string',
+    dependsOn: ['signing-cert'],
+    help: 'sign the UKI for UEFI Secure Boot with this RSA private key (PEM, not encrypted; read only to sign, never copied into the cache or the release)',
+    parse: readableFile,
+    build: {field: 'signingKey', reaches: 'env'},
+  },
+  'signing-cert': {
+    kind: 'string',
+    dependsOn: ['signing-key'],
+    help: "the X.509 certificate of --signing-key, as the firmware's signature database (db) holds it: in the stage key and the manifest",
+    parse: readableFile,
+    build: {field: 'signingCert', reaches: 'key'},
+  },
+  'secure-boot-vars': {
+    kind: 'string',
+    help: "validate the signed UKI under Secure Boot too, with a copy of this OVMF 4M variable store that enrolls the UKI's signing certificate in db [build default for Debian's snakeoil certificate: its OVMF_VARS_4M.snakeoil.fd; for another certificate, a copy of OVMF_VARS_4M.fd that enrolls it]",
+    parse: readableFile,
+    build: {field: 'secureBootVars', reaches: 'key'},
+  },
+  'no-validate': {kind: 'boolean', help: 'skip validation (every check reported skipped; publish then needs --allow-unvalidated)', parse: same<boolean>, build: {field: 'skipValidation', reaches: 'key'}},
+  jobs: {kind: 'integer', min: 1, help: 'parallel compile jobs [default: the number of cores]', parse: same<number>, build: {field: 'jobs', reaches: 'env'}},
+  force: {kind: 'string', multiple: true, help: 'rerun this stage even if cached (repeatable; "all" for every stage)', parse: forceSpec},
+  until: {kind: 'string', choices: STAGE_NAMES, help: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', parse: stageName},
+  'lock-timeout': {kind: 'integer', min: 0, default: 6 * 3600, help: 'seconds to wait for another build holding a stage lock', parse: (raw: number) => raw * 1000},
+  publish: {
+    kind: 'string',
+    default: DEFAULT_TARGET,
+    help: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path',
+    parse: (raw: string): PublishTarget => parseTarget(raw),
+  },
+  'no-publish': {kind: 'boolean', help: 'stop after validation', parse: same<boolean>},
+  'publish-host-key': {kind: 'string', help: `the SFTP target's ${SSH_PIN_HELP}`, parse: hostKeyPin},
+  'publish-identity': {kind: 'string', help: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: readableFile},
+  'allow-unvalidated': {kind: 'boolean', help: 'publish even if validation failed or did not run (recorded in the manifest)', parse: same<boolean>},
+  format: {kind: 'string', multiple: true, choices: IMAGE_FORMATS, help: "publish this format instead of the recipe's (repeatable)", parse: (raw: string[]) => raw as ImageFormat[]},
+  'release-key': {kind: 'string', help: 'an OpenPGP secret key file (gpg --armor --export-secret-keys) holding one key: adds SHA256SUMS.gpg', parse: readableFile},
+  'release-key-passphrase-file': {kind: 'string', dependsOn: ['release-key'], help: "a file whose first line is the release key's passphrase", parse: readableFile},
+  'attestation-key': {
+    kind: 'string',
+    help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes',
+    parse: readableFile,
+  },
+  'kernel-meta': {kind: 'string', help: "compile's kernel.json: the release and version the booted kernel must report", parse: readableFile},
+  'secure-boot-cert': {
+    kind: 'string',
+    exclusive: ['secure-boot-vars'],
+    help: 'also boot the disk alone under Secure Boot (emulated), with a copy of the plain OVMF 4M variable store that enrolls this certificate (PEM) as PK, KEK and db: the one that signed the UKI',
+    parse: readableFile,
+  },
+  measurements: {
+    kind: 'string',
+    help: "compare the vTPM's PCRs with a release's expected measurements (its manifest.json, or `cvm-image measure --json`) instead of the disk's own UKI",
+    parse: readableFile,
+  },
+  key: {
+    kind: 'string',
+    multiple: true,
+    help: 'a public key to check signatures with (repeatable): OpenPGP (gpg --export) for SHA256SUMS.gpg, PEM (-----BEGIN PUBLIC KEY-----) for the DSSE envelopes',
+    parse: (raw: string[]) => raw.map(readableFile),
+  },
+} as const satisfies Record<string, OptionRow>
+
+type Options = typeof OPTIONS
+export type OptionName = keyof Options
+/** what a row's parser gives */
+export type Parsed<K extends OptionName> = ReturnType<Options[K]['parse']>
+type BuildRowName = {[K in OptionName]: Options[K] extends {build: Reach} ? K : never}[OptionName]
+type FieldOf<K extends BuildRowName> = Options[K] extends {build: {field: infer F extends string}} ? F : never
+/** the fields of BuildOptions */
+export type BuildOptionName = FieldOf<BuildRowName>
+type EnvRowName = {[K in BuildRowName]: Options[K] extends {build: {reaches: 'env'}} ? K : never}[BuildRowName]
+
+/** Options a build's stages read, by field: what the rows with `build` give. */
+export type BuildOptions = {[K in BuildRowName as FieldOf<K>]?: Parsed<K>}
+/** The build options run() sees through StageEnv: the rows that reach stages by `env`. */
+export type EnvOptions = {[K in EnvRowName as FieldOf<K>]?: Parsed<K>}
+
+/** Parsed values by option name: an option with a default always has one. */
+export type ParsedOptions<N extends OptionName> = {[K in N]: Options[K] extends {default: unknown} ? Parsed<K> : Parsed<K> | undefined}
+
+/** Rows checked together, once each has parsed: a pair that must agree. */
+const CHECKS: {needs: readonly OptionName[]; check(o: Partial<Record<OptionName, unknown>>): void}[] = [
+  // a key and certificate that cannot sign together are refused before any work
+  {needs: ['signing-key', 'signing-cert'], check: (o) => void checkSigningPair({keyFile: o['signing-key'] as string, certFile: o['signing-cert'] as string})},
+]
+
+/**
+ * Parses the named options from oclif's raw values, every one before any work, and refuses them all
+ * at once (one InputError, a detail line per option) when any is wrong.
+ */
+export function parseOptions<N extends OptionName>(names: readonly N[], raw: Record<string, unknown>): ParsedOptions<N> {
+  const out: Partial<Record<OptionName, unknown>> = {}
+  const problems: {what: string; e: CvmError}[] = []
+  const refuse = (what: string, e: unknown) => {
+    if (!(e instanceof CvmError)) throw e
+    problems.push({what, e})
+  }
+  for (const name of names) {
+    const value = raw[name]
+    if (value === undefined) continue
+    try {
+      out[name] = (OPTIONS[name].parse as (v: unknown) => unknown)(value)
+    } catch (e) {
+      refuse(`--${name}`, e)
+    }
+  }
+  for (const c of CHECKS) {
+    if (!c.needs.every((n) => (names as readonly string[]).includes(n) && out[n] !== undefined)) continue
+    try {
+      c.check(out)
+    } catch (e) {
+      refuse(c.needs.map((n) => `--${n}`).join(' with '), e)
+    }
+  }
+  const nothingDone = 'nothing was done: fix it and run the command again'
+  if (problems.length === 1) {
+    const [{what, e}] = problems
+    throw new InputError(`${what}: ${e.message}`, {hint: e.hint ? `${e.hint}; ${nothingDone}` : nothingDone})
+  }
+  if (problems.length > 1) {
+    throw new InputError(`${problems.length} options are wrong`, {details: problems.map(({what, e}) => `${what}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`), hint: nothingDone})
+  }
+  return out as ParsedOptions<N>
+}
+
+const BUILD_ROWS = (Object.keys(OPTIONS) as OptionName[]).flatMap((name) => {
+  const row: OptionRow = OPTIONS[name]
+  return row.build ? [{name, ...row.build}] : []
+})
+
+/** The option names whose rows fill BuildOptions, for the commands that build (build, plan, kernel check). */
+export const BUILD_OPTION_NAMES = BUILD_ROWS.map((r) => r.name) as BuildRowName[]
+
+/** BuildOptions from parsed options: each row with `build` fills its field. */
+export function buildOptionsOf(parsed: Partial<Record<OptionName, unknown>>): BuildOptions {
+  const o: Record<string, unknown> = {}
+  for (const r of BUILD_ROWS) if (parsed[r.name] !== undefined) o[r.field] = parsed[r.name]
+  return o as BuildOptions
+}
+
+/** The part of BuildOptions that run() may see: the rows that reach stages by `env`. */
+export function envOptionsOf(options: BuildOptions): EnvOptions {
+  const o: Record<string, unknown> = {}
+  const all = options as Record<string, unknown>
+  for (const r of BUILD_ROWS) if (r.reaches === 'env' && all[r.field] !== undefined) o[r.field] = all[r.field]
+  return o as EnvOptions
+}
