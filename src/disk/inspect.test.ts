@@ -103,6 +103,18 @@ describe('references to other files', () => {
     expect((await refusal(patched('v3.qcow2', 'aes.qcow2', 32, aes), 'qcow2')).message).toContain('qcow2 encryption (header field crypt_method 1: AES)')
   })
 
+  it('LUKS encryption, by crypt_method and by its header extension alone', async () => {
+    const luks = Buffer.alloc(4)
+    luks.writeUInt32BE(2)
+    expect((await refusal(patched('v3.qcow2', 'luks.qcow2', 32, luks), 'qcow2')).message).toContain('qcow2 encryption (header field crypt_method 2: LUKS)')
+    // the extensions from header_length on: the crypto header extension (offset and length of a LUKS header), then the end marker
+    const ext = Buffer.alloc(8 + 16 + 8)
+    ext.writeUInt32BE(0x0537be77, 0)
+    ext.writeUInt32BE(16, 4)
+    const headerLength = readFileSync(path('v3.qcow2')).readUInt32BE(100)
+    expect((await refusal(patched('v3.qcow2', 'luks-ext.qcow2', headerLength, ext), 'qcow2')).message).toContain('qcow2 encryption (full disk encryption header extension 0x0537be77)')
+  })
+
   it('qcow version 1', async () => {
     const v1 = Buffer.alloc(4)
     v1.writeUInt32BE(1)
