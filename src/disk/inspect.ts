@@ -131,15 +131,17 @@ function u64(v: bigint): number | undefined {
 
 /**
  * Reads the image's header and answers whether it is the declared format in a form cvm-image
- * accepts, with its virtual size. Throws InputError (exit 2) naming what was found otherwise.
- * Opens nothing but `file`, and only to read.
+ * accepts, with its virtual size. Throws InputError (exit 2) naming what was found otherwise (and
+ * the file as `shownAs`). Opens nothing but `path`, and only to read.
  */
-export async function inspectDiskImage(file: string, declared: DiskFormat): Promise<ImageInspection> {
-  const st = await stat(file).catch((e: NodeJS.ErrnoException) => {
+export async function inspectDiskImage(path: string, declared: DiskFormat, shownAs = path): Promise<ImageInspection> {
+  // messages name the file as the user knows it (their --base-file), not the cache's copy read here
+  const file = shownAs
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`the ${declared} base ${file} cannot be read: ${e.code ?? e.message}`, {cause: e})
   })
   if (!st.isFile()) throw new InputError(`the ${declared} base ${file}: it is not a regular file; a base is read from a file, not a device, pipe or directory`, {hint: 'give the disk image file itself (--base-file), or make one: `qemu-img convert -O raw <device> base.raw`'})
-  const fh = await open(file, 'r')
+  const fh = await open(path, 'r')
   try {
     const head = await readAt(fh, 0, HEAD_BYTES)
     const tail = st.size >= SECTOR ? await readAt(fh, st.size - SECTOR, SECTOR) : Buffer.alloc(0)

@@ -24,21 +24,23 @@ export interface DiskRootfsResult extends Ext4ToTarResult {
  * for the image's virtual size; the root partition is found in the partition table, and its
  * ext2/3/4 filesystem is read with debugfs (ext4ToTar). Any other filesystem is refused.
  */
-export async function diskToRootfs(source: string, format: DiskFormat, output: string, work: string, io: {progress: (l: string) => void; signal?: AbortSignal; logFile?: string}): Promise<DiskRootfsResult> {
+export async function diskToRootfs(file: string, format: DiskFormat, output: string, work: string, io: {progress: (l: string) => void; signal?: AbortSignal; logFile?: string; shownAs?: string}): Promise<DiskRootfsResult> {
+  // `file` is what is read; messages name it as the user knows it
+  const source = io.shownAs ?? file
   // debugfs takes options after a "?" in the file name: it only ever sees this name
   const raw = join(work, 'disk.raw')
   await rm(raw, {force: true})
-  const image = await inspectDiskImage(source, format)
+  const image = await inspectDiskImage(file, format, source)
   io.progress(`${image.variant}, ${image.virtualSize} bytes: no reference to another file`)
   if (format === 'raw') {
-    await symlink(resolve(source), raw)
+    await symlink(resolve(file), raw)
   } else {
     await requireFreeSpace(work, image.virtualSize, `the base stage's conversion of the ${format} disk to raw (its virtual size, ${image.virtualSize} bytes)`, 'free that much where the cache is, or point --cache-dir (or CVM_IMAGE_CACHE) at a larger file system')
     io.progress(`converting the ${format} disk to raw`)
     // the converter sees the image and its output under fixed names, and nothing else of the host
     const inside = `/in/base.${format}`
     await writeFile(raw, '')
-    const r = await runConfined('qemu-img', ['convert', '-f', format, '-O', 'raw', inside, '/out/disk.raw'], {readOnly: [{host: source, inside}], writable: [{host: raw, inside: '/out/disk.raw'}]}, {what: `convert the ${format} base to raw`, signal: io.signal, logFile: io.logFile}).catch(async (e: unknown) => {
+    const r = await runConfined('qemu-img', ['convert', '-f', format, '-O', 'raw', inside, '/out/disk.raw'], {readOnly: [{host: file, inside}], writable: [{host: raw, inside: '/out/disk.raw'}]}, {what: `convert the ${format} base to raw`, signal: io.signal, logFile: io.logFile}).catch(async (e: unknown) => {
       await rm(raw, {force: true})
       throw e
     })

@@ -92,7 +92,8 @@ describe('refused bytes do not stay in the cache', () => {
     const {io, output} = setup()
     const e = await imageBaseToRootfs({url, format: 'vmdk', sha256: sha}, output, io).then(() => undefined, (err: unknown) => err)
     expect(e).toBeInstanceOf(InputError)
-    expect((e as InputError).message).toContain("vmdk parent file '/etc/passwd'")
+    // named by its URL: the cache's copy is gone
+    expect((e as InputError).message).toMatch(new RegExp(`^the vmdk base ${url}: vmdk parent file '/etc/passwd'`))
     expect(existsSync(downloadPath(io.cacheDir, sha, url))).toBe(false)
     expect(readdirSync(join(io.cacheDir, 'downloads'))).toEqual([])
     expect(existsSync(output)).toBe(false)
@@ -102,7 +103,10 @@ describe('refused bytes do not stay in the cache', () => {
     const vmdk = hostileVmdk('hostile2.vmdk')
     const sha = sha256(vmdk)
     const {io, output} = setup()
-    await expect(imageBaseToRootfs({url: 'https://example.invalid/x.vmdk', format: 'vmdk', sha256: sha, file: vmdk}, output, io)).rejects.toBeInstanceOf(InputError)
+    const e = await imageBaseToRootfs({url: 'https://example.invalid/x.vmdk', format: 'vmdk', sha256: sha, file: vmdk}, output, io).then(() => undefined, (err: unknown) => err)
+    expect(e).toBeInstanceOf(InputError)
+    // named as the user gave it, not as the cache's copy
+    expect((e as InputError).message.startsWith(`the vmdk base ${vmdk}: `)).toBe(true)
     expect(readdirSync(join(io.cacheDir, 'downloads'))).toEqual([])
     expect(existsSync(vmdk)).toBe(true)
   })

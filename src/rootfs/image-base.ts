@@ -56,7 +56,7 @@ export async function imageBaseToRootfs(base: ImageBaseSource, output: string, i
       await decompressRootfs(file, base.format, output, {signal: io.signal})
       return ''
     }
-    const read = await diskToRootfs(file, base.format, output, io.work, {progress: io.progress, signal: io.signal, logFile: io.logFile})
+    const read = await diskToRootfs(file, base.format, output, io.work, {progress: io.progress, signal: io.signal, logFile: io.logFile, shownAs: base.file ?? base.url})
     io.log(`read ${read.where} of the ${base.format} disk: ${read.entries} entries, ${read.files} files (${read.bytes} bytes), ${read.hardlinks} hardlinks, ${read.xattrs} xattrs`)
     if (read.sockets.length) io.log(`left out ${read.sockets.length} sockets (tar has no form for them): ${read.sockets.slice(0, 5).join(', ')}`)
     return ` (${read.where})`
