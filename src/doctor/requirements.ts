@@ -1,5 +1,6 @@
 import {DISTRO_MODULES} from '../distro/index.js'
 import {FORMATS} from '../formats/table.js'
+import {OVMF_CODE, OVMF_CODE_SECBOOT} from '../validate/ovmf-files.js'
 import type {ToolRequirement} from './requirement.js'
 
 export type {ToolRequirement} from './requirement.js'
@@ -38,8 +39,8 @@ const COMMON: ToolRequirement[] = [
   {tool: 'qemu-system-x86_64', package: 'qemu-system-x86', stages: ['validate'], why: 'boot the image'},
   {tool: 'bwrap', package: 'bubblewrap', stages: ['base'], why: 'qemu-img converts a qcow2/vmdk base where it can open only that image and its output (src/util/sandbox.ts)'},
   {tool: 'qemu-img', package: 'qemu-utils', stages: ['base', 'validate'], why: 'a qcow2/vmdk base to raw; overlays'},
-  {tool: '/usr/share/OVMF/OVMF_CODE_4M.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
-  {tool: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', package: 'ovmf', stages: ['validate'], why: 'UEFI firmware with SMM, for the Secure Boot boot of a signed UKI'},
+  {tool: OVMF_CODE, package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
+  {tool: OVMF_CODE_SECBOOT, package: 'ovmf', stages: ['validate'], why: 'UEFI firmware with SMM, for the Secure Boot boot of a signed UKI'},
   {tool: 'swtpm', package: 'swtpm', stages: ['validate'], why: "the vTPM every boot gets (QEMU's tpm-crb): the tpm-pcrs check compares its PCRs with the predicted ones"},
   {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},
   {tool: '/usr/lib/x86_64-linux-gnu/libc.a', package: 'libc6-dev', stages: ['validate'], why: 'build the static NVMe offset probe run in the guest'},

@@ -1,4 +1,5 @@
 import {InputError} from '../errors.js'
+import {OVMF_CODE} from '../validate/ovmf-files.js'
 import {guidBytes, guidString} from './guid.js'
 
 /**
@@ -68,7 +69,7 @@ export function sevEsResetAddress(image: Buffer, file: string): number {
   if (!data) {
     throw new InputError(`${file}: the firmware's footer table has no SEV-ES reset block (GUID ${SEV_ES_RESET_BLOCK_GUID}), so QEMU cannot start it under SEV-ES`, {
       details: [`its footer table holds: ${[...table.entries.keys()].join(', ') || 'nothing'}`],
-      hint: 'give an OVMF built with SEV-ES support (Debian 12 ovmf: /usr/share/OVMF/OVMF_CODE_4M.fd) with --firmware, or ask only for --mode sev',
+      hint: `give an OVMF built with SEV-ES support (Debian 12 ovmf: ${OVMF_CODE}) with --firmware, or ask only for --mode sev`,
     })
   }
   if (data.length < 4) throw badTable(file, `its SEV-ES reset block holds ${data.length} bytes, not the 4 of an address`)
@@ -96,7 +97,7 @@ function requireTable(image: Buffer, file: string, forWhat: string): OvmfFooterT
   if (table) return table
   throw new InputError(`${file}: no OVMF footer table (GUID ${OVMF_FOOTER_GUID} is not ${FOOTER_GAP + 16} bytes before the end of the file), which ${forWhat} needs`, {
     details: ['the file is not an OVMF firmware image, or an OVMF older than the footer table'],
-    hint: 'give the OVMF code image QEMU loads as pflash unit 0 (e.g. /usr/share/OVMF/OVMF_CODE_4M.fd) with --firmware',
+    hint: `give the OVMF code image QEMU loads as pflash unit 0 (e.g. ${OVMF_CODE}) with --firmware`,
   })
 }
 

@@ -1,6 +1,7 @@
 import {X509Certificate} from 'node:crypto'
 
 import {InputError} from '../errors.js'
+import {OVMF_VARS} from '../validate/ovmf-files.js'
 import {guidBytes, guidString} from './guid.js'
 
 /**
@@ -43,7 +44,7 @@ export function readVariableStore(fd: Buffer, what = 'the variable store'): EfiV
  * and where the free space begins, after the last variable.
  */
 function walkStore(fd: Buffer, what: string): {live: EfiVariable[]; free: number; end: number} {
-  const hint = 'give an OVMF_VARS file (e.g. /usr/share/OVMF/OVMF_VARS_4M.fd), the second pflash QEMU boots with'
+  const hint = `give an OVMF_VARS file (e.g. ${OVMF_VARS}), the second pflash QEMU boots with`
   const bad = (why: string) => new UnknownVariableStoreError(`${what} is not an OVMF variable store: ${why}`, {hint})
   if (fd.length < 64 || fd.toString('latin1', 40, 44) !== FV_SIGNATURE) throw bad(`no firmware volume signature "${FV_SIGNATURE}" at byte 40`)
   const store = fd.readUInt16LE(48)
@@ -150,7 +151,7 @@ export function enrollSecureBootStore(plain: Buffer, certDer: Buffer, opts: {own
   const what = opts.what ?? 'the variable store'
   const {live: vars, free: o, end} = walkStore(plain, what)
   for (const name of ['PK', 'KEK', 'db']) {
-    if (vars.some((v) => v.name === name)) throw new InputError(`${what} holds ${name} already: enroll into a store without Secure Boot keys`, {hint: 'start from the plain store, /usr/share/OVMF/OVMF_VARS_4M.fd'})
+    if (vars.some((v) => v.name === name)) throw new InputError(`${what} holds ${name} already: enroll into a store without Secure Boot keys`, {hint: `start from the plain store, ${OVMF_VARS}`})
   }
   const list = x509SignatureList(certDer, opts.owner)
   const records = ([['PK', EFI_GLOBAL_VARIABLE], ['KEK', EFI_GLOBAL_VARIABLE], ['db', EFI_IMAGE_SECURITY_DATABASE]] as const).map(([name, guid]) => {

@@ -4,15 +4,10 @@ import {HostError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {openValidationHost, type HostTarget} from './open-host.js'
+import {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS} from './ovmf-files.js'
 
 export const QEMU_BINARY = 'qemu-system-x86_64'
-export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
-export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd'
-/** Debian's OVMF built with SMM, for Secure Boot (OVMF_CODE_4M.snakeoil.fd and .ms.fd are links to it) */
-export const OVMF_CODE_SECBOOT = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd'
-/** Debian's variable store with Secure Boot on and its snakeoil certificate (SNAKEOIL_CERT) enrolled: an image that key signs boots (test/secure-boot.test.ts) */
-export const OVMF_VARS_SNAKEOIL = '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd'
-export const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
+export {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, OVMF_VARS_SNAKEOIL, SNAKEOIL_CERT} from './ovmf-files.js'
 /** the TPM 2.0 emulator every boot gets as its vTPM (QEMU's tpm-crb), when the host has it (src/validate/vtpm.ts) */
 export const SWTPM_BINARY = 'swtpm'
 
