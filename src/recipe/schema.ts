@@ -1,14 +1,13 @@
 import {z} from 'zod'
 
-/**
- * The one place that defines a recipe's fields. Parsing, validation messages and
- * `recipes show` all come from this schema.
- */
+import {FAMILY_BASES, FAMILY_SOURCES} from '../distro/schemas.js'
+import {pinnedSha256, sha256, url} from './fields.js'
 
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256: 64 lowercase hex digits')
-/** null means: upstream publishes no checksum we could confirm; a build needs --base-sha256 or a local file */
-const pinnedSha256 = sha256.nullable()
-const url = z.string().regex(/^(https?|ftp|git|ssh|file):\/\/\S+$/, 'must be a URL (https://, http://, git://, file://)')
+/**
+ * A recipe's fields. Parsing, validation messages and `recipes show` all come from this schema.
+ * What only one distro family reads (a base its module builds, a kernel source it fetches) is
+ * defined in that family's folder and put together here through src/distro/schemas.ts.
+ */
 
 export const RECIPE_STATUSES = ['buildable-here', 'needs-source-access', 'needs-subscription'] as const
 export const BASE_FORMATS = ['tar', 'tar.gz', 'tar.xz', 'tar.zst', 'qcow2', 'raw', 'vmdk'] as const
@@ -22,16 +21,6 @@ export const VALIDATION_MODES = ['emulated', 'sev', 'sev-es'] as const
  */
 export const CONFIG_BASES = ['lean', 'minimal', 'defconfig', 'distro'] as const
 
-export const MmdebstrapBase = z.strictObject({
-  kind: z.literal('mmdebstrap'),
-  suite: z.string().min(1),
-  mirror: url,
-  variant: z.enum(['extract', 'custom', 'essential', 'apt', 'required', 'minbase', 'buildd', 'important', 'standard']).default('minbase'),
-  components: z.array(z.string().min(1)).default(['main']),
-  /** packages a cloud image has (systemd, cloud-init, openssh-server, ...) */
-  packages: z.array(z.string().min(1)).default([]),
-})
-
 export const ImageBase = z.strictObject({
   kind: z.literal('image'),
   /** the distro's published guest image or rootfs tarball */
@@ -42,17 +31,8 @@ export const ImageBase = z.strictObject({
   notes: z.string().optional(),
 })
 
-export const Base = z.discriminatedUnion('kind', [MmdebstrapBase, ImageBase])
-
-export const DebianPackageSource = z.strictObject({
-  kind: z.literal('debian-package'),
-  /** e.g. linux-source-6.1: fetched with apt into the cache, never installed on the host */
-  package: z.string().min(1),
-  suite: z.string().min(1),
-  mirror: url,
-  /** the package version; unset means the suite's current one */
-  version: z.string().optional(),
-})
+/** a base a family's module builds (src/distro/schemas.ts), or an image any family reads */
+export const Base = z.discriminatedUnion('kind', [...FAMILY_BASES, ImageBase])
 
 export const TarballSource = z.strictObject({
   kind: z.literal('tarball'),
@@ -83,30 +63,8 @@ export const ArchiveSource = z.strictObject({
   origin: z.string().min(1),
 })
 
-/**
- * A distribution's kernel source RPM. RHEL family (kernel-<version>-<release>.src.rpm): the tree is
- * its one linux-*.tar.* and, for config base distro, the config is one of its kernel-*.config.
- * SUSE (kernel-source-<version>.src.rpm): the tree is its vanilla linux-*.tar.xz with series.conf's
- * patches applied, and the config is config/<arch>/<flavour> of its config.tar.bz2.
- */
-export const SrpmSource = z.strictObject({
-  kind: z.literal('srpm'),
-  /** the .src.rpm; --kernel-source-file gives a local copy instead */
-  url,
-  /** of the .src.rpm; null: a build refuses until it is pinned */
-  sha256: pinnedSha256,
-  /**
-   * the config inside to use for base distro. RHEL: a file name, default the non-debug x86_64 one
-   * (kernel-x86_64.config, kernel-x86_64-rhel.config or kernel-<version>-x86_64.config). SUSE:
-   * <arch>/<flavour> in config.tar.bz2, default x86_64/default.
-   */
-  config: z
-    .string()
-    .regex(/^([A-Za-z0-9._+-]+\.config|[a-z0-9_]+\/[A-Za-z0-9_+-]+)$/, 'must name a config inside the source RPM: a file name such as kernel-x86_64.config (RHEL) or <arch>/<flavour> such as x86_64/default (SUSE)')
-    .optional(),
-})
-
-export const KernelSource = z.discriminatedUnion('kind', [DebianPackageSource, TarballSource, GitSource, ArchiveSource, SrpmSource])
+/** a source a family's module fetches (src/distro/schemas.ts), or one any family reads */
+export const KernelSource = z.discriminatedUnion('kind', [...FAMILY_SOURCES, TarballSource, GitSource, ArchiveSource])
 
 export const Kernel = z.strictObject({
   /** kernels/<line>/series.yaml holds the backport series for this line */
