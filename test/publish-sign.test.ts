@@ -211,7 +211,7 @@ describe('a release published with a release key and an attestation key', () => 
   it('a re-publish with the same keys keeps the published signature and uploads nothing', async () => {
     const before = await readFile(join(dir, 'SHA256SUMS.gpg'))
     await new Promise((res) => setTimeout(res, 1100)) // a new signature now has another creation time
-    const again = await publish(record, `dir:${join(work, 'out')}`, {stagingDir: join(cacheDir, 'publish'), releaseKey: {keyFile: pgp.secret}, attestationKey: dssePrivate})
+    const again = await publish(record, `dir:${join(work, 'out')}`, {stagingDir: join(cacheDir, 'publish'), releaseKey: {keyFile: pgp.secret}, attestationKey: {keyFile: dssePrivate}})
     expect(again.unchanged).toBe(true)
     expect(again.bytesUploaded).toBe(0)
     expect(await readFile(join(dir, 'SHA256SUMS.gpg'))).toEqual(before)
@@ -302,7 +302,7 @@ describe('a signed release on an SFTP target', () => {
     const root = join(work, 'sftp-target')
     const target = `sftp://${sshd.user}@127.0.0.1:${sshd.port}${root}`
     const ssh = {hostKey: sshd.hostKeyFingerprint, privateKey: sshd.userKeyPath}
-    const opts = {stagingDir: join(cacheDir, 'publish'), ssh, releaseKey: {keyFile: pgp.secret}, attestationKey: dssePrivate}
+    const opts = {stagingDir: join(cacheDir, 'publish'), ssh, releaseKey: {keyFile: pgp.secret}, attestationKey: {keyFile: dssePrivate}}
     const r = await publish(record, target, opts)
     expect(r.files.map((f) => [f.name, f.action])).toContainEqual(['SHA256SUMS.gpg', 'uploaded'])
     const dir = join(root, record.recipeId, r.version)

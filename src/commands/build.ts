@@ -12,7 +12,7 @@ import {chooseRenderer} from '../pipeline/run.js'
 export type {BuildResult} from '../service/service.js'
 
 /** build's options: what the stages read, then how the build runs and where it publishes (src/pipeline/options.ts) */
-const BUILD_FLAGS = [...BUILD_INPUTS, 'until', 'lock-timeout', 'publish', 'no-publish', 'publish-host-key', 'publish-identity', 'allow-unvalidated'] as const
+const BUILD_FLAGS = [...BUILD_INPUTS, 'until', 'lock-timeout', 'publish', 'no-publish', 'publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'allow-unvalidated'] as const
 
 export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'
@@ -50,7 +50,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
       publish:
         o['no-publish'] || o.until || o.control
           ? undefined
-          : {target: o.publish, allowUnvalidated: o['allow-unvalidated'], ssh: {...o['publish-host-key'], privateKey: o['publish-identity']}},
+          : {target: o.publish, allowUnvalidated: o['allow-unvalidated'], ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file']}},
       log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
     }
     const result = await runInterruptible((signal) => runBuild({...request, signal}), {

@@ -16,7 +16,7 @@ export interface DoctorResult {
   validationHost: HostReport
 }
 
-const DOCTOR_HOST = ['host', 'host-key', 'identity'] as const
+const DOCTOR_HOST = ['host', 'host-key', 'identity', 'identity-passphrase-file'] as const
 
 export default class Doctor extends BaseCommand {
   static summary = 'List the host tools each stage needs, found or missing, with the Debian package of each.'
@@ -49,7 +49,7 @@ With --install (as root) the missing Debian packages are installed with apt-get.
       tools = await checkTools()
     }
     const missing = missingPackages(tools)
-    const validationHost = await probeValidationHost({host: o.host, ...o['host-key'], identity: o.identity, signal})
+    const validationHost = await probeValidationHost({host: o.host, ...o['host-key'], identity: o.identity, identityPassphraseFile: o['identity-passphrase-file'], signal})
     if (!this.jsonEnabled()) {
       const w = Math.max(...tools.map((t) => t.tool.length))
       for (const t of tools) this.log(`${t.found ? 'ok     ' : 'MISSING'}  ${t.tool.padEnd(w)}  ${t.package.padEnd(18)} ${t.stages.join(',')}: ${t.why}`)

@@ -10,7 +10,19 @@ import {parseOptions} from '../pipeline/options.js'
 import {describeTarget, publish, type PublishResult} from '../publish/index.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 
-const PUBLISH_FLAGS = ['publish', 'publish-host-key', 'publish-identity', 'allow-unvalidated', 'format', 'release-key', 'release-key-passphrase-file', 'attestation-key', 'cache-dir'] as const
+const PUBLISH_FLAGS = [
+  'publish',
+  'publish-host-key',
+  'publish-identity',
+  'publish-identity-passphrase-file',
+  'allow-unvalidated',
+  'format',
+  'release-key',
+  'release-key-passphrase-file',
+  'attestation-key',
+  'attestation-key-passphrase-file',
+  'cache-dir',
+] as const
 
 export default class Publish extends BaseCommand {
   static summary = 'Publish a built image: its formats, manifest.json, SHA256SUMS and SLSA provenance.'
@@ -52,8 +64,8 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
           stagingDir: join(cacheDir, 'publish'),
           sha256MemoDir: sha256MemoDir(cacheDir),
           releaseKey: o['release-key'] ? {keyFile: o['release-key'], passphraseFile: o['release-key-passphrase-file']} : undefined,
-          attestationKey: o['attestation-key'],
-          ssh: {...o['publish-host-key'], privateKey: o['publish-identity']},
+          attestationKey: o['attestation-key'] ? {keyFile: o['attestation-key'], passphraseFile: o['attestation-key-passphrase-file']} : undefined,
+          ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file']},
           signal,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
           onProgress: ({file, done, total}) => {

@@ -17,7 +17,7 @@ import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
 import {ENROLLED_STORE, writeEnrolledStore} from '../validate/secure-boot-store.js'
 import {readMeasurementsFile} from '../validate/vtpm.js'
 
-const VALIDATE_FLAGS = ['mode', 'host', 'host-key', 'known-hosts', 'identity', 'secure-boot-vars', 'secure-boot-cert', 'kernel-meta', 'measurements'] as const
+const VALIDATE_FLAGS = ['mode', 'host', 'host-key', 'known-hosts', 'identity', 'identity-passphrase-file', 'secure-boot-vars', 'secure-boot-cert', 'kernel-meta', 'measurements'] as const
 
 export default class Validate extends BaseCommand {
   static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
@@ -77,7 +77,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     const kernel = o['kernel-meta'] ? (JSON.parse(await readFile(o['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
-        const report = await validateOnHost({host: o.host, ...pin, identity: o.identity, signal}, {
+        const report = await validateOnHost({host: o.host, ...pin, identity: o.identity, identityPassphraseFile: o['identity-passphrase-file'], signal}, {
           disk: image,
           modes: o.mode ?? [...VALIDATE_DEFAULTS.modes],
           templatesDir: this.dirs(flags.root).templates,

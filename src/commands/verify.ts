@@ -23,17 +23,17 @@ target could not be read.`
   static args = {release: Args.string({description: 'the release directory: <target>/<recipe id>/<version> (dir:PATH, PATH or sftp://user@host[:port]/path)', required: true})}
   static flags = {
     // the release's target is reached as publish reaches it, by the same options (src/pipeline/options.ts)
-    ...flagsOf(['publish-host-key', 'publish-identity', 'key'], {'publish-host-key': {aliases: ['host-key']}, 'publish-identity': {aliases: ['identity']}}),
+    ...flagsOf(['publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'key'], {'publish-host-key': {aliases: ['host-key']}, 'publish-identity': {aliases: ['identity']}}),
   }
 
   async run(): Promise<VerifyResult> {
     const {args, flags} = await this.parse(Verify)
-    const o = parseOptions(['publish-host-key', 'publish-identity', 'key'], flags)
+    const o = parseOptions(['publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'key'], flags)
     const result = await runInterruptible(
       (signal) =>
         verifyRelease(args.release, {
           signal,
-          ssh: {...o['publish-host-key'], privateKey: o['publish-identity']},
+          ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file']},
           keys: o.key,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
         }),

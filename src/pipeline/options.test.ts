@@ -32,8 +32,11 @@ async function ownKeys(recipeId: string, raw: Record<string, unknown>): Promise<
  * added without a case here does not compile.
  */
 function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with?: Record<string, unknown>}> {
+  // mode 600: a file that stands for a private key must be one only its owner reads
   const file = join(work, 'a-file')
-  writeFileSync(file, 'x')
+  writeFileSync(file, 'x', {mode: 0o600})
+  const pass = join(work, 'passphrase')
+  writeFileSync(pass, 'snakeoil\n', {mode: 0o600})
   const key = join(work, 'snakeoil.key')
   return {
     kernelGit: {value: work},
@@ -45,8 +48,10 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
     validateHost: {value: 'root@epyc'},
     validateHostKey: {value: 'SHA256:' + 'A'.repeat(43)},
     validateIdentity: {value: file},
+    validateIdentityPassphraseFile: {value: pass, with: {identity: file}},
     signingKey: {value: key, with: {'signing-cert': SNAKEOIL_CERT}},
     signingCert: {value: SNAKEOIL_CERT, with: {'signing-key': key}},
+    signingKeyPassphraseFile: {value: pass, with: {'signing-key': key, 'signing-cert': SNAKEOIL_CERT}},
     secureBootVars: {value: file, with: {'signing-cert': SNAKEOIL_CERT, 'signing-key': key}},
     skipValidation: {value: true},
     jobs: {value: 7},
@@ -131,6 +136,15 @@ describe('parseOptions: every value is judged before any work, all at once', () 
     expect(e.message).toBe('8 options are wrong')
     expect(e.details.map((d) => d.split(':')[0])).toEqual(['--kernel-git', '--base-sha256', '--host', '--host-key', '--identity', '--base-file', '--force', '--publish-host-key'])
     expect(e.details[4]).toMatch(/is not a file \(it is a directory\)/)
+  })
+
+  it('refuses every private key file open to group or others on entry, giving the chmod', () => {
+    const open = join(work, 'open-key')
+    writeFileSync(open, 'x', {mode: 0o644})
+    const rows = ['identity', 'signing-key', 'publish-identity', 'release-key', 'attestation-key', 'release-key-passphrase-file'] as const
+    const e = refused([...rows], Object.fromEntries(rows.map((r) => [r, open])))
+    expect(e.details).toHaveLength(rows.length)
+    for (const d of e.details) expect(d).toMatch(/open to group or others \(mode 0644\).*chmod 600/)
   })
 
   it('refuses a signing key that is not the certificate\'s, naming both options', async () => {

@@ -7,6 +7,7 @@ import {CvmError, InputError} from '../errors.js'
 import {parseTarget, type PublishTarget} from '../publish/target.js'
 import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag, type HostKeyPin} from '../remote/host-key.js'
+import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
 import {STAGE_NAMES, type StageName} from './stage-names.js'
 
 /**
@@ -55,6 +56,19 @@ export function readableFile(path: string): string {
   } catch {
     throw new InputError(`${path} cannot be read by this user`, {hint: `check its permissions (ls -l ${abs})`})
   }
+  return abs
+}
+
+/** A private key file: readable, and open to nobody but its owner (src/util/private-key.ts), judged on entry. */
+const privateKeyFile = (flag: string) => (raw: string): string => {
+  const abs = readableFile(raw)
+  readPrivateKeyFile(abs, {flag})
+  return abs
+}
+/** A passphrase file: its first line is the passphrase, kept as a key is. A passphrase is never an argument (argv is public in /proc). */
+const passphraseFile = (flag: string) => (raw: string): string => {
+  const abs = readableFile(raw)
+  readPassphraseFile(abs, {flag})
   return abs
 }
 
@@ -148,13 +162,32 @@ export const OPTIONS = {
     help: 'a known_hosts file holding the validation host key (the same as --host-key FILE)',
     parse: (raw: string): HostKeyPin => ({knownHostsFile: readableFile(raw)}),
   },
-  identity: {kind: 'string', help: 'SSH private key for the validation host [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: readableFile, build: {field: 'validateIdentity', reaches: 'env'}},
+  identity: {
+    kind: 'string',
+    help: 'SSH private key for the validation host, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]',
+    parse: privateKeyFile('--identity'),
+    build: {field: 'validateIdentity', reaches: 'env'},
+  },
+  'identity-passphrase-file': {
+    kind: 'string',
+    dependsOn: ['identity'],
+    help: "a file (mode 600) whose first line is the --identity key's passphrase [default: an unencrypted key, or the ssh-agent]",
+    parse: passphraseFile('--identity-passphrase-file'),
+    build: {field: 'validateIdentityPassphraseFile', reaches: 'env'},
+  },
   'signing-key': {
     kind: 'string',
     dependsOn: ['signing-cert'],
-    help: 'sign the UKI for UEFI Secure Boot with this RSA private key (PEM, not encrypted; read only to sign, never copied into the cache or the release)',
-    parse: readableFile,
+    help: 'sign the UKI for UEFI Secure Boot with this RSA private key (PEM, mode 600; read only to sign, never copied into the cache or the release)',
+    parse: privateKeyFile('--signing-key'),
     build: {field: 'signingKey', reaches: 'env'},
+  },
+  'signing-key-passphrase-file': {
+    kind: 'string',
+    dependsOn: ['signing-key'],
+    help: 'a file (mode 600) whose first line is the --signing-key passphrase, for an encrypted key',
+    parse: passphraseFile('--signing-key-passphrase-file'),
+    build: {field: 'signingKeyPassphraseFile', reaches: 'env'},
   },
   'signing-cert': {
     kind: 'string',
@@ -182,15 +215,36 @@ export const OPTIONS = {
   },
   'no-publish': {kind: 'boolean', help: 'stop after validation', parse: same<boolean>},
   'publish-host-key': {kind: 'string', help: `the SFTP target's ${SSH_PIN_HELP}`, parse: hostKeyPin},
-  'publish-identity': {kind: 'string', help: 'SSH private key for the SFTP target [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: readableFile},
+  'publish-identity': {kind: 'string', help: 'SSH private key for the SFTP target, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: privateKeyFile('--publish-identity')},
+  'publish-identity-passphrase-file': {
+    kind: 'string',
+    dependsOn: ['publish-identity'],
+    help: "a file (mode 600) whose first line is the --publish-identity key's passphrase [default: an unencrypted key, or the ssh-agent]",
+    parse: passphraseFile('--publish-identity-passphrase-file'),
+  },
   'allow-unvalidated': {kind: 'boolean', help: 'publish even if validation failed or did not run (recorded in the manifest)', parse: same<boolean>},
   format: {kind: 'string', multiple: true, choices: IMAGE_FORMATS, help: "publish this format instead of the recipe's (repeatable)", parse: (raw: string[]) => raw as ImageFormat[]},
-  'release-key': {kind: 'string', help: 'an OpenPGP secret key file (gpg --armor --export-secret-keys) holding one key: adds SHA256SUMS.gpg', parse: readableFile},
-  'release-key-passphrase-file': {kind: 'string', dependsOn: ['release-key'], help: "a file whose first line is the release key's passphrase", parse: readableFile},
+  'release-key': {
+    kind: 'string',
+    help: 'an OpenPGP secret key file (gpg --armor --export-secret-keys, mode 600) holding one key: adds SHA256SUMS.gpg',
+    parse: privateKeyFile('--release-key'),
+  },
+  'release-key-passphrase-file': {
+    kind: 'string',
+    dependsOn: ['release-key'],
+    help: "a file (mode 600) whose first line is the release key's passphrase",
+    parse: passphraseFile('--release-key-passphrase-file'),
+  },
   'attestation-key': {
     kind: 'string',
-    help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes',
-    parse: readableFile,
+    help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519, mode 600): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes',
+    parse: privateKeyFile('--attestation-key'),
+  },
+  'attestation-key-passphrase-file': {
+    kind: 'string',
+    dependsOn: ['attestation-key'],
+    help: 'a file (mode 600) whose first line is the --attestation-key passphrase, for an encrypted key',
+    parse: passphraseFile('--attestation-key-passphrase-file'),
   },
   'kernel-meta': {kind: 'string', help: "compile's kernel.json: the release and version the booted kernel must report", parse: readableFile},
   'secure-boot-cert': {
@@ -233,7 +287,10 @@ export type ParsedOptions<N extends OptionName> = {[K in N]: Options[K] extends 
 /** Rows checked together, once each has parsed: a pair that must agree. */
 const CHECKS: {needs: readonly OptionName[]; check(o: Partial<Record<OptionName, unknown>>): void}[] = [
   // a key and certificate that cannot sign together are refused before any work
-  {needs: ['signing-key', 'signing-cert'], check: (o) => void checkSigningPair({keyFile: o['signing-key'] as string, certFile: o['signing-cert'] as string})},
+  {
+    needs: ['signing-key', 'signing-cert'],
+    check: (o) => void checkSigningPair({keyFile: o['signing-key'] as string, certFile: o['signing-cert'] as string, passphraseFile: o['signing-key-passphrase-file'] as string | undefined}),
+  },
 ]
 
 /**

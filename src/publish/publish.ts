@@ -41,8 +41,8 @@ export interface PublishOptions {
   sha256MemoDir?: string
   /** the user's OpenPGP release key: SHA256SUMS.gpg is added, and SHA256SUMS then lists manifest.json too */
   releaseKey?: ReleaseKeyOptions
-  /** an Ed25519 private key (PEM): provenance.intoto.json and validation.intoto.json become DSSE envelopes */
-  attestationKey?: string
+  /** an Ed25519 private key (PEM) and, for an encrypted one, its passphrase file: provenance.intoto.json and validation.intoto.json become DSSE envelopes */
+  attestationKey?: {keyFile: string; passphraseFile?: string}
   /** host key pin and credentials for sftp:// targets */
   ssh?: ConnectOptions
   /** bytes of one file moving to the target */
@@ -125,7 +125,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   if (!assembleMeta.diskSha256) throw new StageError(`assemble result of ${record.recipeId} records no diskSha256`, {hint: 'rebuild with a current cvm-image'})
   const version = releaseVersion(record)
   // the user's keys are read (and proven usable) before any work: a bad key or passphrase fails at once
-  const attest = opts.attestationKey ? await loadAttestationSigner(opts.attestationKey) : undefined
+  const attest = opts.attestationKey ? await loadAttestationSigner(opts.attestationKey.keyFile, {passphraseFile: opts.attestationKey.passphraseFile}) : undefined
   const pgp = opts.releaseKey ? await inspectReleaseKey(opts.releaseKey) : undefined
   const formats = opts.formats ?? record.recipe.image.formats
 

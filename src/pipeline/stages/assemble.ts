@@ -118,7 +118,7 @@ export const assembleStage: StageOf<'assemble', AssembleInputs, 'base' | 'compil
       // osslsigncode reads the certificate from a file: the PEM the key holds, in the work dir
       const certFile = join(io.work, 'signing-cert.pem')
       await writeFile(certFile, inputs.secureBoot.pem)
-      signer = {keyFile: io.env.signingKey, certFile}
+      signer = {keyFile: io.env.signingKey, certFile, passphraseFile: io.env.signingKeyPassphraseFile}
     }
     const {diskSha256, ukiSha256} = await assembleDisk(
       {

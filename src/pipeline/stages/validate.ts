@@ -95,7 +95,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
     }
   },
   async run(io, inputs) {
-    const {dirs, cacheDir, validateHostKey, validateIdentity} = io.env
+    const {dirs, cacheDir, validateHostKey, validateIdentity, validateIdentityPassphraseFile} = io.env
     const {assemble, compile} = io.upstream
     const disk = join(assemble.dir, 'disk.raw')
     const {modes} = inputs
@@ -120,7 +120,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       storeRecord = {file: ENROLLED_STORE, sha256: await sha256File(secureBootVars)}
     }
     // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
-    const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, signal: io.signal}, {
+    const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, identityPassphraseFile: validateIdentityPassphraseFile, signal: io.signal}, {
       disk,
       modes,
       templatesDir: dirs.templates,
