@@ -12,7 +12,8 @@ import type {MeasurementEntry} from '../measure/entry.js'
 import {measureImage} from '../measure/image.js'
 import {SEV_MODES, type SevMode} from '../measure/launch.js'
 import {VMSA_FORMS, type VmsaForm} from '../measure/vmsa.js'
-import {readBuildRecord} from '../pipeline/build-record.js'
+import {readBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
+import {validatedSecureBootVars} from '../publish/index.js'
 import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
 import {OVMF_CODE, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
 
@@ -64,13 +65,14 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
   async run(): Promise<MeasureResult> {
     const {args, flags} = await this.parse(Measure)
     const o = parseOptions(['cache-dir', 'secure-boot-vars'], flags)
-    const {subject, cpus: recipeCpus} = await resolveTarget(args.target, resolveCacheDir(o['cache-dir']))
+    const {subject, cpus: recipeCpus, record} = await resolveTarget(args.target, resolveCacheDir(o['cache-dir']))
     const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
     const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]
     const disk = subject.kind === 'disk' ? subject.path : subject.disk
     const {measurements, notes} = await measureImage({
       disk: flags.pcr ? disk : undefined,
-      secureBootVars: o['secure-boot-vars'],
+      // a build's PCR 7 with Secure Boot on is the one its validation booted (the store it enrolled), as its release says
+      secureBootVars: o['secure-boot-vars'] ?? (record && (await validatedSecureBootVars(record))),
       firmware,
       modes: flags.mode as SevMode[],
       cpus,
@@ -108,7 +110,7 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
 }
 
 /** A disk path, or a recipe id / build record: what the digests are listed for, and its vCPU count. */
-async function resolveTarget(target: string, cacheDir: string): Promise<{subject: MeasureSubject; cpus: number}> {
+async function resolveTarget(target: string, cacheDir: string): Promise<{subject: MeasureSubject; cpus: number; record?: BuildRecord}> {
   const st = await stat(target).catch(() => undefined)
   if (st && !target.endsWith('.json')) {
     if (!st.isFile()) throw new InputError(`${target} is not a disk image file`, {hint: 'give a raw disk image, or a recipe id whose last build is in the cache'})
@@ -127,6 +129,7 @@ async function resolveTarget(target: string, cacheDir: string): Promise<{subject
   return {
     subject: {kind: 'build', recipeId: record.recipeId, disk: assemble && join(assemble.dir, 'disk.raw'), diskSha256: assemble?.meta.diskSha256},
     cpus: record.recipe.validate.cpus,
+    record,
   }
 }
 

@@ -4,7 +4,7 @@ import {join, resolve} from 'node:path'
 
 import {checkSigningPair} from '../disk/secure-boot.js'
 import {CvmError, InputError} from '../errors.js'
-import {parseTarget, type PublishTarget} from '../publish/target.js'
+import {DEFAULT_TARGET, parseTarget, type PublishTarget} from '../publish/target.js'
 import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag, type HostKeyPin} from '../remote/host-key.js'
 import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
@@ -120,7 +120,6 @@ function forceSpec(raw: string[]): ForceSpec {
 
 const same = <T>(raw: T): T => raw
 const SSH_PIN_HELP = 'pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'
-export const DEFAULT_TARGET = './out'
 
 export const OPTIONS = {
   'cache-dir': {kind: 'string', env: 'CVM_IMAGE_CACHE', help: 'where stage outputs are cached [default: $XDG_CACHE_HOME/cvm-image or ~/.cache/cvm-image]', parse: (raw: string) => resolve(raw)},

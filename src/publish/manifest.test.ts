@@ -5,6 +5,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {cli} from '../../test/helpers/cli.js'
 import {makeGptDisk} from '../../test/helpers/disk-fixture.js'
 import {buildUki, EFI_STUB} from '../disk/uki.js'
 import type {BuildRecord} from '../pipeline/build-record.js'
@@ -94,6 +95,21 @@ describe("a release's PCR entries: the store validation enrolled, and what the v
     expect(entries.filter((e) => e.kind.startsWith('tpm-pcr')).length).toBeGreaterThan(3)
     for (const e of entries) expect(e.proof.status, `${e.kind} ${JSON.stringify(e.params)}`).toBe('predicted-only')
     expect(entries.find((e) => e.kind === 'tpm-pcr11')!.proof).toEqual({status: 'predicted-only', why: expect.stringMatching(/^no validation boot read a vTPM: emulated\/tpm-pcrs skipped \(no vTPM in this boot/) as string})
+  }, 120_000)
+
+  it('`cvm-image measure <build>` predicts PCR 7 with Secure Boot on for the store the validation enrolled, as the release does', async () => {
+    const storeSha256 = sha256(await readFile(store))
+    const r = record([], {file: ENROLLED_STORE, sha256: storeSha256}) as unknown as Record<string, unknown> & {stages: Record<string, unknown>}
+    r.stages.assemble = {stage: 'assemble', key: 'a', dir, meta: {diskSha256: sha256(await readFile(disk))}}
+    const recordFile = join(dir, 'own-key.json')
+    await writeFile(recordFile, JSON.stringify(r))
+    const m = await cli(['measure', recordFile, '--mode', 'sev', '--json'])
+    expect(m.code, m.stderr).toBe(0)
+    const entries = (JSON.parse(m.stdout) as {measurements: ReleaseMeasurementEntry[]}).measurements
+    const on = entries.find((e) => e.kind === 'tpm-pcr7' && e.params.secureBoot === 'on')
+    expect(on?.params).toMatchObject({varStore: store, varStoreSha256: storeSha256})
+    const {entries: released} = await releaseMeasurements(record([], {file: ENROLLED_STORE, sha256: storeSha256}), disk)
+    expect(on?.value).toBe(released.find((e) => e.kind === 'tpm-pcr7' && e.params.secureBoot === 'on')?.value)
   }, 120_000)
 
   it('a store changed since validation booted it is refused, naming both sha256', async () => {
