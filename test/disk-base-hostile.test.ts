@@ -106,6 +106,17 @@ interface Hostile {
   names: string
 }
 
+/** an empty 8 MiB monolithicSparse vmdk made by qemu-img, its embedded descriptor rewritten in place by `edit` */
+function sparseWithDescriptor(name: string, edit: (descriptor: string) => string): string {
+  sh('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicSparse', name, '8M'])
+  const image = readFileSync(join(work, name))
+  const at = Number(image.readBigUInt64LE(28)) * 512
+  const room = Number(image.readBigUInt64LE(36)) * 512
+  Buffer.from(edit(image.subarray(at, at + room).toString('latin1').replace(/\0+$/, '')).padEnd(room, '\0'), 'latin1').copy(image, at)
+  writeFileSync(join(work, name), image)
+  return join(work, name)
+}
+
 const HOSTILE: Hostile[] = [
   {
     name: 'a qcow2 whose backing file is the canary disk',
@@ -157,7 +168,34 @@ const HOSTILE: Hostile[] = [
       writeFileSync(join(work, 'child.vmdk'), image)
       return join(work, 'child.vmdk')
     },
-    names: "vmdk parent file '<work>/parent-flat.vmdk' (descriptor field parentFileNameHint)",
+    names: "vmdk parent file '<work>/parent-flat.vmdk' (descriptor field parentFileNameHint at byte ",
+  },
+  {
+    // issue #29: QEMU finds the parent (and its CID) by substring, comment lines included
+    name: 'a monolithicSparse vmdk whose parent is named on a # comment line',
+    format: 'vmdk',
+    make: () => {
+      const sectors = statSync(canaryDisk).size / 512
+      writeFileSync(join(work, 'parent-flat2.vmdk'), `# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW ${sectors} FLAT "${canaryDisk}" 0\n`)
+      return sparseWithDescriptor('comment.vmdk', (d) => d.replace('# Disk DescriptorFile\n', `# Disk DescriptorFile\n# parentCID=12345678 parentFileNameHint="${join(work, 'parent-flat2.vmdk')}"\n`))
+    },
+    // the descriptor is at sector 1; the name follows the first line and the comment's parentCID
+    names: `vmdk parent file '<work>/parent-flat2.vmdk' (descriptor field parentFileNameHint at byte ${512 + '# Disk DescriptorFile\n# parentCID=12345678 '.length}, on a # comment line, which QEMU reads all the same)`,
+  },
+  {
+    // issue #29: capacity 0 makes QEMU read the embedded descriptor as a descriptor file; its one bare SPARSE extent is a sibling, not itself
+    name: 'a sparse vmdk with capacity 0 whose extent is a sibling holding the canary',
+    format: 'vmdk',
+    make: () => {
+      sh('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', canaryDisk, 'canary-sibling.vmdk'])
+      const sectors = statSync(canaryDisk).size / 512
+      const file = sparseWithDescriptor('capacity0.vmdk', (d) => d.replace('# Disk DescriptorFile\n', '# Disk DescriptorFile\n# createType="twoGbMaxExtentSparse"\n').replace(/RW \d+ SPARSE "[^"]*"/, `RW ${sectors} SPARSE "canary-sibling.vmdk"`))
+      const image = readFileSync(file)
+      image.writeBigUInt64LE(0n, 12)
+      writeFileSync(file, image)
+      return file
+    },
+    names: 'vmdk sparse header with capacity 0 and an embedded descriptor at sector 1; QEMU reads such a file as a descriptor file',
   },
   {
     name: 'a qcow2 with a backing file, declared raw',
