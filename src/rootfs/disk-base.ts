@@ -22,7 +22,8 @@ export interface DiskRootfsResult extends Ext4ToTarResult {
  * file, before any tool opens it. qcow2 and vmdk then become a sparse raw file in the work dir
  * (qemu-img, confined to that file and the image: util/sandbox.ts), once the file system has room
  * for the image's virtual size; the root partition is found in the partition table, and its
- * ext2/3/4 filesystem is read with debugfs (ext4ToTar). Any other filesystem is refused.
+ * ext2/3/4 filesystem is read with debugfs (ext4ToTar), sfdisk and debugfs confined like qemu-img
+ * (issue #29). Any other filesystem is refused. `file` is read; `io.shownAs` names it in messages.
  */
 export async function diskToRootfs(file: string, format: DiskFormat, output: string, work: string, io: {progress: (l: string) => void; signal?: AbortSignal; logFile?: string; shownAs?: string}): Promise<DiskRootfsResult> {
   // `file` is what is read; messages name it as the user knows it
