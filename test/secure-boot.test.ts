@@ -4,9 +4,10 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {inputRefusal} from './helpers/refusal.js'
+
 import {EFI_STUB} from '../src/disk/uki.js'
 import {checkSigningPair, signPe} from '../src/disk/secure-boot.js'
-import {InputError} from '../src/errors.js'
 import {authenticodeSha256} from '../src/measure/authenticode.js'
 import {buildManifest} from '../src/publish/manifest.js'
 import {run} from '../src/util/exec.js'
@@ -54,15 +55,7 @@ afterAll(async () => {
   if (work) await rm(work, {recursive: true, force: true})
 })
 
-const refusal = (f: () => unknown): InputError => {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(InputError)
-    return e as InputError
-  }
-  throw new Error('not refused')
-}
+const refusal = inputRefusal
 
 describe('the signing key and certificate are checked before any work', () => {
   it('takes the snakeoil pair, naming its certificate', () => {

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {InputError} from '../errors.js'
+import {inputRefusal} from '../../test/helpers/refusal.js'
 import {run} from '../util/exec.js'
 import {checkSigningPair, signPe} from './secure-boot.js'
 import {EFI_STUB} from './uki.js'
@@ -38,15 +38,7 @@ afterAll(async () => {
   if (work) await rm(work, {recursive: true, force: true})
 })
 
-const refusal = (f: () => unknown): InputError => {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(InputError)
-    return e as InputError
-  }
-  throw new Error('not refused')
-}
+const refusal = inputRefusal
 
 describe('checkSigningPair: the key file', () => {
   it('refuses a key readable by group or others, with the chmod, before reading it as a key', async () => {

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {InputError} from '../errors.js'
+import {inputRefusal} from '../../test/helpers/refusal.js'
 import {readPassphraseFile, readPrivateKeyFile} from './private-key.js'
 
 let dir: string
@@ -15,15 +15,7 @@ afterAll(async () => {
   await rm(dir, {recursive: true, force: true})
 })
 
-const refusal = (f: () => unknown): InputError => {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(InputError)
-    return e as InputError
-  }
-  throw new Error('not refused')
-}
+const refusal = inputRefusal
 
 describe('readPrivateKeyFile', () => {
   it('reads a file of mode 0600 or 0400', async () => {
