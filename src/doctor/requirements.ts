@@ -42,6 +42,7 @@ const COMMON: ToolRequirement[] = [
   {tool: OVMF_CODE, package: 'ovmf', stages: ['validate'], why: 'UEFI firmware'},
   {tool: OVMF_CODE_SECBOOT, package: 'ovmf', stages: ['validate'], why: 'UEFI firmware with SMM, for the Secure Boot boot of a signed UKI'},
   {tool: 'swtpm', package: 'swtpm', stages: ['validate'], why: "the vTPM every boot gets (QEMU's tpm-crb): the tpm-pcrs check compares its PCRs with the predicted ones"},
+  {tool: 'socat', package: 'socat', stages: ['validate'], why: "--seed http: QEMU's guestfwd runs it for each guest connection to the seed, relaying it to the seed server's Unix socket (no TCP port)"},
   {tool: 'ssh-keygen', package: 'openssh-client', stages: ['validate'], why: 'the ephemeral guest key'},
   {tool: '/usr/lib/x86_64-linux-gnu/libc.a', package: 'libc6-dev', stages: ['validate'], why: 'build the static NVMe offset probe run in the guest'},
   {tool: 'gpg', package: 'gnupg', stages: ['publish', 'tests'], why: 'sign SHA256SUMS with the release key (SHA256SUMS.gpg) in a temporary GNUPGHOME; tests make keys'},

@@ -10,7 +10,7 @@ import type {HostProcess, ValidationHost} from './host.js'
 import {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, QEMU_BINARY} from './host-probe.js'
 import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
 import {startVtpm, vtpmSocket} from './vtpm.js'
-import {generateRunKeys, renderSeed, serveSeed, writeSeedDisk, type RunKeys} from './seed.js'
+import {generateRunKeys, renderSeed, SEED_SMBIOS_SERIAL, seedNetwork, serveSeed, writeSeedDisk, type RunKeys, type SeedServer} from './seed.js'
 
 /** NoCloud seed: a FAT CIDATA disk on NVMe, or HTTP via the SMBIOS serial (local host only) */
 export type SeedMethod = 'disk' | 'http'
@@ -77,7 +77,7 @@ export class GuestBoot implements GuestMachine {
     readonly seedDescription: string,
     /** the boot's directory on the host */
     private readonly bootDir: string,
-    private readonly seedServer?: Awaited<ReturnType<typeof serveSeed>>,
+    private readonly seedServer?: SeedServer,
   ) {}
 
   /** Makes the boot's files on the host (seed, scratch disk, variable store) and QEMU's command line. */
@@ -91,8 +91,8 @@ export class GuestBoot implements GuestMachine {
     const scratch = join(bootDir, 'scratch.qcow2')
     await mustExec(host, 'qemu-img', ['create', '-q', '-f', 'qcow2', scratch, SCRATCH_SIZE], 'make the scratch disk')
     disks.push({path: scratch, format: 'qcow2', serial: SCRATCH_SERIAL})
-    let seedServer: Awaited<ReturnType<typeof serveSeed>> | undefined
-    let smbiosSerial: string | undefined
+    let seedServer: SeedServer | undefined
+    let seedNet: ReturnType<typeof seedNetwork> | undefined
     if (spec.seed === 'disk') {
       const localSeedDir = join(host.remote ? await spec.local.tempDir() : spec.work, tag)
       await mkdir(localSeedDir, {recursive: true})
@@ -101,8 +101,10 @@ export class GuestBoot implements GuestMachine {
       await host.putFile(img, hostImg)
       disks.push({path: hostImg, format: 'raw', serial: 'cvmseed', readOnly: true})
     } else {
+      // without it QEMU only logs that it could not start the relay, and cloud-init finds no seed
+      await mustExec(host, 'socat', ['-V'], "run socat, the HTTP seed's relay")
       seedServer = await serveSeed(seed)
-      smbiosSerial = `ds=nocloud-net;s=http://10.0.2.2:${seedServer.port}${seedServer.base}`
+      seedNet = seedNetwork(seedServer)
     }
     try {
       const vars = join(bootDir, 'OVMF_VARS.fd')
@@ -119,11 +121,11 @@ export class GuestBoot implements GuestMachine {
         kernel: spec.kernel,
         sshPort,
         serialLog,
-        smbiosSerial,
+        ...seedNet,
         cbitpos: spec.cbitpos,
         tpmSocket: spec.vtpm ? vtpmSocket(bootDir) : undefined,
       })
-      const seedDescription = spec.seed === 'disk' ? 'NoCloud FAT disk (label CIDATA) on NVMe' : `NoCloudNet over HTTP (SMBIOS serial ds=nocloud-net;s=http://10.0.2.2:${seedServer!.port}/<token>/)`
+      const seedDescription = spec.seed === 'disk' ? 'NoCloud FAT disk (label CIDATA) on NVMe' : `NoCloudNet over HTTP (SMBIOS serial ${SEED_SMBIOS_SERIAL}; QEMU's guestfwd relays each connection to a Unix socket only this user can open)`
       return new GuestBoot(spec, keys, sshPort, argv, serialLog, seedDescription, bootDir, seedServer)
     } catch (e) {
       await seedServer?.close()

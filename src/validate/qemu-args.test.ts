@@ -56,6 +56,12 @@ describe('buildQemuArgs', () => {
     expect(after(argv, '-smbios')).toEqual(['type=1,serial=ds=nocloud-net;s=http://10.0.2.2:8000/'])
   })
 
+  it('guestForward: the guest\'s connections to an address handed to a command (guestfwd=...-cmd:), no host port; a word QEMU would split is refused', () => {
+    const argv = buildQemuArgs({...base, guestForward: {address: '10.0.2.100', port: 80, command: ['socat', 'STDIO', 'UNIX-CONNECT:/tmp/cvm-seed-x/seed.sock']}})
+    expect(after(argv, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22,guestfwd=tcp:10.0.2.100:80-cmd:socat STDIO UNIX-CONNECT:/tmp/cvm-seed-x/seed.sock'])
+    for (const word of ['UNIX-CONNECT:/tmp/a b/seed.sock', 'x,y', "it's"]) expect(() => buildQemuArgs({...base, guestForward: {address: '10.0.2.100', port: 80, command: ['socat', word]}})).toThrow(/guestfwd command word/)
+  })
+
   it('secure boot: q35 with SMM, the flash writable from SMM only, the SMM firmware; refused outside emulated mode', () => {
     const argv = buildQemuArgs({...base, firmware: {code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/w/OVMF_VARS.fd', secureBoot: true}})
     expect(after(argv, '-machine')).toEqual(['q35,smm=on'])

@@ -36,8 +36,13 @@ export interface QemuSpec {
   /** host port (127.0.0.1) forwarded to the guest's sshd */
   sshPort: number
   serialLog: string
-  /** SMBIOS type 1 serial, e.g. ds=nocloud-net;s=http://10.0.2.2:PORT/ */
+  /** SMBIOS type 1 serial, e.g. ds=nocloud-net;s=http://10.0.2.100/ */
   smbiosSerial?: string
+  /**
+   * the guest's TCP connections to address:port, each handed to a new run of command (its stdin
+   * and stdout the connection): QEMU's guestfwd=...-cmd:, which opens no port on the host
+   */
+  guestForward?: {address: string; port: number; command: string[]}
   /** CPUID 0x8000001F EBX[5:0] of the host; required for sev and sev-es */
   cbitpos?: number
   /** swtpm's control socket on the host: the guest gets it as a TPM 2.0 behind a CRB interface */
@@ -75,8 +80,10 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     if (d.readOnly) opts.push('readonly=on')
     args.push('-drive', opts.join(','), '-device', `nvme,drive=disk${i},serial=${d.serial}`)
   })
+  let netdev = `user,id=net0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`
+  if (spec.guestForward) netdev += `,guestfwd=${guestForward(spec.guestForward)}`
   args.push(
-    '-netdev', `user,id=net0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`,
+    '-netdev', netdev,
     '-device', 'virtio-net-pci,netdev=net0',
     // entropy from the host: without it a pre-5.4 guest's getrandom() blocks sshd's start for
     // minutes under TCG (4.18: crng ready after 261 s)
@@ -89,6 +96,13 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   args.push('-no-reboot')
   args.push('-serial', `file:${spec.serialLog}`, '-monitor', 'none', '-display', 'none', '-nodefaults', '-no-user-config')
   return args
+}
+
+/** libslirp splits the command on blanks and quotes as a shell would (g_shell_parse_argv): its words are kept plain, never quoted. */
+function guestForward(fwd: NonNullable<QemuSpec['guestForward']>): string {
+  const odd = fwd.command.find((w) => !/^[\w./:=@+-]+$/.test(w))
+  if (odd !== undefined) throw new BugError(`a guestfwd command word QEMU would not pass as it is: ${JSON.stringify(odd)}`)
+  return `tcp:${fwd.address}:${fwd.port}-cmd:${fwd.command.join(' ')}`
 }
 
 /** QEMU's -drive splits on commas; a comma in a path is written twice. */

@@ -1,6 +1,8 @@
 import {randomBytes} from 'node:crypto'
-import {readFile, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:http'
+import type {Socket} from 'node:net'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import Handlebars from 'handlebars'
@@ -10,6 +12,7 @@ import {BugError} from '../errors.js'
 import {fingerprintOfLine} from '../remote/host-key.js'
 import {generateEd25519} from '../remote/openssh-key.js'
 import {run} from '../util/exec.js'
+import type {QemuSpec} from './qemu-args.js'
 
 /** Keys made for one validation run: the client key the guest accepts, and the guest's own host key. */
 export interface RunKeys {
@@ -84,25 +87,67 @@ export async function writeSeedDisk(dir: string, seed: NoCloudSeed, signal?: Abo
   return img
 }
 
+/** Where the guest reaches the HTTP seed: QEMU's user network hands its connections to the relay (guestfwd). */
+export const SEED_GUEST_ADDRESS = '10.0.2.100'
+export const SEED_GUEST_PORT = 80
+/** the SMBIOS type 1 serial that points cloud-init's NoCloudNet at the seed; it holds no secret */
+export const SEED_SMBIOS_SERIAL = `ds=nocloud-net;s=http://${SEED_GUEST_ADDRESS}/`
+
+export interface SeedServer {
+  /** the Unix socket the server listens on, in a directory of mode 0700 */
+  socket: string
+  /** what QEMU runs for each connection the guest opens to SEED_GUEST_ADDRESS:SEED_GUEST_PORT: stdio to the socket */
+  relay: string[]
+  /** "GET /user-data (connection 1)", for the run's log */
+  requests: string[]
+  close(): Promise<void>
+}
+
 /**
- * The seed over HTTP for cloud-init's NoCloudNet, on 127.0.0.1 (the guest reaches it as 10.0.2.2
- * through QEMU's user network). Only for a local host. user-data holds the guest's host private key,
- * and any local user can reach 127.0.0.1: the files are served only under a random path (`base`),
- * which only QEMU's SMBIOS serial is given; every other path is 404.
+ * The seed over HTTP for cloud-init's NoCloudNet. user-data holds the guest's host private key, and
+ * any local user can reach 127.0.0.1 and read QEMU's argv: so nothing listens on TCP. The server
+ * listens on a Unix socket in a fresh directory of mode 0700, which only our uid can enter; QEMU's
+ * user network runs `relay` (socat) for each connection the guest opens to 10.0.2.100:80.
  */
-export async function serveSeed(seed: NoCloudSeed): Promise<{port: number; base: string; requests: string[]; close(): Promise<void>}> {
+export async function serveSeed(seed: NoCloudSeed): Promise<SeedServer> {
   const requests: string[] = []
-  const base = `/${randomBytes(32).toString('hex')}/`
-  const files: Record<string, string> = {[`${base}user-data`]: seed.userData, [`${base}meta-data`]: seed.metaData, [`${base}vendor-data`]: ''}
+  const files: Record<string, string> = {'/user-data': seed.userData, '/meta-data': seed.metaData, '/vendor-data': ''}
+  // short (a socket's path has 107 bytes at most) and plain: QEMU's guestfwd and socat take it unquoted
+  const root = /^[\w./-]{1,60}$/.test(tmpdir()) ? tmpdir() : '/tmp'
+  // mkdtemp makes it 0700
+  const dir = await mkdtemp(join(root, 'cvm-seed-'))
+  const socket = join(dir, 'seed.sock')
+  const connection = new WeakMap<Socket, number>()
+  let opened = 0
   const srv = createServer((req, res) => {
-    // the log names the file, never the token
-    requests.push(`${req.method} ${req.url?.startsWith(base) ? `/<token>/${req.url.slice(base.length)}` : req.url}`)
+    requests.push(`${req.method} ${req.url} (connection ${connection.get(req.socket)})`)
     const body = req.method === 'GET' ? files[req.url ?? ''] : undefined
-    res.writeHead(body === undefined ? 404 : 200, {'content-type': 'text/plain'})
+    // one request per connection, as cloud-init makes them: each is a relay of its own
+    res.writeHead(body === undefined ? 404 : 200, {'content-type': 'text/plain', 'content-length': Buffer.byteLength(body ?? ''), connection: 'close'})
     res.end(body ?? '')
   })
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const addr = srv.address()
-  const port = typeof addr === 'object' && addr ? addr.port : 0
-  return {port, base, requests, close: () => new Promise((resolve) => srv.close(() => resolve()))}
+  srv.on('connection', (c: Socket) => connection.set(c, ++opened))
+  try {
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject)
+      srv.listen(socket, resolve)
+    })
+  } catch (e) {
+    await rm(dir, {recursive: true, force: true})
+    throw e
+  }
+  return {
+    socket,
+    relay: ['socat', 'STDIO', `UNIX-CONNECT:${socket}`],
+    requests,
+    close: async () => {
+      await new Promise<void>((resolve) => srv.close(() => resolve()))
+      await rm(dir, {recursive: true, force: true})
+    },
+  }
+}
+
+/** QEMU's part of the HTTP seed: the SMBIOS serial that names it, and the guest's connections to it relayed to the server. */
+export function seedNetwork(server: SeedServer): Required<Pick<QemuSpec, 'smbiosSerial' | 'guestForward'>> {
+  return {smbiosSerial: SEED_SMBIOS_SERIAL, guestForward: {address: SEED_GUEST_ADDRESS, port: SEED_GUEST_PORT, command: server.relay}}
 }
