@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {createReadStream, createWriteStream, existsSync} from 'node:fs'
 import {copyFile, mkdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
@@ -42,7 +43,8 @@ export async function pinnedFile(f: PinnedFile, opts: Omit<DownloadOptions, 'pin
   const dest = downloadPath(f.cacheDir, f.sha256, f.url)
   if (f.given) {
     opts.progress?.(`copying ${f.given.path} into the cache`)
-    const copy = await copyIn(f.given.path, `${dest}.part`, f.given.flag)
+    // a name of its own: builds that share the cache (the tests' backports share one archive) may copy the same file at once
+    const copy = await copyIn(f.given.path, `${dest}.${process.pid}-${randomBytes(4).toString('hex')}.copy`, f.given.flag)
     const got = await sha256File(copy)
     if (got !== f.sha256) {
       await rm(copy, {force: true})
