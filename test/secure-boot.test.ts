@@ -161,9 +161,11 @@ describe('a debian-12 disk assembled with the snakeoil key (real pipeline, share
   }, 300_000)
 
   // The firmware itself judges the signature: Debian's OVMF built with SMM and its variable store that
-  // enrolls the snakeoil certificate, under QEMU (TCG). Only the Secure Boot boot runs here.
+  // enrolls the snakeoil certificate, under QEMU (TCG). Only the Secure Boot boot runs here. Its seed
+  // comes over HTTP, through QEMU's guestfwd relay to a Unix socket (src/validate/seed.ts): the one
+  // boot of the suite that proves cloud-init reads the seed that way, at no extra boot.
   const validateUnderSecureBoot = (built: typeof signed, out: string) =>
-    cli(['validate', join(built.results.assemble!.dir, 'disk.raw'), '--secure-boot-vars', OVMF_VARS_SNAKEOIL, '--no-uki-boot', '--no-disk-boot', '--release', built.results.compile!.meta.release, '--out', out, '--json'], {timeoutMs: 800_000})
+    cli(['validate', join(built.results.assemble!.dir, 'disk.raw'), '--secure-boot-vars', OVMF_VARS_SNAKEOIL, '--no-uki-boot', '--no-disk-boot', '--seed', 'http', '--release', built.results.compile!.meta.release, '--out', out, '--json'], {timeoutMs: 800_000})
 
   it('boots under Secure Boot: the firmware starts the signed UKI, and the guest has SecureBoot on and says so', async () => {
     const out = join(work, 'validate-signed')
@@ -172,6 +174,7 @@ describe('a debian-12 disk assembled with the snakeoil key (real pipeline, share
     expect(r.code, r.stderr).toBe(0)
     expect(report.modes.map((m) => m.boot)).toEqual(['emulated-secure-boot'])
     expect(report.modes[0].qemuArgs.join(' ')).toContain(`-machine q35,smm=on`)
+    expect(report.modes[0].seed).toMatch(/^NoCloudNet over HTTP/)
     expect(report.checks.map((c) => `${c.name}: ${c.verdict}`)).toEqual([
       'secure-boot:boot: pass',
       'secure-boot:kernel: pass',
