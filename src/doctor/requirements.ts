@@ -54,6 +54,8 @@ const COMMON: ToolRequirement[] = [
   {tool: 'osslsigncode', package: 'osslsigncode', stages: ['assemble', 'tests'], why: 'sign the UKI for Secure Boot (--signing-key), with the signing time fixed for reproducible bytes; the Authenticode tests check src/measure/authenticode.ts against it'},
   {tool: 'sbverify', package: 'sbsigntool', stages: ['tests'], why: 'the Secure Boot tests check the signed UKI with a verifier apart from the signer; the Authenticode tests check src/measure/authenticode.ts on an unpadded file against it'},
   {tool: 'openssl', package: 'openssl', stages: ['tests'], why: 'a throwaway key and certificate for osslsigncode in the Authenticode tests'},
+  {tool: '/usr/bin/docker-registry', package: 'docker-registry', stages: ['tests'], why: 'the real OCI registry (distribution 2.8) the remote stage cache tests push to and pull from'},
+  {tool: 'htpasswd', package: 'apache2-utils', stages: ['tests'], why: "the test registry's bcrypt password file (htpasswd -B)"},
   {tool: 'chromium', package: 'chromium', stages: ['tests'], why: 'load the report page (cvm-image report) headless: its DOM and a screenshot'},
   {tool: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', package: 'fonts-dejavu-core', stages: ['tests'], why: 'a font for the report page\'s screenshot'},
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
