@@ -1,5 +1,6 @@
 import {BugError} from '../errors.js'
 import type {ValidationMode} from '../recipe/schema.js'
+import type {GuestForward} from './seed.js'
 import {vtpmQemuArgs} from './vtpm.js'
 
 /** SEV guest policy bits (AMD SEV API, LAUNCH_START): bit 0 NODBG, bit 2 ES. */
@@ -42,7 +43,7 @@ export interface QemuSpec {
    * the guest's TCP connections to address:port, each handed to a new run of command (its stdin
    * and stdout the connection): QEMU's guestfwd=...-cmd:, which opens no port on the host
    */
-  guestForward?: {address: string; port: number; command: string[]}
+  guestForward?: GuestForward
   /** CPUID 0x8000001F EBX[5:0] of the host; required for sev and sev-es */
   cbitpos?: number
   /** swtpm's control socket on the host: the guest gets it as a TPM 2.0 behind a CRB interface */

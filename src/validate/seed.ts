@@ -12,7 +12,6 @@ import {BugError} from '../errors.js'
 import {fingerprintOfLine} from '../remote/host-key.js'
 import {generateEd25519} from '../remote/openssh-key.js'
 import {run} from '../util/exec.js'
-import type {QemuSpec} from './qemu-args.js'
 
 /** Keys made for one validation run: the client key the guest accepts, and the guest's own host key. */
 export interface RunKeys {
@@ -148,6 +147,13 @@ export async function serveSeed(seed: NoCloudSeed): Promise<SeedServer> {
 }
 
 /** QEMU's part of the HTTP seed: the SMBIOS serial that names it, and the guest's connections to it relayed to the server. */
-export function seedNetwork(server: SeedServer): Required<Pick<QemuSpec, 'smbiosSerial' | 'guestForward'>> {
+/** A guest connection QEMU's user network hands to a command (guestfwd=tcp:ADDRESS:PORT-cmd:COMMAND): one run per connection. */
+export interface GuestForward {
+  address: string
+  port: number
+  command: string[]
+}
+
+export function seedNetwork(server: SeedServer): {smbiosSerial: string; guestForward: GuestForward} {
   return {smbiosSerial: SEED_SMBIOS_SERIAL, guestForward: {address: SEED_GUEST_ADDRESS, port: SEED_GUEST_PORT, command: server.relay}}
 }
