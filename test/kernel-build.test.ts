@@ -5,12 +5,14 @@ import {join} from 'node:path'
 import {beforeAll, describe, expect, it} from 'vitest'
 
 import {checkKernel} from '../src/kernel/check.js'
-import {compileKernel} from '../src/kernel/compile.js'
+import {parseCcacheRemote} from '../src/kernel/ccache-remote.js'
+import {compileKernel, type CompileRequest} from '../src/kernel/compile.js'
 import {StageCache} from '../src/pipeline/cache.js'
 import {runStages, type RunStagesResult} from '../src/pipeline/run.js'
 import {projectDirs, RecipeStore} from '../src/recipe/load.js'
 import {sha256File} from '../src/util/fsx.js'
 import {repoRoot, sharedTestCache} from './helpers/paths.js'
+import {startRedis} from './helpers/redis.js'
 import {KERNEL_STAGES} from './kernel-fixtures.js'
 
 // The real debian-12 recipe's kernel (bookworm's linux-source-6.1, the lean CVM profile), built in
@@ -50,21 +52,37 @@ describe('the lean CVM profile on linux-source-6.1 (debian-12)', () => {
     for (const f of recipe.recipe.kernel.config.features) expect(status[f], f).toBe('supported')
   })
 
-  it('a second build of the same inputs (ccache-assisted, another directory) gives a byte-identical vmlinuz', async () => {
+  it('a second build (warm local ccache, writing every hit to a Redis remote) and a third (empty local ccache, that remote only) give a byte-identical vmlinuz, the third with 95% of its objects from the remote', async () => {
     const {patch, configure, compile} = built.results
+    const expected = await sha256File(join(compile!.dir, 'vmlinuz'))
+    const redis = await startRedis({password: 'kernel-build-test'})
     const scratch = mkdtempSync(join(sharedTestCache(), 'tmp-rebuild-'))
-    const again = await compileKernel({
-      tree: join(patch!.dir, 'tree'),
-      config: join(configure!.dir, 'config'),
-      work: join(scratch, 'work'),
-      out: join(scratch, 'out'),
-      sourceDateEpoch: recipe.recipe.source_date_epoch,
-      localversion: recipe.recipe.kernel.localversion,
-      jobs: 2,
-      ccacheDir: join(sharedTestCache(), 'ccache'),
-      statsDir: join(sharedTestCache(), 'kbuild-stats'),
-      progress: () => {},
-    }).finally(() => rm(scratch, {recursive: true, force: true}))
-    expect(again.vmlinuzSha256).toBe(await sha256File(join(compile!.dir, 'vmlinuz')))
-  }, 3_600_000)
+    const remote = parseCcacheRemote(`redis://:kernel-build-test@127.0.0.1:${redis.port}`)
+    const build = (name: string, o: Partial<CompileRequest>) =>
+      compileKernel({
+        tree: join(patch!.dir, 'tree'),
+        config: join(configure!.dir, 'config'),
+        work: join(scratch, name, 'work'),
+        out: join(scratch, name, 'out'),
+        sourceDateEpoch: recipe.recipe.source_date_epoch,
+        localversion: recipe.recipe.kernel.localversion,
+        jobs: 2,
+        ccacheDir: join(sharedTestCache(), 'ccache'),
+        statsDir: join(sharedTestCache(), 'kbuild-stats'),
+        progress: () => {},
+        ...o,
+      })
+    try {
+      // reshare: the warm local cache's hits fill the empty store, so the suite compiles no third kernel
+      const second = await build('second', {ccacheRemote: remote, ccacheReshare: true})
+      expect(second.vmlinuzSha256).toBe(expected)
+      const third = await build('third', {ccacheDir: join(scratch, 'empty-ccache'), ccacheRemote: remote})
+      expect(third.vmlinuzSha256).toBe(expected)
+      const {local, remote: fromRemote, miss} = third.ccache
+      expect(fromRemote / (local + fromRemote + miss), `${fromRemote} remote hits, ${local} local, ${miss} compiled`).toBeGreaterThanOrEqual(0.95)
+    } finally {
+      await redis.stop()
+      await rm(scratch, {recursive: true, force: true})
+    }
+  }, 3 * 3_600_000)
 })

@@ -58,6 +58,7 @@ const COMMON: ToolRequirement[] = [
   {tool: 'htpasswd', package: 'apache2-utils', stages: ['tests'], why: "the test registry's bcrypt password file (htpasswd -B)"},
   {tool: 'chromium', package: 'chromium', stages: ['tests'], why: 'load the report page (cvm-image report) headless: its DOM and a screenshot'},
   {tool: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', package: 'fonts-dejavu-core', stages: ['tests'], why: 'a font for the report page\'s screenshot'},
+  {tool: '/usr/bin/redis-server', package: 'redis-server', stages: ['tests'], why: "a team's ccache remote storage (--ccache-remote) in the compile tests, on 127.0.0.1"},
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
 

@@ -3,6 +3,7 @@ import {copyFile, mkdir, readFile, readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {run} from '../util/exec.js'
+import type {CcacheRemote} from './ccache-remote.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {parseDotConfig, valueOf} from './dotconfig.js'
 import {kmake} from './kbuild.js'
@@ -19,6 +20,10 @@ export interface CompileRequest {
   localversion: string
   jobs: number
   ccacheDir: string
+  /** a ccache remote storage shared with other builds (--ccache-remote): read after the local cache, written on a miss */
+  ccacheRemote?: CcacheRemote
+  /** also write local hits to the remote storage (ccache's reshare): fills a new store from a warm local cache */
+  ccacheReshare?: boolean
   /** where expected object counts are remembered between builds */
   statsDir: string
   logFile?: string
@@ -32,6 +37,14 @@ export interface CompiledKernel {
   vmlinuzSha256: string
   objects: number
   modules: number
+  /** this build's compiler calls by where ccache found them (local, remote) or not (miss) */
+  ccache: CcacheCounts
+}
+
+export interface CcacheCounts {
+  local: number
+  remote: number
+  miss: number
 }
 
 /** The variables that make two builds of the same inputs byte-identical (docs/design.md "Reproducible kernel builds"). */
@@ -46,6 +59,42 @@ export function reproducibleEnv(sourceDateEpoch: number): Record<string, string>
     TZ: 'UTC',
     LC_ALL: 'C',
   }
+}
+
+/** The ccache settings of a kernel build, beside reproducibleEnv: what ccache hashes, and where it stores. */
+export function ccacheEnv(o: {ccacheDir: string; baseDir: string; remote?: CcacheRemote; reshare?: boolean}): Record<string, string> {
+  return {
+    CCACHE_DIR: o.ccacheDir,
+    CCACHE_BASEDIR: o.baseDir,
+    CCACHE_NOHASHDIR: '1',
+    CCACHE_COMPILERCHECK: 'content',
+    // depend mode: a miss runs the compiler once and hashes the headers its -MMD list names
+    // (kbuild's -Wp,-MMD), instead of running the preprocessor first for a second hash. Measured on
+    // the 5.4 lean kernel/ directory, cold: 105 CPU s with ccache's default mode, 83 in depend
+    // mode, 76 with no ccache (docs/testing.md); hits are the same (direct mode).
+    CCACHE_DEPEND: '1',
+    ...(o.remote
+      ? {
+          // ccache's log (log_file) shows it with the password as ******** (parseCcacheRemote avoids the one form it prints whole)
+          CCACHE_REMOTE_STORAGE: o.remote.storage(),
+          ...(o.reshare ? {CCACHE_RESHARE: '1'} : {}),
+        }
+      : {}),
+  }
+}
+
+/** ccache's counters (--print-stats, ccache 4.7's names) for a cache directory. */
+export async function ccacheCounters(ccacheDir: string): Promise<Record<string, number>> {
+  const {stdout} = await run('ccache', ['--print-stats'], {env: {CCACHE_DIR: ccacheDir}, what: 'read the ccache statistics'})
+  const counters: Record<string, number> = {}
+  for (const m of stdout.matchAll(/^(\w+)\t(\d+)$/gm)) counters[m[1]] = Number(m[2])
+  return counters
+}
+
+/** Calls counted between two --print-stats: a direct or preprocessed hit is local_storage_hit or remote_storage_hit. */
+export function ccacheCountsBetween(before: Record<string, number>, after: Record<string, number>): CcacheCounts {
+  const d = (k: string) => (after[k] ?? 0) - (before[k] ?? 0)
+  return {local: d('local_storage_hit'), remote: d('remote_storage_hit'), miss: d('cache_miss')}
 }
 
 const OBJECT_LINE = /^\s+(CC|AS|LD|AR)(?: \[M\])?\s+\S+\.(o|a)$/
@@ -65,22 +114,13 @@ export async function compileKernel(r: CompileRequest): Promise<CompiledKernel> 
   const config = parseDotConfig(await readFile(r.config, 'utf8'))
   const hasModules = valueOf(config, 'CONFIG_MODULES') === 'y'
 
-  const env = {
-    ...reproducibleEnv(r.sourceDateEpoch),
-    CCACHE_DIR: r.ccacheDir,
-    CCACHE_BASEDIR: src,
-    CCACHE_NOHASHDIR: '1',
-    CCACHE_COMPILERCHECK: 'content',
-    // depend mode: a miss runs the compiler once and hashes the headers its -MMD list names
-    // (kbuild's -Wp,-MMD), instead of running the preprocessor first for a second hash. Measured on
-    // the 5.4 lean kernel/ directory, cold: 105 CPU s with ccache's default mode, 83 in depend
-    // mode, 76 with no ccache (docs/testing.md); hits are the same (direct mode).
-    CCACHE_DEPEND: '1',
-  }
+  const env = {...reproducibleEnv(r.sourceDateEpoch), ...ccacheEnv({ccacheDir: r.ccacheDir, baseDir: src, remote: r.ccacheRemote, reshare: r.ccacheReshare})}
   const vars = {CC: 'ccache gcc', HOSTCC: 'ccache gcc', LOCALVERSION: r.localversion}
   const statsFile = join(r.statsDir, `${await sha256File(r.config)}.json`)
   const expected = existsSync(statsFile) ? (JSON.parse(await readFile(statsFile, 'utf8')) as {objects: number}).objects : undefined
   let built = 0
+  await mkdir(r.ccacheDir, {recursive: true})
+  const countersBefore = await ccacheCounters(r.ccacheDir)
   await kmake({
     tree: src,
     objdir,
@@ -98,6 +138,8 @@ export async function compileKernel(r: CompileRequest): Promise<CompiledKernel> 
     },
   })
   await atomicWriteFile(statsFile, JSON.stringify({objects: built}) + '\n')
+  // another build sharing this ccache directory at the same time adds its calls: a figure for people, not a check
+  const ccache = ccacheCountsBetween(countersBefore, await ccacheCounters(r.ccacheDir))
 
   const release = (await kmake({tree: src, objdir, vars, env, targets: ['-s', 'kernelrelease'], what: 'read the kernel release'})).stdout.trim().split('\n').at(-1)!
   const modulesOut = join(r.out, 'modules')
@@ -125,7 +167,7 @@ export async function compileKernel(r: CompileRequest): Promise<CompiledKernel> 
   await copyFile(join(objdir, 'arch', 'x86', 'boot', 'bzImage'), vmlinuz)
   await copyFile(join(objdir, 'System.map'), join(r.out, 'System.map'))
   await copyFile(join(objdir, '.config'), join(r.out, 'config'))
-  return {release, vmlinuz, vmlinuzSha256: await sha256File(vmlinuz), objects: built, modules}
+  return {release, vmlinuz, vmlinuzSha256: await sha256File(vmlinuz), objects: built, modules, ccache}
 }
 
 async function whichDepmod(): Promise<string | undefined> {

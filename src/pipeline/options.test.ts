@@ -1,6 +1,7 @@
 import {mkdtempSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {inspect} from 'node:util'
 
 import {describe, expect, it} from 'vitest'
 
@@ -55,6 +56,7 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
     secureBootVars: {value: file, with: {'signing-cert': SNAKEOIL_CERT, 'signing-key': key}},
     skipValidation: {value: true},
     jobs: {value: 7},
+    ccacheRemote: {value: 'redis://s3cret@127.0.0.1:6379'},
   }
 }
 
@@ -136,6 +138,30 @@ describe('parseOptions: every value is judged before any work, all at once', () 
     expect(e.message).toBe('8 options are wrong')
     expect(e.details.map((d) => d.split(':')[0])).toEqual(['--kernel-git', '--base-sha256', '--host', '--host-key', '--identity', '--base-file', '--force', '--publish-host-key'])
     expect(e.details[4]).toMatch(/is not a file \(it is a directory\)/)
+  })
+
+  it('refuses a ccache remote ccache cannot read, naming the option and never its password', () => {
+    for (const [raw, why] of [
+      ['https://u:s3cret@cache.example/c', /no HTTPS/],
+      ['ftp://s3cret@cache.example', /scheme ftp is not one ccache reads/],
+      ['redis://:s3cret@', /names no host|not a URL/],
+      ['redis://s3cret@a redis://b', /holds a space/],
+      ['redis://:s3cret@h|timeout 5', /space/],
+      ['redis://:s3cret@h|Bad=1', /not a ccache attribute/],
+      ['cache.example:6379', /scheme cache.example|not a URL/],
+    ] as const) {
+      const e = refused(['ccache-remote'], {'ccache-remote': raw})
+      expect(e.message, raw).toMatch(/^--ccache-remote: .* is not a ccache remote storage URL: /)
+      expect(e.message, raw).toMatch(why)
+      expect(`${e.message} ${e.hint}`, raw).not.toContain('s3cret')
+    }
+    const o = parseOptions(['ccache-remote'], {'ccache-remote': 'redis://:s3cret@cache.example:6380/2|connect-timeout=500'})
+    // redis-cli's :PASSWORD form becomes ccache's own (ccache 4.7 sends no AUTH for an empty user)
+    expect(o['ccache-remote']!.storage()).toBe('redis://s3cret@cache.example:6380/2|connect-timeout=500')
+    expect([String(o['ccache-remote']), JSON.stringify(o), inspect(o)].join(' ')).not.toContain('s3cret')
+    expect(o['ccache-remote']!.shownAs).toBe('redis://***@cache.example:6380/2|connect-timeout=500')
+    expect(parseOptions(['ccache-remote'], {'ccache-remote': 'redis+unix:/run/redis/redis.sock'})['ccache-remote']!.storage()).toBe('redis+unix:/run/redis/redis.sock')
+    expect(parseOptions(['ccache-remote'], {'ccache-remote': 'http://cache.example:8080/ccache'})['ccache-remote']!.shownAs).toBe('http://cache.example:8080/ccache')
   })
 
   it('refuses every private key file open to group or others on entry, giving the chmod', () => {

@@ -3,6 +3,7 @@ import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {checkSigningPair} from '../disk/secure-boot.js'
+import {parseCcacheRemote} from '../kernel/ccache-remote.js'
 import {CvmError, InputError} from '../errors.js'
 import {DEFAULT_TARGET, parseTarget, type PublishTarget} from '../publish/target.js'
 import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
@@ -203,6 +204,13 @@ export const OPTIONS = {
   },
   'no-validate': {kind: 'boolean', help: 'skip validation (every check reported skipped; publish then needs --allow-unvalidated)', parse: same<boolean>, build: {field: 'skipValidation', reaches: 'key'}},
   jobs: {kind: 'integer', min: 1, help: 'parallel compile jobs [default: the number of cores]', parse: same<number>, build: {field: 'jobs', reaches: 'env'}},
+  'ccache-remote': {
+    kind: 'string',
+    env: 'CVM_IMAGE_CCACHE_REMOTE',
+    help: "share compiled objects with a team through ccache's remote storage: redis://[PASSWORD@]HOST[:PORT][/DB], redis+unix:/SOCKET or http://HOST[:PORT]/PATH (give a password through CVM_IMAGE_CCACHE_REMOTE: argv is public)",
+    parse: parseCcacheRemote,
+    build: {field: 'ccacheRemote', reaches: 'env'},
+  },
   force: {kind: 'string', multiple: true, help: 'rerun this stage even if cached (repeatable; "all" for every stage)', parse: forceSpec},
   until: {kind: 'string', choices: STAGE_NAMES, help: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', parse: stageName},
   'lock-timeout': {kind: 'integer', min: 0, default: 6 * 3600, help: 'seconds to wait for another build holding a stage lock', parse: (raw: number) => raw * 1000},

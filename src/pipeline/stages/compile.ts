@@ -11,7 +11,7 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
   title: 'compile',
   code: import.meta.url,
   needs: ['kernel-source', 'patch', 'configure'],
-  // -j and ccache change how fast, not what: they are not inputs.
+  // -j and ccache (its remote store too) change how fast, not what: they are not inputs.
   inputs: (ctx) => ({
     localversion: ctx.recipe.recipe.kernel.localversion,
     sourceDateEpoch: ctx.recipe.recipe.source_date_epoch,
@@ -28,6 +28,7 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
       localversion,
       jobs: io.env.jobs ?? 2,
       ccacheDir: join(io.env.cacheDir, 'ccache'),
+      ccacheRemote: io.env.ccacheRemote,
       statsDir: join(io.env.cacheDir, 'kbuild-stats'),
       logFile: io.logFile,
       signal: io.signal,
@@ -43,6 +44,8 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
     }
     await atomicWriteFile(join(io.out, 'kernel.json'), JSON.stringify(kernel, null, 2) + '\n')
     io.log(`built ${built.release}: ${built.objects} objects, ${built.modules} modules, vmlinuz sha256 ${built.vmlinuzSha256}`)
+    const {local, remote, miss} = built.ccache
+    io.log(`ccache: ${local} local hits, ${remote} from ${io.env.ccacheRemote ? `the remote ${io.env.ccacheRemote.shownAs}` : 'a remote (none given)'}, ${miss} compiled`)
     return kernel
   },
 }
