@@ -1,0 +1,160 @@
+import type {KeyObject} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {mkdir, readFile, rename, rm, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {OCI_MANIFEST, digestOf, type OciClient, type OciManifest} from '../remote/oci/client.js'
+import {run} from '../util/exec.js'
+import {sha256File} from '../util/fsx.js'
+import type {StageCache} from './cache.js'
+import {verifyEntryEnvelope, type CacheSigner} from './cache-signature.js'
+import type {StageName, StageResult} from './stage.js'
+
+export const STAGE_ARTIFACT = 'application/vnd.cvm-image.stage.v1+json'
+/** the config blob: the entry's result.json, readable without the layer */
+export const STAGE_RESULT = 'application/vnd.cvm-image.stage.result.v1+json'
+/** the one layer: the whole entry directory as a gzip'd tar (hardlinks, modes and symlinks kept by tar itself) */
+export const STAGE_LAYER = 'application/vnd.cvm-image.stage.entry.v1.tar+gzip'
+export const SIGNATURE_ARTIFACT = 'application/vnd.cvm-image.stage.signature.v1+json'
+const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json'
+const EMPTY_CONFIG = 'application/vnd.oci.empty.v1+json'
+const EMPTY = Buffer.from('{}')
+const MAX_RESULT_BYTES = 16 << 20
+const MAX_ENVELOPE_BYTES = 64 << 10
+
+/** The tag of a stage output; its signature sits at `<tag>.sig`, written last, and is what a reader looks up first. */
+export function entryTag(stage: StageName, key: string): string {
+  return `${stage}-${key}`
+}
+
+/**
+ * The stage cache in an OCI registry. A pushed entry is an artifact manifest (config = result.json,
+ * one layer = the entry directory), then a signature artifact whose DSSE claim names the stage, the
+ * key and the manifest digest. A reader trusts the tag of nothing: it verifies the signature, then
+ * fetches the manifest by the digest the signature names, so two runners pushing one key at once each
+ * leave a consistent pair and a half-finished push is invisible.
+ */
+export class RemoteStageCache {
+  constructor(
+    readonly client: OciClient,
+    private readonly opts: {signer?: CacheSigner; trusted: KeyObject[]},
+  ) {}
+
+  /**
+   * Pushes a finished local entry unless the registry has one signed by a key we trust (our own
+   * included). Blobs first, the manifest, the signature last. Returns whether it pushed.
+   */
+  async push(cache: StageCache, stage: StageName, key: string): Promise<'pushed' | 'present'> {
+    const signer = this.opts.signer
+    if (!signer) throw new Error('pushing a stage entry needs a signing key (--cache-key)')
+    const tag = entryTag(stage, key)
+    const trusted = [signer.publicKey, ...this.opts.trusted]
+    if ((await this.verifiedClaim(stage, key, trusted)).ok) return 'present'
+    const dir = cache.entryDir(stage, key)
+    const result = await readFile(join(dir, 'result.json'))
+    const temp = await cache.makeTemp(stage, key)
+    try {
+      const layerFile = join(temp, 'entry.tar.gz')
+      // --sort=name: the same entry gives the same member order on every runner
+      await run('tar', ['--create', '--gzip', '--file', layerFile, '--directory', dir, '--sort=name', '--numeric-owner', '.'], {what: `pack the ${stage} cache entry for the registry`})
+      const layer = {mediaType: STAGE_LAYER, digest: `sha256:${await sha256File(layerFile)}`, size: (await stat(layerFile)).size}
+      await this.client.pushBlob(digestOf(result), result)
+      await this.client.pushBlob(layer.digest, {file: layerFile, size: layer.size})
+      const manifest: OciManifest = {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: STAGE_ARTIFACT,
+        config: {mediaType: STAGE_RESULT, digest: digestOf(result), size: result.length},
+        layers: [layer],
+        annotations: {'dev.cvm-image.stage': stage, 'dev.cvm-image.key': key},
+      }
+      const manifestDigest = await this.client.putManifest(tag, Buffer.from(JSON.stringify(manifest)))
+      const envelope = signer.envelope({stage, key, manifest: manifestDigest})
+      await this.client.pushBlob(EMPTY_DIGEST, EMPTY)
+      await this.client.pushBlob(digestOf(envelope), envelope)
+      const sig: OciManifest = {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: SIGNATURE_ARTIFACT,
+        config: {mediaType: EMPTY_CONFIG, digest: EMPTY_DIGEST, size: EMPTY.length},
+        layers: [{mediaType: DSSE_ENVELOPE, digest: digestOf(envelope), size: envelope.length}],
+        annotations: {'dev.cvm-image.signed-manifest': manifestDigest},
+      }
+      await this.client.putManifest(`${tag}.sig`, Buffer.from(JSON.stringify(sig)))
+      return 'pushed'
+    } finally {
+      await rm(temp, {recursive: true, force: true})
+    }
+  }
+
+  /** Whether the registry holds an entry for (stage, key) a trusted key signed, and if not, why (for `plan`). */
+  async probe(stage: StageName, key: string): Promise<{ok: true} | {ok: false; reason: string}> {
+    const v = await this.verifiedClaim(stage, key, this.opts.trusted)
+    return v.ok ? {ok: true} : v
+  }
+
+  /**
+   * Pulls the entry for (stage, key) into a temp directory, checks its signature, every digest and
+   * that the layer's result.json is the signed config, then renames it into the cache as a locally
+   * built entry appears. Anything short of that leaves nothing and returns why.
+   */
+  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string}> {
+    const claim = await this.verifiedClaim(stage, key, this.opts.trusted)
+    if (!claim.ok) return {reason: claim.reason}
+    const where = `${this.client.repo.display} ${entryTag(stage, key)}`
+    let temp: string | undefined
+    try {
+      const got = await this.client.getManifest(claim.manifest)
+      if (!got) return {reason: `${where}: the manifest its signature names (${claim.manifest}) is gone`}
+      const m = got.manifest
+      if (m.artifactType !== STAGE_ARTIFACT || m.config.mediaType !== STAGE_RESULT || m.layers.length !== 1 || m.layers[0].mediaType !== STAGE_LAYER) {
+        return {reason: `${where}: the signed manifest is not a cvm-image stage entry (artifactType ${JSON.stringify(m.artifactType)})`}
+      }
+      const result = await this.client.readBlob(m.config.digest, MAX_RESULT_BYTES)
+      temp = await cache.makeTemp(stage, key)
+      const layerFile = join(temp, 'entry.tar.gz')
+      await this.client.fetchBlob(m.layers[0].digest, m.layers[0].size, layerFile)
+      const out = join(temp, 'out')
+      await mkdir(out, {mode: 0o700})
+      await run('tar', ['--extract', '--gzip', '--file', layerFile, '--directory', out, '--numeric-owner'], {what: `unpack the ${stage} cache entry from the registry`})
+      await rm(layerFile)
+      const unpacked = await readFile(join(out, 'result.json')).catch(() => undefined)
+      if (!unpacked?.equals(result)) return {reason: `${where}: the layer's result.json is not the signed config: refused`}
+      const dir = cache.entryDir(stage, key)
+      await mkdir(join(cache.root, 'stages', stage), {recursive: true})
+      // another build may have made the entry meanwhile: it stands, ours is dropped
+      if (!existsSync(dir)) await rename(out, dir)
+      const entry = await cache.lookup(stage, key)
+      if (!entry) return {reason: `${where}: the unpacked entry has no readable result.json`}
+      return {result: entry}
+    } catch (e) {
+      return {reason: `${(e as Error).message}`}
+    } finally {
+      if (temp) await rm(temp, {recursive: true, force: true})
+    }
+  }
+
+  /** The signature at `<tag>.sig`, verified against the keys given and bound to this stage and key. */
+  private async verifiedClaim(stage: StageName, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string}> {
+    const tag = entryTag(stage, key)
+    const where = `${this.client.repo.display} ${tag}`
+    try {
+      const sig = await this.client.getManifest(`${tag}.sig`)
+      if (!sig) return {ok: false, reason: `not in ${this.client.repo.display}`}
+      const layer = sig.manifest.layers[0]
+      if (sig.manifest.artifactType !== SIGNATURE_ARTIFACT || sig.manifest.layers.length !== 1 || layer.mediaType !== DSSE_ENVELOPE) {
+        return {ok: false, reason: `${where}.sig is not a cvm-image signature (artifactType ${JSON.stringify(sig.manifest.artifactType)})`}
+      }
+      if (layer.size > MAX_ENVELOPE_BYTES) return {ok: false, reason: `${where}.sig: its envelope is ${layer.size} bytes, more than a signature needs`}
+      const v = verifyEntryEnvelope(await this.client.readBlob(layer.digest, MAX_ENVELOPE_BYTES), trusted)
+      if (!v.ok) return {ok: false, reason: `${where}: ${v.reason}`}
+      if (v.claim.stage !== stage || v.claim.key !== key) return {ok: false, reason: `${where}: its signature vouches for ${v.claim.stage}-${v.claim.key}, not this entry`}
+      if (!/^sha256:[a-f0-9]{64}$/.test(v.claim.manifest)) return {ok: false, reason: `${where}: its signature names no manifest digest`}
+      return {ok: true, manifest: v.claim.manifest}
+    } catch (e) {
+      return {ok: false, reason: (e as Error).message}
+    }
+  }
+}
+
+const EMPTY_DIGEST = digestOf(EMPTY)
