@@ -1,3 +1,4 @@
+import {generateKeyPairSync} from 'node:crypto'
 import {mkdtempSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -39,6 +40,11 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
   const pass = join(work, 'passphrase')
   writeFileSync(pass, 'snakeoil\n', {mode: 0o600})
   const key = join(work, 'snakeoil.key')
+  const cacheKey = join(work, 'cache-key.pem')
+  const cachePub = join(work, 'cache-key.pub')
+  const pair = generateKeyPairSync('ed25519')
+  writeFileSync(cacheKey, pair.privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600})
+  writeFileSync(cachePub, pair.publicKey.export({type: 'spki', format: 'pem'}))
   return {
     kernelGit: {value: work},
     baseSha256: {value: 'ab'.repeat(32), recipe: 'ubuntu-20.04'},
@@ -57,6 +63,11 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
     skipValidation: {value: true},
     jobs: {value: 7},
     ccacheRemote: {value: 'redis://s3cret@127.0.0.1:6379'},
+    cacheFrom: {value: 'oci://registry.example:5000/team/stages'},
+    cacheTo: {value: 'oci://registry.example:5000/team/stages', with: {'cache-key': cacheKey}},
+    cacheKey: {value: cacheKey},
+    cacheTrust: {value: [cachePub]},
+    cacheCa: {value: file},
   }
 }
 

@@ -8,7 +8,9 @@ import {CvmError, InputError} from '../errors.js'
 import {DEFAULT_TARGET, parseTarget, type PublishTarget} from '../publish/target.js'
 import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag, type HostKeyPin} from '../remote/host-key.js'
+import {parseOciReference} from '../remote/oci/reference.js'
 import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
+import {loadCacheSigner, loadTrustedKey} from './cache-signature.js'
 import {STAGE_NAMES, type StageName} from './stage-names.js'
 
 /**
@@ -210,6 +212,51 @@ export const OPTIONS = {
     help: "share compiled objects with a team through ccache's remote storage: redis://[PASSWORD@]HOST[:PORT][/DB], redis+unix:/SOCKET or http://HOST[:PORT]/PATH (give a password through CVM_IMAGE_CCACHE_REMOTE: argv is public)",
     parse: parseCcacheRemote,
     build: {field: 'ccacheRemote', reaches: 'env'},
+  },
+  // the stage cache in an OCI registry (src/pipeline/remote-cache.ts): where an output comes from, never its bytes, so `env`
+  'cache-from': {
+    kind: 'string',
+    env: 'CVM_IMAGE_CACHE_FROM',
+    help: 'take a stage output this build lacks from this OCI registry repository before running the stage (oci://HOST[:PORT]/REPO): only one signed by a --cache-trust key',
+    parse: (raw: string) => parseOciReference(raw, '--cache-from'),
+    build: {field: 'cacheFrom', reaches: 'env'},
+  },
+  'cache-to': {
+    kind: 'string',
+    env: 'CVM_IMAGE_CACHE_TO',
+    dependsOn: ['cache-key'],
+    help: 'read stage outputs from this OCI registry repository (oci://HOST[:PORT]/REPO) as --cache-from does, and push every one it lacks, signed with --cache-key',
+    parse: (raw: string) => parseOciReference(raw, '--cache-to'),
+    build: {field: 'cacheTo', reaches: 'env'},
+  },
+  'cache-key': {
+    kind: 'string',
+    env: 'CVM_IMAGE_CACHE_KEY',
+    help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519, mode 600) that signs what --cache-to pushes; its public half is trusted too',
+    parse: (raw: string): string => {
+      const abs = readableFile(raw)
+      loadCacheSigner(abs)
+      return abs
+    },
+    build: {field: 'cacheKey', reaches: 'env'},
+  },
+  'cache-trust': {
+    kind: 'string',
+    multiple: true,
+    help: 'a PEM Ed25519 public key (repeatable) whose signed registry entries this build takes; an entry signed by no such key is built here',
+    parse: (raw: string[]) => raw.map((f) => {
+      const abs = readableFile(f)
+      loadTrustedKey(abs)
+      return abs
+    }),
+    build: {field: 'cacheTrust', reaches: 'env'},
+  },
+  'cache-ca': {
+    kind: 'string',
+    env: 'CVM_IMAGE_CACHE_CA',
+    help: "a PEM CA file the registry's TLS certificate chains to [default: Node's CA roots]",
+    parse: readableFile,
+    build: {field: 'cacheCa', reaches: 'env'},
   },
   force: {kind: 'string', multiple: true, help: 'rerun this stage even if cached (repeatable; "all" for every stage)', parse: forceSpec},
   until: {kind: 'string', choices: STAGE_NAMES, help: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', parse: stageName},
