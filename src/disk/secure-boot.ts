@@ -1,6 +1,8 @@
 import {createPrivateKey, createPublicKey, X509Certificate, type KeyObject} from 'node:crypto'
 import {readFileSync} from 'node:fs'
-import {rename} from 'node:fs/promises'
+import {mkdtemp, rename, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 
 import {InputError} from '../errors.js'
 import {run} from '../util/exec.js'
@@ -91,13 +93,23 @@ export function checkSigningPair(s: SecureBootSigner): SigningCertificate {
 export async function signPe(file: string, signer: SecureBootSigner, sourceDateEpoch: number, logFile?: string): Promise<void> {
   const out = `${file}.signed`
   readPrivateKeyFile(signer.keyFile, {flag: '--signing-key'})
-  // the passphrase goes to osslsigncode on its stdin (-readpass -), not in argv, which every local user can read;
-  // without one an empty line (osslsigncode fails on no line at all), so stdin never waits for a prompt's answer
-  const passphrase = signer.passphraseFile ? readPassphraseFile(signer.passphraseFile, {flag: '--signing-key-passphrase-file'}) : ''
-  await run('osslsigncode', ['sign', '-h', 'sha256', '-certs', signer.certFile, '-key', signer.keyFile, '-readpass', '-', '-time', String(sourceDateEpoch), '-in', file, '-out', out], {
-    what: 'sign the UKI for Secure Boot (osslsigncode)',
-    logFile,
-    input: `${passphrase}\n`,
-  })
+  // the passphrase reaches osslsigncode as a file (-readpass FILE), never in argv, which every local user can
+  // read: its first line alone, in a directory only this user can enter, removed at once. Not stdin: bookworm's
+  // osslsigncode 2.5 takes no "-", and node's stdin is a socket that /dev/stdin cannot open. A key with no
+  // passphrase gets no -readpass: checkSigningPair has refused an encrypted key without one.
+  const passphrase = signer.passphraseFile ? readPassphraseFile(signer.passphraseFile, {flag: '--signing-key-passphrase-file'}) : undefined
+  const passDir = passphrase === undefined ? undefined : await mkdtemp(join(tmpdir(), 'cvm-image-readpass-'))
+  try {
+    const readpass = passDir ? ['-readpass', join(passDir, 'passphrase')] : []
+    if (passDir) await writeFile(join(passDir, 'passphrase'), passphrase!, {mode: 0o600})
+    await run('osslsigncode', ['sign', '-h', 'sha256', '-certs', signer.certFile, '-key', signer.keyFile, ...readpass, '-time', String(sourceDateEpoch), '-in', file, '-out', out], {
+      what: 'sign the UKI for Secure Boot (osslsigncode)',
+      logFile,
+      // stdin closed: a key that wants a passphrase it was not given fails at once instead of prompting
+      input: '',
+    })
+  } finally {
+    if (passDir) await rm(passDir, {recursive: true, force: true})
+  }
   await rename(out, file)
 }

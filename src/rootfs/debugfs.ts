@@ -1,4 +1,5 @@
-import {writeFile} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {open, writeFile, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InputError, StageError} from '../errors.js'
@@ -56,6 +57,32 @@ export async function debugfsBatch(fs: Debugfs, commands: readonly string[], wha
   }
   if (outputs.length !== commands.length) throw new StageError(`${what}: debugfs answered ${outputs.length} of ${commands.length} commands`, {details: r.stderr.split('\n').slice(-5)})
   return outputs
+}
+
+/**
+ * Opens a file debugfs wrote, as itself: never through a symlink (O_NOFOLLOW) and only a regular
+ * file. debugfs runs confined, but what it leaves in its work dir is read by the host: a debugfs
+ * that a hostile filesystem took over could leave a link to a host file there instead of a dump.
+ */
+export async function openDumped(path: string, what: string): Promise<FileHandle> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((e: NodeJS.ErrnoException) => {
+    throw new StageError(`${what}: debugfs left no file to read at ${path} (${e.code === 'ELOOP' ? 'a symlink, refused' : (e.code ?? e.message)})`)
+  })
+  if (!(await fh.stat()).isFile()) {
+    await fh.close()
+    throw new StageError(`${what}: debugfs left something other than a file at ${path}, refused`)
+  }
+  return fh
+}
+
+/** The bytes of a file debugfs wrote (openDumped). */
+export async function readDumped(path: string, what: string): Promise<Buffer> {
+  const fh = await openDumped(path, what)
+  try {
+    return await fh.readFile()
+  } finally {
+    await fh.close()
+  }
 }
 
 /** One name in a directory, as `ls -p` prints it: /inode/mode/uid/gid/name/size/ */

@@ -1,5 +1,5 @@
-import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdir, readFile, rm, stat} from 'node:fs/promises'
+import {createWriteStream} from 'node:fs'
+import {mkdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import type {Readable} from 'node:stream'
@@ -9,7 +9,7 @@ import tar, {type Header as TarHeader} from 'tar-stream'
 type Header = Partial<TarHeader> & {name: string}
 
 import {InputError, StageError} from '../errors.js'
-import {BATCH, debugfsBatch, parseListing, parseStat, type Debugfs, type InodeInfo} from './debugfs.js'
+import {BATCH, debugfsBatch, openDumped, parseListing, parseStat, readDumped, type Debugfs, type InodeInfo} from './debugfs.js'
 import {installBinaryPax, XATTR_PREFIX, xattrString} from './tar-pax.js'
 import {packEntry} from './transform.js'
 
@@ -163,13 +163,18 @@ export async function ext4ToTar(opts: Ext4ToTarOptions): Promise<Ext4ToTarResult
       }
       const content = join(contentDir, String(n.ino))
       if (type === 'symlink') {
-        header.linkname = needsDump.has(n.ino) ? utf8(await readFile(content), n.path, 'symlink target') : info.fastLink!
+        header.linkname = needsDump.has(n.ino) ? utf8(await readDumped(content, `symlink "/${n.path}"`), n.path, 'symlink target') : info.fastLink!
         if (Buffer.byteLength(header.linkname) !== info.size) throw new StageError(`symlink "/${n.path}" (inode ${n.ino}) reads back ${Buffer.byteLength(header.linkname)} bytes, its inode says ${info.size}`)
         await put(header, Buffer.alloc(0))
       } else if (type === 'file') {
-        const got = (await stat(content)).size
-        if (got !== info.size) throw new StageError(`debugfs dumped ${got} bytes of "/${n.path}" (inode ${n.ino}), its inode says ${info.size}`, {hint: 'run e2fsck on the image: it may be damaged'})
-        await put({...header, size: info.size}, createReadStream(content, {highWaterMark: 1 << 20}))
+        const fh = await openDumped(content, `file "/${n.path}"`)
+        const got = (await fh.stat()).size
+        if (got !== info.size) {
+          await fh.close()
+          throw new StageError(`debugfs dumped ${got} bytes of "/${n.path}" (inode ${n.ino}), its inode says ${info.size}`, {hint: 'run e2fsck on the image: it may be damaged'})
+        }
+        // the stream closes the handle when it ends
+        await put({...header, size: info.size}, fh.createReadStream({highWaterMark: 1 << 20}))
         result.files++
         result.bytes += info.size
       } else {
@@ -260,7 +265,7 @@ async function readXattrs(fs: Debugfs, withXattrs: InodeInfo[], progress: (line:
     const chunk = wanted.slice(i, i + BATCH)
     await debugfsBatch(fs, chunk.map((x) => `ea_get -r -f ${x.file} <${x.ino}> ${x.name}`), 'read extended attributes')
     for (const x of chunk) {
-      const raw = await readFile(join(fs.cwd, x.file)).catch(() => undefined)
+      const raw = await readDumped(join(fs.cwd, x.file), `extended attribute ${x.name} of inode ${x.ino}`).catch(() => undefined)
       if (!raw || raw.length !== x.length) throw new StageError(`extended attribute ${x.name} of inode ${x.ino} reads back ${raw?.length ?? 'no'} bytes, its inode says ${x.length}`)
       const value = x.name === 'system.posix_acl_access' || x.name === 'system.posix_acl_default' ? aclToXattr(raw, x.ino) : raw
       const list = out.get(x.ino) ?? []
