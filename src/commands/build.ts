@@ -4,16 +4,15 @@ import {runBuild, type BuildRequest, type BuildResult} from '../service/service.
 import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
 import {runInterruptible} from '../cli/interrupt.js'
-import {BUILD_INPUTS, flagsOf} from '../cli/flags.js'
+import {BUILD_INPUTS, optionSet} from '../cli/flags.js'
 import {InputError} from '../errors.js'
-import {parseOptions} from '../pipeline/options.js'
-import {DEFAULT_TARGET} from '../publish/index.js'
 import {chooseRenderer} from '../pipeline/run.js'
 
 export type {BuildResult} from '../service/service.js'
 
 /** build's options: what the stages read, then how the build runs and where it publishes (src/pipeline/options.ts) */
 const BUILD_FLAGS = [...BUILD_INPUTS, 'until', 'lock-timeout', 'publish', 'no-publish', 'publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'allow-unvalidated'] as const
+const BUILD_OPTIONS = optionSet(BUILD_FLAGS)
 
 export default class Build extends BaseCommand {
   static summary = 'Build, validate and publish a CVM image from a recipe.'
@@ -31,14 +30,14 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
     '<%= config.bin %> build backport-5.4 --kernel-source-file old-kernels.tar.zst --control --json',
   ]
   static args = {id: Args.string({description: 'recipe id (see `cvm-image recipes`)', required: true})}
-  static flags = flagsOf(BUILD_FLAGS)
+  static flags = BUILD_OPTIONS.flags
 
   async run(): Promise<BuildResult> {
     const {args, flags} = await this.parse(Build)
     // every option is parsed and checked before the recipe is read or any stage runs (exit 2, nothing written)
-    const o = parseOptions(BUILD_FLAGS, flags)
+    const o = BUILD_OPTIONS.parse(flags)
     const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, o)
-    if (o.control && flags.publish !== DEFAULT_TARGET && !o['no-publish']) {
+    if (o.control && flags.publish !== undefined && !o['no-publish']) {
       throw new InputError('--control builds are never published: --publish cannot go with --control', {hint: 'drop --publish (a control build stops after validation)'})
     }
     const request: BuildRequest = {
@@ -51,7 +50,7 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
       publish:
         o['no-publish'] || o.until || o.control
           ? undefined
-          : {target: o.publish, allowUnvalidated: o['allow-unvalidated'], ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file']}},
+          : {target: o.publish, allowUnvalidated: o['allow-unvalidated'], ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file'], identityFlag: '--publish-identity'}},
       log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
     }
     const result = await runInterruptible((signal) => runBuild({...request, signal}), {

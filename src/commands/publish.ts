@@ -3,10 +3,9 @@ import {join} from 'node:path'
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {flagsOf, resolveCacheDir} from '../cli/flags.js'
+import {optionSet, resolveCacheDir} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
-import {parseOptions} from '../pipeline/options.js'
 import {describeTarget, publish, type PublishResult} from '../publish/index.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 
@@ -23,6 +22,13 @@ const PUBLISH_FLAGS = [
   'attestation-key-passphrase-file',
   'cache-dir',
 ] as const
+
+const PUBLISH_OPTIONS = optionSet(PUBLISH_FLAGS, {
+  // publish's own names before every command named an option alike (build's --host-key is the validation host's)
+  publish: {aliases: ['to']},
+  'publish-host-key': {aliases: ['host-key']},
+  'publish-identity': {aliases: ['identity']},
+})
 
 export default class Publish extends BaseCommand {
   static summary = 'Publish a built image: its formats, manifest.json, SHA256SUMS and SLSA provenance.'
@@ -43,16 +49,11 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
     '<%= config.bin %> publish ~/.cache/cvm-image/builds/debian-12.json --json',
   ]
   static args = {build: Args.string({description: 'recipe id (its last build in the cache) or the path of a build record (.json)', required: true})}
-  static flags = flagsOf(PUBLISH_FLAGS, {
-    // publish's own names before every command named an option alike (build's --host-key is the validation host's)
-    publish: {aliases: ['to']},
-    'publish-host-key': {aliases: ['host-key']},
-    'publish-identity': {aliases: ['identity']},
-  })
+  static flags = PUBLISH_OPTIONS.flags
 
   async run(): Promise<PublishResult> {
     const {args, flags} = await this.parse(Publish)
-    const o = parseOptions(PUBLISH_FLAGS, flags)
+    const o = PUBLISH_OPTIONS.parse(flags)
     const cacheDir = resolveCacheDir(o['cache-dir'])
     const record = await readBuildRecord(cacheDir, args.build)
     let lastShown = 0
@@ -65,7 +66,7 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
           sha256MemoDir: sha256MemoDir(cacheDir),
           releaseKey: o['release-key'] ? {keyFile: o['release-key'], passphraseFile: o['release-key-passphrase-file']} : undefined,
           attestationKey: o['attestation-key'] ? {keyFile: o['attestation-key'], passphraseFile: o['attestation-key-passphrase-file']} : undefined,
-          ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file']},
+          ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file'], identityFlag: '--publish-identity'},
           signal,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
           onProgress: ({file, done, total}) => {

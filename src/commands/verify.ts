@@ -1,10 +1,12 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {flagsOf} from '../cli/flags.js'
+import {optionSet} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
-import {parseOptions} from '../pipeline/options.js'
 import {verifyRelease, type VerifyResult} from '../publish/index.js'
+
+// the release's target is reached as publish reaches it, by the same options
+const VERIFY_OPTIONS = optionSet(['publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'key'], {'publish-host-key': {aliases: ['host-key']}, 'publish-identity': {aliases: ['identity']}})
 
 export default class Verify extends BaseCommand {
   static summary = 'Verify a published release where it lies: every file against the sha256 its manifest.json records.'
@@ -23,17 +25,17 @@ target could not be read.`
   static args = {release: Args.string({description: 'the release directory: <target>/<recipe id>/<version> (dir:PATH, PATH or sftp://user@host[:port]/path)', required: true})}
   static flags = {
     // the release's target is reached as publish reaches it, by the same options (src/pipeline/options.ts)
-    ...flagsOf(['publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'key'], {'publish-host-key': {aliases: ['host-key']}, 'publish-identity': {aliases: ['identity']}}),
+    ...VERIFY_OPTIONS.flags,
   }
 
   async run(): Promise<VerifyResult> {
     const {args, flags} = await this.parse(Verify)
-    const o = parseOptions(['publish-host-key', 'publish-identity', 'publish-identity-passphrase-file', 'key'], flags)
+    const o = VERIFY_OPTIONS.parse(flags)
     const result = await runInterruptible(
       (signal) =>
         verifyRelease(args.release, {
           signal,
-          ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file']},
+          ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file'], identityFlag: '--publish-identity'},
           keys: o.key,
           log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
         }),

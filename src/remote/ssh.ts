@@ -36,6 +36,8 @@ export interface ConnectOptions extends HostKeyPin {
   passphrase?: string
   /** a file whose first line is the private key's passphrase (never an argument) */
   passphraseFile?: string
+  /** the flag that named privateKey, for messages (default --identity; a publish target's is --publish-identity) */
+  identityFlag?: string
   /** an ssh-agent socket; default $SSH_AUTH_SOCK when no private key is given */
   agent?: string
   /** milliseconds between keepalive probes (0: none) */
@@ -382,17 +384,18 @@ export class SshSession {
 export async function connect(address: string | SshAddress, opts: ConnectOptions): Promise<SshSession> {
   const addr = typeof address === 'string' ? parseSshAddress(address) : address
   if (opts.hostKey) checkFingerprintSyntax(opts.hostKey)
+  const flag = opts.identityFlag ?? '--identity'
   const agent = opts.privateKey ? opts.agent : (opts.agent ?? process.env.SSH_AUTH_SOCK)
   if (!opts.privateKey && !agent) {
-    throw new InputError(`no SSH credentials for ${addr.user}@${addr.host}`, {hint: 'pass a private key (--identity ~/.ssh/id_ed25519) or start ssh-agent and ssh-add your key'})
+    throw new InputError(`no SSH credentials for ${addr.user}@${addr.host}`, {hint: `pass a private key (${flag} ~/.ssh/id_ed25519) or start ssh-agent and ssh-add your key`})
   }
   let privateKey: Buffer | undefined
   if (Buffer.isBuffer(opts.privateKey)) privateKey = opts.privateKey
   else if (opts.privateKey) {
     const path = opts.privateKey.replace(/^~(?=\/)/, homedir())
-    privateKey = readPrivateKeyFile(path, {flag: '--identity'})
+    privateKey = readPrivateKeyFile(path, {flag})
   }
-  const passphrase = opts.passphraseFile ? readPassphraseFile(opts.passphraseFile.replace(/^~(?=\/)/, homedir()), {flag: '--identity-passphrase-file'}) : opts.passphrase
+  const passphrase = opts.passphraseFile ? readPassphraseFile(opts.passphraseFile.replace(/^~(?=\/)/, homedir()), {flag: `${flag}-passphrase-file`}) : opts.passphrase
   if (privateKey) {
     // ssh2 would throw from inside connect: say here which key, and what to give
     const parsed = ssh2.utils.parseKey(privateKey, passphrase)
@@ -400,7 +403,7 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
       const what = Buffer.isBuffer(opts.privateKey) ? 'the SSH private key given' : `SSH private key ${opts.privateKey}`
       throw /encrypted|passphrase|decrypt/i.test(parsed.message)
         ? new InputError(`${what} ${passphrase ? 'cannot be opened with the passphrase given' : 'is encrypted'}`, {
-            hint: passphrase ? 'check the first line of the passphrase file' : 'load it into ssh-agent (ssh-add) and leave --identity out, or give its passphrase in a file: --identity-passphrase-file <file>',
+            hint: passphrase ? 'check the first line of the passphrase file' : `load it into ssh-agent (ssh-add) and leave ${flag} out, or give its passphrase in a file: ${flag}-passphrase-file <file>`,
           })
         : new InputError(`${what} is not a private key ssh2 reads (${parsed.message})`, {hint: 'give an OpenSSH or PEM private key'})
     }

@@ -17,7 +17,7 @@ export interface EspLocation {
 
 /** Finds the EFI system partition of a GPT disk image, from its partition table (src/disk/partition-table.ts). */
 export async function findEsp(disk: string): Promise<EspLocation> {
-  const table = await readPartitionTable(disk)
+  const table = await readPartitionTable(disk, {untrusted: false})
   if (!table || table.label !== 'gpt') throw new InputError(`${disk}: no GPT header at LBA 1 (${table ? `its partition table is ${table.label}` : 'it has no partition table'})`, {hint: 'validate takes the disk.raw that assemble made (GPT, ESP + root)'})
   const esp = table.partitions.find((p) => p.type === ESP_TYPE)
   if (!esp) throw new InputError(`${disk}: the GPT has no EFI system partition`, {hint: 'validate takes the disk.raw that assemble made'})
