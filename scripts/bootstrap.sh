@@ -9,10 +9,9 @@ need_node() {
     echo "cvm-image: Node.js 20 or 22 is needed (node not found). Install it, then run this again." >&2
     exit 3
   fi
-  local major
-  major=$(node -p 'process.versions.node.split(".")[0]')
-  if [ "$major" -lt 20 ]; then
-    echo "cvm-image: Node.js $(node --version) is too old: 20 or newer is needed." >&2
+  # package.json engines: 20.19 or later (vitest 4 and vite 7 need it)
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    echo "cvm-image: Node.js $(node --version) is too old: 20.19 or newer is needed (package.json engines)." >&2
     exit 3
   fi
 }

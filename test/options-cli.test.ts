@@ -1,4 +1,4 @@
-import {existsSync, mkdtempSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -51,5 +51,26 @@ describe('options are parsed before any work (the built binary)', () => {
     const h = await cli(['publish', 'no-such-build', '--host-key', 'SHA256:short'])
     expect(h.code).toBe(2)
     expect(h.stderr).toMatch(/--publish-host-key: host key fingerprint "SHA256:short" is not a SHA256 fingerprint/)
+  })
+
+  it('a value from the options config file (CVM_IMAGE_CONFIG) is judged as a flag is, naming the file; a flag overrides it', async () => {
+    const cache = join(work, 'cache-config')
+    const config = join(work, 'config.yaml')
+    writeFileSync(config, 'publish: ftp://h/x\n')
+    const r = await cli(['build', 'debian-12', '--cache-dir', cache], {env: {CVM_IMAGE_CONFIG: config}})
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr).toContain(`cvm-image: publish (from ${config}): publish target "ftp://h/x"`)
+    expect(existsSync(cache)).toBe(false)
+    // a flag wins over the file: the refusal names the flag's value, not the file's
+    const f = await cli(['build', 'debian-12', '--cache-dir', cache, '--publish', 's3://b/x'], {env: {CVM_IMAGE_CONFIG: config}})
+    expect(f.code).toBe(2)
+    expect(f.stderr).toContain('cvm-image: --publish: publish target "s3://b/x"')
+    // plan takes no --publish: the file's value for it is not read
+    const p = await cli(['plan', 'debian-12', '--cache-dir', cache, '--json'], {env: {CVM_IMAGE_CONFIG: config}})
+    expect(p.code, p.stderr).toBe(0)
+    writeFileSync(config, 'publsh: ./out\n')
+    const u = await cli(['plan', 'debian-12', '--cache-dir', cache], {env: {CVM_IMAGE_CONFIG: config}})
+    expect(u.code).toBe(2)
+    expect(u.stderr).toContain(`cvm-image: ${config}:1:1: no option "publsh"`)
   })
 })

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {BUILD_OPTION_NAMES, OPTIONS, defaultCacheDir, type OptionName, type OptionRow} from '../pipeline/options.js'
+import {loadOptionsConfig} from '../pipeline/options-config.js'
+import {BUILD_OPTION_NAMES, OPTIONS, defaultCacheDir, parseOptions, type OptionName, type OptionRow, type ParsedOptions} from '../pipeline/options.js'
 
 export {defaultCacheDir}
 
@@ -16,37 +17,49 @@ export interface FlagOverride {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFlag = any
 
-/** The oclif flag of one row of the options table (src/pipeline/options.ts): its name, help, default and checks. */
+/**
+ * The oclif flag of one row of the options table (src/pipeline/options.ts): its name, help and
+ * checks. Its default is shown, not given to oclif: parseOptions applies it after the config file.
+ */
 function flagOf(row: OptionRow, o: FlagOverride = {}): AnyFlag {
+  const help = o.help ?? row.help
+  const dflt = o.default ?? row.default
   const common = {
-    description: o.help ?? row.help,
+    description: dflt === undefined || help.includes('[default') ? help : `${help} [default: ${Array.isArray(dflt) ? dflt.join(',') : String(dflt)}]`,
     env: row.env,
     aliases: o.aliases ? [...o.aliases] : undefined,
     deprecateAliases: o.aliases ? true : undefined,
     dependsOn: row.dependsOn ? [...row.dependsOn] : undefined,
     exclusive: row.exclusive ? [...row.exclusive] : undefined,
   }
-  const dflt = o.default ?? row.default
   switch (row.kind) {
     case 'boolean':
-      return Flags.boolean({...common, allowNo: row.allowNo, default: dflt as boolean | undefined})
+      return Flags.boolean({...common, allowNo: row.allowNo})
     case 'integer':
-      return Flags.integer({...common, min: row.min, default: dflt as number | undefined})
+      return Flags.integer({...common, min: row.min})
     case 'string':
-      return row.multiple
-        ? Flags.string({...common, multiple: true, options: row.choices ? [...row.choices] : undefined, default: dflt ? [...(dflt as readonly string[])] : undefined})
-        : Flags.string({...common, options: row.choices ? [...row.choices] : undefined, default: dflt as string | undefined})
+      return row.multiple ? Flags.string({...common, multiple: true, options: row.choices ? [...row.choices] : undefined}) : Flags.string({...common, options: row.choices ? [...row.choices] : undefined})
   }
 }
 
-/** The oclif flags of the named rows of the options table, for a command's static flags. */
-export function flagsOf<N extends OptionName>(names: readonly N[], overrides: Partial<Record<N, FlagOverride>> = {}): Record<N, AnyFlag> {
-  return Object.fromEntries(names.map((n) => [n, flagOf(OPTIONS[n], overrides[n])])) as Record<N, AnyFlag>
+/** The options a command takes: the oclif flags of their rows, and their parser with the command's defaults. */
+export interface OptionSet<N extends OptionName> {
+  flags: Record<N, AnyFlag>
+  /** every value parsed from the flag (or its environment variable), else the options config file, else the default */
+  parse(raw: Record<string, unknown>): ParsedOptions<N>
+}
+
+/** The named rows of the options table as a command's options (`static flags = {...set.flags}`, `set.parse(flags)` first thing in run()). */
+export function optionSet<N extends OptionName>(names: readonly N[], overrides: Partial<Record<N, FlagOverride>> = {}): OptionSet<N> {
+  const defaults = Object.fromEntries(names.filter((n) => overrides[n]?.default !== undefined).map((n) => [n, overrides[n]!.default]))
+  return {
+    flags: Object.fromEntries(names.map((n) => [n, flagOf(OPTIONS[n], overrides[n])])) as Record<N, AnyFlag>,
+    parse: (raw) => parseOptions(names, raw, {config: loadOptionsConfig(), defaults}),
+  }
 }
 
 /** The options that change what a build reads; build, plan and kernel check share them, so plan's keys are build's keys. */
 export const BUILD_INPUTS = ['cache-dir', ...BUILD_OPTION_NAMES, 'force'] as const satisfies readonly OptionName[]
-export const buildInputFlags = flagsOf(BUILD_INPUTS)
 
 export function resolveCacheDir(parsed: string | undefined): string {
   return parsed ?? defaultCacheDir()

@@ -1,11 +1,11 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand, type BaseFlags} from '../cli/base-command.js'
-import {flagsOf} from '../cli/flags.js'
+import {optionSet} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {checkTools, installPackages, missingPackages, type ToolStatus} from '../doctor/check.js'
 import {ExitCode} from '../errors.js'
-import {parseOptions, type ParsedOptions} from '../pipeline/options.js'
+import type {ParsedOptions} from '../pipeline/options.js'
 import {describeHostReport, probeValidationHost, type HostReport} from '../validate/host-probe.js'
 
 export interface DoctorResult {
@@ -17,6 +17,7 @@ export interface DoctorResult {
 }
 
 const DOCTOR_HOST = ['host', 'host-key', 'identity', 'identity-passphrase-file'] as const
+const DOCTOR_OPTIONS = optionSet(DOCTOR_HOST, {host: {help: "report this validation host's SEV capability over SSH (user@host[:port]) instead of this machine's"}})
 
 export default class Doctor extends BaseCommand {
   static summary = 'List the host tools each stage needs, found or missing, with the Debian package of each.'
@@ -29,13 +30,13 @@ With --install (as root) the missing Debian packages are installed with apt-get.
   ]
   static flags = {
     install: Flags.boolean({description: 'install the missing Debian packages with apt-get (needs root)'}),
-    ...flagsOf(DOCTOR_HOST, {host: {help: "report this validation host's SEV capability over SSH (user@host[:port]) instead of this machine's"}}),
+    ...DOCTOR_OPTIONS.flags,
   }
 
   async run(): Promise<DoctorResult> {
     const {flags} = await this.parse(Doctor)
     // the host's options are judged before anything is installed
-    const o = parseOptions(DOCTOR_HOST, flags)
+    const o = DOCTOR_OPTIONS.parse(flags)
     return runInterruptible((signal) => this.doctor(flags, o, signal), {what: 'doctor', hint: 'run the same command again'})
   }
 

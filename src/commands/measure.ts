@@ -4,8 +4,7 @@ import {join, resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {flagsOf, resolveCacheDir} from '../cli/flags.js'
-import {parseOptions} from '../pipeline/options.js'
+import {optionSet, resolveCacheDir} from '../cli/flags.js'
 import {HostError, InputError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import type {MeasurementEntry} from '../measure/entry.js'
@@ -27,6 +26,10 @@ export interface MeasureResult {
   measurements: MeasurementEntry[]
   notes: string[]
 }
+
+const MEASURE_OPTIONS = optionSet(['cache-dir', 'secure-boot-vars'], {
+  'secure-boot-vars': {help: `for PCR 7 with Secure Boot on: the OVMF variable store the firmware boots with, whose db verifies the signed UKI [default: ${OVMF_VARS_SNAKEOIL} when its db does; for a build, the store its validation booted]`},
+})
 
 export default class Measure extends BaseCommand {
   static summary = 'Print the expected measurements of an image: TPM PCR 4 and 11, SEV and SEV-ES launch digests.'
@@ -57,14 +60,12 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     initrd: Flags.file({description: 'measured direct boot: the file QEMU gets as -initrd', dependsOn: ['kernel']}),
     append: Flags.string({description: 'measured direct boot: the -append command line', dependsOn: ['kernel']}),
     pcr: Flags.boolean({description: "predict the TPM PCRs of the disk's UKI (--no-pcr: the SEV digests only)", default: true, allowNo: true}),
-    ...flagsOf(['cache-dir', 'secure-boot-vars'], {
-      'secure-boot-vars': {help: `for PCR 7 with Secure Boot on: the OVMF variable store the firmware boots with, whose db verifies the signed UKI [default: ${OVMF_VARS_SNAKEOIL} when its db does]`},
-    }),
+    ...MEASURE_OPTIONS.flags,
   }
 
   async run(): Promise<MeasureResult> {
     const {args, flags} = await this.parse(Measure)
-    const o = parseOptions(['cache-dir', 'secure-boot-vars'], flags)
+    const o = MEASURE_OPTIONS.parse(flags)
     const {subject, cpus: recipeCpus, record} = await resolveTarget(args.target, resolveCacheDir(o['cache-dir']))
     const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
     const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]

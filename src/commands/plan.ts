@@ -2,9 +2,8 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {makeBuildContext} from '../cli/build-context.js'
-import {BUILD_INPUTS, flagsOf} from '../cli/flags.js'
+import {BUILD_INPUTS, optionSet} from '../cli/flags.js'
 import {InputError} from '../errors.js'
-import {parseOptions} from '../pipeline/options.js'
 import {planBuild} from '../pipeline/plan.js'
 import {STAGES} from '../pipeline/stages/index.js'
 
@@ -23,17 +22,19 @@ export interface PlanResult {
   stages: PlanRow[]
 }
 
+const PLAN_OPTIONS = optionSet(BUILD_INPUTS)
+
 export default class Plan extends BaseCommand {
   static summary = 'Show, before anything runs, which stages of a build are cached and why each other one will run.'
   static description = `Computes every stage's cache key from the recipe fields, files and options it reads and its
 upstream stages' keys. Reads the cache only: nothing is created, locked or changed.`
   static examples = ['<%= config.bin %> plan debian-12', '<%= config.bin %> plan debian-12 --force compile --json']
   static args = {id: Args.string({description: 'recipe id', required: true})}
-  static flags = flagsOf(BUILD_INPUTS)
+  static flags = PLAN_OPTIONS.flags
 
   async run(): Promise<PlanResult> {
     const {args, flags} = await this.parse(Plan)
-    const o = parseOptions(BUILD_INPUTS, flags)
+    const o = PLAN_OPTIONS.parse(flags)
     const {ctx, cache} = makeBuildContext(this.dirs(flags.root), args.id, o)
     if (ctx.recipe.recipe.abstract) throw new InputError(`recipe ${args.id} is abstract: it is only extended by other recipes`)
     const plan = await planBuild(ctx, cache, STAGES, o.force ?? [])

@@ -5,10 +5,11 @@ import {Flags} from '@oclif/core'
 
 import {collectReport} from '../service/report.js'
 import {BaseCommand} from '../cli/base-command.js'
-import {flagsOf, resolveCacheDir} from '../cli/flags.js'
-import {parseOptions} from '../pipeline/options.js'
+import {optionSet, resolveCacheDir} from '../cli/flags.js'
 import type {ReportData} from '../report/model.js'
 import {renderHtml, renderMarkdown} from '../report/render.js'
+
+const REPORT_OPTIONS = optionSet(['cache-dir'])
 
 export default class Report extends BaseCommand {
   static summary = 'One page per cache: each recipe\'s guest fixes and CVM features, its last control and patched validations, and a view per fix.'
@@ -25,7 +26,7 @@ which recipes still need it.
 are relative to <dir>), report.json and report.md; without it the Markdown is printed (--json: the data).`
   static examples = ['<%= config.bin %> report --out report/', '<%= config.bin %> report --json', '<%= config.bin %> report --recipe debian-12 --recipe backport-5.4']
   static flags = {
-    ...flagsOf(['cache-dir']),
+    ...REPORT_OPTIONS.flags,
     out: Flags.directory({description: 'write report.html, report.json and report.md into this folder (made if missing)'}),
     recipe: Flags.string({description: 'only this recipe (repeatable; default: every recipe `cvm-image recipes` lists)', multiple: true}),
   }
@@ -34,7 +35,7 @@ are relative to <dir>), report.json and report.md; without it the Markdown is pr
     const {flags} = await this.parse(Report)
     const dirs = this.dirs(flags.root)
     const outDir = flags.out ? resolve(flags.out) : undefined
-    const data = await collectReport(dirs, {cacheDir: resolveCacheDir(parseOptions(['cache-dir'], flags)['cache-dir']), outDir, recipes: flags.recipe})
+    const data = await collectReport(dirs, {cacheDir: resolveCacheDir(REPORT_OPTIONS.parse(flags)['cache-dir']), outDir, recipes: flags.recipe})
     if (outDir) {
       await mkdir(outDir, {recursive: true})
       await writeFile(join(outDir, 'report.html'), await renderHtml(data, dirs.templates))

@@ -6,10 +6,10 @@ import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {flagsOf} from '../cli/flags.js'
+import {optionSet} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {ExitCode, HostError, InputError} from '../errors.js'
-import {OPTIONS, parseOptions, readableFile} from '../pipeline/options.js'
+import {OPTIONS, readableFile} from '../pipeline/options.js'
 import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
 import type {ValidationReport} from '../validate/report.js'
 import {OVMF_VARS, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
@@ -18,6 +18,14 @@ import {ENROLLED_STORE, writeEnrolledStore} from '../validate/secure-boot-store.
 import {readMeasurementsFile} from '../validate/vtpm.js'
 
 const VALIDATE_FLAGS = ['mode', 'host', 'host-key', 'known-hosts', 'identity', 'identity-passphrase-file', 'secure-boot-vars', 'secure-boot-cert', 'kernel-meta', 'measurements'] as const
+
+const VALIDATE_OPTIONS = optionSet(VALIDATE_FLAGS, {
+  mode: {default: VALIDATE_DEFAULTS.modes},
+  'secure-boot-cert': {help: `${OPTIONS['secure-boot-cert'].help} (the store is kept in --out as ${ENROLLED_STORE})`},
+  'secure-boot-vars': {
+    help: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
+  },
+})
 
 export default class Validate extends BaseCommand {
   static summary = 'Boot a disk image under QEMU + OVMF and prove it works as a confidential guest.'
@@ -38,13 +46,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   }
 
   static flags = {
-    ...flagsOf(VALIDATE_FLAGS, {
-      mode: {default: VALIDATE_DEFAULTS.modes},
-      'secure-boot-cert': {help: `${OPTIONS['secure-boot-cert'].help} (the store is kept in --out as ${ENROLLED_STORE})`},
-      'secure-boot-vars': {
-        help: `also boot the disk alone under Secure Boot (emulated), with a copy of this OVMF 4M variable store: Secure Boot on, the UKI's signing certificate in db (for Debian's snakeoil key: ${OVMF_VARS_SNAKEOIL})`,
-      },
-    }),
+    ...VALIDATE_OPTIONS.flags,
     out: Flags.directory({description: 'where report.json, junit.xml and serial.log go', default: 'validate-out'}),
     release: Flags.string({description: 'the uname -r the booted kernel must report (instead of --kernel-meta)'}),
     seed: Flags.string({description: 'how the NoCloud seed reaches the guest', options: ['disk', 'http'], default: 'disk'}),
@@ -58,7 +60,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   async run(): Promise<ValidationReport> {
     const {args, flags} = await this.parse(Validate)
     // the options build takes too, parsed by the same rows (src/pipeline/options.ts) before any boot
-    const o = parseOptions(VALIDATE_FLAGS, flags)
+    const o = VALIDATE_OPTIONS.parse(flags)
     const image = readableFile(args.image)
     const pin = o['known-hosts'] ?? o['host-key'] ?? {}
     let secureBootVars = o['secure-boot-vars']

@@ -7,11 +7,13 @@ import {inspect} from 'node:util'
 import {describe, expect, it} from 'vitest'
 
 import {repoRoot} from '../../test/helpers/paths.js'
+import {inputRefusal} from '../../test/helpers/refusal.js'
 import {SNAKEOIL_CERT, decryptedSnakeoilKey} from '../../test/helpers/snakeoil.js'
 import {InputError} from '../errors.js'
 import {projectDirs, RecipeStore} from '../recipe/load.js'
 import {canonicalJson, type Json} from '../util/fsx.js'
 import {BUILD_OPTION_NAMES, OPTIONS, buildOptionsOf, parseOptions, type BuildOptionName, type OptionName} from './options.js'
+import {loadOptionsConfig, type OptionsConfig} from './options-config.js'
 import {stageKey} from './plan.js'
 import {stageEnv, type BuildContext, type StageName} from './stage.js'
 import {STAGES} from './stages/index.js'
@@ -21,8 +23,11 @@ const dirs = projectDirs(repoRoot)
 const store = new RecipeStore(dirs)
 
 /** Every stage's own key (inputs only) for a recipe and options, as plan computes it. */
+/** BuildOptions from raw values, each parsed by its row alone (the pairs' checks are parseOptions' own test) */
+const optionsOf = (raw: Record<string, unknown>) => buildOptionsOf(Object.assign({}, ...Object.entries(raw).map(([n, v]) => parseOptions([n as OptionName], {[n]: v}))))
+
 async function ownKeys(recipeId: string, raw: Record<string, unknown>): Promise<Record<StageName, string>> {
-  const ctx: BuildContext = {recipe: store.load(recipeId), dirs, options: buildOptionsOf(parseOptions(BUILD_OPTION_NAMES, raw)), cacheDir: '/nonexistent'}
+  const ctx: BuildContext = {recipe: store.load(recipeId), dirs, options: optionsOf(raw), cacheDir: '/nonexistent'}
   const keys = {} as Record<StageName, string>
   for (const stage of STAGES) keys[stage.name] = stageKey(stage, JSON.parse(canonicalJson((await stage.inputs(ctx)) as Json)) as Json, {})
   return keys
@@ -71,6 +76,11 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
   }
 }
 
+/** The InputError parseOptions refuses these with. */
+function refused(names: OptionName[], raw: Record<string, unknown>, config?: OptionsConfig): InputError {
+  return inputRefusal(() => parseOptions(names, raw, {config}))
+}
+
 const rowOf = (field: BuildOptionName) => BUILD_OPTION_NAMES.find((n) => (OPTIONS[n] as {build: {field: string}}).build.field === field)!
 
 describe('the options table: each build row reaches the stages the way it says', () => {
@@ -84,7 +94,7 @@ describe('the options table: each build row reaches the stages the way it says',
       const before = await ownKeys(recipe, {...c.with})
       const after = await ownKeys(recipe, {...c.with, [name]: c.value})
       const changed = STAGES.map((s) => s.name).filter((n) => before[n] !== after[n])
-      const options = buildOptionsOf(parseOptions(BUILD_OPTION_NAMES, {...c.with, [name]: c.value}))
+      const options = optionsOf({...c.with, [name]: c.value})
       const inEnv = field in stageEnv({recipe: store.load(recipe), dirs, options, cacheDir: '/c'})
       if (reaches === 'key' && !changed.length) problems.push(`--${name} (key) changed no stage key`)
       if (reaches === 'key' && inEnv) problems.push(`--${name} (key) reached run() through StageEnv`)
@@ -102,16 +112,6 @@ describe('the options table: each build row reaches the stages the way it says',
 })
 
 describe('parseOptions: every value is judged before any work, all at once', () => {
-  const refused = (names: OptionName[], raw: Record<string, unknown>): InputError => {
-    try {
-      parseOptions(names, raw)
-    } catch (e) {
-      expect(e).toBeInstanceOf(InputError)
-      return e as InputError
-    }
-    throw new Error(`accepted ${JSON.stringify(raw)}`)
-  }
-
   it('parses values into their types', () => {
     const o = parseOptions(['publish', 'host-key', 'base-sha256', 'force', 'lock-timeout', 'cache-dir'], {
       publish: 'sftp://rel@img.example.com:2222/srv/cvm',
@@ -190,5 +190,59 @@ describe('parseOptions: every value is judged before any work, all at once', () 
     await run('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', other], {what: 'make a key (openssl)'})
     const e = refused(['signing-key', 'signing-cert'], {'signing-key': other, 'signing-cert': SNAKEOIL_CERT})
     expect(e.message).toMatch(/^--signing-key with --signing-cert: .* is not the key of --signing-cert/)
+  })
+})
+
+describe('the options config file: after the flag and its environment variable, before the default', () => {
+  const config = (text: string): NodeJS.ProcessEnv => {
+    const file = join(work, `config-${Math.random().toString(16).slice(2)}.yaml`)
+    writeFileSync(file, text)
+    return {CVM_IMAGE_CONFIG: file}
+  }
+
+  it('gives values of their rows\' kinds, paths read from the file\'s folder', () => {
+    const env = config(['publish: dir:releases', 'cache-dir: cache', 'mode: [emulated, sev]', 'jobs: 3', 'no-validate: true', 'kernel-git: git@example.org:linux', 'host-key: SHA256:' + 'c'.repeat(43)].join('\n'))
+    const c = loadOptionsConfig(env)!
+    expect(c.values).toEqual({
+      publish: `dir:${join(work, 'releases')}`,
+      'cache-dir': join(work, 'cache'),
+      mode: ['emulated', 'sev'],
+      jobs: 3,
+      'no-validate': true,
+      'kernel-git': 'git@example.org:linux',
+      'host-key': 'SHA256:' + 'c'.repeat(43),
+    })
+  })
+
+  it('a flag beats the file, the file beats the default, and a value from the file is parsed like a flag', () => {
+    const c = loadOptionsConfig(config('publish: sftp://rel@img.example.com/cvm\nlock-timeout: 60'))
+    const o = parseOptions(['publish', 'lock-timeout', 'mode'], {'lock-timeout': 5}, {config: c, defaults: {mode: ['emulated']}})
+    expect(o.publish).toEqual({kind: 'sftp', user: 'rel', host: 'img.example.com', port: 22, path: '/cvm'})
+    expect(o['lock-timeout']).toBe(5000)
+    expect(o.mode).toEqual(['emulated'])
+    expect(parseOptions(['publish'], {}).publish).toEqual({kind: 'dir', path: join(process.cwd(), 'out')})
+  })
+
+  it('refuses a bad value from the file naming the file, and holds it to the flags\' dependencies', () => {
+    const c = loadOptionsConfig(config('publish: ftp://h/x'))!
+    const e = refused(['publish'], {}, c)
+    expect(e.message).toBe(`publish (from ${c.file}): publish target "ftp://h/x": only directories and sftp:// are supported`)
+    const key = join(work, 'dep.key')
+    writeFileSync(key, 'x', {mode: 0o600})
+    const d = refused(['identity-passphrase-file', 'identity'], {}, loadOptionsConfig(config(`identity-passphrase-file: ${key}`)))
+    expect(d.message).toMatch(/^--identity-passphrase-file: it needs --identity beside it/)
+  })
+
+  it('refuses a key the table lacks, a value of the wrong kind and one not among the choices, each at its line', () => {
+    const env = config('publsh: ./out\njobs: many\nmode: [emulated, tdx]\n')
+    const e = inputRefusal(() => loadOptionsConfig(env))
+    expect(e.message).toBe(`${env.CVM_IMAGE_CONFIG}: 3 values are wrong`)
+    expect(e.details).toEqual([
+      `${env.CVM_IMAGE_CONFIG}:1:1: no option "publsh" (the options are those of the flags, without the dashes)`,
+      `${env.CVM_IMAGE_CONFIG}:2:7: jobs: must be a whole number`,
+      `${env.CVM_IMAGE_CONFIG}:3:7: mode: "tdx" is not one of emulated, sev, sev-es`,
+    ])
+    expect(() => loadOptionsConfig({CVM_IMAGE_CONFIG: join(work, 'none.yaml')})).toThrow(/CVM_IMAGE_CONFIG names .*none\.yaml, which does not exist/)
+    expect(loadOptionsConfig({XDG_CONFIG_HOME: join(work, 'no-such-home')})).toBeUndefined()
   })
 })

@@ -31,6 +31,8 @@ interface RowBase {
   help: string
   /** the environment variable that sets it when the flag is absent */
   env?: string
+  /** its value is a path: one in the options config file is read from the file's folder */
+  path?: true
   /** options it needs beside it, and options it excludes */
   dependsOn?: readonly string[]
   exclusive?: readonly string[]
@@ -125,18 +127,18 @@ const same = <T>(raw: T): T => raw
 const SSH_PIN_HELP = 'pinned key: SHA256:<base64> fingerprint, or a known_hosts file [default: ~/.ssh/known_hosts]'
 
 export const OPTIONS = {
-  'cache-dir': {kind: 'string', env: 'CVM_IMAGE_CACHE', help: 'where stage outputs are cached [default: $XDG_CACHE_HOME/cvm-image or ~/.cache/cvm-image]', parse: (raw: string) => resolve(raw)},
+  'cache-dir': {kind: 'string', path: true, env: 'CVM_IMAGE_CACHE', help: 'where stage outputs are cached [default: $XDG_CACHE_HOME/cvm-image or ~/.cache/cvm-image]', parse: (raw: string) => resolve(raw)},
   'kernel-git': {
-    kind: 'string',
+    kind: 'string', path: true,
     env: 'CVM_IMAGE_KERNEL_GIT',
     help: 'kernel git (local clone or URL) to resolve upstream commits of the series from',
     parse: kernelGit,
     build: {field: 'kernelGit', reaches: 'env'},
   },
   'base-sha256': {kind: 'string', help: "sha256 you vouch for when the recipe's base image is unpinned", parse: sha256Value, build: {field: 'baseSha256', reaches: 'key'}},
-  'base-file': {kind: 'string', help: "a local copy of the recipe's base image to use instead of downloading it", parse: readableFile, build: {field: 'baseFile', reaches: 'key'}},
+  'base-file': {kind: 'string', path: true, help: "a local copy of the recipe's base image to use instead of downloading it", parse: readableFile, build: {field: 'baseFile', reaches: 'key'}},
   'kernel-source-file': {
-    kind: 'string',
+    kind: 'string', path: true,
     help: "a local copy of the recipe's kernel source archive (checked against its sha256): needed for kernel.source kind archive, used instead of downloading a tarball or source RPM",
     parse: readableFile,
     build: {field: 'kernelSourceFile', reaches: 'env'},
@@ -156,50 +158,50 @@ export const OPTIONS = {
     build: {field: 'modes', reaches: 'key'},
   },
   host: {kind: 'string', help: 'validate on this host over SSH (user@host[:port]) instead of locally', parse: sshAddress, build: {field: 'validateHost', reaches: 'key'}},
-  'host-key': {kind: 'string', help: `the validation host's ${SSH_PIN_HELP}`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
+  'host-key': {kind: 'string', path: true, help: `the validation host's ${SSH_PIN_HELP}`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
   'known-hosts': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['host'],
     exclusive: ['host-key'],
     help: 'a known_hosts file holding the validation host key (the same as --host-key FILE)',
     parse: (raw: string): HostKeyPin => ({knownHostsFile: readableFile(raw)}),
   },
   identity: {
-    kind: 'string',
+    kind: 'string', path: true,
     help: 'SSH private key for the validation host, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]',
     parse: privateKeyFile('--identity'),
     build: {field: 'validateIdentity', reaches: 'env'},
   },
   'identity-passphrase-file': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['identity'],
     help: "a file (mode 600) whose first line is the --identity key's passphrase [default: an unencrypted key, or the ssh-agent]",
     parse: passphraseFile('--identity-passphrase-file'),
     build: {field: 'validateIdentityPassphraseFile', reaches: 'env'},
   },
   'signing-key': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['signing-cert'],
     help: 'sign the UKI for UEFI Secure Boot with this RSA private key (PEM, mode 600; read only to sign, never copied into the cache or the release)',
     parse: privateKeyFile('--signing-key'),
     build: {field: 'signingKey', reaches: 'env'},
   },
   'signing-key-passphrase-file': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['signing-key'],
     help: 'a file (mode 600) whose first line is the --signing-key passphrase, for an encrypted key',
     parse: passphraseFile('--signing-key-passphrase-file'),
     build: {field: 'signingKeyPassphraseFile', reaches: 'env'},
   },
   'signing-cert': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['signing-key'],
     help: "the X.509 certificate of --signing-key, as the firmware's signature database (db) holds it: in the stage key and the manifest",
     parse: readableFile,
     build: {field: 'signingCert', reaches: 'key'},
   },
   'secure-boot-vars': {
-    kind: 'string',
+    kind: 'string', path: true,
     help: "validate the signed UKI under Secure Boot too, with a copy of this OVMF 4M variable store that enrolls the UKI's signing certificate in db [build default for Debian's snakeoil certificate: its OVMF_VARS_4M.snakeoil.fd; for another certificate, a copy of OVMF_VARS_4M.fd that enrolls it]",
     parse: readableFile,
     build: {field: 'secureBootVars', reaches: 'key'},
@@ -230,7 +232,7 @@ export const OPTIONS = {
     build: {field: 'cacheTo', reaches: 'env'},
   },
   'cache-key': {
-    kind: 'string',
+    kind: 'string', path: true,
     env: 'CVM_IMAGE_CACHE_KEY',
     help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519, mode 600) that signs what --cache-to pushes; its public half is trusted too',
     parse: (raw: string): string => {
@@ -241,7 +243,7 @@ export const OPTIONS = {
     build: {field: 'cacheKey', reaches: 'env'},
   },
   'cache-trust': {
-    kind: 'string',
+    kind: 'string', path: true,
     multiple: true,
     help: 'a PEM Ed25519 public key (repeatable) whose signed registry entries this build takes; an entry signed by no such key is built here',
     parse: (raw: string[]) => raw.map((f) => {
@@ -252,7 +254,7 @@ export const OPTIONS = {
     build: {field: 'cacheTrust', reaches: 'env'},
   },
   'cache-ca': {
-    kind: 'string',
+    kind: 'string', path: true,
     env: 'CVM_IMAGE_CACHE_CA',
     help: "a PEM CA file the registry's TLS certificate chains to [default: Node's CA roots]",
     parse: readableFile,
@@ -262,16 +264,16 @@ export const OPTIONS = {
   until: {kind: 'string', choices: STAGE_NAMES, help: 'stop after this stage (its build record is builds/<id>.partial.json; builds/<id>.json stays the last complete build)', parse: stageName},
   'lock-timeout': {kind: 'integer', min: 0, default: 6 * 3600, help: 'seconds to wait for another build holding a stage lock', parse: (raw: number) => raw * 1000},
   publish: {
-    kind: 'string',
+    kind: 'string', path: true,
     default: DEFAULT_TARGET,
     help: 'where to publish: a directory (dir:PATH or PATH) or sftp://user@host[:port]/path',
     parse: (raw: string): PublishTarget => parseTarget(raw),
   },
   'no-publish': {kind: 'boolean', help: 'stop after validation', parse: same<boolean>},
-  'publish-host-key': {kind: 'string', help: `the SFTP target's ${SSH_PIN_HELP}`, parse: hostKeyPin},
-  'publish-identity': {kind: 'string', help: 'SSH private key for the SFTP target, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: privateKeyFile('--publish-identity')},
+  'publish-host-key': {kind: 'string', path: true, help: `the SFTP target's ${SSH_PIN_HELP}`, parse: hostKeyPin},
+  'publish-identity': {kind: 'string', path: true, help: 'SSH private key for the SFTP target, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: privateKeyFile('--publish-identity')},
   'publish-identity-passphrase-file': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['publish-identity'],
     help: "a file (mode 600) whose first line is the --publish-identity key's passphrase [default: an unencrypted key, or the ssh-agent]",
     parse: passphraseFile('--publish-identity-passphrase-file'),
@@ -279,41 +281,41 @@ export const OPTIONS = {
   'allow-unvalidated': {kind: 'boolean', help: 'publish even if validation failed or did not run (recorded in the manifest)', parse: same<boolean>},
   format: {kind: 'string', multiple: true, choices: IMAGE_FORMATS, help: "publish this format instead of the recipe's (repeatable)", parse: (raw: string[]) => raw as ImageFormat[]},
   'release-key': {
-    kind: 'string',
+    kind: 'string', path: true,
     help: 'an OpenPGP secret key file (gpg --armor --export-secret-keys, mode 600) holding one key: adds SHA256SUMS.gpg',
     parse: privateKeyFile('--release-key'),
   },
   'release-key-passphrase-file': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['release-key'],
     help: "a file (mode 600) whose first line is the release key's passphrase",
     parse: passphraseFile('--release-key-passphrase-file'),
   },
   'attestation-key': {
-    kind: 'string',
+    kind: 'string', path: true,
     help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519, mode 600): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes',
     parse: privateKeyFile('--attestation-key'),
   },
   'attestation-key-passphrase-file': {
-    kind: 'string',
+    kind: 'string', path: true,
     dependsOn: ['attestation-key'],
     help: 'a file (mode 600) whose first line is the --attestation-key passphrase, for an encrypted key',
     parse: passphraseFile('--attestation-key-passphrase-file'),
   },
-  'kernel-meta': {kind: 'string', help: "compile's kernel.json: the release and version the booted kernel must report", parse: readableFile},
+  'kernel-meta': {kind: 'string', path: true, help: "compile's kernel.json: the release and version the booted kernel must report", parse: readableFile},
   'secure-boot-cert': {
-    kind: 'string',
+    kind: 'string', path: true,
     exclusive: ['secure-boot-vars'],
     help: 'also boot the disk alone under Secure Boot (emulated), with a copy of the plain OVMF 4M variable store that enrolls this certificate (PEM) as PK, KEK and db: the one that signed the UKI',
     parse: readableFile,
   },
   measurements: {
-    kind: 'string',
+    kind: 'string', path: true,
     help: "compare the vTPM's PCRs with a release's expected measurements (its manifest.json, or `cvm-image measure --json`) instead of the disk's own UKI",
     parse: readableFile,
   },
   key: {
-    kind: 'string',
+    kind: 'string', path: true,
     multiple: true,
     help: 'a public key to check signatures with (repeatable): OpenPGP (gpg --export) for SHA256SUMS.gpg, PEM (-----BEGIN PUBLIC KEY-----) for the DSSE envelopes',
     parse: (raw: string[]) => raw.map(readableFile),
@@ -338,6 +340,13 @@ export type EnvOptions = {[K in EnvRowName as FieldOf<K>]?: Parsed<K>}
 /** Parsed values by option name: an option with a default always has one. */
 export type ParsedOptions<N extends OptionName> = {[K in N]: Options[K] extends {default: unknown} ? Parsed<K> : Parsed<K> | undefined}
 
+/** Where values come from besides the flags: the options config file (options-config.ts) and a command's own defaults. */
+export interface OptionSources {
+  config?: {file: string; values: Partial<Record<OptionName, unknown>>}
+  /** a default of the command's that replaces the row's (validate's --mode: the schema's default modes) */
+  defaults?: Partial<Record<OptionName, unknown>>
+}
+
 /** Rows checked together, once each has parsed: a pair that must agree. */
 const CHECKS: {needs: readonly OptionName[]; check(o: Partial<Record<OptionName, unknown>>): void}[] = [
   // a key and certificate that cannot sign together are refused before any work
@@ -351,7 +360,7 @@ const CHECKS: {needs: readonly OptionName[]; check(o: Partial<Record<OptionName,
  * Parses the named options from oclif's raw values, every one before any work, and refuses them all
  * at once (one InputError, a detail line per option) when any is wrong.
  */
-export function parseOptions<N extends OptionName>(names: readonly N[], raw: Record<string, unknown>): ParsedOptions<N> {
+export function parseOptions<N extends OptionName>(names: readonly N[], raw: Record<string, unknown>, sources: OptionSources = {}): ParsedOptions<N> {
   const out: Partial<Record<OptionName, unknown>> = {}
   const problems: {what: string; e: CvmError}[] = []
   const refuse = (what: string, e: unknown) => {
@@ -359,13 +368,21 @@ export function parseOptions<N extends OptionName>(names: readonly N[], raw: Rec
     problems.push({what, e})
   }
   for (const name of names) {
-    const value = raw[name]
+    // the flag (or its environment variable, which oclif reads), else the config file, else the default
+    const fromConfig = raw[name] === undefined ? sources.config?.values[name] : undefined
+    const value = raw[name] ?? fromConfig ?? sources.defaults?.[name] ?? (OPTIONS[name] as OptionRow).default
     if (value === undefined) continue
     try {
       out[name] = (OPTIONS[name].parse as (v: unknown) => unknown)(value)
     } catch (e) {
-      refuse(`--${name}`, e)
+      refuse(fromConfig === undefined ? `--${name}` : `${name} (from ${sources.config!.file})`, e)
     }
+  }
+  // oclif checks these for flags; a value from the config file is held to them here
+  for (const name of Object.keys(out) as OptionName[]) {
+    const row: OptionRow = OPTIONS[name]
+    for (const d of row.dependsOn ?? []) if ((names as readonly string[]).includes(d) && out[d as OptionName] === undefined) refuse(`--${name}`, new InputError(`it needs --${d} beside it`))
+    for (const x of row.exclusive ?? []) if (out[x as OptionName] !== undefined && raw[x] === undefined) refuse(`--${name}`, new InputError(`it cannot go with --${x}`))
   }
   for (const c of CHECKS) {
     if (!c.needs.every((n) => (names as readonly string[]).includes(n) && out[n] !== undefined)) continue

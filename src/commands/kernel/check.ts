@@ -5,17 +5,16 @@ import {Args, Flags} from '@oclif/core'
 import {checkRecipeKernel} from '../../service/kernel-check.js'
 import {BaseCommand} from '../../cli/base-command.js'
 import {makeBuildContext} from '../../cli/build-context.js'
-import {flagsOf} from '../../cli/flags.js'
+import {optionSet} from '../../cli/flags.js'
 import {runInterruptible} from '../../cli/interrupt.js'
 import {distroOf} from '../../distro/index.js'
 import {BugError} from '../../errors.js'
-import {parseOptions} from '../../pipeline/options.js'
 import {requireSourceInputs} from '../../kernel/source.js'
 import {checkKernel, checkTree, renderCheck, type KernelCheckResult} from '../../kernel/check.js'
 import {chooseRenderer} from '../../pipeline/run.js'
 import {RecipeStore} from '../../recipe/load.js'
 
-const CHECK_INPUTS = ['cache-dir', 'kernel-source-file', 'kernel-git'] as const
+const CHECK_OPTIONS = optionSet(['cache-dir', 'kernel-source-file', 'kernel-git'])
 
 export default class KernelCheck extends BaseCommand {
   static summary = 'Say, per CVM feature and guest fix, whether a kernel has it, needs a backport, or needs config options.'
@@ -35,13 +34,13 @@ and apply its series (both cached, as build does): each fix present, missing, or
   static flags = {
     feature: Flags.string({description: 'check only this feature (kernels/features/<name>.yaml); repeatable', multiple: true}),
     // recipe checks: the kernel stages of a build read these as build does
-    ...flagsOf(CHECK_INPUTS),
+    ...CHECK_OPTIONS.flags,
   }
 
   async run(): Promise<KernelCheckResult> {
     const {args, flags} = await this.parse(KernelCheck)
     const dirs = this.dirs(flags.root)
-    const o = parseOptions(CHECK_INPUTS, flags)
+    const o = CHECK_OPTIONS.parse(flags)
     let result: KernelCheckResult
     if (existsSync(args.kernel) && statSync(args.kernel).isDirectory()) {
       result = await checkTree(dirs.kernels, args.kernel, {featureNames: flags.feature})
