@@ -5,6 +5,7 @@ import {BugError} from '../errors.js'
 import type {Json} from '../util/fsx.js'
 import {StageCache} from './cache.js'
 import {codeDigest, type CodeDigest} from './code-digest.js'
+import type {RemoteCaches} from './open-remote-cache.js'
 import type {ForceSpec} from './options.js'
 import type {StageResult, StageResults} from './results.js'
 import type {BuildContext, Stage, StageName} from './stage.js'
@@ -18,7 +19,9 @@ export interface PlannedStage {
   /** the code the stage runs: each module's sha256 (their digest is in the key) */
   code: CodeDigest
   cached: boolean
-  /** why it will run, or "cached" */
+  /** a registry (--cache-from, --cache-to) holds it signed by a trusted key: it will be pulled, not run */
+  remote?: string
+  /** why it will run, or "cached", or where it will be pulled from */
   reason: string
 }
 
@@ -34,7 +37,7 @@ export function stageKey(stage: Stage, inputs: Json, upstream: Record<string, st
  * Computes every stage's cache key from its declared inputs and its upstream keys, and says
  * whether it is cached and, if not, why it will run. Reads only: creates, locks and changes nothing.
  */
-export async function planBuild(ctx: BuildContext, cache: StageCache, stages: Stage[], force: ForceSpec = []): Promise<PlannedStage[]> {
+export async function planBuild(ctx: BuildContext, cache: StageCache, stages: Stage[], force: ForceSpec = [], remote?: RemoteCaches): Promise<PlannedStage[]> {
   const planned: PlannedStage[] = []
   const byName = new Map<StageName, PlannedStage>()
   for (const stage of stages) {
@@ -53,7 +56,20 @@ export async function planBuild(ctx: BuildContext, cache: StageCache, stages: St
     let reason = 'cached'
     if (forced) reason = 'forced by --force'
     else if (!present) reason = await whyNotCached(cache, ctx.recipe.recipe.id, stage, inputs, upstream, code, byName)
-    const p: PlannedStage = {stage, name: stage.name, key, inputs, upstream, code, cached: present && !forced, reason}
+    let from: string | undefined
+    // a registry is asked only with --cache-from or --cache-to, and only about what is not here
+    if (!present && !forced) {
+      for (const reader of remote?.readers ?? []) {
+        const r = await reader.probe(stage.name, key)
+        if (r.ok) {
+          from = reader.client.repo.display
+          reason = `remote: in ${from}, signed by a trusted key`
+          break
+        }
+        if (!('absent' in r)) reason += `; not taken from ${reader.client.repo.display}: ${r.reason}`
+      }
+    }
+    const p: PlannedStage = {stage, name: stage.name, key, inputs, upstream, code, cached: present && !forced, remote: from, reason}
     planned.push(p)
     byName.set(stage.name, p)
   }
@@ -71,7 +87,7 @@ async function whyNotCached(cache: StageCache, recipeId: string, stage: Stage, i
   if (upChanged.length) parts.push(`upstream changed: ${upChanged.join(', ')}`)
   const codeChanged = last.code ? diffPaths(last.code, code.files) : []
   if (codeChanged.length) parts.push(`code changed: ${codeChanged.slice(0, 4).join(', ')}${codeChanged.length > 4 ? `, +${codeChanged.length - 4} more` : ''}`)
-  const upRunning = stage.needs.filter((n) => !byName.get(n)?.cached)
+  const upRunning = stage.needs.filter((n) => !byName.get(n)?.cached && !byName.get(n)?.remote)
   if (!parts.length && upRunning.length) parts.push(`upstream will run: ${upRunning.join(', ')}`)
   if (!parts.length) parts.push(last.key === undefined ? 'no cache entry' : 'cache entry missing (removed or interrupted)')
   return parts.join('; ')

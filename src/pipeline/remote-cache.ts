@@ -88,7 +88,7 @@ export class RemoteStageCache {
   }
 
   /** Whether the registry holds an entry for (stage, key) a trusted key signed, and if not, why (for `plan`). */
-  async probe(stage: StageName, key: string): Promise<{ok: true} | {ok: false; reason: string}> {
+  async probe(stage: StageName, key: string): Promise<{ok: true} | {ok: false; reason: string; absent?: true}> {
     const v = await this.verifiedClaim(stage, key, this.opts.trusted)
     return v.ok ? {ok: true} : v
   }
@@ -98,9 +98,9 @@ export class RemoteStageCache {
    * that the layer's result.json is the signed config, then renames it into the cache as a locally
    * built entry appears. Anything short of that leaves nothing and returns why.
    */
-  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string}> {
+  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string; absent?: true}> {
     const claim = await this.verifiedClaim(stage, key, this.opts.trusted)
-    if (!claim.ok) return {reason: claim.reason}
+    if (!claim.ok) return claim.absent ? {reason: claim.reason, absent: true} : {reason: claim.reason}
     const where = `${this.client.repo.display} ${entryTag(stage, key)}`
     let temp: string | undefined
     try {
@@ -135,12 +135,12 @@ export class RemoteStageCache {
   }
 
   /** The signature at `<tag>.sig`, verified against the keys given and bound to this stage and key. */
-  private async verifiedClaim(stage: StageName, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string}> {
+  private async verifiedClaim(stage: StageName, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string; absent?: true}> {
     const tag = entryTag(stage, key)
     const where = `${this.client.repo.display} ${tag}`
     try {
       const sig = await this.client.getManifest(`${tag}.sig`)
-      if (!sig) return {ok: false, reason: `not in ${this.client.repo.display}`}
+      if (!sig) return {ok: false, reason: `not in ${this.client.repo.display}`, absent: true}
       const layer = sig.manifest.layers[0]
       if (sig.manifest.artifactType !== SIGNATURE_ARTIFACT || sig.manifest.layers.length !== 1 || layer.mediaType !== DSSE_ENVELOPE) {
         return {ok: false, reason: `${where}.sig is not a cvm-image signature (artifactType ${JSON.stringify(sig.manifest.artifactType)})`}

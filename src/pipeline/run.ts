@@ -6,6 +6,7 @@ import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 
 import {InterruptedError, StageError, isCvmError} from '../errors.js'
 import type {StageCache} from './cache.js'
+import {openRemoteCaches, type RemoteCaches} from './open-remote-cache.js'
 import {planBuild, type ForceSpec, type PlannedStage} from './plan.js'
 import {stageResult, type StageResults} from './results.js'
 import {stageEnv, type BuildContext, type Stage, type StageIO, type StageName, type StageResult} from './stage.js'
@@ -21,8 +22,8 @@ export function chooseRenderer(opts: {json: boolean; isTTY: boolean; ci: boolean
 export interface StageOutcome {
   stage: StageName
   key: string
-  /** ran now, or taken from the cache */
-  status: 'ran' | 'cached'
+  /** ran now, taken from the cache, or pulled from a registry's (--cache-from, --cache-to) */
+  status: 'ran' | 'cached' | 'remote'
   seconds: number
   dir: string
 }
@@ -35,6 +36,10 @@ export interface RunStagesOptions {
   lockTimeoutMs?: number
   /** stop after this stage */
   until?: StageName
+  /** the registries to pull from and push to [default: those the build options name] */
+  remote?: RemoteCaches
+  /** a line a person should see that does not fail the build (a registry down, an entry refused) [default: stderr] */
+  warn?: (line: string) => void
 }
 
 export interface RunStagesResult {
@@ -59,6 +64,18 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   const until = opts.until ? stages.findIndex((s) => s.name === opts.until) : -1
   const selected = until >= 0 ? stages.slice(0, until + 1) : stages
   const plan = await planBuild(ctx, cache, selected, opts.force ?? [])
+  const remote = opts.remote ?? openRemoteCaches(ctx.options)
+  const warn = opts.warn ?? ((line: string) => void process.stderr.write(`warning: ${line}\n`))
+  // pushes run beside the build; a failed one is a warning, never a failed build
+  const pushes: Promise<void>[] = []
+  const push = (name: StageName, key: string) => {
+    const to = remote.pusher
+    if (!to) return
+    pushes.push(to.push(cache, name, key).then(
+      () => undefined,
+      (e: unknown) => warn(`stage ${name}: not pushed to ${to.client.repo.display}: ${(e as Error).message}`),
+    ))
+  }
   const results: StageResults = {}
   const outcomes: StageOutcome[] = []
   const renderer = opts.renderer ?? 'simple'
@@ -89,6 +106,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
       keep(results, result)
       outcomes.push({stage: p.name, key: p.key, status: 'cached', seconds: 0, dir: result.dir})
       task.title = `${p.stage.title} [cached ${p.key.slice(0, 12)}]`
+      push(p.name, p.key)
       return true
     }
     const release = await cache.lock(p.name, p.key, {
@@ -98,17 +116,27 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
         task.output = `waiting for another build of the same inputs (${holder.trim()})`
       },
     })
+    let status: StageOutcome['status'] = 'ran'
     try {
       // Another build may have finished this stage while we waited for its lock.
-      result = isForced(opts.force, p.name) ? undefined : await cache.lookup(p.name, p.key)
+      const forced = isForced(opts.force, p.name)
+      result = forced ? undefined : await cache.lookup(p.name, p.key)
+      if (!result && !forced) {
+        result = await pullOne(cache, p, remote, warn)
+        if (result) {
+          status = 'remote'
+          await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream, p.code.files)
+        }
+      }
       if (!result) result = await runOne(ctx, cache, p, results, task, renderer, signal, opts.signal)
     } finally {
       await release()
     }
     keep(results, result)
     const seconds = (Date.now() - started) / 1000
-    outcomes.push({stage: p.name, key: p.key, status: 'ran', seconds, dir: result.dir})
-    task.title = `${p.stage.title} [${p.key.slice(0, 12)}]`
+    outcomes.push({stage: p.name, key: p.key, status, seconds, dir: result.dir})
+    task.title = `${p.stage.title} [${status === 'remote' ? 'remote ' : ''}${p.key.slice(0, 12)}]`
+    push(p.name, p.key)
     return true
   }
 
@@ -139,6 +167,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
     } as never,
   )
   await tasks.run()
+  await Promise.all(pushes)
   if (firstFailure !== undefined) throw firstFailure
   // whatever order the stages finished in, the results and outcomes are in the stage list's order:
   // the build record, the manifest and --json are the same bytes for the same build
@@ -156,6 +185,19 @@ export function upstreamFor(stage: Stage, results: StageResults): StageIO['upstr
 
 function keep(results: StageResults, result: StageResult): void {
   ;(results as Record<StageName, StageResult>)[result.stage] = result
+}
+
+/**
+ * The stage's entry from the first registry that has one signed by a trusted key; each registry that
+ * has none usable is one warning line saying why (a plain absence says nothing), and the stage runs here.
+ */
+async function pullOne(cache: StageCache, p: PlannedStage, remote: RemoteCaches, warn: (line: string) => void): Promise<StageResult | undefined> {
+  for (const reader of remote.readers) {
+    const got = await reader.pull(cache, p.name, p.key)
+    if ('result' in got) return got.result
+    if (!('absent' in got)) warn(`stage ${p.name}: not taken from ${reader.client.repo.display}, built here: ${got.reason}`)
+  }
+  return undefined
 }
 
 function isForced(force: ForceSpec | undefined, name: StageName): boolean {

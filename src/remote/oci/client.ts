@@ -208,6 +208,8 @@ export class OciClient {
     const url = new URL(pathOrUrl, this.base())
     const scope = `repository:${this.repo.repository}:${opts.scope}`
     const attempt = () => this.send(method, url, {...opts.headers, ...this.authHeader(scope)}, opts.body)
+    // what this request carried: requests run at once, and another may have learnt the challenge meanwhile
+    const sent = this.authHeader(scope).authorization ?? ''
     const res = await attempt()
     if (res.statusCode !== 401) return res
     res.resume()
@@ -215,10 +217,10 @@ export class OciClient {
     const creds = this.opts.credentials
     if (/^basic\b/i.test(challenge)) {
       if (!creds) throw this.needsCredentials()
-      if (this.basic) throw this.refusedCredentials()
+      if (sent.startsWith('Basic ')) throw this.refusedCredentials()
       this.basic = true
     } else if (/^bearer\b/i.test(challenge)) {
-      if (this.tokens.has(scope)) throw this.refusedCredentials()
+      // a token sent and refused may have expired: one new token, then the answer stands
       this.tokens.set(scope, await this.token(challenge, scope))
     } else {
       throw new RegistryError(`${this.repo.display} asks for authentication this client does not speak (${challenge.split(/\s/)[0] || 'no WWW-Authenticate'})`, {hint: 'the registry must offer Basic or Bearer auth'})
