@@ -35,9 +35,15 @@ describe('options are parsed before any work (the built binary)', () => {
   })
 
   it('a bad option of a command that reads no recipe is refused by the same row (validate --host, publish --publish)', async () => {
-    const v = await cli(['validate', join(work, '..'), '--host', 'epyc'])
-    // the image argument is checked by oclif first; the option by the table: either way nothing booted
+    const image = join(work, 'disk.raw')
+    writeFileSync(image, '')
+    const v = await cli(['validate', image, '--host', 'epyc'])
     expect(v.code).toBe(2)
+    expect(v.stderr).toMatch(/^cvm-image: --host: "epyc" is not an SSH address/)
+    // a directory where the image goes is bad input (exit 2), not a bug (70), as oclif's own check made it
+    const d = await cli(['validate', work])
+    expect(d.code).toBe(2)
+    expect(d.stderr).toMatch(/is not a file \(it is a directory\)/)
     const p = await cli(['publish', 'no-such-build', '--publish', 's3://bucket/x'])
     expect(p.code).toBe(2)
     expect(p.stderr).toMatch(/--publish: publish target "s3:\/\/bucket\/x"/)

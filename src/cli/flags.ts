@@ -58,7 +58,7 @@ export function optionSet<N extends OptionName>(names: readonly N[], overrides: 
   }
 }
 
-/** The options that change what a build reads; build, plan and kernel check share them, so plan's keys are build's keys. */
+/** The options that change what a build reads; build and plan share them, so plan's keys are build's keys. */
 export const BUILD_INPUTS = ['cache-dir', ...BUILD_OPTION_NAMES, 'force'] as const satisfies readonly OptionName[]
 
 export function resolveCacheDir(parsed: string | undefined): string {

@@ -175,6 +175,13 @@ describe('parseOptions: every value is judged before any work, all at once', () 
     expect(parseOptions(['ccache-remote'], {'ccache-remote': 'http://cache.example:8080/ccache'})['ccache-remote']!.shownAs).toBe('http://cache.example:8080/ccache')
   })
 
+  it('refuses a port past 65535, and a validation host\'s key or identity without --host', () => {
+    expect(refused(['host'], {host: 'root@epyc:70000'}).message).toMatch(/^--host: "root@epyc:70000" is not an SSH address/)
+    expect(parseOptions(['host'], {host: 'root@epyc:2222'}).host).toBe('root@epyc:2222')
+    const e = refused(['host', 'host-key'], {'host-key': 'SHA256:' + 'd'.repeat(43)})
+    expect(e.message).toBe('--host-key: it needs --host beside it')
+  })
+
   it('refuses every private key file open to group or others on entry, giving the chmod', () => {
     const open = join(work, 'open-key')
     writeFileSync(open, 'x', {mode: 0o644})

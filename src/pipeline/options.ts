@@ -95,7 +95,8 @@ function kernelGit(raw: string): string {
 
 /** user@host[:port]: checked here, kept as written (it is in the validate stage's key). */
 function sshAddress(raw: string): string {
-  if (!/^([^@\s:/]+)@(\[[^\]]+\]|[^@\s:/]+)(?::(\d{1,5}))?$/.test(raw)) {
+  const m = /^([^@\s:/]+)@(\[[^\]]+\]|[^@\s:/]+)(?::(\d{1,5}))?$/.exec(raw)
+  if (!m || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
     throw new InputError(`${JSON.stringify(raw)} is not an SSH address`, {hint: 'write it as user@host or user@host:port'})
   }
   return raw
@@ -158,7 +159,7 @@ export const OPTIONS = {
     build: {field: 'modes', reaches: 'key'},
   },
   host: {kind: 'string', help: 'validate on this host over SSH (user@host[:port]) instead of locally', parse: sshAddress, build: {field: 'validateHost', reaches: 'key'}},
-  'host-key': {kind: 'string', path: true, help: `the validation host's ${SSH_PIN_HELP}`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
+  'host-key': {kind: 'string', path: true, dependsOn: ['host'], help: `the validation host's ${SSH_PIN_HELP}`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
   'known-hosts': {
     kind: 'string', path: true,
     dependsOn: ['host'],
@@ -167,7 +168,9 @@ export const OPTIONS = {
     parse: (raw: string): HostKeyPin => ({knownHostsFile: readableFile(raw)}),
   },
   identity: {
-    kind: 'string', path: true,
+    kind: 'string',
+    path: true,
+    dependsOn: ['host'],
     help: 'SSH private key for the validation host, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]',
     parse: privateKeyFile('--identity'),
     build: {field: 'validateIdentity', reaches: 'env'},

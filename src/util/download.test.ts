@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -23,5 +23,17 @@ describe('pinnedFile with a copy the user gave', () => {
     expect(new Set(paths).size).toBe(1)
     expect(createHash('sha256').update(readFileSync(paths[0])).digest('hex')).toBe(sha256)
     expect(readdirSync(join(cacheDir, 'downloads'))).toEqual([paths[0].split('/').at(-1)])
+  })
+
+  it('keeps a sparse disk sparse, and takes the cache\'s checked copy on the next run without reading the user\'s file', async () => {
+    const given = join(dir, 'disk.raw')
+    writeFileSync(given, 'MBR')
+    truncateSync(given, 256 * 1024 * 1024)
+    const sha256 = createHash('sha256').update(readFileSync(given)).digest('hex')
+    const f = {url: 'https://example.org/disk.raw', sha256, pinnedBy: 'test pin', given: {path: given, flag: '--base-file'}, cacheDir: join(dir, 'cache-sparse')}
+    const copy = await pinnedFile(f)
+    expect(statSync(copy).blocks * 512).toBeLessThan(1024 * 1024)
+    rmSync(given)
+    expect(await pinnedFile(f)).toBe(copy)
   })
 })

@@ -1,12 +1,13 @@
 import {randomBytes} from 'node:crypto'
 import {createReadStream, createWriteStream, existsSync} from 'node:fs'
-import {copyFile, mkdir, rename, rm, stat} from 'node:fs/promises'
+import {mkdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {fileURLToPath} from 'node:url'
 
 import {InputError, StageError} from '../errors.js'
+import {run} from './exec.js'
 import {sha256File} from './fsx.js'
 
 export interface DownloadOptions {
@@ -42,6 +43,8 @@ export function downloadPath(cacheDir: string, sha256: string, url: string): str
 export async function pinnedFile(f: PinnedFile, opts: Omit<DownloadOptions, 'pinnedBy'> = {}): Promise<string> {
   const dest = downloadPath(f.cacheDir, f.sha256, f.url)
   if (f.given) {
+    // the cache holds these bytes already (a copy checked on an earlier run): the user's file is not read again
+    if (existsSync(dest) && (await sha256File(dest)) === f.sha256) return dest
     opts.progress?.(`copying ${f.given.path} into the cache`)
     // a name of its own: builds that share the cache (the tests' backports share one archive) may copy the same file at once
     const copy = await copyIn(f.given.path, `${dest}.${process.pid}-${randomBytes(4).toString('hex')}.copy`, f.given.flag)
@@ -68,10 +71,12 @@ export async function copyIn(path: string, dest: string, flag: string): Promise<
   })
   if (!st.isFile()) throw new InputError(`${flag} ${path}: it is not a regular file; it is read from a file, not a device, pipe or directory`, {hint: `give the file itself to ${flag}`})
   await mkdir(dirname(dest), {recursive: true})
-  await copyFile(path, dest).catch(async (e: NodeJS.ErrnoException) => {
+  // a raw disk image is mostly holes: the copy keeps them (and shares extents where the file system can)
+  const r = await run('cp', ['--sparse=always', '--reflink=auto', '--', path, dest], {what: `copy ${flag} ${path} into the cache`, reject: false})
+  if (r.exitCode !== 0) {
     await rm(dest, {force: true})
-    throw new InputError(`${flag} ${path} cannot be copied: ${e.code ?? e.message}`, {hint: `check that ${path} is a readable file`, cause: e})
-  })
+    throw new InputError(`${flag} ${path} cannot be copied: ${r.stderr.trim().split('\n').at(-1) ?? `cp exited with ${r.exitCode}`}`, {hint: `check that ${path} is a readable file and that the cache has room`})
+  }
   return dest
 }
 
