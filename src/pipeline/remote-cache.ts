@@ -3,7 +3,7 @@ import {existsSync} from 'node:fs'
 import {mkdir, readFile, rename, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {OCI_MANIFEST, digestOf, type OciClient, type OciManifest} from '../remote/oci/client.js'
+import {OCI_MANIFEST, RegistryError, digestOf, type OciClient, type OciManifest} from '../remote/oci/client.js'
 import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
 import type {StageCache} from './cache.js'
@@ -98,9 +98,9 @@ export class RemoteStageCache {
    * that the layer's result.json is the signed config, then renames it into the cache as a locally
    * built entry appears. Anything short of that leaves nothing and returns why.
    */
-  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string; absent?: true}> {
+  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string; absent?: true; down?: true}> {
     const claim = await this.verifiedClaim(stage, key, this.opts.trusted)
-    if (!claim.ok) return claim.absent ? {reason: claim.reason, absent: true} : {reason: claim.reason}
+    if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
     const where = `${this.client.repo.display} ${entryTag(stage, key)}`
     let temp: string | undefined
     try {
@@ -135,7 +135,7 @@ export class RemoteStageCache {
   }
 
   /** The signature at `<tag>.sig`, verified against the keys given and bound to this stage and key. */
-  private async verifiedClaim(stage: StageName, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string; absent?: true}> {
+  private async verifiedClaim(stage: StageName, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string; absent?: true; down?: true}> {
     const tag = entryTag(stage, key)
     const where = `${this.client.repo.display} ${tag}`
     try {
@@ -152,6 +152,8 @@ export class RemoteStageCache {
       if (!/^sha256:[a-f0-9]{64}$/.test(v.claim.manifest)) return {ok: false, reason: `${where}: its signature names no manifest digest`}
       return {ok: true, manifest: v.claim.manifest}
     } catch (e) {
+      // unreachable or silent: the runner stops asking it for the rest of the build
+      if (e instanceof RegistryError && e.transport) return {ok: false, reason: e.message, down: true}
       return {ok: false, reason: (e as Error).message}
     }
   }

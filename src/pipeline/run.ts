@@ -7,6 +7,7 @@ import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 import {InterruptedError, StageError, isCvmError} from '../errors.js'
 import type {StageCache} from './cache.js'
 import {openRemoteCaches, type RemoteCaches} from './open-remote-cache.js'
+import type {RemoteStageCache} from './remote-cache.js'
 import {planBuild, type ForceSpec, type PlannedStage} from './plan.js'
 import {stageResult, type StageResults} from './results.js'
 import {stageEnv, type BuildContext, type Stage, type StageIO, type StageName, type StageResult} from './stage.js'
@@ -68,6 +69,8 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   const warn = opts.warn ?? ((line: string) => void process.stderr.write(`warning: ${line}\n`))
   // pushes run beside the build; a failed one is a warning, never a failed build
   const pushes: Promise<void>[] = []
+  // a registry that is down or silent is asked once, not once per stage
+  const down = new Set<RemoteStageCache>()
   const push = (name: StageName, key: string) => {
     const to = remote.pusher
     if (!to) return
@@ -122,7 +125,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
       const forced = isForced(opts.force, p.name)
       result = forced ? undefined : await cache.lookup(p.name, p.key)
       if (!result && !forced) {
-        result = await pullOne(cache, p, remote, warn)
+        result = await pullOne(cache, p, remote.readers.filter((r) => !down.has(r)), warn, down)
         if (result) {
           status = 'remote'
           await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream, p.code.files)
@@ -191,11 +194,14 @@ function keep(results: StageResults, result: StageResult): void {
  * The stage's entry from the first registry that has one signed by a trusted key; each registry that
  * has none usable is one warning line saying why (a plain absence says nothing), and the stage runs here.
  */
-async function pullOne(cache: StageCache, p: PlannedStage, remote: RemoteCaches, warn: (line: string) => void): Promise<StageResult | undefined> {
-  for (const reader of remote.readers) {
+async function pullOne(cache: StageCache, p: PlannedStage, readers: RemoteStageCache[], warn: (line: string) => void, down: Set<RemoteStageCache>): Promise<StageResult | undefined> {
+  for (const reader of readers) {
     const got = await reader.pull(cache, p.name, p.key)
     if ('result' in got) return got.result
-    if (!('absent' in got)) warn(`stage ${p.name}: not taken from ${reader.client.repo.display}, built here: ${got.reason}`)
+    if ('down' in got && !down.has(reader)) {
+      down.add(reader)
+      warn(`stage ${p.name}: not taken from ${reader.client.repo.display}, built here, and the registry is not asked again in this build: ${got.reason}`)
+    } else if (!('absent' in got) && !('down' in got)) warn(`stage ${p.name}: not taken from ${reader.client.repo.display}, built here: ${got.reason}`)
   }
   return undefined
 }

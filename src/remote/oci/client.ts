@@ -11,7 +11,16 @@ import type {RegistryCredentials} from './credentials.js'
 import type {OciRepository} from './reference.js'
 
 /** A registry that could not be reached, refused us, or answered what the protocol does not allow. */
-export class RegistryError extends StageError {}
+export class RegistryError extends StageError {
+  /** the registry could not be reached or did not answer in time (not: it answered no) */
+  transport = false
+}
+
+function transportError(message: string, opts: {hint: string; cause?: unknown}): RegistryError {
+  const e = new RegistryError(message, opts)
+  e.transport = true
+  return e
+}
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 
@@ -294,7 +303,7 @@ export class OciClient {
         resolve(res)
       })
       req.setTimeout(this.timeoutMs, () => req.destroy(this.timeout(method, url)))
-      req.on('error', (e) => reject(e instanceof RegistryError ? e : new RegistryError(`${this.repo.display}: ${method} ${url.pathname} failed: ${(e as Error).message}`, {cause: e, hint: tlsHint(e, this.opts.caFile)})))
+      req.on('error', (e) => reject(e instanceof RegistryError ? e : transportError(`${this.repo.display}: ${method} ${url.pathname} failed: ${(e as Error).message}`, {cause: e, hint: tlsHint(e, this.opts.caFile)})))
       if (body === undefined) req.end()
       else if (Buffer.isBuffer(body)) req.end(body)
       else createReadStream(body.file).on('error', (e) => req.destroy(e)).pipe(req)
@@ -302,7 +311,7 @@ export class OciClient {
   }
 
   private timeout(method: string, url: URL): RegistryError {
-    return new RegistryError(`${this.repo.display}: ${method} ${url.pathname} had no answer for ${this.timeoutMs / 1000} s`, {hint: 'the registry is slow or unreachable; the next build tries again'})
+    return transportError(`${this.repo.display}: ${method} ${url.pathname} had no answer for ${this.timeoutMs / 1000} s`, {hint: 'the registry is slow or unreachable; the next build tries again'})
   }
 
   /** Throws unless the status is one expected, naming the registry's own error code and message when it gave them. */
