@@ -1,7 +1,8 @@
 import {spawn, type ChildProcess} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
+import {createPrivateKey, randomBytes, sign} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {createServer, type Server} from 'node:https'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -31,8 +32,10 @@ const REGISTRY = '/usr/bin/docker-registry'
 /**
  * Starts `docker-registry serve` with its own storage, a CA and a server certificate for 127.0.0.1
  * made here with openssl, and one bcrypt htpasswd user. Resolves once it answers on /v2/.
+ * auth 'bearer': the registry takes only tokens (distribution's token auth), which a token service
+ * started here issues to that user as ES256 JWTs signed by a key the CA certified (header x5c).
  */
-export async function startRegistry(): Promise<TestRegistry> {
+export async function startRegistry(opts: {auth?: 'basic' | 'bearer'} = {}): Promise<TestRegistry> {
   for (const [tool, pkg] of [[REGISTRY, 'docker-registry'], ['/usr/bin/htpasswd', 'apache2-utils'], ['/usr/bin/openssl', 'openssl']]) {
     if (!existsSync(tool)) throw new Error(`${tool} is missing: apt-get install -y ${pkg} (or cvm-image doctor --install)`)
   }
@@ -58,6 +61,18 @@ export async function startRegistry(): Promise<TestRegistry> {
   await run('htpasswd', ['-B', '-b', '-c', htpasswd, user, password], {what: 'make the test registry\'s htpasswd file'})
 
   const port = await freeLoopbackPort()
+  let tokens: Server | undefined
+  let authConfig = ['auth:', '  htpasswd:', '    realm: cvm-image-test', `    path: ${htpasswd}`]
+  if (opts.auth === 'bearer') {
+    const signKey = join(dir, 'token.key')
+    const signCsr = join(dir, 'token.csr')
+    const signCert = join(dir, 'token.pem')
+    await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', signKey, '-out', signCsr, '-subj', '/CN=cvm-image test token issuer'], {what})
+    await run('openssl', ['x509', '-req', '-in', signCsr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', signCert, '-days', '2'], {what})
+    tokens = await startTokenService({user, password, cert, key, signKey: await readFile(signKey), signCert: await readFile(signCert, 'utf8')})
+    const realm = `https://127.0.0.1:${(tokens.address() as {port: number}).port}/token`
+    authConfig = ['auth:', '  token:', `    realm: ${realm}`, '    service: cvm-image-test', '    issuer: cvm-image-test-issuer', `    rootcertbundle: ${ca}`]
+  }
   const config = join(dir, 'config.yml')
   await writeFile(
     config,
@@ -78,10 +93,7 @@ export async function startRegistry(): Promise<TestRegistry> {
       '  tls:',
       `    certificate: ${cert}`,
       `    key: ${key}`,
-      'auth:',
-      '  htpasswd:',
-      '    realm: cvm-image-test',
-      `    path: ${htpasswd}`,
+      ...authConfig,
       '',
     ].join('\n'),
   )
@@ -118,6 +130,7 @@ export async function startRegistry(): Promise<TestRegistry> {
     async stop() {
       if (stopped) return
       stopped = true
+      tokens?.close()
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r))
         child.kill('SIGTERM')
@@ -126,4 +139,34 @@ export async function startRegistry(): Promise<TestRegistry> {
       await rm(dir, {recursive: true, force: true})
     },
   }
+}
+
+/**
+ * The token service of distribution's token auth: Basic credentials in, a JWT out for the scope asked,
+ * signed ES256 (JOSE's r||s form) with the issuer certificate in the header's x5c.
+ */
+async function startTokenService(o: {user: string; password: string; cert: string; key: string; signKey: Buffer; signCert: string}): Promise<Server> {
+  const key = createPrivateKey(o.signKey)
+  const der = Buffer.from(o.signCert.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64').toString('base64')
+  const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const server = createServer({cert: await readFile(o.cert), key: await readFile(o.key)}, (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://x')
+    const given = Buffer.from(String(req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString('utf8')
+    if (given !== `${o.user}:${o.password}`) {
+      res.writeHead(401, {'content-type': 'application/json'})
+      return res.end('{"details":"bad credentials"}')
+    }
+    const access = url.searchParams.getAll('scope').flatMap((sc) => {
+      const [type, name, actions] = sc.split(':')
+      return type && name && actions ? [{type, name, actions: actions.split(',')}] : []
+    })
+    const now = Math.floor(Date.now() / 1000)
+    const head = b64url({alg: 'ES256', typ: 'JWT', x5c: [der]})
+    const body = b64url({iss: 'cvm-image-test-issuer', sub: o.user, aud: url.searchParams.get('service'), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access})
+    const sig = sign('sha256', Buffer.from(`${head}.${body}`), {key, dsaEncoding: 'ieee-p1363'}).toString('base64url')
+    res.writeHead(200, {'content-type': 'application/json'})
+    res.end(JSON.stringify({token: `${head}.${body}.${sig}`}))
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return server
 }

@@ -183,3 +183,22 @@ describe('registry credentials', () => {
     }
   })
 })
+
+describe('Bearer tokens: docker-registry 2.8 with token auth', () => {
+  let reg: TestRegistry
+  beforeAll(async () => {
+    reg = await startRegistry({auth: 'bearer'})
+  }, 60_000)
+  afterAll(async () => reg?.stop())
+
+  it('takes a token from the realm the challenge names, per scope, and pushes and reads with it', async () => {
+    const c = new OciClient(parseOciReference(`oci://${reg.host}/team/cache`, '--cache-to'), {caFile: reg.caFile, credentials: {user: reg.user, password: reg.password, source: 'test'}})
+    const blob = Buffer.from('bearer blob')
+    await c.pushBlob(digestOf(blob), blob)
+    expect((await c.readBlob(digestOf(blob), 100)).equals(blob)).toBe(true)
+    const wrong = new OciClient(parseOciReference(`oci://${reg.host}/team/cache`, '--cache-to'), {caFile: reg.caFile, credentials: {user: reg.user, password: 'Wr0ngPass', source: 'test'}})
+    const e = await wrong.hasBlob(digestOf(blob)).catch((x: Error) => x)
+    expect(String(e)).toMatch(/refused the credentials of user cvm-ci \(from test\)/)
+    expect(String(e)).not.toContain('Wr0ngPass')
+  }, 60_000)
+})
