@@ -1,20 +1,9 @@
 import {describe, expect, it} from 'vitest'
 
-import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
+import {after, QEMU_BASE} from '../../test/helpers/qemu-spec.js'
+import {buildQemuArgs} from './qemu-args.js'
 
-const base: QemuSpec = {
-  mode: 'emulated',
-  accel: 'tcg',
-  memoryMiB: 2048,
-  cpus: 2,
-  firmware: {code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/w/OVMF_VARS.fd'},
-  disks: [{path: '/img/disk.raw', format: 'raw', serial: 'cvmroot', snapshot: true}],
-  sshPort: 40022,
-  serialLog: '/w/serial.log',
-}
-
-/** value after each occurrence of a flag */
-const after = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []))
+const base = QEMU_BASE
 
 describe('buildQemuArgs', () => {
   it('emulated: q35 under TCG, OVMF code read-only, the disk on NVMe with writes to a snapshot, hostfwd on 127.0.0.1', () => {

@@ -4,10 +4,11 @@ import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
+import {after, QEMU_BASE} from '../../test/helpers/qemu-spec.js'
 import {ensureUnprivilegedUser, runAs} from '../../test/helpers/unprivileged.js'
 import {run} from '../util/exec.js'
 import {freeLoopbackPort} from '../util/net.js'
-import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
+import {buildQemuArgs} from './qemu-args.js'
 import {generateRunKeys, renderSeed, seedNetwork, serveSeed} from './seed.js'
 
 const TEMPLATES = join(import.meta.dirname, '..', '..', 'templates')
@@ -31,17 +32,7 @@ async function viaRelay(relay: string[], path: string): Promise<{status: number;
   return {status: Number(head.split(' ')[1]), body: body.join('\r\n\r\n')}
 }
 
-const qemuBase: QemuSpec = {
-  mode: 'emulated',
-  accel: 'tcg',
-  memoryMiB: 2048,
-  cpus: 2,
-  firmware: {code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/w/OVMF_VARS.fd'},
-  disks: [{path: '/img/disk.raw', format: 'raw', serial: 'cvmroot', snapshot: true}],
-  sshPort: 40022,
-  serialLog: '/w/serial.log',
-}
-const after = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []))
+const qemuBase = QEMU_BASE
 
 describe('serveSeed (issue #29): the guest host key reaches the guest and no other local process', () => {
   it('opens no TCP port: nothing on 127.0.0.1 (or anywhere) answers with the seed', async () => {
