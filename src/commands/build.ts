@@ -63,7 +63,9 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
 
   private summarize(r: BuildResult): void {
     if (r.control) this.log(`\n${r.recipe}: CONTROL build (series off but for its build fixes; not published)`)
-    this.log(`\n${r.recipe}: ${r.stages.filter((s) => s.status === 'ran').length} stage(s) ran, ${r.stages.filter((s) => s.status === 'cached').length} cached`)
+    const count = (status: string) => r.stages.filter((s) => s.status === status).length
+    const remote = count('remote') ? `, ${count('remote')} from the remote cache` : ''
+    this.log(`\n${r.recipe}: ${count('ran')} stage(s) ran, ${count('cached')} cached${remote}`)
     for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
     this.log(`build record: ${r.buildRecord}`)
     const v = r.validation
