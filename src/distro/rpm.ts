@@ -51,11 +51,13 @@ export async function unpackSrpm(file: string, dir: string, io: SourceIO, patter
   await rm(dir, {recursive: true, force: true})
   await mkdir(dir, {recursive: true})
   const cpio = `${dir}.cpio`
+  // a refusal names the file as the user gave it (--kernel-source-file), not the cache's copy read here
+  const shown = io.localFile ?? file
   io.progress(`unpacking ${file}`)
   const r = await run('rpm2cpio', [file], {stdoutFile: cpio, what: `read the payload of ${file}`, logFile: io.logFile, signal: io.signal, reject: false})
   if (r.exitCode !== 0) {
     await rm(cpio, {force: true})
-    throw new InputError(`${file} is not a readable RPM: ${r.stderr.trim().split('\n').slice(-2).join(' | ') || `rpm2cpio exited with ${r.exitCode}`}`, {hint: 'give the kernel\'s .src.rpm'})
+    throw new InputError(`${shown} is not a readable RPM: ${r.stderr.trim().split('\n').slice(-2).join(' | ') || `rpm2cpio exited with ${r.exitCode}`}`, {hint: 'give the kernel\'s .src.rpm'})
   }
   try {
     // --force-local: a name with a colon is a file, not host:file
@@ -63,7 +65,7 @@ export async function unpackSrpm(file: string, dir: string, io: SourceIO, patter
     const names = listed.stdout.split('\n').filter(Boolean).map((n) => n.replace(/^\.\//, ''))
     const nested = names.filter((n) => n.includes('/') || n === '..' || n === '.')
     if (nested.length) {
-      throw new InputError(`${file} is not a source RPM: its payload has paths, not plain file names (${nested.slice(0, 3).join(', ')})`, {hint: 'give the kernel\'s .src.rpm, not a binary RPM'})
+      throw new InputError(`${shown} is not a source RPM: its payload has paths, not plain file names (${nested.slice(0, 3).join(', ')})`, {hint: 'give the kernel\'s .src.rpm, not a binary RPM'})
     }
     await run('cpio', ['-idm', '--quiet', '--no-absolute-filenames', '--no-preserve-owner', '--force-local', '-F', cpio, ...patterns], {
       cwd: dir,
