@@ -1,9 +1,8 @@
-import {createPrivateKey, createPublicKey, sign, verify, type KeyObject} from 'node:crypto'
+import {createPublicKey, verify, type KeyObject} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 
 import {InputError} from '../errors.js'
-import {keyIdOf, pae, type DsseEnvelope} from '../publish/dsse.js'
-import {readPrivateKeyFile} from '../util/private-key.js'
+import {keyIdOf, pae, readEd25519Key, readEnvelope, signEnvelope} from '../publish/dsse.js'
 import type {StageName} from './stage-names.js'
 
 /** DSSE payload type of a remote cache entry's signature: the body names the stage, the key and the manifest digest. */
@@ -24,23 +23,14 @@ export interface CacheSigner {
 }
 
 export function loadCacheSigner(file: string, flag = '--cache-key'): CacheSigner {
-  const pem = readPrivateKeyFile(file, {flag})
-  let key: KeyObject
-  try {
-    // an empty passphrase: Node would otherwise prompt on the terminal for an encrypted key
-    key = createPrivateKey({key: pem, passphrase: ''})
-  } catch (e) {
-    throw new InputError(`${flag} ${file} is not an unencrypted PEM private key (${(e as Error).message})`, {hint: 'make one with: openssl genpkey -algorithm ed25519 -out cache-key.pem', cause: e})
-  }
-  if (key.asymmetricKeyType !== 'ed25519') throw new InputError(`${flag} ${file} is a ${key.asymmetricKeyType} key; cache entries are signed with Ed25519`, {hint: 'openssl genpkey -algorithm ed25519 -out cache-key.pem'})
+  const key = readEd25519Key(file, {flag, whyEd25519: 'cache entries are signed with Ed25519', make: 'openssl genpkey -algorithm ed25519 -out cache-key.pem'})
   const keyid = keyIdOf(key)
   return {
     keyid,
     publicKey: createPublicKey(key),
     envelope(claim) {
       const body = Buffer.from(JSON.stringify({stage: claim.stage, key: claim.key, manifest: claim.manifest}), 'utf8')
-      const env: DsseEnvelope = {payloadType: ENTRY_PAYLOAD_TYPE, payload: body.toString('base64'), signatures: [{keyid, sig: sign(null, pae(ENTRY_PAYLOAD_TYPE, body), key).toString('base64')}]}
-      return Buffer.from(JSON.stringify(env) + '\n')
+      return Buffer.from(JSON.stringify(signEnvelope(ENTRY_PAYLOAD_TYPE, body, key, keyid)) + '\n')
     },
   }
 }
@@ -62,16 +52,10 @@ export function loadTrustedKey(file: string, flag = '--cache-trust'): KeyObject 
  * keyid names a trusted key are tried; an unknown key is a reason, not an error.
  */
 export function verifyEntryEnvelope(data: Buffer, trusted: KeyObject[]): {ok: true; claim: EntryClaim; keyid: string} | {ok: false; reason: string} {
-  let env: DsseEnvelope
-  try {
-    env = JSON.parse(data.toString('utf8')) as DsseEnvelope
-  } catch {
-    return {ok: false, reason: 'its signature is not a DSSE envelope (not JSON)'}
-  }
-  if (typeof env?.payload !== 'string' || !Array.isArray(env.signatures)) return {ok: false, reason: 'its signature is not a DSSE envelope'}
-  if (env.payloadType !== ENTRY_PAYLOAD_TYPE) return {ok: false, reason: `its signature's payloadType is ${JSON.stringify(env.payloadType)}, not ${ENTRY_PAYLOAD_TYPE}`}
+  const read = readEnvelope(data, ENTRY_PAYLOAD_TYPE)
+  if (!read.ok) return {ok: false, reason: `its signature: ${read.reason}`}
   if (trusted.length === 0) return {ok: false, reason: 'no key is trusted (--cache-trust)'}
-  const body = Buffer.from(env.payload, 'base64')
+  const {env, body} = read
   const signed = pae(ENTRY_PAYLOAD_TYPE, body)
   const byId = new Map(trusted.map((k) => [keyIdOf(k), k]))
   for (const s of env.signatures) {
