@@ -70,11 +70,22 @@ const privateKeyFile = (flag: string) => (raw: string): string => {
   readPrivateKeyFile(abs, {flag})
   return abs
 }
-/** A passphrase file: its first line is the passphrase, kept as a key is. A passphrase is never an argument (argv is public in /proc). */
-const passphraseFile = (flag: string) => (raw: string): string => {
-  const abs = readableFile(raw)
-  readPassphraseFile(abs, {flag})
-  return abs
+/**
+ * The row of a private key's passphrase file, --<key>-passphrase-file: its first line is the
+ * passphrase, and the file is kept as a key is. A passphrase is never an argument (argv is public in
+ * /proc). `build` for a key a build's stage reads.
+ */
+type PassphraseRow = {kind: 'string'; path: true; dependsOn: readonly string[]; help: string; parse: (raw: string) => string}
+function passphraseRow<const B extends Reach>(key: string, what: string, build: B): PassphraseRow & {build: B}
+function passphraseRow(key: string, what: string): PassphraseRow
+function passphraseRow(key: string, what: string, build?: Reach): PassphraseRow & {build?: Reach} {
+  const flag = `--${key}-passphrase-file`
+  const parse = (raw: string): string => {
+    const abs = readableFile(raw)
+    readPassphraseFile(abs, {flag})
+    return abs
+  }
+  return {kind: 'string', path: true, dependsOn: [key], help: `a file (mode 600) whose first line is ${what}'s passphrase`, parse, ...(build && {build})}
 }
 
 const SHA256 = /^[0-9a-f]{64}$/i
@@ -175,13 +186,7 @@ export const OPTIONS = {
     parse: privateKeyFile('--identity'),
     build: {field: 'validateIdentity', reaches: 'env'},
   },
-  'identity-passphrase-file': {
-    kind: 'string', path: true,
-    dependsOn: ['identity'],
-    help: "a file (mode 600) whose first line is the --identity key's passphrase [default: an unencrypted key, or the ssh-agent]",
-    parse: passphraseFile('--identity-passphrase-file'),
-    build: {field: 'validateIdentityPassphraseFile', reaches: 'env'},
-  },
+  'identity-passphrase-file': passphraseRow('identity', 'the --identity key', {field: 'validateIdentityPassphraseFile', reaches: 'env'}),
   'signing-key': {
     kind: 'string', path: true,
     dependsOn: ['signing-cert'],
@@ -189,13 +194,7 @@ export const OPTIONS = {
     parse: privateKeyFile('--signing-key'),
     build: {field: 'signingKey', reaches: 'env'},
   },
-  'signing-key-passphrase-file': {
-    kind: 'string', path: true,
-    dependsOn: ['signing-key'],
-    help: 'a file (mode 600) whose first line is the --signing-key passphrase, for an encrypted key',
-    parse: passphraseFile('--signing-key-passphrase-file'),
-    build: {field: 'signingKeyPassphraseFile', reaches: 'env'},
-  },
+  'signing-key-passphrase-file': passphraseRow('signing-key', 'the --signing-key', {field: 'signingKeyPassphraseFile', reaches: 'env'}),
   'signing-cert': {
     kind: 'string', path: true,
     dependsOn: ['signing-key'],
@@ -275,12 +274,7 @@ export const OPTIONS = {
   'no-publish': {kind: 'boolean', help: 'stop after validation', parse: same<boolean>},
   'publish-host-key': {kind: 'string', path: true, help: `the SFTP target's ${SSH_PIN_HELP}`, parse: hostKeyPin},
   'publish-identity': {kind: 'string', path: true, help: 'SSH private key for the SFTP target, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]', parse: privateKeyFile('--publish-identity')},
-  'publish-identity-passphrase-file': {
-    kind: 'string', path: true,
-    dependsOn: ['publish-identity'],
-    help: "a file (mode 600) whose first line is the --publish-identity key's passphrase [default: an unencrypted key, or the ssh-agent]",
-    parse: passphraseFile('--publish-identity-passphrase-file'),
-  },
+  'publish-identity-passphrase-file': passphraseRow('publish-identity', 'the --publish-identity key'),
   'allow-unvalidated': {kind: 'boolean', help: 'publish even if validation failed or did not run (recorded in the manifest)', parse: same<boolean>},
   format: {kind: 'string', multiple: true, choices: IMAGE_FORMATS, help: "publish this format instead of the recipe's (repeatable)", parse: (raw: string[]) => raw as ImageFormat[]},
   'release-key': {
@@ -288,23 +282,13 @@ export const OPTIONS = {
     help: 'an OpenPGP secret key file (gpg --armor --export-secret-keys, mode 600) holding one key: adds SHA256SUMS.gpg',
     parse: privateKeyFile('--release-key'),
   },
-  'release-key-passphrase-file': {
-    kind: 'string', path: true,
-    dependsOn: ['release-key'],
-    help: "a file (mode 600) whose first line is the release key's passphrase",
-    parse: passphraseFile('--release-key-passphrase-file'),
-  },
+  'release-key-passphrase-file': passphraseRow('release-key', 'the release key'),
   'attestation-key': {
     kind: 'string', path: true,
     help: 'an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519, mode 600): signs provenance.intoto.json and validation.intoto.json as DSSE envelopes',
     parse: privateKeyFile('--attestation-key'),
   },
-  'attestation-key-passphrase-file': {
-    kind: 'string', path: true,
-    dependsOn: ['attestation-key'],
-    help: 'a file (mode 600) whose first line is the --attestation-key passphrase, for an encrypted key',
-    parse: passphraseFile('--attestation-key-passphrase-file'),
-  },
+  'attestation-key-passphrase-file': passphraseRow('attestation-key', 'the --attestation-key'),
   'kernel-meta': {kind: 'string', path: true, help: "compile's kernel.json: the release and version the booted kernel must report", parse: readableFile},
   'secure-boot-cert': {
     kind: 'string', path: true,
