@@ -35,6 +35,45 @@ describe('cvm-image CLI (the built binary)', () => {
     for (const id of ['backport-4.18', 'backport-5.4', 'backport-5.8']) expect(byId[id].status).toBe('buildable-here')
   })
 
+  it('recipes --json gives a CI matrix what it needs: buildable, needs, distro, kernel, validation modes and their hosts, digest (docs/ci.md)', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cvm-matrix-'))
+    try {
+      cpSync(join(repoRoot, 'recipes'), join(root, 'recipes'), {recursive: true})
+      cpSync(join(repoRoot, 'kernels'), join(root, 'kernels'), {recursive: true})
+      // a recipe of our own whose kernel is configured for sev but not sev-es, and validates in sev by default
+      writeFileSync(join(root, 'recipes', 'team-sev.yaml'), 'extends: debian-12\nname: Team SEV\nkernel:\n  config:\n    features: [efi-stub, sev, swiotlb, nvme, virtio, vtpm]\nvalidate:\n  modes: [emulated, sev]\n')
+      const r = await cli(['recipes', '--json', '--root', root])
+      expect(r.code).toBe(0)
+      type Row = {id: string; status: string; buildable: boolean; needs: {options: string[]; why: string}[]; distro?: Record<string, string>; kernel?: Record<string, unknown>; validate?: {modes: string[]; hostModes: {mode: string; host: string}[]}; formats?: string[]; digest?: string; problems?: string[]}
+      const rows = JSON.parse(r.stdout) as Row[]
+      const byId = Object.fromEntries(rows.map((x) => [x.id, x]))
+      // the matrix filter: buildable is the status buildable-here of a recipe without problems, whatever else is listed
+      for (const row of rows) expect(row.buildable, row.id).toBe(row.status === 'buildable-here' && !row.problems)
+      expect(byId['cos-97'].buildable).toBe(false)
+
+      const d12 = byId['debian-12']
+      expect(d12.distro).toEqual({family: 'debian', release: '12', kernel: '6.1 (linux-source-6.1)'})
+      expect(d12.kernel).toEqual({line: '6.1', upstreamVersion: '6.1', source: 'debian-package', series: ['6.1/series.yaml', '6.1/marker.yaml'], localversion: '-cvm'})
+      expect(d12.needs).toEqual([])
+      expect(d12.validate).toEqual({modes: ['emulated'], hostModes: [{mode: 'emulated', host: 'runner'}, {mode: 'sev', host: 'amd-sev'}, {mode: 'sev-es', host: 'amd-sev-es'}]})
+      expect(d12.formats).toEqual(['raw', 'qcow2', 'gce'])
+      // the digest is the one recipes show (and a build record) gives
+      const shown = JSON.parse((await cli(['recipes', 'show', 'debian-12', '--json', '--root', root])).stdout) as {digest: string}
+      expect(d12.digest).toBe(shown.digest)
+
+      const own = byId['team-sev']
+      expect(own.buildable).toBe(true)
+      expect(own.validate).toEqual({modes: ['emulated', 'sev'], hostModes: [{mode: 'emulated', host: 'runner'}, {mode: 'sev', host: 'amd-sev'}]})
+      expect(own.digest).not.toBe(d12.digest)
+      // what a job must pass: the archive a proving recipe's tree comes from, a hash for an unpinned base
+      expect(byId['backport-5.4'].needs).toEqual([{options: ['--kernel-source-file'], why: 'the kernel source is the archive old-kernels.tar.zst, which is not downloaded'}])
+      expect(byId['ubuntu-20.04'].needs).toEqual([{options: ['--base-sha256', '--base-file'], why: 'the base image is unpinned'}])
+      expect(byId['ubuntu-20.04'].buildable).toBe(false)
+    } finally {
+      rmSync(root, {recursive: true, force: true})
+    }
+  })
+
   it('a recipe whose kernel source is an archive says where to get it when no --kernel-source-file is given', async () => {
     const cache = mkdtempSync(join(tmpdir(), 'cvm-archive-'))
     const r = await cli(['build', 'backport-5.4', '--until', 'kernel-source', '--cache-dir', cache, '--json'])
