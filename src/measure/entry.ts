@@ -3,7 +3,7 @@
  * every kind of measurement (SEV launch digests here, TPM PCR predictions beside them) gives entries
  * of this shape, so a pipeline reads them all the same way.
  */
-export type MeasurementKind = 'sev-launch' | 'sev-es-launch' | 'tpm-pcr4' | 'tpm-pcr7' | 'tpm-pcr11'
+export type MeasurementKind = 'sev-launch' | 'sev-es-launch' | 'snp-launch' | 'tpm-pcr4' | 'tpm-pcr7' | 'tpm-pcr11'
 
 /** The inputs a measurement can depend on; `params` says what each was. */
 export type MeasurementInput =
@@ -11,6 +11,10 @@ export type MeasurementInput =
   | 'vcpus'
   | 'cpu-signature'
   | 'vmsa-form'
+  /** SEV-SNP: the SEV features every VMSA carries */
+  | 'guest-features'
+  /** SEV-SNP: the VMM that launches the guest (QEMU, EC2, GCE), which decides the vCPUs' start state */
+  | 'vmm'
   | 'kernel'
   | 'initrd'
   | 'cmdline'
@@ -29,7 +33,8 @@ export interface MeasurementEntry {
   kind: MeasurementKind
   /** lower-case hex */
   value: string
-  algorithm: 'sha256'
+  /** sha384 for the SEV-SNP launch digest, sha256 for the rest */
+  algorithm: 'sha256' | 'sha384'
   /** every input that, changed, changes the value; nothing else does */
   dependsOn: MeasurementInput[]
   /** the value of each input this entry was computed for, and what identifies it (a file's path and sha256) */

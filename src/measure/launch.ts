@@ -5,12 +5,18 @@ import {InputError} from '../errors.js'
 import {parseCpuType} from './cpu-types.js'
 import type {MeasurementEntry, MeasurementInput} from './entry.js'
 import {sevEsResetAddress} from './ovmf-footer.js'
+import {snpLaunchDigest, snpSections} from './snp.js'
 import {kernelLoaderHashes, sevHashesTable, type KernelBoot} from './sev-hashes.js'
 import {sevEsLaunchDigest, sevLaunchDigest, type FirmwareImage} from './sev.js'
-import {VMSA_FORM_DESCRIPTIONS, type VmsaForm} from './vmsa.js'
+import {VMSA_FORM_DESCRIPTIONS, type SnpVmm, type VmsaForm} from './vmsa.js'
 
 export const SEV_MODES = ['sev', 'sev-es'] as const
 export type SevMode = (typeof SEV_MODES)[number]
+/** every launch digest `measure --mode` gives: SEV and SEV-ES (SHA-256), SEV-SNP (SHA-384) */
+export const LAUNCH_MODES = [...SEV_MODES, 'snp'] as const
+export type LaunchMode = (typeof LAUNCH_MODES)[number]
+/** SNPActive alone: the SEV features QEMU asks KVM for (sev-snp-guest without feature options) */
+export const DEFAULT_SNP_GUEST_FEATURES = 0x1n
 
 /** QEMU maps at most 8 MiB of flash below 4 GiB (hw/i386/pc_sysfw.c): a larger file is not a firmware QEMU would load. */
 const FIRMWARE_MAX_BYTES = 8 * 1024 * 1024
@@ -18,8 +24,14 @@ const FIRMWARE_MAX_BYTES = 8 * 1024 * 1024
 export interface LaunchMeasureOptions {
   /** OVMF code images, as QEMU gets them (pflash unit 0 or -bios) */
   firmware: string[]
-  modes: readonly SevMode[]
-  /** vCPU counts (SEV-ES) */
+  modes: readonly LaunchMode[]
+  /** the firmware of the SEV-SNP digests (QEMU -bios) [default: firmware] */
+  snpFirmware?: string[]
+  /** SEV-SNP: the SEV features of every VMSA (--guest-features) [default: DEFAULT_SNP_GUEST_FEATURES] */
+  guestFeatures?: readonly bigint[]
+  /** SEV-SNP: the VMMs whose vCPU start state is measured [default: qemu] */
+  vmms?: readonly SnpVmm[]
+  /** vCPU counts (SEV-ES, SEV-SNP) */
   cpus: readonly number[]
   /** --cpu-type values (cpu-types.ts) */
   cpuTypes: readonly string[]
@@ -29,9 +41,10 @@ export interface LaunchMeasureOptions {
 }
 
 /**
- * Every SEV and SEV-ES launch digest of the combinations asked for: per firmware, one SEV digest,
- * and one SEV-ES digest per vCPU count, vCPU type and VMSA form. Bad input (a flag, a firmware
- * that cannot launch in a mode) fails before anything is computed.
+ * Every launch digest of the combinations asked for: per firmware, one SEV digest, and one SEV-ES
+ * digest per vCPU count, vCPU type and VMSA form; per SNP firmware, one SEV-SNP digest per vCPU
+ * count, vCPU type (QEMU's only: EC2 and GCE fix the vCPUs' signature), guest features and VMM.
+ * Bad input (a flag, a firmware that cannot launch in a mode) fails before anything is computed.
  */
 export async function launchMeasurements(opts: LaunchMeasureOptions): Promise<MeasurementEntry[]> {
   const cpuTypes = opts.cpuTypes.map(parseCpuType)
@@ -47,17 +60,30 @@ export async function launchMeasurements(opts: LaunchMeasureOptions): Promise<Me
   const bootInputs: MeasurementInput[] = boot ? ['kernel', 'initrd', 'cmdline'] : []
   const what = boot ? 'a measured direct boot: binds the firmware, kernel, initrd and command line' : 'a disk boot: binds the firmware, not the disk'
 
+  const firmwares = new Map<string, FirmwareImage>()
+  const read = async (path: string) => firmwares.get(path) ?? firmwares.set(path, await readFirmware(path)).get(path)!
+  const fwParams = (firmware: FirmwareImage) => ({firmware: firmware.file, firmwareSha256: createHash('sha256').update(firmware.bytes).digest('hex')})
+  const snpFirmware = opts.modes.includes('snp') ? [...new Set(opts.snpFirmware ?? opts.firmware)] : []
+  const guestFeatures = opts.guestFeatures ?? [DEFAULT_SNP_GUEST_FEATURES]
+  // an SNP firmware that cannot launch is refused before any digest
+  for (const path of snpFirmware) {
+    const firmware = await read(path)
+    snpSections(firmware, table)
+    sevEsResetAddress(firmware.bytes, firmware.file)
+  }
+  for (const gf of guestFeatures) checkGuestFeatures(gf)
+
   const entries: MeasurementEntry[] = []
-  for (const path of [...new Set(opts.firmware)]) {
-    const firmware = await readFirmware(path)
-    const fwParams = {firmware: path, firmwareSha256: createHash('sha256').update(firmware.bytes).digest('hex')}
+  const sevModes = opts.modes.filter((m) => m !== 'snp')
+  for (const path of sevModes.length ? [...new Set(opts.firmware)] : []) {
+    const firmware = await read(path)
     if (opts.modes.includes('sev')) {
       entries.push({
         kind: 'sev-launch',
         value: sevLaunchDigest({firmware, hashesTable: table}).toString('hex'),
         algorithm: 'sha256',
         dependsOn: ['firmware', ...bootInputs],
-        params: {...fwParams, ...bootParams},
+        params: {...fwParams(firmware), ...bootParams},
         description: `SEV launch digest of ${what}; LAUNCH_MEASURE reports it inside an HMAC keyed with the guest owner's TIK`,
       })
     }
@@ -72,7 +98,7 @@ export async function launchMeasurements(opts: LaunchMeasureOptions): Promise<Me
             algorithm: 'sha256',
             dependsOn: ['firmware', ...bootInputs, 'vcpus', 'cpu-signature', 'vmsa-form'],
             params: {
-              ...fwParams,
+              ...fwParams(firmware),
               ...bootParams,
               vcpus,
               cpuType: cpu.name,
@@ -87,7 +113,50 @@ export async function launchMeasurements(opts: LaunchMeasureOptions): Promise<Me
       }
     }
   }
+  for (const path of snpFirmware) {
+    const firmware = await read(path)
+    const apStart = sevEsResetAddress(firmware.bytes, firmware.file)
+    const sections = snpSections(firmware, table).map((x) => `${x.type} 0x${x.gpa.toString(16)}+0x${x.size.toString(16)}`).join(', ')
+    for (const vmm of opts.vmms ?? ['qemu']) {
+      // EC2 and GCE put a fixed signature in every vCPU: one entry, whatever --cpu-type says
+      const cpus = vmm === 'qemu' ? cpuTypes : [undefined]
+      for (const vcpus of opts.cpus) {
+        for (const cpu of cpus) {
+          for (const gf of guestFeatures) {
+            entries.push({
+              kind: 'snp-launch',
+              value: snpLaunchDigest({firmware, hashesTable: table, vcpus, cpuSignature: cpu?.signature ?? 0, guestFeatures: gf, vmm}).toString('hex'),
+              algorithm: 'sha384',
+              dependsOn: ['firmware', ...bootInputs, 'vcpus', ...(cpu ? (['cpu-signature'] as const) : []), 'guest-features', 'vmm'],
+              params: {
+                ...fwParams(firmware),
+                ...bootParams,
+                vcpus,
+                ...(cpu ? {cpuType: cpu.name, cpuSignature: hex32(cpu.signature)} : {cpuSignature: `0x00000600 (fixed by ${vmm})`}),
+                guestFeatures: `0x${gf.toString(16)}`,
+                vmm,
+                apResetAddress: hex32(apStart),
+                sevMetadata: sections,
+              },
+              description: `SEV-SNP launch digest of ${what}, and ${vcpus} vCPU${vcpus === 1 ? '' : 's'}${cpu ? ` ${cpu.name}` : ''} with SEV features 0x${gf.toString(16)} started by ${VMM_NAMES[vmm]}; the MEASUREMENT field of the guest's attestation report`,
+            })
+          }
+        }
+      }
+    }
+  }
   return entries
+}
+
+const VMM_NAMES: Record<SnpVmm, string> = {qemu: 'QEMU + KVM', ec2: 'AWS EC2', gce: 'Google GCE'}
+
+/** SEV_FEATURES of an SNP guest: SNPActive (bit 0) set, within 64 bits. */
+function checkGuestFeatures(gf: bigint): void {
+  if (gf < 0n || gf >= 1n << 64n || (gf & 1n) === 0n) {
+    throw new InputError(`--guest-features 0x${gf.toString(16)}: an SEV-SNP guest's SEV features have SNPActive (bit 0) set and fit in 64 bits`, {
+      hint: `give them in hex, e.g. 0x1 (SNPActive, QEMU's default) or 0x21 (SNPActive and DebugSwap)`,
+    })
+  }
 }
 
 async function readFirmware(path: string): Promise<FirmwareImage> {

@@ -9,3 +9,9 @@ export const OVMF_CODE_SECBOOT = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd'
 /** Debian's variable store with Secure Boot on and its snakeoil certificate (SNAKEOIL_CERT) enrolled: an image that key signs boots (test/secure-boot.test.ts) */
 export const OVMF_VARS_SNAKEOIL = '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd'
 export const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
+/**
+ * Debian's OVMF as one image (code and variables) for QEMU's -bios, the way an SEV-SNP guest takes
+ * its firmware; in Debian 12 it carries the SEV metadata an SNP launch needs, which OVMF_CODE lacks
+ * (docs/measurements.md "SEV-SNP").
+ */
+export const OVMF_SNP_BIOS = '/usr/share/ovmf/OVMF.fd'
