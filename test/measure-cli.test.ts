@@ -13,6 +13,7 @@ import type {MeasurementEntry} from '../src/measure/entry.js'
 import {OVMF_VARS} from '../src/validate/host-probe.js'
 import {cli} from './helpers/cli.js'
 import {DEBIAN_OVMF, oracleFirmware} from './helpers/sev-oracle.js'
+import {BOOKWORM_NO_SNP_METADATA, BOOKWORM_SNP_OVMF, bookwormFirmware} from './helpers/snp-oracle.js'
 import {GUIDS, syntheticOvmf} from './helpers/synthetic-ovmf.js'
 
 interface MeasureJson {
@@ -79,6 +80,36 @@ describe('cvm-image measure (the built binary)', () => {
     const sev = await cli(['measure', disk, '--no-pcr', '--firmware', noEs, '--mode', 'sev', '--json'])
     expect(sev.code, sev.stderr).toBe(0)
     expect((JSON.parse(sev.stdout) as MeasureJson).measurements.map((m) => [m.kind, m.value])).toEqual([['sev-launch', createHash('sha256').update(noEsBytes).digest('hex')]])
+  })
+
+  it('measure --mode snp: the SEV-SNP digests of the -bios firmware (/usr/share/ovmf/OVMF.fd) by default, per vCPU count, type and guest features, equal to the oracle\'s', async (ctx) => {
+    const snp = BOOKWORM_SNP_OVMF[0]
+    bookwormFirmware(snp, (note) => ctx.skip(note))
+    const r = await cli(['measure', disk, '--no-pcr', '--json', '--mode', 'snp', '--cpus', '1,4', '--cpu-type', 'EPYC-Genoa', '--guest-features', '0x1,0x21'])
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout) as MeasureJson
+    const oracle = Object.fromEntries(snp.snp.filter(([vmm, cpu]) => vmm === 'qemu' && cpu === 'EPYC-Genoa').map(([, , vcpus, gf, digest]) => [`${vcpus} ${gf}`, digest]))
+    expect(out.measurements.map((m) => [m.kind, m.algorithm, `${m.params.vcpus} ${m.params.guestFeatures}`, m.value])).toEqual([
+      ['snp-launch', 'sha384', '1 0x1', oracle['1 0x1']],
+      ['snp-launch', 'sha384', '1 0x21', oracle['1 0x21']],
+      ['snp-launch', 'sha384', '4 0x1', oracle['4 0x1']],
+      ['snp-launch', 'sha384', '4 0x21', oracle['4 0x21']],
+    ])
+    for (const m of out.measurements) expect(m.params).toMatchObject({firmware: snp.path, firmwareSha256: snp.sha256, vmm: 'qemu', cpuType: 'EPYC-Genoa'})
+    expect(out.notes.join('\n')).toMatch(/MEASUREMENT field of the guest's attestation report/)
+  })
+
+  it('measure --mode snp with Debian 12\'s OVMF_CODE_4M.fd, which has no SEV metadata: exit 2 naming the file and the firmware to give instead; a bad --guest-features is refused', async (ctx) => {
+    const fw4m = BOOKWORM_NO_SNP_METADATA[0]
+    bookwormFirmware(fw4m, (note) => ctx.skip(note))
+    const r = await cli(['measure', disk, '--no-pcr', '--json', '--mode', 'snp', '--firmware', fw4m.path])
+    expect(r.code).toBe(2)
+    const {error} = JSON.parse(r.stdout) as ErrorJson
+    expect(error.message).toBe(`${fw4m.path}: the firmware has no SEV metadata (footer GUID dc886566-984a-4798-a75e-5585a7bf67cc), so QEMU refuses to start it under SEV-SNP ("Failed to locate SEV metadata header")`)
+    expect(error.hint).toMatch(/--firmware: Debian 12's \/usr\/share\/ovmf\/OVMF\.fd/)
+    const gf = await cli(['measure', disk, '--no-pcr', '--json', '--mode', 'snp', '--guest-features', '0x20'])
+    expect(gf.code).toBe(2)
+    expect((JSON.parse(gf.stdout) as ErrorJson).error.message).toMatch(/^--guest-features 0x20: an SEV-SNP guest's SEV features have SNPActive \(bit 0\) set/)
   })
 
   it('bad targets and flags: exit 2 with what, where and what to do', async () => {

@@ -9,12 +9,13 @@ import {HostError, InputError} from '../errors.js'
 import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {measureImage} from '../measure/image.js'
-import {SEV_MODES, type SevMode} from '../measure/launch.js'
-import {VMSA_FORMS, type VmsaForm} from '../measure/vmsa.js'
+import {DEFAULT_SNP_GUEST_FEATURES, LAUNCH_MODES, SEV_MODES, type LaunchMode} from '../measure/launch.js'
+import {SNP_VMMS, VMSA_FORMS, type SnpVmm, type VmsaForm} from '../measure/vmsa.js'
 import {readBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
 import {validatedSecureBootVars} from '../publish/index.js'
 import {VALIDATE_DEFAULTS} from '../recipe/schema.js'
 import {OVMF_CODE, OVMF_VARS_SNAKEOIL} from '../validate/host-probe.js'
+import {OVMF_SNP_BIOS} from '../validate/ovmf-files.js'
 
 /** What was measured for: a disk image given by path, or the disk of a recipe's last build. */
 export type MeasureSubject =
@@ -32,12 +33,14 @@ const MEASURE_OPTIONS = optionSet(['cache-dir', 'secure-boot-vars'], {
 })
 
 export default class Measure extends BaseCommand {
-  static summary = 'Print the expected measurements of an image: TPM PCR 4 and 11, SEV and SEV-ES launch digests.'
+  static summary = 'Print the expected measurements of an image: TPM PCR 4, 7 and 11, SEV and SEV-ES launch digests (and SEV-SNP with --mode snp).'
   static description = `For the disk's UKI, the TPM PCR 11 (systemd-stub's measurements of its sections: the UKI alone decides it)
 and PCR 4 (the firmware's boot application chain, assuming edk2's standard events and the disk as the first boot
 option) and PCR 7 (the Secure Boot policy: the firmware variable store's keys, and under Secure Boot the db entry that
 verifies the UKI), SHA-256 bank, with Secure Boot off, and on as well for a signed UKI (docs/pcr-measurements.md). For each firmware, one SEV launch digest, and one SEV-ES launch digest per vCPU count, vCPU type and
-VMSA form (the KVM interface that starts the guest, which decides part of the vCPUs' initial state). A disk
+VMSA form (the KVM interface that starts the guest, which decides part of the vCPUs' initial state). With --mode snp,
+one SEV-SNP launch digest (SHA-384, the attestation report's MEASUREMENT) per vCPU count, vCPU type, guest features
+and VMM, for a firmware carrying OVMF's SEV metadata (default ${OVMF_SNP_BIOS}, the image QEMU takes as -bios). A disk
 boot's digest binds the firmware and, under SEV-ES, the vCPUs' start state, not the disk. With --kernel, the
 digests of a measured direct boot (OvmfPkg/AmdSev firmware, QEMU -kernel with kernel-hashes=on), which bind the
 kernel, initrd and command line too. The algorithm and what each digest depends on: docs/measurements.md.`
@@ -46,15 +49,18 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     '<%= config.bin %> measure out/debian-12/1735689600-3f2a9c1b7d4e/disk.raw --cpus 1,2,4 --cpu-type EPYC-v4,EPYC-Milan --json',
     '<%= config.bin %> measure disk.raw --mode sev-es --vmsa-form legacy --cpu-type 25/1/1',
     '<%= config.bin %> measure disk.raw --firmware OVMF.amdsev.fd --kernel vmlinuz --initrd initrd.img --append "console=ttyS0"',
+    '<%= config.bin %> measure disk.raw --no-pcr --mode snp --cpus 1,4 --cpu-type EPYC-Milan,EPYC-Genoa --guest-features 0x1,0x21',
   ]
   static args = {
     target: Args.string({description: 'a disk image (raw), or a recipe id (its last build in the cache) or build record (.json)', required: true}),
   }
   static flags = {
-    firmware: Flags.string({description: `the OVMF code image QEMU loads as pflash unit 0 (repeatable) [default: ${OVMF_CODE}, the one validation uses]`, multiple: true}),
-    mode: Flags.string({description: 'which launch digests (comma-separated or repeated)', options: [...SEV_MODES], multiple: true, delimiter: ',', default: [...SEV_MODES]}),
-    cpus: Flags.string({description: "vCPU counts for SEV-ES, e.g. 1,2,4 [default: the recipe's validate.cpus; for a disk, the schema's default]", multiple: true, delimiter: ','}),
-    'cpu-type': Flags.string({description: 'vCPU types for SEV-ES: a QEMU model (EPYC-v4, EPYC-Milan, ...), family/model/stepping (for -cpu host: the host\'s), or a CPUID 1 EAX signature in hex', multiple: true, delimiter: ',', default: [DEFAULT_CPU_TYPE]}),
+    firmware: Flags.string({description: `the OVMF image QEMU loads: pflash unit 0 for SEV and SEV-ES, -bios for SEV-SNP (repeatable) [default: ${OVMF_CODE}, the one validation uses; for snp ${OVMF_SNP_BIOS}]`, multiple: true}),
+    mode: Flags.string({description: 'which launch digests (comma-separated or repeated): sev, sev-es, snp (SEV-SNP)', options: [...LAUNCH_MODES], multiple: true, delimiter: ',', default: [...SEV_MODES]}),
+    cpus: Flags.string({description: "vCPU counts for SEV-ES and SEV-SNP, e.g. 1,2,4 [default: the recipe's validate.cpus; for a disk, the schema's default]", multiple: true, delimiter: ','}),
+    'guest-features': Flags.string({description: `SEV-SNP: the SEV features every vCPU starts with, in hex (bit 0 SNPActive, bit 5 DebugSwap, ...) [default: 0x${DEFAULT_SNP_GUEST_FEATURES.toString(16)}, what QEMU asks for]`, multiple: true, delimiter: ','}),
+    'vmm-type': Flags.string({description: "SEV-SNP: the VMM that launches the guest, which decides the vCPUs' start state: qemu (QEMU + KVM), ec2 (AWS), gce (Google) [default: qemu]", options: [...SNP_VMMS], multiple: true, delimiter: ','}),
+    'cpu-type': Flags.string({description: 'vCPU types for SEV-ES and SEV-SNP: a QEMU model (EPYC-v4, EPYC-Milan, ...), family/model/stepping (for -cpu host: the host\'s), or a CPUID 1 EAX signature in hex', multiple: true, delimiter: ',', default: [DEFAULT_CPU_TYPE]}),
     'vmsa-form': Flags.string({description: 'the KVM interface that makes the SEV-ES VMSAs: legacy (KVM_SEV_ES_INIT), legacy-debug-swap (Linux 6.5-6.7 DebugSwap), init2 (KVM_SEV_INIT2) [default: all]', options: [...VMSA_FORMS], multiple: true, delimiter: ','}),
     kernel: Flags.file({description: 'measured direct boot: the file QEMU gets as -kernel (with sev-guest kernel-hashes=on; needs an OvmfPkg/AmdSev firmware)'}),
     initrd: Flags.file({description: 'measured direct boot: the file QEMU gets as -initrd', dependsOn: ['kernel']}),
@@ -68,14 +74,20 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
     const o = MEASURE_OPTIONS.parse(flags)
     const {subject, cpus: recipeCpus, record} = await resolveTarget(args.target, resolveCacheDir(o['cache-dir']))
     const cpus = flags.cpus ? flags.cpus.map(parseCount) : [recipeCpus]
-    const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : [await defaultFirmware()]
+    const modes = flags.mode as LaunchMode[]
+    const sevAsked = modes.some((m) => m !== 'snp')
+    const firmware = flags.firmware ? flags.firmware.map((f) => resolve(f)) : sevAsked ? [await defaultFirmware(OVMF_CODE, 'the one validation boots')] : []
+    const snpFirmware = flags.firmware ? firmware : modes.includes('snp') ? [await defaultFirmware(OVMF_SNP_BIOS, 'the -bios image of an SEV-SNP guest')] : []
     const disk = subject.kind === 'disk' ? subject.path : subject.disk
     const {measurements, notes} = await measureImage({
       disk: flags.pcr ? disk : undefined,
       // a build's PCR 7 with Secure Boot on is the one its validation booted (the store it enrolled), as its release says
       secureBootVars: o['secure-boot-vars'] ?? (record && (await validatedSecureBootVars(record))),
       firmware,
-      modes: flags.mode as SevMode[],
+      modes,
+      snpFirmware,
+      guestFeatures: (flags['guest-features'] ?? [`0x${DEFAULT_SNP_GUEST_FEATURES.toString(16)}`]).map(parseGuestFeatures),
+      vmms: (flags['vmm-type'] ?? ['qemu']) as SnpVmm[],
       cpus,
       cpuTypes: flags['cpu-type'],
       vmsaForms: (flags['vmsa-form'] ?? [...VMSA_FORMS]) as VmsaForm[],
@@ -102,6 +114,10 @@ kernel, initrd and command line too. The algorithm and what each digest depends 
         continue
       }
       const boot = p.kernel ? `, kernel ${p.kernel}, initrd ${p.initrd}, cmdline "${p.cmdline}"` : ''
+      if (m.kind === 'snp-launch') {
+        this.log(`${m.kind.padEnd(14)} ${m.value}  ${p.firmware}${boot}, ${p.vcpus} vCPU(s) ${p.cpuType ?? ''}${p.cpuType ? ' ' : ''}(${p.cpuSignature}), guest features ${p.guestFeatures}, VMM ${p.vmm}`)
+        continue
+      }
       this.log(`${m.kind.padEnd(14)} ${m.value}  ${p.firmware}${boot}${es}`)
     }
     const forms = [...new Set(r.measurements.map((m) => m.params.vmsaForm).filter((f): f is string => typeof f === 'string'))]
@@ -139,10 +155,17 @@ function parseCount(s: string): number {
   return Number(s)
 }
 
-/** The firmware validation boots: a host without it lacks the ovmf package. */
-async function defaultFirmware(): Promise<string> {
-  if (await stat(OVMF_CODE).then((s) => s.isFile(), () => false)) return OVMF_CODE
-  throw new HostError(`no OVMF firmware at ${OVMF_CODE}, the one validation boots`, {
+function parseGuestFeatures(s: string): bigint {
+  if (!/^(0x)?[0-9a-f]{1,16}$/i.test(s.trim())) {
+    throw new InputError(`--guest-features ${s}: not a 64-bit value in hex`, {hint: 'give the SEV features in hex, e.g. 0x1 (SNPActive) or 0x21 (SNPActive and DebugSwap)'})
+  }
+  return BigInt(s.trim().toLowerCase().startsWith('0x') ? s.trim() : `0x${s.trim()}`)
+}
+
+/** A default firmware of Debian's ovmf: a host without it lacks the package. */
+async function defaultFirmware(path: string, what: string): Promise<string> {
+  if (await stat(path).then((s) => s.isFile(), () => false)) return path
+  throw new HostError(`no OVMF firmware at ${path}, ${what}`, {
     hint: 'install it (apt-get install ovmf, or cvm-image doctor --install as root), or give a firmware with --firmware',
   })
 }
