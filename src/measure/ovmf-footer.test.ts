@@ -2,9 +2,9 @@ import {createHash} from 'node:crypto'
 
 import {describe, expect, it} from 'vitest'
 
-import {AMDSEV_LIKE_ENTRIES, GUIDS, u32, syntheticOvmf} from '../../test/helpers/synthetic-ovmf.js'
+import {AMDSEV_LIKE_ENTRIES, GUIDS, SNP_AMDSEV_LIKE, u32, syntheticOvmf, type SevMetadata} from '../../test/helpers/synthetic-ovmf.js'
 import {InputError} from '../errors.js'
-import {parseOvmfFooterTable, sevEsResetAddress, sevHashesTableArea} from './ovmf-footer.js'
+import {parseOvmfFooterTable, sevEsResetAddress, sevHashesTableArea, sevMetadataSections} from './ovmf-footer.js'
 import {sevEsLaunchDigest, sevLaunchDigest} from './sev.js'
 
 /** The footer table reader on images made byte by byte (test/helpers/synthetic-ovmf.ts). */
@@ -94,5 +94,35 @@ describe('the kernel hashes area (measured direct boot)', () => {
     const small = syntheticOvmf({entries: [{guid: GUIDS.sevHashTable, data: Buffer.concat([u32(0x810c00), u32(175)])}]})
     const e = refusal(() => sevLaunchDigest({firmware: {file: 'small.fd', bytes: small}, hashesTable: Buffer.alloc(176)}))
     expect(e.message).toBe('small.fd: the firmware\'s SEV hashes table area is 175 bytes, smaller than the 176-byte table QEMU writes there, so QEMU refuses the launch')
+  })
+})
+
+describe('reading the SEV metadata (SEV-SNP)', () => {
+  const withMetadata = (m: Partial<SevMetadata>) => syntheticOvmf({...SNP_AMDSEV_LIKE, sevMetadata: {...SNP_AMDSEV_LIKE.sevMetadata, ...m}})
+
+  it('lists every section in the image\'s order, with its base, size and type', () => {
+    expect(sevMetadataSections(withMetadata({}), 'fw.fd')).toEqual([
+      {gpa: 0x800000, size: 0x9000, type: 'snp-sec-mem'},
+      {gpa: 0x80a000, size: 0x3000, type: 'snp-sec-mem'},
+      {gpa: 0x80d000, size: 0x1000, type: 'snp-secrets'},
+      {gpa: 0x80e000, size: 0x1000, type: 'cpuid'},
+      {gpa: 0x80f000, size: 0x1000, type: 'snp-kernel-hashes'},
+      {gpa: 0x810000, size: 0x1000, type: 'svsm-caa'},
+      {gpa: 0x811000, size: 0xf000, type: 'snp-sec-mem'},
+    ])
+  })
+
+  it('refuses, naming the file and what is wrong: no metadata, a wrong signature or version, an unknown type, a section not in whole pages, a secrets page of two pages, an offset outside the image', () => {
+    const none = refusal(() => sevMetadataSections(syntheticOvmf({entries: AMDSEV_LIKE_ENTRIES}), 'fw.fd'))
+    expect(none.message).toMatch(/^fw\.fd: the firmware has no SEV metadata \(footer GUID dc886566-984a-4798-a75e-5585a7bf67cc\)/)
+    expect(none.details[0]).toBe(`its footer table holds: ${GUIDS.sevEsResetBlock}, ${GUIDS.sevSecret}, ${GUIDS.sevHashTable}`)
+    const damaged = (m: Partial<SevMetadata>) => refusal(() => sevMetadataSections(withMetadata(m), 'fw.fd')).message
+    expect(damaged({signature: 'XSEV'})).toMatch(/^fw\.fd: a damaged OVMF footer table: the SEV metadata at offset 63488 starts with "XSEV", not the signature "ASEV"/)
+    expect(damaged({version: 2})).toMatch(/is version 2; only version 1 is known/)
+    expect(damaged({sections: [[0x800000, 0x1000, 7]]})).toMatch(/SEV metadata section 0 \(base 0x800000, 4096 bytes\) has type 7, which no VMM knows/)
+    expect(damaged({sections: [[0x800800, 0x1000, 1]]})).toMatch(/is not whole pages/)
+    expect(damaged({sections: [[0x80d000, 0x2000, 2]]})).toMatch(/the snp-secrets page, is not one page/)
+    const outside = syntheticOvmf({entries: [{guid: GUIDS.sevMetadata, data: u32(0x20000)}, ...SNP_AMDSEV_LIKE.entries]})
+    expect(refusal(() => sevMetadataSections(outside, 'fw.fd')).message).toMatch(/its SEV metadata entry points 131072 bytes before the end of the 65536-byte image/)
   })
 })
