@@ -115,9 +115,50 @@ export async function checkTree(
     if (!before) features.push(base)
     else if (before.holds) features.push({...base, status: 'supported', reason: `the tree has it: ${before.evidence}`})
     else if (after?.holds) features.push({...base, status: 'supported', reason: `added by the recipe's series: ${after.evidence}`})
-    else features.push({...base, status: 'needs-backport', reason: `the tree lacks it: ${before.evidence}${opts.patched ? ' (and the series does not add it)' : ''}${f.carried ? `; ${f.carried}` : ''}`})
+    else features.push({...base, status: 'needs-backport', reason: `${lacks(f, before.evidence)}${opts.patched ? ' (and the series does not add it)' : ''}${f.carried ? `; ${f.carried}` : ''}`})
   }
   return {subject: opts.subject ?? tree, kind: opts.patched ? 'recipe' : 'tree', version: formatVersion(version), configChecked: false, features, fixes, tree}
+}
+
+/** Why a tree lacks a feature, and what would bring it: a kernel from its mainline release on, or a backport. */
+function lacks(f: Feature, evidence: string): string {
+  return `the tree lacks it: ${evidence}; needs mainline ${f.mainline}${f.stable.length ? ` (or stable ${f.stable.join(', ')})` : ''} or later, or a backport`
+}
+
+/**
+ * What a built kernel supports: each feature read from its (patched) tree as checkTree reads it, then
+ * from its final .config as checkKernel reads one. A feature the tree shows is judged by its options
+ * alone (a distro tree may carry it at an older version); one without probes by the tree's version
+ * and its options. The build records this (configure's result, compile's kernel.json) and publish
+ * reads the cloud flags from it (docs/design.md "Cloud flags").
+ */
+export async function checkBuilt(kernelsDir: string, tree: string, configText: string, featureNames: readonly string[]): Promise<KernelCheckResult> {
+  const version = await treeVersion(tree)
+  const config = parseDotConfig(configText)
+  const allFixes = await loadFixes(kernelsDir)
+  const features: FeatureVerdict[] = []
+  for (const f of await loadFeatures(kernelsDir, featureNames)) {
+    const here = await featureInTree(tree, f, allFixes)
+    if (!here) {
+      features.push(judge(f, version, config))
+      continue
+    }
+    const base = {feature: f.name, title: f.title, mainline: f.mainline, stable: f.stable}
+    if (!here.holds) {
+      features.push({...base, missing: [], status: 'needs-backport', reason: lacks(f, here.evidence)})
+      continue
+    }
+    const missing = unmet(f, config)
+    if (missing.length) features.push({...base, missing, status: 'needs-config', reason: `the tree has it; the .config sets ${missing.map((m) => `${m.option}=${m.have} (needs ${m.want.join(' or ')})`).join(', ')}`})
+    else features.push({...base, missing, status: 'supported', reason: `the tree has it (${here.evidence}) and the .config sets ${Object.keys(f.requires).join(', ')}`})
+  }
+  return {subject: tree, kind: 'tree', version: formatVersion(version), configChecked: true, features, tree}
+}
+
+function unmet(f: Feature, config: DotConfig): FeatureVerdict['missing'] {
+  return Object.entries(f.requires)
+    .map(([option, want]) => ({option, want, have: valueOf(config, option)}))
+    .filter((m) => !m.want.includes(m.have))
 }
 
 /** A feature read from a tree: its probes, or its fixes; undefined when it has neither (judge it by version). */
@@ -153,9 +194,7 @@ export function judge(f: Feature, version: KernelVersion, config: DotConfig | un
   }
   const since = atLeast(version, f.mainline) ? `mainline ${f.mainline}` : `stable ${f.stable.find((s) => s.startsWith(`${version.major}.${version.minor}.`)) ?? f.stable.join(', ')}`
   if (!config) return {...base, status: 'supported', reason: `in ${since} (options not checked: give a .config)`}
-  const missing = Object.entries(f.requires)
-    .map(([option, want]) => ({option, want, have: valueOf(config, option)}))
-    .filter((m) => !m.want.includes(m.have))
+  const missing = unmet(f, config)
   if (missing.length) {
     return {...base, missing, status: 'needs-config', reason: missing.map((m) => `${m.option}=${m.have} (needs ${m.want.join(' or ')})`).join(', ')}
   }
