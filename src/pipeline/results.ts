@@ -1,5 +1,6 @@
 import type {SigningCertificate} from '../disk/secure-boot.js'
 import {BugError} from '../errors.js'
+import type {GuestSupport} from '../kernel/guest-support.js'
 import type {PatchRecord} from '../kernel/series-apply.js'
 import type {FetchedSource} from '../kernel/source-io.js'
 import type {ValidationMode} from '../recipe/schema.js'
@@ -46,6 +47,8 @@ export interface ConfigureResult {
   digest: string
   /** the options proven present */
   verified: string[]
+  /** `kernel check` of the patched tree with this .config, for RECORDED_FEATURES (absent in a result of older code) */
+  support?: GuestSupport
 }
 
 /** compile: out/vmlinuz, System.map, config, modules/, and this as kernel.json */
@@ -59,6 +62,8 @@ export interface CompileResult {
   patches: PatchRecord[]
   configDigest: string
   vmlinuzSha256: string
+  /** configure's kernel check of the tree and .config this kernel was built from (absent in a result of older code) */
+  support?: GuestSupport
 }
 
 /** assemble: out/disk.raw, uki.efi, cmdline.txt */
@@ -92,6 +97,8 @@ export interface ValidateResult {
   when?: string
   /** where QEMU ran; absent when validation was skipped */
   hostKind?: 'local' | 'remote'
+  /** which host ran which boot (with a pool of hosts, each boot's own: docs/host-pool.md) */
+  boots?: {boot: string; host: string}[]
   bootToSshMs?: number | null
   totalMs?: number
   /**

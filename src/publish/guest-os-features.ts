@@ -1,3 +1,4 @@
+import {canBeSnpGuest, canBeTdxGuest, canLiveMigrateSev, type GuestSupport} from '../kernel/guest-support.js'
 import {isBuiltIn, isEnabled, type KernelConfig} from './kernel-config.js'
 import type {ValidationSummary} from './validation-gate.js'
 
@@ -12,27 +13,27 @@ export interface FeatureEvidence {
   config?: KernelConfig
   /** recipe.kernel.config.features */
   recipeFeatures: readonly string[]
-  /** the kernel version, e.g. 6.1.192 */
-  kernelVersion?: string
+  /** what `kernel check` said of the built kernel (configure's record); undefined: SNP, TDX and live migration are not claimed */
+  support?: GuestSupport
+  /** the compile stage's output as built: gve.ko among its modules, gve.ko in modules.builtin, or neither */
+  gve?: 'module' | 'builtin' | 'absent'
   validation: ValidationSummary
 }
 
-function atLeast(version: string | undefined, major: number, minor: number): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(version ?? '')
-  return !!m && (Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor))
-}
-
 /**
- * The guestOsFeatures the image can honestly carry. The rule (README "Publishing"):
+ * The guestOsFeatures the image can honestly carry. The rule (README "Publishing", docs/design.md "Cloud flags"):
  * - UEFI_COMPATIBLE: always; every cvm-image disk is GPT with a UKI at the removable-media path.
  * - SEV_CAPABLE: the kernel has CONFIG_AMD_MEM_ENCRYPT=y AND either a sev/sev-es validation passed
  *   or the recipe asks for the sev (or sev-es) feature. Emulated validation cannot prove SEV, so
  *   without an SEV host the recipe's request plus the built-in option is the evidence, and the
  *   manifest's validation section shows which modes really ran.
- * - SEV_SNP_CAPABLE: AMD_MEM_ENCRYPT=y, SEV_GUEST y/m, kernel 5.19+, and the recipe asks for sev-snp.
- * - TDX_CAPABLE: INTEL_TDX_GUEST=y and the recipe asks for tdx.
- * - GVNIC, VIRTIO_SCSI_MULTIQUEUE, IDPF: their drivers (GVE, SCSI_VIRTIO, IDPF) are in the config (y or m).
- * - SEV_LIVE_MIGRATABLE_V2: never claimed; nothing here can test migration.
+ * - SEV_SNP_CAPABLE: the recorded kernel check says the built kernel can be an SNP guest (canBeSnpGuest:
+ *   sev-snp and sev-guest supported, kernel 6.1+).
+ * - TDX_CAPABLE: the recorded kernel check says tdx is supported (canBeTdxGuest).
+ * - SEV_LIVE_MIGRATABLE_V2: SEV_CAPABLE, and the recorded check says sev-live-migration is supported on
+ *   a kernel GCE takes for it (canLiveMigrateSev: 6.6+ or the 6.1 LTS line).
+ * - GVNIC: the GVE driver was built (gve.ko among the compile stage's modules, or built in) and the .config has it.
+ * - VIRTIO_SCSI_MULTIQUEUE, IDPF: their drivers (SCSI_VIRTIO, IDPF) are in the config (y or m).
  */
 export function guestOsFeatures(e: FeatureEvidence): GuestOsFeature[] {
   const out: GuestOsFeature[] = [{type: 'UEFI_COMPATIBLE', reason: 'GPT disk booting a UKI from \\EFI\\BOOT\\BOOTX64.EFI'}]
@@ -41,17 +42,21 @@ export function guestOsFeatures(e: FeatureEvidence): GuestOsFeature[] {
   const asks = (f: string) => e.recipeFeatures.includes(f)
   const passedModes = e.validation.status === 'passed' ? new Set(e.validation.checks.filter((x) => x.verdict === 'pass').map((x) => x.mode)) : new Set<string>()
 
+  let sev = false
   if (isBuiltIn(c, 'CONFIG_AMD_MEM_ENCRYPT')) {
     const validatedUnder = ['sev-es', 'sev'].find((m) => passedModes.has(m))
     if (validatedUnder) out.push({type: 'SEV_CAPABLE', reason: `CONFIG_AMD_MEM_ENCRYPT=y and validation passed under ${validatedUnder}`})
     else if (asks('sev') || asks('sev-es')) out.push({type: 'SEV_CAPABLE', reason: `CONFIG_AMD_MEM_ENCRYPT=y and the recipe asks for feature ${asks('sev') ? 'sev' : 'sev-es'} (not validated on an SEV host)`})
-    if (isEnabled(c, 'CONFIG_SEV_GUEST') && atLeast(e.kernelVersion, 5, 19) && asks('sev-snp')) {
-      out.push({type: 'SEV_SNP_CAPABLE', reason: `CONFIG_SEV_GUEST=${c.get('CONFIG_SEV_GUEST')} on kernel ${e.kernelVersion} and the recipe asks for sev-snp`})
-    }
+    sev = out.some((f) => f.type === 'SEV_CAPABLE')
   }
-  if (isBuiltIn(c, 'CONFIG_INTEL_TDX_GUEST') && asks('tdx')) out.push({type: 'TDX_CAPABLE', reason: 'CONFIG_INTEL_TDX_GUEST=y and the recipe asks for tdx'})
+  const snp = canBeSnpGuest(e.support)
+  if (snp.ok) out.push({type: 'SEV_SNP_CAPABLE', reason: `kernel check: ${snp.reason}`})
+  const migrate = canLiveMigrateSev(e.support)
+  if (sev && migrate.ok) out.push({type: 'SEV_LIVE_MIGRATABLE_V2', reason: `kernel check: ${migrate.reason}`})
+  const tdx = canBeTdxGuest(e.support)
+  if (tdx.ok) out.push({type: 'TDX_CAPABLE', reason: `kernel check: ${tdx.reason}`})
+  if (isEnabled(c, 'CONFIG_GVE') && e.gve && e.gve !== 'absent') out.push({type: 'GVNIC', reason: `CONFIG_GVE=${c.get('CONFIG_GVE')}, ${e.gve === 'module' ? 'gve.ko built' : 'built in'}`})
   const drivers: [GuestOsFeature['type'], string][] = [
-    ['GVNIC', 'CONFIG_GVE'],
     ['VIRTIO_SCSI_MULTIQUEUE', 'CONFIG_SCSI_VIRTIO'],
     ['IDPF', 'CONFIG_IDPF'],
   ]

@@ -15,7 +15,7 @@ import {sha256, sha256File} from '../util/fsx.js'
 import {OVMF_CODE} from '../validate/host-probe.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 import {guestOsFeatures} from './guest-os-features.js'
-import {readBuiltKernelConfig} from './kernel-config.js'
+import {builtGve, readBuiltKernelConfig, recordedGuestSupport} from './kernel-config.js'
 import {buildManifest, proveMeasurements, UNSIGNED, type Manifest, type ReleaseMeasurements, type ReleaseSigning} from './manifest.js'
 import {IN_TOTO_PAYLOAD_TYPE, loadAttestationSigner} from './dsse.js'
 import {CHECKSUMS_SIGNATURE_NAME, gpgvVerify, inspectReleaseKey, signDetached, type ReleaseKeyOptions} from './sign.js'
@@ -144,7 +144,8 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
   const features = guestOsFeatures({
     config: kernelConfig?.config,
     recipeFeatures: record.recipe.kernel?.config.features ?? [],
-    kernelVersion: record.stages.compile?.meta.version ?? record.stages['kernel-source']?.meta.version,
+    support: recordedGuestSupport(record),
+    gve: await builtGve(record),
     validation,
   })
   log('computing the expected measurements (TPM PCRs of the UKI, SEV launch digests)')

@@ -1,11 +1,19 @@
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+
 import {describe, expect, it} from 'vitest'
+
+import {checkBuilt} from '../kernel/check.js'
+import {canBeSnpGuest, RECORDED_FEATURES, toGuestSupport, type GuestSupport} from '../kernel/guest-support.js'
 
 import type {BuildRecord} from '../pipeline/build-record.js'
 import {guestOsFeatures} from './guest-os-features.js'
-import {parseKernelConfig} from './kernel-config.js'
+import {kernelCanBeSnpGuest, parseKernelConfig} from './kernel-config.js'
 import {describeTarget, parseTarget} from './target.js'
 import {gateOnValidation, type ValidationSummary} from './validation-gate.js'
 import {releaseVersion} from './version.js'
+import {repoRoot} from '../../test/helpers/paths.js'
 
 const passedEmulated: ValidationSummary = {status: 'passed', allowedUnvalidated: false, modes: ['emulated'], checks: [{mode: 'emulated', name: 'boot', verdict: 'pass'}]}
 const types = (...a: Parameters<typeof guestOsFeatures>) => guestOsFeatures(...a).map((f) => f.type)
@@ -31,22 +39,87 @@ describe('guestOsFeatures', () => {
     expect(types({config: parseKernelConfig('# CONFIG_AMD_MEM_ENCRYPT is not set\n'), recipeFeatures: ['sev'], validation: passedEmulated})).toEqual(['UEFI_COMPATIBLE'])
   })
 
-  it('claims SEV_SNP_CAPABLE only on 5.19+ with SEV_GUEST and the sev-snp feature', () => {
-    const snp = {config: sevConfig, recipeFeatures: ['sev', 'sev-snp'], validation: passedEmulated}
-    expect(types({...snp, kernelVersion: '6.1.192'})).toContain('SEV_SNP_CAPABLE')
-    expect(types({...snp, kernelVersion: '5.10.200'})).not.toContain('SEV_SNP_CAPABLE')
-    expect(types({...snp, recipeFeatures: ['sev'], kernelVersion: '6.1.192'})).not.toContain('SEV_SNP_CAPABLE')
-  })
-
-  it('claims GVNIC, VIRTIO_SCSI_MULTIQUEUE and IDPF from their drivers in the config (y or m)', () => {
+  it('claims GVNIC only with the GVE driver built (gve.ko or built in), and VIRTIO_SCSI_MULTIQUEUE and IDPF from their drivers in the config', () => {
     const config = parseKernelConfig('CONFIG_GVE=m\nCONFIG_SCSI_VIRTIO=y\nCONFIG_IDPF=m\n')
-    expect(types({config, recipeFeatures: [], validation: passedEmulated})).toEqual(['UEFI_COMPATIBLE', 'GVNIC', 'VIRTIO_SCSI_MULTIQUEUE', 'IDPF'])
+    expect(types({config, recipeFeatures: [], gve: 'module', validation: passedEmulated})).toEqual(['UEFI_COMPATIBLE', 'GVNIC', 'VIRTIO_SCSI_MULTIQUEUE', 'IDPF'])
+    expect(types({config, recipeFeatures: [], gve: 'absent', validation: passedEmulated})).toEqual(['UEFI_COMPATIBLE', 'VIRTIO_SCSI_MULTIQUEUE', 'IDPF'])
+    expect(types({config, recipeFeatures: [], validation: passedEmulated})).not.toContain('GVNIC')
+  })
+})
+
+/**
+ * A kernel as the build records it: a source tree with (or without) each CVM piece, judged with a
+ * .config by the same checkBuilt the configure stage runs, over the repository's kernels/features.
+ */
+const PIECES = {
+  snp: ['arch/x86/kernel/sev.c', 'bool __head snp_init(struct boot_params *bp)\n{\n'],
+  sevGuest: ['drivers/virt/coco/sev-guest/Kconfig', 'config SEV_GUEST\n\ttristate "AMD SEV Guest driver"\n'],
+  tdx: ['arch/x86/coco/tdx/tdx.c', '// tdx guest\n'],
+  migration: ['arch/x86/kernel/kvm.c', '\t\twrmsrl(MSR_KVM_MIGRATION_CONTROL, KVM_MIGRATION_READY);\n'],
+} as const
+const FULL_CONFIG = ['CONFIG_AMD_MEM_ENCRYPT=y', 'CONFIG_CPU_SUP_AMD=y', 'CONFIG_SEV_GUEST=m', 'CONFIG_INTEL_TDX_GUEST=y', 'CONFIG_KVM_GUEST=y', 'CONFIG_GVE=m', 'CONFIG_NET_VENDOR_GOOGLE=y']
+
+async function builtKernel(o: {version?: string; without?: (keyof typeof PIECES)[]; unset?: string[]} = {}): Promise<{config: ReturnType<typeof parseKernelConfig>; support: GuestSupport}> {
+  const tree = mkdtempSync(join(tmpdir(), 'gof-tree-'))
+  const put = (path: string, text: string) => {
+    mkdirSync(dirname(join(tree, path)), {recursive: true})
+    writeFileSync(join(tree, path), text)
+  }
+  const [major, minor, patch] = (o.version ?? '6.1.176').split('.')
+  put('Makefile', `VERSION = ${major}\nPATCHLEVEL = ${minor}\nSUBLEVEL = ${patch}\n`)
+  put('arch/x86/Kconfig', `config AMD_MEM_ENCRYPT\n\tbool "AMD SME"\n${o.without?.includes('tdx') ? '' : 'config INTEL_TDX_GUEST\n\tbool "TDX"\n'}`)
+  for (const [name, [path, text]] of Object.entries(PIECES)) if (!o.without?.includes(name as keyof typeof PIECES)) put(path, text)
+  const text = `#\n# Linux/x86 ${o.version ?? '6.1.176'} Kernel Configuration\n#\n${FULL_CONFIG.map((l) => (o.unset?.some((u) => l.startsWith(`${u}=`)) ? `# ${l.split('=')[0]} is not set` : l)).join('\n')}\n`
+  try {
+    return {config: parseKernelConfig(text), support: toGuestSupport(await checkBuilt(join(repoRoot, 'kernels'), tree, text, RECORDED_FEATURES))}
+  } finally {
+    rmSync(tree, {recursive: true, force: true})
+  }
+}
+
+describe('guestOsFeatures follow the recorded kernel check (SNP, TDX, SEV live migration)', () => {
+  const flags = async (o: Parameters<typeof builtKernel>[0]) => {
+    const k = await builtKernel(o)
+    return types({...k, recipeFeatures: ['sev'], gve: 'module', validation: passedEmulated})
+  }
+
+  it('a 6.1 kernel with every piece and the options set gets every flag', async () => {
+    expect(await flags({})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'SEV_SNP_CAPABLE', 'SEV_LIVE_MIGRATABLE_V2', 'TDX_CAPABLE', 'GVNIC'])
   })
 
-  it('claims TDX_CAPABLE only with INTEL_TDX_GUEST=y and the tdx feature', () => {
-    const config = parseKernelConfig('CONFIG_INTEL_TDX_GUEST=y\n')
-    expect(types({config, recipeFeatures: ['tdx'], validation: passedEmulated})).toContain('TDX_CAPABLE')
-    expect(types({config, recipeFeatures: [], validation: passedEmulated})).not.toContain('TDX_CAPABLE')
+  it('a kernel that lacks a piece in its tree, or in its .config, lacks that flag and keeps the others', async () => {
+    expect(await flags({without: ['snp']})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'SEV_LIVE_MIGRATABLE_V2', 'TDX_CAPABLE', 'GVNIC'])
+    expect(await flags({without: ['sevGuest']})).not.toContain('SEV_SNP_CAPABLE')
+    expect(await flags({unset: ['CONFIG_SEV_GUEST']})).not.toContain('SEV_SNP_CAPABLE')
+    expect(await flags({without: ['tdx']})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'SEV_SNP_CAPABLE', 'SEV_LIVE_MIGRATABLE_V2', 'GVNIC'])
+    expect(await flags({unset: ['CONFIG_INTEL_TDX_GUEST']})).not.toContain('TDX_CAPABLE')
+    expect(await flags({without: ['migration']})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'SEV_SNP_CAPABLE', 'TDX_CAPABLE', 'GVNIC'])
+    expect(await flags({unset: ['CONFIG_KVM_GUEST']})).not.toContain('SEV_LIVE_MIGRATABLE_V2')
+    // no AMD_MEM_ENCRYPT: no SEV, and so no SNP and no live migration either
+    expect(await flags({unset: ['CONFIG_AMD_MEM_ENCRYPT']})).toEqual(['UEFI_COMPATIBLE', 'TDX_CAPABLE', 'GVNIC'])
+  })
+
+  it('holds SNP to 6.1 or later and live migration to 6.1 LTS or 6.6 and later (GCE), whatever the tree shows', async () => {
+    expect(await flags({version: '5.19.17'})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'TDX_CAPABLE', 'GVNIC'])
+    expect(await flags({version: '6.2.16'})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'SEV_SNP_CAPABLE', 'TDX_CAPABLE', 'GVNIC'])
+    expect(await flags({version: '6.6.1'})).toContain('SEV_LIVE_MIGRATABLE_V2')
+  })
+
+  it('claims none of them for a build that recorded no kernel check, and says why', async () => {
+    const {config} = await builtKernel({})
+    expect(types({config, recipeFeatures: ['sev', 'sev-snp', 'tdx'], gve: 'module', validation: passedEmulated})).toEqual(['UEFI_COMPATIBLE', 'SEV_CAPABLE', 'GVNIC'])
+    expect(canBeSnpGuest(undefined).reason).toMatch(/recorded no kernel check/)
+  })
+
+  it('kernelCanBeSnpGuest reads the record: compile\'s kernel.json, else configure\'s result', async () => {
+    const yes = (await builtKernel({})).support
+    const no = (await builtKernel({without: ['sevGuest']})).support
+    const rec = (compile?: GuestSupport, configure?: GuestSupport) => ({stages: {compile: {meta: {support: compile}}, configure: {meta: {support: configure}}}}) as unknown as BuildRecord
+    expect(kernelCanBeSnpGuest(rec(yes, no)).ok).toBe(true)
+    expect(kernelCanBeSnpGuest(rec(undefined, yes)).ok).toBe(true)
+    const v = kernelCanBeSnpGuest(rec(no, yes))
+    expect(v.ok).toBe(false)
+    expect(v.reason).toMatch(/sev-guest needs-backport: the tree lacks it: no line of drivers\/virt\/coco\/sev-guest\/Kconfig|sev-guest needs-backport: the tree lacks it: no drivers\/virt\/coco\/sev-guest\/Kconfig/)
   })
 })
 

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {existsSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {link, mkdir, mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 
 import {writeBuildRecord, type BuildRecord} from '../../src/pipeline/build-record.js'
 import type {StageName, StageResult, StageResults} from '../../src/pipeline/stage.js'
@@ -104,7 +104,10 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
   const put = async <K extends StageName>(stage: K, meta: StageResultTypes[K], files: Record<string, Buffer | string> = {}) => {
     const dir = join(cacheDir, 'stages', stage, key(stage))
     await mkdir(dir, {recursive: true})
-    for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data)
+    for (const [name, data] of Object.entries(files)) {
+      await mkdir(dirname(join(dir, name)), {recursive: true})
+      await writeFile(join(dir, name), data)
+    }
     await writeFile(join(dir, 'result.json'), JSON.stringify(meta, null, 2))
     ;(stages as Partial<Record<K, StageResult<K>>>)[stage] = {stage, key: key(stage), dir, meta}
     return dir
@@ -122,7 +125,7 @@ export async function makeBuildRecordFixture(cacheDir: string, o: FixtureOptions
   await put('patch', {control: o.control ?? false, applied, skipped: [], withheld: []})
   const config = (o.config ?? CONFIG).join('\n') + '\n'
   await put('configure', {base: 'lean', features: recipe.kernel.config.features, digest: sha256(config), verified: ['CONFIG_AMD_MEM_ENCRYPT']}, {config})
-  await put('compile', {release: '6.1.192-cvm', version: '6.1.192', sourceDigest: sha256(tarball), patches: applied, configDigest: sha256(config), vmlinuzSha256: sha256('vmlinuz')}, {config})
+  await put('compile', {release: '6.1.192-cvm', version: '6.1.192', sourceDigest: sha256(tarball), patches: applied, configDigest: sha256(config), vmlinuzSha256: sha256('vmlinuz')}, {config, ...(config.includes('CONFIG_GVE=m') ? {'modules/lib/modules/6.1.192-cvm/kernel/drivers/net/ethernet/google/gve/gve.ko': 'gve'} : {})})
 
   const assembleDir = join(cacheDir, 'stages', 'assemble', key('assemble'))
   await mkdir(assembleDir, {recursive: true})

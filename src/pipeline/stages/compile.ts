@@ -41,6 +41,7 @@ export const compileStage: StageOf<'compile', {localversion: string; sourceDateE
       patches: patch.meta.applied,
       configDigest: configure.meta.digest,
       vmlinuzSha256: built.vmlinuzSha256,
+      ...(configure.meta.support ? {support: configure.meta.support} : {}),
     }
     await atomicWriteFile(join(io.out, 'kernel.json'), JSON.stringify(kernel, null, 2) + '\n')
     io.log(`built ${built.release}: ${built.objects} objects, ${built.modules} modules, vmlinuz sha256 ${built.vmlinuzSha256}`)

@@ -4,7 +4,9 @@ import {join} from 'node:path'
 import {configureKernel} from '../../kernel/configure.js'
 import {distroFor} from '../../distro/index.js'
 import {BugError} from '../../errors.js'
+import {checkBuilt} from '../../kernel/check.js'
 import {loadFeatures} from '../../kernel/features.js'
+import {RECORDED_FEATURES, toGuestSupport} from '../../kernel/guest-support.js'
 import {fragmentNames, optionsFragment, renderFragments, requirements} from '../../kernel/fragments.js'
 import {treeVersion} from '../../kernel/version.js'
 import type {KernelSourceSpec, Recipe} from '../../recipe/schema.js'
@@ -41,7 +43,8 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
       ...(config.base === 'distro' ? {source: ctx.recipe.recipe.kernel.source, family: ctx.recipe.recipe.distro.family} : {}),
       features: config.features,
       options: config.options,
-      featureFiles: await digests(features.map((f) => f.file)),
+      // and those of the features every build records (RECORDED_FEATURES): they judge the built kernel
+      featureFiles: await digests([...new Set([...features, ...(await loadFeatures(ctx.dirs.kernels, RECORDED_FEATURES))].map((f) => f.file))]),
       templates: await digests(templates.map((t) => join(ctx.dirs.templates, 'kernel', t))),
     }
   },
@@ -66,7 +69,10 @@ export const configureStage: StageOf<'configure', ConfigureInputs, 'patch'> = {
     })
     await atomicWriteFile(join(io.out, 'config'), result.config)
     io.log(`verified ${result.verified.length} options: ${result.verified.join(' ')}`)
-    return {base: config.base, features: config.features, digest: result.digest, verified: result.verified}
+    // what `kernel check` says of this tree with this .config: the release's cloud flags follow it
+    const support = toGuestSupport(await checkBuilt(dirs.kernels, tree, result.config, RECORDED_FEATURES))
+    io.log(`kernel check of the built config: ${support.features.map((f) => `${f.feature} ${f.status}`).join(', ')}`)
+    return {base: config.base, features: config.features, digest: result.digest, verified: result.verified, support}
   },
 }
 
