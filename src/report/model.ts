@@ -113,7 +113,11 @@ export const REPORT_FEATURES: ReadonlyArray<{name: string; head: string}> = [
   {name: 'sev', head: 'SEV'},
   {name: 'sev-es', head: 'SEV-ES'},
   {name: 'sev-snp', head: 'SNP'},
+  {name: 'sev-guest', head: 'sev-guest'},
   {name: 'tdx', head: 'TDX'},
+  {name: 'tdx-guest-driver', head: 'TDX attest'},
+  {name: 'unaccepted-memory', head: 'unaccepted mem'},
+  {name: 'tsm-reports', head: 'configfs-tsm'},
 ]
 
 /**

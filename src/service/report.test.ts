@@ -36,7 +36,7 @@ describe('cvm-image report: the data, from a small cache', () => {
     expect(data.rows.map((r) => r.recipe)).toEqual([FAKE_RECIPE, 'debian-12', 'cos-97'])
     expect(data.fixColumns.map((c) => c.id)).toEqual((await loadFixes(dirs.kernels)).map((f) => f.id))
     expect(data.fixColumns.map((c) => c.id)).toEqual(expect.arrayContaining(['min-align-mask', 'sev-swiotlb-size', 'sev-es-guest', 'swiotlb-alloc-align']))
-    expect(data.featureColumns.map((c) => c.head)).toEqual(['SEV', 'SEV-ES', 'SNP', 'TDX'])
+    expect(data.featureColumns.map((c) => c.head)).toEqual(['SEV', 'SEV-ES', 'SNP', 'sev-guest', 'TDX', 'TDX attest', 'unaccepted mem', 'configfs-tsm'])
     expect(row.version).toBe('5.4.59')
     expect(row.note).toBeUndefined()
   })
@@ -56,9 +56,12 @@ describe('cvm-image report: the data, from a small cache', () => {
   it('reads each feature from the tree and the built .config: present, missing, needs config', () => {
     expect(cell(row, 'sev').state).toBe('present')
     expect(cell(row, 'sev-es').state).toBe('missing')
-    expect(cell(row, 'sev-snp')).toMatchObject({state: 'needs-config', label: 'needs config'})
-    expect(cell(row, 'sev-snp').evidence).toContain('CONFIG_SEV_GUEST=n (needs y or m)')
-    expect(cell(row, 'tdx').state).toBe('missing')
+    // the tree has the sev-guest driver (a distro backport, say) but not the SNP guest itself
+    expect(cell(row, 'sev-guest')).toMatchObject({state: 'needs-config', label: 'needs config'})
+    expect(cell(row, 'sev-guest').evidence).toContain('CONFIG_SEV_GUEST=n (needs y or m)')
+    expect(cell(row, 'sev-snp').state).toBe('missing')
+    expect(cell(row, 'sev-snp').evidence).toMatch(/needs mainline 5\.19 or later, or a backport/)
+    for (const f of ['tdx', 'tdx-guest-driver', 'unaccepted-memory', 'tsm-reports']) expect(cell(row, f).state, f).toBe('missing')
   })
 
   it('puts the last control and patched validations beside the row, with nvme-integrity counts and relative links', () => {

@@ -71,6 +71,7 @@ export async function makeReportCache(cacheDir: string, opts: {otherCode?: {inpu
     'tree/Makefile': MAKEFILE,
     'tree/arch/x86/Kconfig': 'config AMD_MEM_ENCRYPT\n\tbool "AMD Secure Memory Encryption (SME) support"\n',
     'tree/drivers/virt/coco/sev-guest/sev-guest.c': '// the /dev/sev-guest driver\n',
+    'tree/drivers/virt/coco/sev-guest/Kconfig': 'config SEV_GUEST\n\ttristate "AMD SEV Guest driver"\n',
     'tree/kernel/dma/swiotlb.c': 'int swiotlb_force;\n',
   }
   await entry(cacheDir, 'kernel-source', key('kernel-source'), {kind: 'archive', version: '5.4.59', digest: 'f'.repeat(64)}, source)
