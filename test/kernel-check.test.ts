@@ -1,4 +1,4 @@
-import {mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
@@ -6,7 +6,13 @@ import {describe, expect, it, vi} from 'vitest'
 
 import KernelCheck from '../src/commands/kernel/check.js'
 import type {KernelCheckResult} from '../src/kernel/check.js'
-import {repoRoot} from './helpers/paths.js'
+import {canBeSnpGuest} from '../src/kernel/guest-support.js'
+import {projectDirs, RecipeStore} from '../src/recipe/load.js'
+import {run} from '../src/util/exec.js'
+import {oldKernelsArchive, repoRoot} from './helpers/paths.js'
+import {kernelProject, runKernelProject} from './kernel-fixtures.js'
+
+const archive = oldKernelsArchive()
 
 async function check(...argv: string[]): Promise<{result: KernelCheckResult; stdout: string}> {
   let stdout = ''
@@ -73,3 +79,58 @@ describe('cvm-image kernel check', () => {
   })
 })
 
+
+/** The CVM pieces of SNP and TDX, as kernels/features names them. */
+const SNP_TDX = ['sev-snp', 'sev-guest', 'tdx', 'tdx-guest-driver', 'unaccepted-memory', 'tsm-reports'] as const
+const statusOf = (r: KernelCheckResult) => Object.fromEntries(r.features.map((f) => [f.feature, f.status]))
+
+describe('kernel check of SNP and TDX on real trees', () => {
+  it('6.1 (linux-source-6.1): debian-12\'s profile configures the SNP guest, sev-guest and the TDX guest (olddefconfig, every option proven), and the build records what 6.1 lacks', async () => {
+    const features = new RecipeStore(projectDirs(repoRoot)).load('debian-12').recipe.kernel.config.features
+    expect(features).toEqual(expect.arrayContaining(['sev-snp', 'sev-guest', 'tdx']))
+    const dirs = await kernelProject({features})
+    const built = await runKernelProject(dirs, 'configure')
+    const configure = built.results.configure!
+    const config = readFileSync(join(configure.dir, 'config'), 'utf8')
+    expect(config).toMatch(/^CONFIG_SEV_GUEST=m$/m)
+    expect(config).toMatch(/^CONFIG_INTEL_TDX_GUEST=y$/m)
+    expect(config).toMatch(/^CONFIG_AMD_MEM_ENCRYPT=y$/m)
+    expect(configure.meta.verified).toEqual(expect.arrayContaining(['CONFIG_SEV_GUEST', 'CONFIG_INTEL_TDX_GUEST', 'CONFIG_KVM_GUEST']))
+    // what configure records (and compile copies into kernel.json): kernel check of the tree and this .config
+    const recorded = Object.fromEntries(configure.meta.support!.features.map((f) => [f.feature, f.status]))
+    expect(recorded).toMatchObject({'sev-snp': 'supported', 'sev-guest': 'supported', tdx: 'supported', 'sev-live-migration': 'supported', 'tdx-guest-driver': 'needs-backport', 'unaccepted-memory': 'needs-backport', 'tsm-reports': 'needs-backport'})
+    expect(canBeSnpGuest(configure.meta.support).ok).toBe(true)
+
+    // kernel check on the source tree: each piece read from the code, the missing ones with the release they need
+    const tree = join(built.results['kernel-source']!.dir, 'tree')
+    const {result, stdout} = await check(tree, ...SNP_TDX.flatMap((f) => ['--feature', f]))
+    expect(result.version).toMatch(/^6\.1\./)
+    expect(statusOf(result)).toEqual({'sev-snp': 'supported', 'sev-guest': 'supported', tdx: 'supported', 'tdx-guest-driver': 'needs-backport', 'unaccepted-memory': 'needs-backport', 'tsm-reports': 'needs-backport'})
+    expect(result.features.find((f) => f.feature === 'sev-snp')!.reason).toMatch(/arch\/x86\/kernel\/sev\.c:\d+: bool __head snp_init\(/)
+    expect(stdout).toMatch(/tdx-guest-driver\s+needs-backport\s+the tree lacks it: no drivers\/virt\/coco\/tdx-guest\/Kconfig; needs mainline 6\.2 or later, or a backport/)
+    expect(stdout).toMatch(/unaccepted-memory\s+needs-backport\s+the tree lacks it: no line of drivers\/firmware\/efi\/Kconfig matches .*needs mainline 6\.5/)
+    expect(stdout).toMatch(/tsm-reports\s+needs-backport\s+the tree lacks it: .*needs mainline 6\.7/)
+  }, 20 * 60_000)
+
+  it('4.18 (RHEL 8.1), 5.4.59 and 5.8.18 (../shared/kernels): every SNP and TDX piece needs a later kernel or a backport, and their profiles ask for none', async () => {
+    expect(existsSync(archive), `${archive} missing: CI has ../shared beside the clone; set CVM_TEST_OLD_KERNELS elsewhere`).toBe(true)
+    const dir = mkdtempSync(join(tmpdir(), 'kcheck-old-'))
+    try {
+      // only the files the features read: the whole stream is decompressed (about 10 s), little is written
+      await run('sh', ['-c', `zstd -dc --long=31 "$1" | tar -x --wildcards --no-wildcards-match-slash -C "$2" 'linux-*/Makefile' 'linux-*/arch/x86/Kconfig' 'linux-*/arch/x86/kernel/*.c' 'linux-*/drivers/firmware/efi/Kconfig' 'linux-*/drivers/virt/Kconfig'`, 'sh', archive, dir])
+      for (const top of ['linux-4.18.0-147.5.1.el8', 'linux-5.4.59', 'linux-5.8.18']) {
+        const {result} = await check(join(dir, top), ...SNP_TDX.flatMap((f) => ['--feature', f]), '--feature', 'sev-live-migration', '--json')
+        expect(statusOf(result), top).toEqual(Object.fromEntries([...SNP_TDX, 'sev-live-migration'].map((f) => [f, 'needs-backport'])))
+        for (const f of result.features) expect(f.reason, `${top} ${f.feature}`).toMatch(/^the tree lacks it: .*; needs mainline \d+\.\d+ or later, or a backport/)
+      }
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
+    // the old lines' recipes ask for no SNP or TDX feature: their profiles are as before
+    const store = new RecipeStore(projectDirs(repoRoot))
+    for (const id of ['backport-4.18', 'backport-5.4', 'backport-5.8']) {
+      const features = store.load(id).recipe.kernel.config.features
+      expect(features.filter((f) => [...SNP_TDX, 'sev-live-migration'].includes(f)), id).toEqual([])
+    }
+  }, 5 * 60_000)
+})
