@@ -16,7 +16,7 @@ describe('cvm-image CLI (the built binary)', () => {
     expect(r.code).toBe(0)
     const rows = JSON.parse(r.stdout) as {id: string; status: string; problems?: string[]}[]
     const byId = Object.fromEntries(rows.map((x) => [x.id, x]))
-    expect(Object.keys(byId).sort()).toEqual(['backport-4.18', 'backport-5.4', 'backport-5.8', 'centos-8', 'cos-97', 'debian-11', 'debian-12', 'rhel-8.4', 'sles-15.2', 'ubuntu-18.04', 'ubuntu-20.04'])
+    expect(Object.keys(byId).sort()).toEqual(['backport-4.18', 'backport-5.4', 'backport-5.8', 'centos-8', 'cos-97', 'debian-11', 'debian-12', 'debian-13', 'rhel-8.4', 'sles-15.2', 'ubuntu-18.04', 'ubuntu-20.04'])
     // a recipe that asks what its family's module cannot do is listed as unsupported, with the field and what is missing
     const unsupported = Object.fromEntries(rows.filter((x) => x.problems).map((x) => [x.id, x]))
     expect(Object.keys(unsupported).sort()).toEqual(UNSUPPORTED)
