@@ -8,11 +8,13 @@ import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import {ConflictError} from '../src/errors.js'
 import type {BuildRecord} from '../src/pipeline/build-record.js'
 import {publish, type PublishOptions} from '../src/publish/index.js'
+import {releaseMeasurements} from '../src/publish/publish.js'
 import type {Manifest} from '../src/publish/manifest.js'
 import type {ProvenanceStatement} from '../src/publish/provenance.js'
 import {run} from '../src/util/exec.js'
 import {sha256File} from '../src/util/fsx.js'
 import {OVMF_CODE} from '../src/validate/host-probe.js'
+import {OVMF_SNP_BIOS} from '../src/validate/ovmf-files.js'
 import {makeBuildRecordFixture} from './helpers/build-record-fixture.js'
 import {publishAndKill} from './helpers/publish-run.js'
 import {startSshd, type TestSshd} from './helpers/sshd.js'
@@ -266,5 +268,37 @@ describe('publish to an SFTP-only account (no commands: digests are read back)',
     const again = await publish(passed.record, spec, {stagingDir, ssh, formats: ['qcow2', 'gce']})
     expect(again.unchanged).toBe(true)
     expect(again.bytesUploaded).toBe(0)
+  })
+})
+
+describe("the manifest's SEV-SNP launch digests follow the recorded kernel check", () => {
+  const snpReady = (status: 'supported' | 'needs-config') => ({
+    version: '6.12.117',
+    features: [
+      {feature: 'sev-snp', status: 'supported' as const, reason: 'snp_init in the SEV guest code'},
+      {feature: 'sev-guest', status, reason: status === 'supported' ? 'CONFIG_SEV_GUEST=m' : 'CONFIG_SEV_GUEST is not set'},
+    ],
+  })
+  const withSupport = (support: ReturnType<typeof snpReady> | undefined): BuildRecord => {
+    const r = structuredClone(passed.record)
+    const compile = r.stages.compile!
+    compile.meta = {...compile.meta, support}
+    return r
+  }
+  const disk = () => join(passed.record.stages.assemble!.dir, 'disk.raw')
+
+  it('a kernel that can be an SNP guest gets the SNP digest of the -bios OVMF; one without sev-guest, or with no recorded check, gets none and a note that says why', async () => {
+    const yes = await releaseMeasurements(withSupport(snpReady('supported')), disk())
+    const snp = yes.entries.filter((e) => e.kind === 'snp-launch')
+    expect(snp).toHaveLength(1)
+    expect(snp[0].params).toMatchObject({firmware: OVMF_SNP_BIOS, vcpus: passed.record.recipe.validate.cpus})
+    expect(snp[0].value).toMatch(/^[0-9a-f]{96}$/)
+    expect(yes.notes.join(' ')).not.toMatch(/no SEV-SNP launch digests/)
+    for (const support of [snpReady('needs-config'), undefined]) {
+      const no = await releaseMeasurements(withSupport(support), disk())
+      expect(no.entries.filter((e) => e.kind === 'snp-launch')).toEqual([])
+      expect(no.entries.some((e) => e.kind === 'sev-es-launch')).toBe(true)
+      expect(no.notes.join(' ')).toMatch(/no SEV-SNP launch digests: the kernel cannot be an SEV-SNP guest/)
+    }
   })
 })

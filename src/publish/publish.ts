@@ -4,18 +4,15 @@ import {join} from 'node:path'
 
 import {prepareFormats, type ImageArtifact} from '../formats/index.js'
 import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
-import {DEFAULT_CPU_TYPE} from '../measure/cpu-types.js'
 import {measureImage} from '../measure/image.js'
-import {SEV_MODES} from '../measure/launch.js'
-import {VMSA_FORMS} from '../measure/vmsa.js'
+import {releaseLaunchOptions} from '../measure/release-launch.js'
 import {isControlBuild, type BuildRecord} from '../pipeline/build-record.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256, sha256File} from '../util/fsx.js'
-import {OVMF_CODE} from '../validate/host-probe.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 import {guestOsFeatures} from './guest-os-features.js'
-import {builtGve, readBuiltKernelConfig, recordedGuestSupport} from './kernel-config.js'
+import {builtGve, kernelCanBeSnpGuest, readBuiltKernelConfig, recordedGuestSupport} from './kernel-config.js'
 import {buildManifest, proveMeasurements, UNSIGNED, type Manifest, type ReleaseMeasurements, type ReleaseSigning} from './manifest.js'
 import {IN_TOTO_PAYLOAD_TYPE, loadAttestationSigner} from './dsse.js'
 import {CHECKSUMS_SIGNATURE_NAME, gpgvVerify, inspectReleaseKey, signDetached, type ReleaseKeyOptions} from './sign.js'
@@ -326,16 +323,16 @@ async function removeStalePartials(store: ReleaseStore, files: PlannedFile[]): P
 
 /**
  * The manifest's expected measurements: the disk's PCR 4, 7 and 11 (PCR 7 with Secure Boot on for
- * the variable store the validation booted, when it booted one), and the SEV and SEV-ES launch
- * digests of the firmware validation boots (OVMF_CODE, when this machine has it) for the recipe's
- * vCPU count, the default vCPU type and every VMSA form; each marked proven on the validation's
- * vTPM or predicted only. The same list as `cvm-image measure <build>`, with the proofs.
+ * the variable store the validation booted, when it booted one), and the launch digests of
+ * releaseLaunchOptions (SEV and SEV-ES of the firmware validation boots; SEV-SNP only for a kernel
+ * that can be an SNP guest); each marked proven on the validation's vTPM or predicted only. The same list as `cvm-image measure <build>`, with the proofs.
  */
 export async function releaseMeasurements(record: BuildRecord, disk: string): Promise<ReleaseMeasurements> {
-  const firmware = existsSync(OVMF_CODE) ? [OVMF_CODE] : []
   const secureBootVars = await validatedSecureBootVars(record)
-  const {measurements, notes} = await measureImage({disk, secureBootVars, firmware, modes: SEV_MODES, cpus: [record.recipe.validate.cpus], cpuTypes: [DEFAULT_CPU_TYPE], vmsaForms: VMSA_FORMS})
-  if (!firmware.length) notes.push(`no SEV launch digests: this machine has no ${OVMF_CODE} (package ovmf), the firmware validation boots; \`cvm-image measure\` on a machine with it lists them`)
+  // SEV-SNP digests only for a kernel that can be an SNP guest (the recorded kernel check), as SEV_SNP_CAPABLE
+  const {options, notes: launchNotes} = releaseLaunchOptions({vcpus: record.recipe.validate.cpus, snpGuest: kernelCanBeSnpGuest(record).ok})
+  const {measurements, notes} = await measureImage({disk, secureBootVars, ...options})
+  notes.push(...launchNotes)
   notes.push("Each entry's proof says whether a boot of this release's validation read the value from its vTPM (proven-on-vtpm, naming the checks) or it is predicted only (why).")
   return {entries: proveMeasurements(measurements, record.stages.validate?.meta.checks ?? []), notes}
 }
