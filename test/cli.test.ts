@@ -55,7 +55,17 @@ describe('cvm-image CLI (the built binary)', () => {
       expect(d12.distro).toEqual({family: 'debian', release: '12', kernel: '6.1 (linux-source-6.1)'})
       expect(d12.kernel).toEqual({line: '6.1', upstreamVersion: '6.1', source: 'debian-package', series: ['6.1/series.yaml', '6.1/marker.yaml'], localversion: '-cvm'})
       expect(d12.needs).toEqual([])
-      expect(d12.validate).toEqual({modes: ['emulated'], hostModes: [{mode: 'emulated', host: 'runner'}, {mode: 'sev', host: 'amd-sev'}, {mode: 'sev-es', host: 'amd-sev-es'}]})
+      // debian-12's kernel is configured for the SNP and TDX guests too (features sev-snp, tdx): their modes need an SNP or TDX host
+      expect(d12.validate).toEqual({
+        modes: ['emulated'],
+        hostModes: [
+          {mode: 'emulated', host: 'runner'},
+          {mode: 'sev', host: 'amd-sev'},
+          {mode: 'sev-es', host: 'amd-sev-es'},
+          {mode: 'snp', host: 'amd-sev-snp'},
+          {mode: 'tdx', host: 'intel-tdx'},
+        ],
+      })
       expect(d12.formats).toEqual(['raw', 'qcow2', 'gce'])
       // the digest is the one recipes show (and a build record) gives
       const shown = JSON.parse((await cli(['recipes', 'show', 'debian-12', '--json', '--root', root])).stdout) as {digest: string}

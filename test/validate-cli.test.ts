@@ -24,6 +24,21 @@ describe('cvm-image validate (the built binary)', () => {
     expect(error.hint).toMatch(/--host user@host|--mode emulated/)
   }, 60_000)
 
+  it('--mode snp and --mode tdx on this machine (no SNP, no TDX, QEMU 7.2) exit 3 naming each missing piece, the QEMU version among them, before any boot', async () => {
+    for (const [mode, pieces, qemu] of [
+      ['snp', /kvm_amd[\s\S]*\/dev\/sev[\s\S]*SEV firmware with SNP initialised/, /QEMU 9\.1 or later for sev-snp-guest \(this host's qemu-system-x86_64 is 7\.2\.\d+\)/],
+      ['tdx', /kvm_intel/, /QEMU 10\.1 or later for tdx-guest \(this host's qemu-system-x86_64 is 7\.2\.\d+\)/],
+    ] as const) {
+      const r = await cli(['validate', disk, '--mode', mode, '--out', join(dir, `out-${mode}`), '--json'])
+      expect(r.code).toBe(3)
+      const {error} = JSON.parse(r.stdout) as {error: {message: string; details: string[]; hint: string; exitCode: number}}
+      expect(error.message).toMatch(new RegExp(`^validation mode ${mode} cannot run on local: it lacks `))
+      expect(error.details.join('\n')).toMatch(pieces)
+      expect(error.details.join('\n')).toMatch(qemu)
+      expect(error.hint).toContain(mode === 'snp' ? 'an AMD host with SEV-SNP enabled and QEMU 9.1+' : 'an Intel host with TDX enabled and QEMU 10.1+')
+    }
+  }, 120_000)
+
   it('--host-key means what it means in build and publish: with no pin, ~/.ssh/known_hosts decides, and an unknown host is refused before any upload (real sshd)', async () => {
     const sshd = await startSshd()
     const home = mkdtempSync(join(tmpdir(), 'cvm-validate-home-'))

@@ -241,13 +241,14 @@ describe('the options config file: after the flag and its environment variable, 
   })
 
   it('refuses a key the table lacks, a value of the wrong kind and one not among the choices, each at its line', () => {
-    const env = config('publsh: ./out\njobs: many\nmode: [emulated, tdx]\n')
+    const env = config('publsh: ./out\njobs: many\nmode: [emulated, sev-snp]\n')
     const e = inputRefusal(() => loadOptionsConfig(env))
     expect(e.message).toBe(`${env.CVM_IMAGE_CONFIG}: 3 values are wrong`)
     expect(e.details).toEqual([
       `${env.CVM_IMAGE_CONFIG}:1:1: no option "publsh" (the options are those of the flags, without the dashes)`,
       `${env.CVM_IMAGE_CONFIG}:2:7: jobs: must be a whole number`,
-      `${env.CVM_IMAGE_CONFIG}:3:7: mode: "tdx" is not one of emulated, sev, sev-es`,
+      // sev-snp is the kernel feature's name; the mode is snp
+      `${env.CVM_IMAGE_CONFIG}:3:7: mode: "sev-snp" is not one of emulated, sev, sev-es, snp, tdx`,
     ])
     expect(() => loadOptionsConfig({CVM_IMAGE_CONFIG: join(work, 'none.yaml')})).toThrow(/CVM_IMAGE_CONFIG names .*none\.yaml, which does not exist/)
     expect(loadOptionsConfig({XDG_CONFIG_HOME: join(work, 'no-such-home')})).toBeUndefined()

@@ -35,10 +35,13 @@ export interface RecipeRow {
 
 /**
  * runner: any x86_64 machine with QEMU and OVMF (the CI runner itself; KVM when it has it, else TCG);
- * amd-sev / amd-sev-es: an AMD host with SEV / SEV-ES enabled in kvm_amd, reached with --host.
+ * amd-sev / amd-sev-es / amd-sev-snp: an AMD host with SEV / SEV-ES / SEV-SNP enabled in kvm_amd;
+ * intel-tdx: an Intel host with TDX enabled in kvm_intel; each reached with --host (docs/validation-modes.md).
  */
-export type ValidationHostKind = 'runner' | 'amd-sev' | 'amd-sev-es'
-const HOST_OF: Record<ValidationMode, ValidationHostKind> = {emulated: 'runner', sev: 'amd-sev', 'sev-es': 'amd-sev-es'}
+export type ValidationHostKind = 'runner' | 'amd-sev' | 'amd-sev-es' | 'amd-sev-snp' | 'intel-tdx'
+const HOST_OF: Record<ValidationMode, ValidationHostKind> = {emulated: 'runner', sev: 'amd-sev', 'sev-es': 'amd-sev-es', snp: 'amd-sev-snp', tdx: 'intel-tdx'}
+/** the kernels/features/ name a mode's guest needs (the snp mode's is sev-snp) */
+const FEATURE_OF: Record<Exclude<ValidationMode, 'emulated'>, string> = {sev: 'sev', 'sev-es': 'sev-es', snp: 'sev-snp', tdx: 'tdx'}
 
 /** The catalog of the project's concrete recipes, each judged as `build` would load it. */
 export function recipeCatalog(store: RecipeStore): RecipeRow[] {
@@ -60,7 +63,7 @@ function describe(recipe: Recipe): RecipeRow {
   if (kernel.source.kind === 'archive') needs.push({options: ['--kernel-source-file'], why: `the kernel source is the archive ${kernel.source.file}, which is not downloaded`})
   if (base.kind === 'image' && !base.sha256) needs.push({options: ['--base-sha256', '--base-file'], why: 'the base image is unpinned'})
   // a mode is open to the image when its kernel is configured for it (kernels/features/<mode>.yaml); emulated needs nothing
-  const hostModes = VALIDATION_MODES.filter((m) => m === 'emulated' || kernel.config.features.includes(m)).map((mode) => ({mode, host: HOST_OF[mode]}))
+  const hostModes = VALIDATION_MODES.filter((m) => m === 'emulated' || kernel.config.features.includes(FEATURE_OF[m])).map((mode) => ({mode, host: HOST_OF[mode]}))
   return {
     id: recipe.id,
     name: recipe.name,

@@ -12,7 +12,8 @@ import {pinnedSha256, sha256, url} from './fields.js'
 export const RECIPE_STATUSES = ['buildable-here', 'needs-source-access', 'needs-subscription'] as const
 export const BASE_FORMATS = ['tar', 'tar.gz', 'tar.xz', 'tar.zst', 'qcow2', 'raw', 'vmdk'] as const
 export const IMAGE_FORMATS = ['raw', 'qcow2', 'gce'] as const
-export const VALIDATION_MODES = ['emulated', 'sev', 'sev-es'] as const
+/** emulated (QEMU, TCG or KVM), then one mode per confidential-VM kind, each needing its own host (docs/validation-modes.md) */
+export const VALIDATION_MODES = ['emulated', 'sev', 'sev-es', 'snp', 'tdx'] as const
 /**
  * lean: allnoconfig + the lean CVM profile (templates/kernel/lean.config.hbs), what a distro
  * userland boots on; minimal: allnoconfig + the features' fragments alone, a kernel that compiles

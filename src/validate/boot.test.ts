@@ -1,6 +1,13 @@
+import {mkdtemp, rm, stat} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
 import {describe, expect, it} from 'vitest'
 
-import {firmwareRefusal} from './boot.js'
+import {after} from '../../test/helpers/qemu-spec.js'
+import {firmwareRefusal, GuestBoot} from './boot.js'
+import {LocalHost} from './host.js'
+import {modeSupport, OVMF_SNP_BIOS, OVMF_TDX_BIOS, requireMode, type HostReport} from './host-probe.js'
 
 // Recorded from Debian 12's OVMF_CODE_4M.secboot.fd with OVMF_VARS_4M.snakeoil.fd (QEMU, TCG) booting
 // an unsigned debian-12 disk, and a signed one: the console's escape sequences as it wrote them.
@@ -43,4 +50,45 @@ describe('firmwareRefusal: when waiting for the guest stops because the firmware
       'the firmware found nothing it may boot: BdsDxe: failed to start Boot0009 "EFI Internal Shell" from Fv(7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)/FvFile(7C04A583-9E3E-4F1C-AD65-E05268D0B4D1): Security Violation | BdsDxe: No bootable option or device was found.',
     )
   })
+})
+
+/** A probe report of a host new enough for snp and tdx. None exists here: only the report is invented. */
+const simulated = (vendor: 'AuthenticAMD' | 'GenuineIntel'): HostReport => {
+  const r: Omit<HostReport, 'modes'> = {
+    host: `simulated-${vendor}`,
+    cpuVendor: vendor,
+    kvm: {device: true, usable: true, detail: 'simulated'},
+    sev: {kvmAmd: {loaded: vendor === 'AuthenticAMD', sev: true, sevEs: true, sevSnp: true}, devSev: true, asids: {}, firmware: {snp: true, api: '1.55', line: 'SEV-SNP API:1.55 build:21'}, cbitpos: 51},
+    tdx: {kvmIntel: {loaded: vendor === 'GenuineIntel', tdx: true}},
+    qemu: {binary: 'qemu-system-x86_64', version: '10.1.0'},
+    ovmf: {code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.fd', present: true, secureBootCode: true, bios: {path: OVMF_SNP_BIOS, present: true}},
+    swtpm: {binary: 'swtpm', version: '0.7.1'},
+  }
+  return {...r, modes: modeSupport(r)}
+}
+
+describe('GuestBoot.prepare for snp and tdx on a simulated new-enough host (the boot\'s files made here for real; QEMU not started)', () => {
+  it.each([['snp', 'AuthenticAMD'], ['tdx', 'GenuineIntel']] as const)('%s: the host report passes, and the argv boots %s\'s OVMF.fd as -bios with no variable store', async (mode, vendor) => {
+    const report = simulated(vendor)
+    expect(() => requireMode(report, mode)).not.toThrow()
+    const work = await mkdtemp(join(tmpdir(), `cvm-boot-${mode}-`))
+    const host = new LocalHost()
+    try {
+      const boot = await GuestBoot.prepare({
+        host, local: host, tag: mode, mode, accel: 'kvm', disk: '/img/disk.raw', vtpm: false, work, seed: 'disk',
+        templatesDir: join(import.meta.dirname, '..', '..', 'templates'), hostname: 'boot-test', memoryMiB: 2048, cpus: 2,
+        cbitpos: report.sev.cbitpos, bootTimeoutMs: 1000, log: () => {}, progress: () => {},
+      })
+      expect(after(boot.qemuArgs, '-bios')).toEqual([mode === 'snp' ? OVMF_SNP_BIOS : OVMF_TDX_BIOS])
+      expect(after(boot.qemuArgs, '-object')).toEqual([mode === 'snp' ? 'sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000' : 'tdx-guest,id=tdx0'])
+      expect(boot.qemuArgs.join(' ')).not.toContain('pflash')
+      await expect(stat(join(work, mode, 'OVMF_VARS.fd'))).rejects.toThrow(/ENOENT/)
+      // the seed and scratch disks are there, as for any boot
+      expect(after(boot.qemuArgs, '-device').filter((d) => d.startsWith('nvme,'))).toEqual(['nvme,drive=disk0,serial=cvmroot', 'nvme,drive=disk1,serial=cvmscratch', 'nvme,drive=disk2,serial=cvmseed'])
+      await boot.stop()
+    } finally {
+      await host.cleanup()
+      await rm(work, {recursive: true, force: true})
+    }
+  }, 60_000)
 })

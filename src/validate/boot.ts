@@ -7,8 +7,8 @@ import type {GuestMachine} from './check-types.js'
 import {SCRATCH_SERIAL} from './nvme-probe.js'
 import {GuestSession, type GuestExec} from './guest.js'
 import type {HostProcess, ValidationHost} from './host.js'
-import {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, QEMU_BINARY} from './host-probe.js'
-import {buildQemuArgs, type QemuSpec} from './qemu-args.js'
+import {OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_SNP_BIOS, OVMF_TDX_BIOS, OVMF_VARS, QEMU_BINARY} from './host-probe.js'
+import {BIOS_MODES, buildQemuArgs, type QemuSpec} from './qemu-args.js'
 import {startVtpm, vtpmSocket} from './vtpm.js'
 import {generateRunKeys, renderSeed, SEED_SMBIOS_SERIAL, seedNetwork, serveSeed, writeSeedDisk, type RunKeys, type SeedServer} from './seed.js'
 
@@ -43,7 +43,7 @@ export interface BootSpec {
   hostname: string
   memoryMiB: number
   cpus: number
-  /** the host's C-bit position, for sev and sev-es */
+  /** the host's C-bit position, for sev, sev-es and snp */
   cbitpos?: number
   bootTimeoutMs: number
   signal?: AbortSignal
@@ -108,7 +108,9 @@ export class GuestBoot implements GuestMachine {
     }
     try {
       const vars = join(bootDir, 'OVMF_VARS.fd')
-      await mustExec(host, 'cp', [spec.secureBootVars ?? OVMF_VARS, vars], 'copy the OVMF variable store')
+      // snp and tdx boot one firmware image (-bios), which holds its own variables: no store to copy
+      const bios = BIOS_MODES.includes(spec.mode) ? (spec.mode === 'tdx' ? OVMF_TDX_BIOS : OVMF_SNP_BIOS) : undefined
+      if (!bios) await mustExec(host, 'cp', [spec.secureBootVars ?? OVMF_VARS, vars], 'copy the OVMF variable store')
       const serialLog = join(bootDir, 'serial.log')
       const sshPort = await host.freePort()
       const argv = buildQemuArgs({
@@ -116,7 +118,7 @@ export class GuestBoot implements GuestMachine {
         accel: spec.accel,
         memoryMiB: spec.memoryMiB,
         cpus: spec.cpus,
-        firmware: spec.secureBootVars ? {code: OVMF_CODE_SECBOOT, vars, secureBoot: true} : {code: OVMF_CODE, vars},
+        firmware: bios ? {bios} : spec.secureBootVars ? {code: OVMF_CODE_SECBOOT, vars, secureBoot: true} : {code: OVMF_CODE, vars},
         disks,
         kernel: spec.kernel,
         sshPort,

@@ -51,8 +51,13 @@ export interface CheckContext {
   timeoutMs: number
   /** the UKI's command line, and its kernel and initrd for kexec when the image has no /boot/vmlinuz-<release> */
   uki: {cmdline: string; linux?: Buffer; initrd?: Buffer}
-  /** what a check of this boot leaves for a later one: the O_DIRECT run, made by nvme-integrity, read by swiotlb-bounce */
-  shared: {directIo?: DirectIoRun}
+  /**
+   * what a check of this boot leaves for a later one: the O_DIRECT run, made by nvme-integrity, read by
+   * swiotlb-bounce; the attestation report, taken by attestation-report, read by launch-measurement
+   */
+  shared: {directIo?: DirectIoRun; attestation?: AttestationRun}
+  /** snp boots: the launch digests predicted for this boot (measure --mode snp), or why there are none */
+  snpLaunch?: SnpLaunchExpectation
   /** the static NVMe offset probe (src/validate/probe), built on this machine, handed to the guest for its run only */
   probe?: Buffer
   /** the boot's vTPM: the PCR values predicted for it, or why it has none (tpm-pcrs is skipped then) */
@@ -107,3 +112,19 @@ export interface DirectIoRun {
   hiwaterBefore?: number
   hiwaterAfter?: number
 }
+
+/** What the attestation script printed in the guest (src/validate/attestation.ts). */
+export interface AttestationRun {
+  /** configfs-tsm, or the ioctl on /dev/sev-guest or /dev/tdx_guest */
+  method?: string
+  /** configfs-tsm's provider: sev_guest, tdx_guest */
+  provider?: string
+  report?: Buffer
+  errors: string[]
+  notes: string[]
+  /** the 64 bytes the run sent as REPORT_DATA */
+  nonce: Buffer
+}
+
+/** The SEV-SNP launch digests a boot's MEASUREMENT may equal (lower-case hex), each with what it was computed for; or why none are given. */
+export type SnpLaunchExpectation = {digests: {value: string; label: string}[]; source: string} | {notGiven: string}

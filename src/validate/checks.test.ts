@@ -101,6 +101,11 @@ describe('memory-encryption, on invented dmesg lines in each kernel\'s format, f
     ['sev asked, 5.4 says SME, not SEV', 'sev', dmesg(LINUX_5_4, SME_5_4), 'fail', /^no "Memory Encryption Features active"/],
     ['sev asked, no line at all', 'sev', dmesg(LINUX_6_1), 'fail', /^no "Memory Encryption Features active" \(or, before 5\.10, "Secure Encrypted Virtualization \(SEV\) active"\) line/],
     ['sev-es asked, no line at all', 'sev-es', dmesg(LINUX_5_10), 'fail', /^no "Memory Encryption Features active"/],
+    ['6.6 SNP guest', 'snp', dmesg(LINUX_6_6, SNP_6_6), 'pass', /active: AMD SEV SEV-ES SEV-SNP$/],
+    ['6.6 TDX guest', 'tdx', dmesg(LINUX_6_6, TDX_6_6), 'pass', /active: Intel TDX$/],
+    ['snp asked, 6.1 lists SEV SEV-ES only', 'snp', dmesg(LINUX_6_1, SEV_ES_6_1), 'fail', /^snp not listed: .*AMD SEV SEV-ES$/],
+    ['tdx asked, an SNP line', 'tdx', dmesg(LINUX_6_6, SNP_6_6), 'fail', /^tdx not listed: .*SEV-SNP$/],
+    ['snp asked, no line at all', 'snp', dmesg(LINUX_6_6), 'fail', /^no "Memory Encryption Features active"/],
     ['emulated: skipped, none printed', 'emulated', dmesg(LINUX_6_1), 'skip', /^emulated mode: .*none printed, as expected/],
     ['emulated: skipped, an SEV line named as unexpected', 'emulated', dmesg(LINUX_6_1, SEV_6_1), 'skip', /unexpected: .*Memory Encryption Features active: AMD SEV/],
   ]
@@ -287,6 +292,10 @@ describe('the check table', () => {
     expect(new Set(names).size).toBe(names.length)
     const full = ['kernel', 'tpm-pcrs', 'marker', 'memory-encryption', 'swiotlb-active', 'network', 'nvme-integrity', 'swiotlb-bounce', 'cloud-init', 'kexec', 'poweroff']
     for (const mode of ['emulated', 'sev', 'sev-es'] as const) expect(checksFor({mode, full: true}).map((c) => c.name)).toEqual(full)
+    // snp and tdx take an attestation report after the memory-encryption line; snp compares its measurement too
+    const attested = (extra: string[]) => [...full.slice(0, 4), ...extra, ...full.slice(4)]
+    expect(checksFor({mode: 'snp', full: true}).map((c) => c.name)).toEqual(attested(['attestation-report', 'launch-measurement']))
+    expect(checksFor({mode: 'tdx', full: true}).map((c) => c.name)).toEqual(attested(['attestation-report']))
     expect(checksFor({mode: 'emulated', full: false}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'tpm-pcrs', 'poweroff'])
     expect(checksFor({mode: 'emulated', full: false, secureBoot: true}).map((c) => c.name)).toEqual(['kernel', 'cmdline', 'secure-boot', 'tpm-pcrs', 'poweroff'])
   })

@@ -1,4 +1,5 @@
 import {withTimeout} from '../util/timeout.js'
+import {checkAttestationReport, checkLaunchMeasurement} from './attestation.js'
 import type {BootKind, Check, CheckContext, CheckRun, DirectIoRun, Outcome} from './check-types.js'
 import {kexecRoundTrip, powerOff} from './lifecycle.js'
 import {checkTpmPcrs} from './vtpm.js'
@@ -12,6 +13,7 @@ const everyBoot = () => true
 const fullBoot = (b: BootKind) => b.full
 const diskAloneBoot = (b: BootKind) => !b.full
 const secureBootBoot = (b: BootKind) => b.secureBoot === true
+const attestedBoot = (b: BootKind) => b.full && (b.mode === 'snp' || b.mode === 'tdx')
 
 /** Every check, in the order they run (and are reported) in a boot. */
 export const CHECKS: readonly Check[] = [
@@ -21,6 +23,8 @@ export const CHECKS: readonly Check[] = [
   {name: 'tpm-pcrs', appliesTo: everyBoot, run: checkTpmPcrs},
   {name: 'marker', appliesTo: fullBoot, run: checkMarker},
   {name: 'memory-encryption', appliesTo: fullBoot, run: checkMemoryEncryption},
+  {name: 'attestation-report', appliesTo: attestedBoot, run: checkAttestationReport},
+  {name: 'launch-measurement', appliesTo: (b) => b.full && b.mode === 'snp', run: checkLaunchMeasurement},
   {name: 'swiotlb-active', appliesTo: fullBoot, run: checkSwiotlbActive},
   {name: 'network', appliesTo: fullBoot, run: checkNetwork},
   {name: 'nvme-integrity', appliesTo: fullBoot, run: checkNvmeIntegrity, timeoutMs: PROBE_TIMEOUT_MS + 600_000},
@@ -115,7 +119,9 @@ export async function checkMarker(ctx: CheckContext): Promise<Outcome> {
 /**
  * The memory-encryption line for the mode (docs/design.md "What a guest prints"): up to 5.9 "AMD Secure
  * Encrypted Virtualization (SEV) active", which says nothing of SEV-ES; 5.10-5.18 "AMD Memory
- * Encryption Features active: SEV SEV-ES"; 5.19+ "Memory Encryption Features active: AMD SEV SEV-ES".
+ * Encryption Features active: SEV SEV-ES"; 5.19+ "Memory Encryption Features active: AMD SEV SEV-ES",
+ * with " SEV-SNP" in an SNP guest; a TDX guest's is "Memory Encryption Features active: Intel TDX"
+ * (arch/x86/mm/mem_encrypt.c print_mem_encrypt_feature_info, the same words in 6.1 and 6.12).
  */
 export async function checkMemoryEncryption(ctx: CheckContext): Promise<Outcome> {
   const r = await sh(ctx, 'dmesg')
@@ -125,7 +131,7 @@ export async function checkMemoryEncryption(ctx: CheckContext): Promise<Outcome>
   }
   if (!line) return fail('no "Memory Encryption Features active" (or, before 5.10, "Secure Encrypted Virtualization (SEV) active") line in dmesg')
   const features = line.replace(/^.*active:?/, '')
-  const want = ctx.mode === 'sev-es' ? /SEV-ES/ : /SEV/
+  const want = {sev: /SEV/, 'sev-es': /SEV-ES/, snp: /SEV-SNP/, tdx: /Intel TDX/}[ctx.mode]
   return want.test(features) || (ctx.mode === 'sev' && /\(SEV\) active/.test(line)) ? pass(line) : fail(`${ctx.mode} not listed: ${line}`)
 }
 

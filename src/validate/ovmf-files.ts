@@ -15,3 +15,8 @@ export const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
  * (docs/measurements.md "SEV-SNP").
  */
 export const OVMF_SNP_BIOS = '/usr/share/ovmf/OVMF.fd'
+/**
+ * The TDX guest's firmware (TDVF), also one image for -bios: Debian 12's OVMF.fd carries the TDX
+ * metadata GUID (e9eaf9f3-168e-44d5-a8eb-7f4d8738f6ae) beside the SEV one, so it is the same file.
+ */
+export const OVMF_TDX_BIOS = OVMF_SNP_BIOS

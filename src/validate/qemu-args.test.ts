@@ -35,6 +35,31 @@ describe('buildQemuArgs', () => {
     expect(argv).toContain('-no-reboot')
   })
 
+  it('snp: sev-snp-guest with cbitpos, reduced-phys-bits=1 and policy 0x30000, ONE firmware image as -bios and no pflash', () => {
+    const argv = buildQemuArgs({...base, mode: 'snp', accel: 'kvm', cbitpos: 51, firmware: {bios: '/usr/share/ovmf/OVMF.fd'}})
+    expect(after(argv, '-machine')).toEqual(['q35,confidential-guest-support=sev0'])
+    expect(after(argv, '-object')).toEqual(['sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000'])
+    expect(after(argv, '-bios')).toEqual(['/usr/share/ovmf/OVMF.fd'])
+    expect(after(argv, '-drive').filter((d) => d.includes('pflash'))).toEqual([])
+    expect(after(argv, '-cpu')).toEqual(['host'])
+  })
+
+  it('tdx: tdx-guest, q35 with kernel-irqchip=split and confidential-guest-support=tdx0, -bios; no C-bit needed', () => {
+    const argv = buildQemuArgs({...base, mode: 'tdx', accel: 'kvm', firmware: {bios: '/usr/share/ovmf/OVMF.fd'}})
+    expect(after(argv, '-machine')).toEqual(['q35,kernel-irqchip=split,confidential-guest-support=tdx0'])
+    expect(after(argv, '-object')).toEqual(['tdx-guest,id=tdx0'])
+    expect(after(argv, '-bios')).toEqual(['/usr/share/ovmf/OVMF.fd'])
+    expect(argv.join(' ')).not.toMatch(/pflash|sev/)
+  })
+
+  it('snp and tdx take -bios only, the other modes the pflash pair only; snp needs the C-bit, TCG runs neither', () => {
+    expect(() => buildQemuArgs({...base, mode: 'snp', accel: 'kvm', cbitpos: 51})).toThrow(/mode snp boots one firmware image as -bios/)
+    expect(() => buildQemuArgs({...base, mode: 'tdx', accel: 'kvm'})).toThrow(/mode tdx boots one firmware image as -bios/)
+    expect(() => buildQemuArgs({...base, mode: 'sev', accel: 'kvm', cbitpos: 51, firmware: {bios: '/b'}})).toThrow(/mode sev boots the OVMF code and variable store as pflash/)
+    expect(() => buildQemuArgs({...base, mode: 'snp', accel: 'kvm', firmware: {bios: '/b'}})).toThrow(/C-bit/)
+    expect(() => buildQemuArgs({...base, mode: 'tdx', accel: 'tcg', firmware: {bios: '/b'}})).toThrow(/needs KVM/)
+  })
+
   it('refuses SEV under TCG and SEV without a C-bit position', () => {
     expect(() => buildQemuArgs({...base, mode: 'sev', accel: 'tcg', cbitpos: 51})).toThrow(/needs KVM/)
     expect(() => buildQemuArgs({...base, mode: 'sev-es', accel: 'kvm'})).toThrow(/C-bit/)
