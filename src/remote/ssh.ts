@@ -84,6 +84,23 @@ function cb<T = void>(fn: (done: (err: Error | undefined | null, v?: T) => void)
   return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))))
 }
 
+/**
+ * The SSH server could not be reached or gave up before authentication (refused, timed out, reset):
+ * the host is down, not lying. A pool of validation hosts skips such a host for the next one
+ * (docs/host-pool.md); a host key refusal or a failed login is a HostError or InputError, never this.
+ */
+export class SshUnreachableError extends HostError {}
+
+/** A command that runs while the caller holds its stdin open (SshSession.hold). */
+export interface HeldCommand {
+  /** the command's first line of output, or undefined when it ended without one */
+  firstLine: Promise<string | undefined>
+  /** its exit code (-1 without one) and its whole output once it ends */
+  ended: Promise<{exitCode: number; output: string}>
+  /** closes its stdin (EOF), then waits for its end */
+  release(): Promise<{exitCode: number; output: string}>
+}
+
 /** One authenticated SSH connection: remote commands and SFTP file operations. */
 export class SshSession {
   private sftpChannel?: Promise<SFTPWrapper>
@@ -358,6 +375,39 @@ export class SshSession {
     })
   }
 
+  /**
+   * Runs argv with its stdin left open until release(): a command that waits for EOF on stdin (a
+   * lock keeper, src/validate/host-lock.ts) lives as long as the caller holds it, or this connection.
+   */
+  async hold(argv: readonly string[]): Promise<HeldCommand> {
+    const stream = await cb<ClientChannel>((done) => this.client.exec(shellQuote(argv), done))
+    let output = ''
+    let lineDone: (l: string | undefined) => void
+    const firstLine = new Promise<string | undefined>((r) => (lineDone = r))
+    stream.on('data', (d: Buffer) => {
+      output += d.toString()
+      const nl = output.indexOf('\n')
+      if (nl >= 0) lineDone(output.slice(0, nl))
+    })
+    stream.stderr.on('data', (d: Buffer) => (output += d.toString()))
+    const ended = new Promise<{exitCode: number; output: string}>((resolve) => {
+      let code = -1
+      stream.on('exit', (c: number | null) => (code = c ?? -1))
+      stream.on('close', () => {
+        lineDone(undefined)
+        resolve({exitCode: code, output})
+      })
+    })
+    return {
+      firstLine,
+      ended,
+      release: async () => {
+        stream.end()
+        return ended
+      },
+    }
+  }
+
   /** Starts a command and returns without waiting for its end (kexec -e, poweroff): the link may drop. */
   fire(argv: readonly string[]): void {
     this.client.exec(shellQuote(argv), (err, stream) => {
@@ -445,7 +495,7 @@ export async function connect(address: string | SshAddress, opts: ConnectOptions
       if (e.level === 'client-authentication') {
         return reject(new InputError(`SSH authentication as ${addr.user} at ${addr.host}:${addr.port} failed (${e.message})`, {hint: 'check that the key (or an agent key) is in the user\'s authorized_keys on the host'}))
       }
-      reject(new HostError(`cannot reach SSH server ${where}: ${e.message}`, {hint: 'check the host, the port and that sshd runs there', cause: e}))
+      reject(new SshUnreachableError(`cannot reach SSH server ${where}: ${e.message}`, {hint: 'check the host, the port and that sshd runs there', cause: e}))
     }
     const onAbort = () => {
       client.removeListener('ready', onReady)
