@@ -54,5 +54,32 @@ describe('cvm-image plan --cache-from: per stage, local, remote or runs', () => 
     expect(after.stages.map((s) => [s.stage, s.source])).toEqual(after.stages.map((s) => [s.stage, s.stage === 'base' ? 'remote' : 'runs']))
     expect(after.stages[0].reason).toBe(`remote: in oci://${reg.host}/team/stages, signed by a trusted key`)
     expect(existsSync(cacheDir)).toBe(false)
+
+    // the trusted keys from CVM_IMAGE_CACHE_TRUST (paths separated by colons) or the options config file, not the flag
+    const stranger = join(dir, 'stranger.pub')
+    await writeFile(stranger, generateKeyPairSync('ed25519').publicKey.export({type: 'spki', format: 'pem'}))
+    const noFlag = args.filter((a, i) => a !== '--cache-trust' && args[i - 1] !== '--cache-trust')
+    // no options config but the one given: XDG_CONFIG_HOME is a folder without one
+    const sources = async (env: Record<string, string>) => {
+      const saved = {...process.env}
+      delete process.env.CVM_IMAGE_CONFIG
+      delete process.env.CVM_IMAGE_CACHE_TRUST
+      Object.assign(process.env, {XDG_CONFIG_HOME: dir, ...env})
+      try {
+        return ((await Plan.run(noFlag, repoRoot)) as PlanResult).stages.find((s) => s.stage === 'base')!.source
+      } finally {
+        for (const k of ['CVM_IMAGE_CONFIG', 'CVM_IMAGE_CACHE_TRUST', 'XDG_CONFIG_HOME']) {
+          if (saved[k] === undefined) delete process.env[k]
+          else process.env[k] = saved[k]
+        }
+      }
+    }
+    expect(await sources({CVM_IMAGE_CACHE_TRUST: `${stranger}:${pub}`})).toBe('remote')
+    expect(await sources({CVM_IMAGE_CACHE_TRUST: stranger})).toBe('runs')
+    const config = join(dir, 'config.yaml')
+    await writeFile(config, 'cache-trust: [stranger.pub, runner.pub]\n')
+    expect(await sources({CVM_IMAGE_CONFIG: config})).toBe('remote')
+    await writeFile(config, 'cache-trust: stranger.pub\n')
+    expect(await sources({CVM_IMAGE_CONFIG: config})).toBe('runs')
   }, 120_000)
 })

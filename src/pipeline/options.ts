@@ -31,6 +31,8 @@ interface RowBase {
   help: string
   /** the environment variable that sets it when the flag is absent */
   env?: string
+  /** a repeatable option's environment variable is a list: its values separated by this (`:` for paths, as PATH) */
+  envSeparator?: string
   /** its value is a path: one in the options config file is read from the file's folder */
   path?: true
   /** options it needs beside it, and options it excludes */
@@ -247,7 +249,9 @@ export const OPTIONS = {
   'cache-trust': {
     kind: 'string', path: true,
     multiple: true,
-    help: 'a PEM Ed25519 public key (repeatable) whose signed registry entries this build takes; an entry signed by no such key is built here',
+    env: 'CVM_IMAGE_CACHE_TRUST',
+    envSeparator: ':',
+    help: 'a PEM Ed25519 public key (repeatable; CVM_IMAGE_CACHE_TRUST: paths separated by colons, as PATH) whose signed registry entries this build takes; an entry signed by no such key is built here',
     parse: (raw: string[]) => raw.map((f) => {
       const abs = readableFile(f)
       loadTrustedKey(abs)
@@ -357,7 +361,10 @@ export function parseOptions<N extends OptionName>(names: readonly N[], raw: Rec
   for (const name of names) {
     // the flag (or its environment variable, which oclif reads), else the config file, else the default
     const fromConfig = raw[name] === undefined ? sources.config?.values[name] : undefined
-    const value = raw[name] ?? fromConfig ?? sources.defaults?.[name] ?? (OPTIONS[name] as OptionRow).default
+    const row: OptionRow = OPTIONS[name]
+    let value = raw[name] ?? fromConfig ?? sources.defaults?.[name] ?? row.default
+    // oclif gives a repeatable option's environment variable as its one string: the list it holds
+    if (typeof value === 'string' && row.kind === 'string' && row.multiple) value = value.split(row.envSeparator ?? ',').filter((v) => v !== '')
     if (value === undefined) continue
     try {
       out[name] = (OPTIONS[name].parse as (v: unknown) => unknown)(value)
