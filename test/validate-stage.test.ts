@@ -19,8 +19,13 @@ describe('validate stage', () => {
   it('its key covers modes, the remote host and the seed templates', async () => {
     const a = await validateStage.inputs({recipe, dirs, options: {}, cacheDir: '/nonexistent'})
     const b = await validateStage.inputs({recipe, dirs, options: {modes: ['sev']}, cacheDir: '/nonexistent'})
-    const c = await validateStage.inputs({recipe, dirs, options: {validateHost: 'root@epyc'}, cacheDir: '/nonexistent'})
+    const c = await validateStage.inputs({recipe, dirs, options: {validateHost: ['root@epyc']}, cacheDir: '/nonexistent'})
     expect(a).toMatchObject({modes: ['emulated'], host: null})
+    // one host keys as it did before pools; a pool by its hosts, in any order
+    expect(c).toMatchObject({host: 'root@epyc'})
+    const pool = await validateStage.inputs({recipe, dirs, options: {validateHost: ['root@epyc2', 'root@epyc']}, cacheDir: '/nonexistent'})
+    expect(pool).toMatchObject({host: ['root@epyc', 'root@epyc2']})
+    expect(JSON.stringify(await validateStage.inputs({recipe, dirs, options: {validateHost: ['root@epyc', 'root@epyc2']}, cacheDir: '/nonexistent'}))).toBe(JSON.stringify(pool))
     expect(JSON.stringify(a)).not.toBe(JSON.stringify(b))
     expect(JSON.stringify(a)).not.toBe(JSON.stringify(c))
     expect((a as {seedTemplates: string}).seedTemplates).toMatch(/^[0-9a-f]{64}$/)

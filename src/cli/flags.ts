@@ -31,6 +31,7 @@ function flagOf(row: OptionRow, o: FlagOverride = {}): AnyFlag {
     deprecateAliases: o.aliases ? true : undefined,
     dependsOn: row.dependsOn ? [...row.dependsOn] : undefined,
     exclusive: row.exclusive ? [...row.exclusive] : undefined,
+    relationships: row.needsOneOf ? [{type: 'some' as const, flags: [...row.needsOneOf]}] : undefined,
   }
   switch (row.kind) {
     case 'boolean':

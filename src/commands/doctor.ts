@@ -12,12 +12,14 @@ export interface DoctorResult {
   tools: ToolStatus[]
   missingPackages: string[]
   installed: string[]
-  /** the validation host's capabilities: this machine's, or --host's */
+  /** the validation host's capabilities: this machine's, or the (first) --host's */
   validationHost: HostReport
+  /** with several hosts (--host repeated, --hosts-file): each one's, in their order */
+  validationHosts?: HostReport[]
 }
 
-const DOCTOR_HOST = ['host', 'host-key', 'identity', 'identity-passphrase-file'] as const
-const DOCTOR_OPTIONS = optionSet(DOCTOR_HOST, {host: {help: "report this validation host's SEV capability over SSH (user@host[:port]) instead of this machine's"}})
+const DOCTOR_HOST = ['host', 'hosts-file', 'host-key', 'identity', 'identity-passphrase-file'] as const
+const DOCTOR_OPTIONS = optionSet(DOCTOR_HOST, {host: {help: "report this validation host's SEV capability over SSH (user@host[:port]) instead of this machine's (repeatable: each host's)"}})
 
 export default class Doctor extends BaseCommand {
   static summary = 'List the host tools each stage needs, found or missing, with the Debian package of each.'
@@ -50,16 +52,19 @@ With --install (as root) the missing Debian packages are installed with apt-get.
       tools = await checkTools()
     }
     const missing = missingPackages(tools)
-    const validationHost = await probeValidationHost({host: o.host, ...o['host-key'], identity: o.identity, identityPassphraseFile: o['identity-passphrase-file'], signal})
+    const targets = o['hosts-file'] ? o['hosts-file'].hosts.map((h) => ({host: h.address, hostKey: h.hostKey})) : (o.host ?? []).map((host) => ({host, ...o['host-key']}))
+    const reports: HostReport[] = []
+    for (const t of targets.length ? targets : [{}]) reports.push(await probeValidationHost({...t, identity: o.identity, identityPassphraseFile: o['identity-passphrase-file'], signal}))
+    const [validationHost] = reports
     if (!this.jsonEnabled()) {
       const w = Math.max(...tools.map((t) => t.tool.length))
       for (const t of tools) this.log(`${t.found ? 'ok     ' : 'MISSING'}  ${t.tool.padEnd(w)}  ${t.package.padEnd(18)} ${t.stages.join(',')}: ${t.why}`)
       this.log(missing.length ? `\nmissing packages: ${missing.join(' ')}\ninstall them: sudo cvm-image doctor --install` : '\nall host tools found')
       this.log('')
-      for (const l of describeHostReport(validationHost)) this.log(l)
+      for (const r of reports) for (const l of describeHostReport(r)) this.log(l)
     }
     // A missing local tool is a failure; a host without SEV is a fact to report, not a failure.
-    if (missing.length && !o.host) process.exitCode = ExitCode.host
-    return {tools, missingPackages: missing, installed, validationHost}
+    if (missing.length && !targets.length) process.exitCode = ExitCode.host
+    return {tools, missingPackages: missing, installed, validationHost, ...(reports.length > 1 ? {validationHosts: reports} : {})}
   }
 }

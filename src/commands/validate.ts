@@ -17,7 +17,7 @@ import {GUEST_DEFAULTS, validateOnHost} from '../validate/run.js'
 import {ENROLLED_STORE, writeEnrolledStore} from '../validate/secure-boot-store.js'
 import {readMeasurementsFile} from '../validate/vtpm.js'
 
-const VALIDATE_FLAGS = ['mode', 'host', 'host-key', 'known-hosts', 'identity', 'identity-passphrase-file', 'secure-boot-vars', 'secure-boot-cert', 'kernel-meta', 'measurements'] as const
+const VALIDATE_FLAGS = ['mode', 'host', 'hosts-file', 'host-wait', 'host-key', 'known-hosts', 'identity', 'identity-passphrase-file', 'secure-boot-vars', 'secure-boot-cert', 'kernel-meta', 'measurements'] as const
 
 const VALIDATE_OPTIONS = optionSet(VALIDATE_FLAGS, {
   mode: {default: VALIDATE_DEFAULTS.modes},
@@ -36,6 +36,7 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
   static examples = [
     '<%= config.bin %> validate out/disk.raw',
     '<%= config.bin %> validate out/disk.raw --mode sev-es --host root@epyc1 --host-key SHA256:abc...',
+    '<%= config.bin %> validate out/disk.raw --hosts-file team-hosts.txt --identity ~/.ssh/id_ed25519',
     '<%= config.bin %> validate disk.raw --measurements out/debian-12/1735689600-3f2a9c1b7d4e/manifest.json',
     '<%= config.bin %> validate disk.raw --secure-boot-cert db.pem --no-uki-boot --no-disk-boot',
     '<%= config.bin %> validate out/disk.raw --secure-boot-vars /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd --no-uki-boot --no-disk-boot',
@@ -79,7 +80,8 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
     const kernel = o['kernel-meta'] ? (JSON.parse(await readFile(o['kernel-meta'], 'utf8')) as {release?: string; version?: string}) : {}
     return runInterruptible(
       async (signal) => {
-        const report = await validateOnHost({host: o.host, ...pin, identity: o.identity, identityPassphraseFile: o['identity-passphrase-file'], signal}, {
+        const hosts = o['hosts-file'] ? {hosts: o['hosts-file'].hosts} : {host: o.host, ...pin}
+        const report = await validateOnHost({...hosts, identity: o.identity, identityPassphraseFile: o['identity-passphrase-file'], hostWaitMs: o['host-wait'], signal}, {
           disk: image,
           modes: o.mode ?? [...VALIDATE_DEFAULTS.modes],
           templatesDir: this.dirs(flags.root).templates,
@@ -97,6 +99,8 @@ Exit code 0: every check passed or was skipped with a reason; 1: a check failed;
           progress: (l) => this.logToStderr(l),
         })
         if (!this.jsonEnabled()) {
+          // which host ran which boot, when the boots ran elsewhere
+          if (report.host !== 'local') for (const m of report.modes) this.log(`boot ${m.boot} ran on ${m.host ?? report.host}`)
           for (const c of report.checks) this.log(`${c.verdict.padEnd(4)} ${c.mode}/${c.name}: ${c.evidence}`)
           const ssh = report.timings.bootToSshMs === undefined ? 'no boot reached SSH' : `boot to SSH ${(report.timings.bootToSshMs / 1000).toFixed(1)} s`
           this.log(`${report.verdict}: ${ssh}, total ${(report.timings.totalMs / 1000).toFixed(1)} s; reports in ${resolve(flags.out)}`)

@@ -50,6 +50,8 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
   const pair = generateKeyPairSync('ed25519')
   writeFileSync(cacheKey, pair.privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600})
   writeFileSync(cachePub, pair.publicKey.export({type: 'spki', format: 'pem'}))
+  const hostsFile = join(work, 'hosts')
+  writeFileSync(hostsFile, `# the pool\nroot@epyc SHA256:${'A'.repeat(43)}\nroot@epyc2:2222 SHA256:${'B'.repeat(43)}\n`)
   return {
     kernelGit: {value: work},
     baseSha256: {value: 'ab'.repeat(32), recipe: 'ubuntu-20.04'},
@@ -57,7 +59,9 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
     kernelSourceFile: {value: file},
     control: {value: true},
     modes: {value: ['sev']},
-    validateHost: {value: 'root@epyc'},
+    validateHost: {value: ['root@epyc']},
+    validateHostsFile: {value: hostsFile},
+    validateHostWaitMs: {value: 60, with: {host: ['root@epyc']}},
     validateHostKey: {value: 'SHA256:' + 'A'.repeat(43)},
     validateIdentity: {value: file},
     validateIdentityPassphraseFile: {value: pass, with: {identity: file}},
@@ -139,7 +143,7 @@ describe('parseOptions: every value is judged before any work, all at once', () 
     const e = refused(['kernel-git', 'base-sha256', 'host', 'host-key', 'identity', 'base-file', 'force', 'publish-host-key'], {
       'kernel-git': join(work, 'no-such-clone'),
       'base-sha256': '12',
-      host: 'epyc',
+      host: ['epyc'],
       'host-key': join(work, 'no-known-hosts'),
       identity: work,
       'base-file': join(work, 'missing.qcow2'),
@@ -176,10 +180,43 @@ describe('parseOptions: every value is judged before any work, all at once', () 
   })
 
   it('refuses a port past 65535, and a validation host\'s key or identity without --host', () => {
-    expect(refused(['host'], {host: 'root@epyc:70000'}).message).toMatch(/^--host: "root@epyc:70000" is not an SSH address/)
-    expect(parseOptions(['host'], {host: 'root@epyc:2222'}).host).toBe('root@epyc:2222')
+    expect(refused(['host'], {host: ['root@epyc', 'root@epyc:70000']}).message).toMatch(/^--host: "root@epyc:70000" is not an SSH address/)
+    // repeatable: a pool, each host once
+    expect(parseOptions(['host'], {host: ['root@epyc:2222', 'root@epyc2', 'root@epyc:2222']}).host).toEqual(['root@epyc:2222', 'root@epyc2'])
     const e = refused(['host', 'host-key'], {'host-key': 'SHA256:' + 'd'.repeat(43)})
     expect(e.message).toBe('--host-key: it needs --host beside it')
+    // the identity and the wait serve a hosts file's pool too; alone they are refused
+    const pool = ['host', 'hosts-file', 'identity', 'host-wait'] as const
+    const key = join(work, 'pool-key')
+    writeFileSync(key, 'x', {mode: 0o600})
+    expect(refused([...pool], {identity: key}).message).toBe('--identity: it needs --host or --hosts-file beside it')
+    const noHost = refused([...pool], {'host-wait': 5})
+    expect(noHost.message).toBe('--host-wait: it needs --host or --hosts-file beside it')
+    const hosts = join(work, 'pool-hosts')
+    writeFileSync(hosts, `root@epyc SHA256:${'e'.repeat(43)}\n`)
+    expect(parseOptions([...pool], {'hosts-file': hosts, identity: key, 'host-wait': 5})).toMatchObject({'hosts-file': {file: hosts, hosts: [{address: 'root@epyc', hostKey: `SHA256:${'e'.repeat(43)}`}]}, identity: key, 'host-wait': 5000})
+  })
+
+  it('refuses a hosts file naming the file and the line of what is wrong (exit 2), before any work', () => {
+    const fp = (c: string) => `SHA256:${c.repeat(43)}`
+    const cases: [string, RegExp][] = [
+      [`# pool\n\nroot@epyc ${fp('a')}\nroot@epyc2\n`, /:4: a host without its pinned host key: "root@epyc2"/],
+      [`root@epyc ${fp('a')} extra\n`, /:1: 3 fields where two belong/],
+      [`epyc ${fp('a')}\n`, /:1: "epyc" is not an SSH address/],
+      [`root@epyc:70000 ${fp('a')}\n`, /:1: "root@epyc:70000" has no TCP port 70000/],
+      [`root@epyc SHA256:short\n`, /:1: "SHA256:short" is not a SHA256 host key fingerprint/],
+      [`root@epyc ${fp('a')}\n  root@epyc   ${fp('b')}\n`, /:2: root@epyc is listed already on line 1/],
+      ['# nothing but comments\n\n', /lists no host/],
+    ]
+    for (const [i, [text, why]] of cases.entries()) {
+      const file = join(work, `bad-hosts-${i}`)
+      writeFileSync(file, text)
+      const e = refused(['hosts-file'], {'hosts-file': file})
+      expect(e.exitCode).toBe(2)
+      expect(e.message.startsWith(`--hosts-file: ${file}`)).toBe(true)
+      expect(e.message).toMatch(why)
+    }
+    expect(refused(['hosts-file'], {'hosts-file': join(work, 'no-such-hosts')}).message).toMatch(/no such file/)
   })
 
   it('refuses every private key file open to group or others on entry, giving the chmod', () => {

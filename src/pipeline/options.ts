@@ -9,6 +9,7 @@ import {DEFAULT_TARGET, parseTarget, type PublishTarget} from '../publish/target
 import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
 import {hostKeyPinFromFlag, type HostKeyPin} from '../remote/host-key.js'
 import {parseOciReference} from '../remote/oci/reference.js'
+import {readHostsFile, type HostsFile} from '../validate/hosts-file.js'
 import {readPassphraseFile, readPrivateKeyFile} from '../util/private-key.js'
 import {loadCacheSigner, loadTrustedKey} from './cache-signature.js'
 import {STAGE_NAMES, type StageName} from './stage-names.js'
@@ -37,6 +38,8 @@ interface RowBase {
   path?: true
   /** options it needs beside it, and options it excludes */
   dependsOn?: readonly string[]
+  /** options of which it needs one beside it, any one */
+  needsOneOf?: readonly string[]
   exclusive?: readonly string[]
   /** a build option: the BuildOptions field it fills, and whether the stages see it in their key or their env */
   build?: Reach
@@ -171,8 +174,30 @@ export const OPTIONS = {
     parse: (raw: string[]) => raw as ValidationMode[],
     build: {field: 'modes', reaches: 'key'},
   },
-  host: {kind: 'string', help: 'validate on this host over SSH (user@host[:port]) instead of locally', parse: sshAddress, build: {field: 'validateHost', reaches: 'key'}},
-  'host-key': {kind: 'string', path: true, dependsOn: ['host'], help: `the validation host's ${SSH_PIN_HELP}`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
+  // a pool of validation hosts (docs/host-pool.md): which hosts are in the validate stage's key, sorted; how long a boot waits for one is not
+  host: {
+    kind: 'string',
+    multiple: true,
+    help: 'validate on this host over SSH (user@host[:port]) instead of locally; repeatable: a pool, over which the boots spread, one boot per host at a time (docs/host-pool.md)',
+    parse: (raw: string[]) => [...new Set(raw.map(sshAddress))],
+    build: {field: 'validateHost', reaches: 'key'},
+  },
+  'hosts-file': {
+    kind: 'string', path: true,
+    exclusive: ['host'],
+    help: 'validate on a pool of hosts over SSH: a file of lines `user@host[:port] SHA256:<host key fingerprint>` (docs/host-pool.md)',
+    parse: (raw: string): HostsFile => readHostsFile(readableFile(raw)),
+    build: {field: 'validateHostsFile', reaches: 'key'},
+  },
+  'host-wait': {
+    kind: 'integer', min: 0,
+    default: 1800,
+    needsOneOf: ['host', 'hosts-file'],
+    help: 'seconds a boot waits while every validation host is down or busy with another run, before the validation fails',
+    parse: (raw: number) => raw * 1000,
+    build: {field: 'validateHostWaitMs', reaches: 'env'},
+  },
+  'host-key': {kind: 'string', path: true, dependsOn: ['host'], help: `the validation host's ${SSH_PIN_HELP} (every --host's)`, parse: hostKeyPin, build: {field: 'validateHostKey', reaches: 'env'}},
   'known-hosts': {
     kind: 'string', path: true,
     dependsOn: ['host'],
@@ -183,8 +208,8 @@ export const OPTIONS = {
   identity: {
     kind: 'string',
     path: true,
-    dependsOn: ['host'],
-    help: 'SSH private key for the validation host, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]',
+    needsOneOf: ['host', 'hosts-file'],
+    help: 'SSH private key for the validation hosts, mode 600 [default: the ssh-agent at $SSH_AUTH_SOCK]',
     parse: privateKeyFile('--identity'),
     build: {field: 'validateIdentity', reaches: 'env'},
   },
@@ -353,6 +378,7 @@ const CHECKS: {needs: readonly OptionName[]; check(o: Partial<Record<OptionName,
  */
 export function parseOptions<N extends OptionName>(names: readonly N[], raw: Record<string, unknown>, sources: OptionSources = {}): ParsedOptions<N> {
   const out: Partial<Record<OptionName, unknown>> = {}
+  const given = new Set<OptionName>()
   const problems: {what: string; e: CvmError}[] = []
   const refuse = (what: string, e: unknown) => {
     if (!(e instanceof CvmError)) throw e
@@ -366,6 +392,7 @@ export function parseOptions<N extends OptionName>(names: readonly N[], raw: Rec
     // oclif gives a repeatable option's environment variable as its one string: the list it holds
     if (typeof value === 'string' && row.kind === 'string' && row.multiple) value = value.split(row.envSeparator ?? ',').filter((v) => v !== '')
     if (value === undefined) continue
+    if (raw[name] !== undefined || fromConfig !== undefined) given.add(name)
     try {
       out[name] = (OPTIONS[name].parse as (v: unknown) => unknown)(value)
     } catch (e) {
@@ -376,6 +403,9 @@ export function parseOptions<N extends OptionName>(names: readonly N[], raw: Rec
   for (const name of Object.keys(out) as OptionName[]) {
     const row: OptionRow = OPTIONS[name]
     for (const d of row.dependsOn ?? []) if ((names as readonly string[]).includes(d) && out[d as OptionName] === undefined) refuse(`--${name}`, new InputError(`it needs --${d} beside it`))
+    // a default needs nothing beside it
+    const oneOf = (given.has(name) && row.needsOneOf?.filter((d) => (names as readonly string[]).includes(d))) || []
+    if (oneOf.length && !oneOf.some((d) => out[d as OptionName] !== undefined)) refuse(`--${name}`, new InputError(`it needs ${oneOf.map((d) => `--${d}`).join(' or ')} beside it`))
     for (const x of row.exclusive ?? []) if (out[x as OptionName] !== undefined && raw[x] === undefined) refuse(`--${name}`, new InputError(`it cannot go with --${x}`))
   }
   for (const c of CHECKS) {

@@ -7,6 +7,8 @@ export interface ModeReport {
   mode: ValidationMode
   /** which boot: <mode>, <mode>-disk-boot for the boot from the disk alone, <mode>-secure-boot for that boot under Secure Boot */
   boot: string
+  /** the host it ran on: local, or user@host:port (with a pool, each boot's own: docs/host-pool.md) */
+  host?: string
   accel: 'tcg' | 'kvm'
   /** how the guest got its NoCloud seed */
   seed: string
@@ -19,6 +21,7 @@ export interface ModeReport {
 export interface ValidationReport {
   verdict: ValidationVerdict
   image: {path: string; sha256Before: string; sha256After?: string; ukiSha256: string; ukiCmdline: string}
+  /** where the boots ran: local, the one host, or the hosts of a pool that ran one (comma-separated; each boot's host is in modes) */
   host: string
   modes: ModeReport[]
   checks: CheckResult[]

@@ -8,14 +8,14 @@ import type {MeasurementEntry} from '../measure/entry.js'
 import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
 import {extentSha256, knownSha256, rememberSha256} from '../util/extent-hash.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
-import {snpLaunchExpectation} from './attestation.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
 import type {BootKind, CheckContext, CheckResult, ExpectedKernel, PcrExpectation} from './check-types.js'
 import {checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {OVMF_CODE_SECBOOT, OVMF_VARS, probeHost, requireMode, type HostReport} from './host-probe.js'
 import {buildProbe} from './nvme-probe.js'
-import {openValidationHost, type HostTarget} from './open-host.js'
+import type {HostPool} from './host-pool.js'
+import {openHostPool, type HostTarget} from './open-host.js'
 import {junitXml, overallVerdict, type ModeReport, type ValidationReport} from './report.js'
 import {extractUki, ukiParts} from './uki.js'
 import {expectedPcrs, expectedPcrsFrom, releaseDiskOutcome} from './vtpm.js'
@@ -26,8 +26,13 @@ export interface ValidateRequest {
   /** the disk image (local path); it is never modified */
   disk: string
   modes: ValidationMode[]
-  /** where QEMU runs; default this machine */
+  /** where QEMU runs; default this machine. Every boot runs on it at once. */
   host?: ValidationHost
+  /**
+   * instead of host: a pool of remote hosts (docs/host-pool.md). Each boot takes a free host and
+   * holds its lock for the boot; the disk is uploaded once to each host a boot lands on.
+   */
+  pool?: HostPool
   templatesDir: string
   /** gets report.json, junit.xml, serial.log (+ serial-<boot>.log) */
   outDir: string
@@ -59,7 +64,7 @@ export interface ValidateRequest {
   signal?: AbortSignal
   log?: (line: string) => void
   progress?: (line: string) => void
-  /** a probed host report, to skip probing again */
+  /** a probed host report, to skip probing again (with a pool: every host's, the caller vouching that they are alike) */
   hostReport?: HostReport
   /** where the NVMe offset probe is built once per source digest (default: a folder under the system temp dir) */
   probeCacheDir?: string
@@ -76,13 +81,13 @@ export const GUEST_DEFAULTS: Pick<ValidateRequest, 'memoryMiB' | 'cpus' | 'bootT
 }
 
 /**
- * The one wiring of a validation, for `cvm-image validate` and the validate stage: opens the host
- * (this machine, or a remote one whose key is pinned, refused before anything is sent) and
- * validates the disk on it.
+ * The one wiring of a validation, for `cvm-image validate` and the validate stage: this machine, or
+ * the remote hosts the target names (one or a pool, each key pinned and refused before anything is
+ * sent), over which the boots spread (docs/host-pool.md).
  */
-export async function validateOnHost(target: HostTarget, req: Omit<ValidateRequest, 'host' | 'signal'>): Promise<ValidationReport> {
-  const host = await openValidationHost(target)
-  return validateImage({...req, host, signal: target.signal})
+export async function validateOnHost(target: HostTarget, req: Omit<ValidateRequest, 'host' | 'pool' | 'signal'>): Promise<ValidationReport> {
+  const pool = openHostPool(target, req.progress ?? req.log)
+  return validateImage({...req, ...(pool ? {pool} : {host: new LocalHost()}), signal: target.signal})
 }
 
 /** how long one check may take; it bounds the O_DIRECT run too, whose guest command asks for 600 s */
@@ -94,18 +99,30 @@ const CHECK_TIMEOUT_MS = 300_000
  * the serial logs. The service behind `cvm-image validate` and the validate stage.
  */
 export async function validateImage(req: ValidateRequest): Promise<ValidationReport> {
-  const host = req.host ?? new LocalHost()
-  // this machine's temp files (seed, UKI) when QEMU runs elsewhere
-  const local = host.remote ? new LocalHost() : host
+  const local = new LocalHost()
+  const host = req.pool ? undefined : (req.host ?? local)
   try {
     return await validateOn(req, host, local)
   } finally {
-    await host.cleanup()
-    if (local !== host) await local.cleanup()
+    if (req.pool) await req.pool.close()
+    if (host && host !== local) await host.cleanup()
+    await local.cleanup()
   }
 }
 
-async function validateOn(req: ValidateRequest, host: ValidationHost, local: ValidationHost): Promise<ValidationReport> {
+/** A host prepared for boots: probed, the disk (and UKI, Secure Boot store) on it, its plain variable store read. */
+interface Site {
+  host: ValidationHost
+  hostReport: HostReport
+  work: string
+  hostDisk: string
+  hostUki: string
+  hostSecureBootVars?: string
+  /** the variable store its plain boots start with, for their PCR 7 */
+  plainVars: {path: string; bytes?: Buffer}
+}
+
+async function validateOn(req: ValidateRequest, single: ValidationHost | undefined, local: ValidationHost): Promise<ValidationReport> {
   const started = Date.now()
   const log = req.log ?? (() => {})
   const progress = req.progress ?? log
@@ -113,14 +130,48 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
     throw new InputError('emulated mode with no boot asked for: the UKI boot, the disk boot and the Secure Boot boot are all off', {hint: 'keep --uki-boot, or add --disk-boot or --secure-boot-vars'})
   }
   const seedMethod: SeedMethod = req.seed ?? 'disk'
-  if (seedMethod === 'http' && host.remote) throw new HostError('the HTTP seed works only when QEMU runs on this machine', {hint: 'use --seed disk with --host'})
+  if (seedMethod === 'http' && (req.pool || single?.remote)) throw new HostError('the HTTP seed works only when QEMU runs on this machine', {hint: 'use --seed disk with --host'})
   await mkdir(req.outDir, {recursive: true})
 
-  progress(`probing ${host.label} for ${req.modes.join(', ')}`)
-  const hostReport = req.hostReport ?? (await probeHost(host, {signal: req.signal}))
-  for (const mode of req.modes) requireMode(hostReport, mode)
-  if (req.secureBootVars && req.modes.includes('emulated') && !hostReport.ovmf.secureBootCode) {
-    throw new HostError(`${host.label} has no OVMF built with SMM (${OVMF_CODE_SECBOOT}), which a Secure Boot boot needs`, {hint: 'install the ovmf package (cvm-image doctor --install)'})
+  /** Probes a host (unless its report is known), and refuses one that lacks a mode asked for. */
+  const probed = async (host: ValidationHost, known?: HostReport): Promise<HostReport> => {
+    if (!known) progress(`probing ${host.label} for ${req.modes.join(', ')}`)
+    const hostReport = known ?? (await probeHost(host, {signal: req.signal}))
+    for (const mode of req.modes) requireMode(hostReport, mode)
+    if (req.secureBootVars && req.modes.includes('emulated') && !hostReport.ovmf.secureBootCode) {
+      throw new HostError(`${host.label} has no OVMF built with SMM (${OVMF_CODE_SECBOOT}), which a Secure Boot boot needs`, {hint: 'install the ovmf package (cvm-image doctor --install)'})
+    }
+    return hostReport
+  }
+  // this machine or the one host: probed first, so a host that lacks a mode is refused before any work
+  const singleReport = single ? await probed(single, req.hostReport) : undefined
+
+  /** Probes a host and puts the disk there: once per host, when the first boot lands on it. */
+  const prepare = async (host: ValidationHost): Promise<Site> => {
+    const hostReport = host === single ? singleReport! : await probed(host, req.hostReport)
+    const work = await host.tempDir()
+    const ukiPath = uki.path
+    const hostDisk = host.remote ? join(work, basename(req.disk)) : req.disk
+    const hostUki = host.remote ? join(work, 'uki.efi') : ukiPath
+    if (host.remote) {
+      // checked against the hash taken here before the upload: the remote copy is the validated bytes
+      let shown = -1
+      const onProgress = (done: number, total: number) => {
+        const pct = Math.floor((100 * done) / total)
+        if (pct !== shown) progress(`uploading the disk to ${host.label}: ${(shown = pct)}%`)
+      }
+      await host.putFile(req.disk, hostDisk, onProgress, await sha256BeforeP)
+      await host.putFile(ukiPath, hostUki)
+    }
+    const hostSecureBootVars = req.secureBootVars && host.remote ? join(work, 'OVMF_VARS.secure-boot.fd') : req.secureBootVars
+    if (req.secureBootVars && host.remote) await host.putFile(req.secureBootVars, hostSecureBootVars!)
+    return {host, hostReport, work, hostDisk, hostUki, hostSecureBootVars, plainVars: {path: `${OVMF_VARS} on ${host.label}`, bytes: await host.readFile(OVMF_VARS)}}
+  }
+  const sites = new Map<ValidationHost, Promise<Site>>()
+  const siteOf = (host: ValidationHost) => {
+    let p = sites.get(host)
+    if (!p) sites.set(host, (p = prepare(host)))
+    return p
   }
 
   // Every byte is hashed while the guests boot (QEMU opens the disk with snapshot=on, so they cannot
@@ -133,9 +184,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   const sha256NowP = known ? Promise.resolve(known) : sha256File(req.disk)
   sha256NowP.catch(() => {})
   const sha256BeforeP = req.expected?.diskSha256 ? Promise.resolve(req.expected.diskSha256) : sha256NowP
-  const work = await host.tempDir()
-  const localWork = host.remote ? await local.tempDir() : work
-  const uki = await extractUki(req.disk, localWork, req.signal)
+  const uki = await extractUki(req.disk, await local.tempDir(), req.signal)
   if (req.expected?.ukiSha256 && req.expected.ukiSha256 !== uki.sha256) {
     throw new StageError(`the UKI on the ESP of ${req.disk} (sha256 ${uki.sha256}) is not the one assemble built (${req.expected.ukiSha256})`, {
       hint: 'the disk was changed after assemble; rebuild it',
@@ -144,58 +193,56 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   const ukiImage = await readFile(uki.path)
   const parts = ukiParts(ukiImage)
   log(`UKI ${uki.sha256} from the ESP; its command line: ${parts.cmdline}`)
+  if (single) await siteOf(single)
 
-  const hostDisk = host.remote ? join(work, basename(req.disk)) : req.disk
-  const hostUki = host.remote ? join(work, 'uki.efi') : uki.path
-  if (host.remote) {
-    // checked against the hash taken here before the upload: the remote copy is the validated bytes
-    let shown = -1
-    const onProgress = (done: number, total: number) => {
-      const pct = Math.floor((100 * done) / total)
-      if (pct !== shown) progress(`uploading the disk to ${host.label}: ${(shown = pct)}%`)
+  // the Secure Boot boot's variable store (a local file), for its PCR 7
+  const secureBootStore = req.secureBootVars ? {path: req.secureBootVars, bytes: await readFile(req.secureBootVars)} : undefined
+
+  /** Runs fn on a site: the one host (every boot at once), or a pool host whose lock the boot holds meanwhile. */
+  const onSite = async <T>(tag: string, fn: (site: Site) => Promise<T>): Promise<T> => {
+    if (single) return fn(await siteOf(single))
+    const lease = await req.pool!.acquire(tag)
+    try {
+      progress(`${tag}: on ${lease.host.label}`)
+      return await fn(await siteOf(lease.host))
+    } finally {
+      await lease.release()
     }
-    await host.putFile(req.disk, hostDisk, onProgress, await sha256BeforeP)
-    await host.putFile(uki.path, hostUki)
-  }
-  const hostSecureBootVars = req.secureBootVars && host.remote ? join(work, 'OVMF_VARS.secure-boot.fd') : req.secureBootVars
-  if (req.secureBootVars && host.remote) await host.putFile(req.secureBootVars, hostSecureBootVars!)
-
-  // the variable stores the boots start with, for their PCR 7: the host's own, and the Secure Boot one (a local file)
-  const varStores = {
-    plain: {path: `${OVMF_VARS} on ${host.label}`, bytes: await host.readFile(OVMF_VARS)},
-    secureBoot: req.secureBootVars ? {path: req.secureBootVars, bytes: await readFile(req.secureBootVars)} : undefined,
   }
 
   // the offset probe runs in every full boot's nvme-integrity check: built here once, handed over by SSH
   const probe = await readFile((await buildProbe(req.probeCacheDir ?? join(tmpdir(), 'cvm-image-probe'))).path)
   const checks: CheckResult[] = []
-  const modes: ModeReport[] = []
+  const modes: {report: ModeReport; host: ValidationHost}[] = []
   let verdictError: unknown
   try {
     for (const mode of req.modes) {
-      const accel = mode === 'emulated' && !hostReport.kvm.usable ? 'tcg' : 'kvm'
       const boots: BootPlan[] =
         mode === 'emulated'
           ? [
-              ...(req.ukiBoot !== false ? [{name: 'uki', kernel: {path: hostUki, append: `${parts.cmdline} swiotlb=force`}, forcedSwiotlb: true, full: true} as BootPlan] : []),
+              ...(req.ukiBoot !== false ? [{name: 'uki', ukiAppend: `${parts.cmdline} swiotlb=force`, forcedSwiotlb: true, full: true} as BootPlan] : []),
               ...(req.diskBoot ? [{name: 'disk', forcedSwiotlb: false, full: false} as BootPlan] : []),
-              ...(hostSecureBootVars ? [{name: 'secure-boot', forcedSwiotlb: false, full: false, secureBootVars: hostSecureBootVars} as BootPlan] : []),
+              ...(req.secureBootVars ? [{name: 'secure-boot', forcedSwiotlb: false, full: false} as BootPlan] : []),
             ]
           : // under SEV the firmware measures what it boots: boot the disk as published, SWIOTLB is forced by the kernel
             [{name: 'disk', forcedSwiotlb: false, full: true}]
       // The boots of a mode need nothing of each other (each has its own QEMU, seed, port and
-      // snapshot of the read-only disk): they run at once, and report in plan order.
+      // snapshot of the read-only disk): they run at once, on one host or spread over a pool, and
+      // report in plan order.
       const settled = await Promise.allSettled(
-        boots.map(async (boot) => {
-          const own: CheckResult[] = []
-          const varStore = (boot.secureBootVars && varStores.secureBoot) || varStores.plain
-          const r = await runBoot({req, probe, host, local, mode, accel, boot, work, hostReport, seedMethod, parts, ukiImage, varStore, hostDisk, checks: own, log, progress})
-          return {r, own}
-        }),
+        boots.map((boot) =>
+          onSite(bootTag(mode, boot), async (site) => {
+            const own: CheckResult[] = []
+            const accel = mode === 'emulated' && !site.hostReport.kvm.usable ? 'tcg' : 'kvm'
+            const varStore = (boot.name === 'secure-boot' && secureBootStore) || site.plainVars
+            const r = await runBoot({req, probe, site, local, mode, accel, boot, seedMethod, parts, ukiImage, varStore, checks: own, log, progress})
+            return {r, own, host: site.host}
+          }),
+        ),
       )
       for (const s of settled) {
         if (s.status === 'fulfilled') {
-          modes.push(s.value.r)
+          modes.push({report: s.value.r, host: s.value.host})
           checks.push(...s.value.own)
         }
       }
@@ -205,7 +252,7 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   } catch (e) {
     verdictError = e
   } finally {
-    for (const [i, m] of modes.entries()) {
+    for (const [i, {report: m, host}] of modes.entries()) {
       // the first boot's console is the stage's serial.log; further boots keep their tag
       const keptLog = join(req.outDir, i === 0 ? 'serial.log' : `serial-${m.boot}.log`)
       await host.getFile(m.serialLog, keptLog).catch(() => {})
@@ -224,25 +271,29 @@ async function validateOn(req: ValidateRequest, host: ValidationHost, local: Val
   if (!sameExtents) progress('hashing the disk image after the boots')
   const sha256After = sameExtents ? await sha256NowP : await sha256File(req.disk)
   if (sameExtents && !known && req.sha256MemoDir) await rememberSha256(req.sha256MemoDir, extentBefore, sha256After)
-  // remotely the guest booted the uploaded copy: that copy must be unchanged too
-  const remoteAfter = host.remote ? (await host.exec('sha256sum', ['-b', '--', hostDisk])).stdout.split(/\s/)[0] : undefined
-  const unchanged = sha256After === sha256Before && (remoteAfter === undefined || remoteAfter === sha256Before)
+  // remotely the guests booted the uploaded copies: each must be unchanged too
+  const remoteSites = (await Promise.all([...sites.values()].map((p) => p.catch(() => undefined)))).filter((site) => site?.host.remote) as Site[]
+  const remoteAfter = await Promise.all(remoteSites.map(async (site) => ({label: site.host.label, sha256: (await site.host.exec('sha256sum', ['-b', '--', site.hostDisk])).stdout.split(/\s/)[0]})))
+  const copies = remoteAfter.map((r) => r.label).join(', ')
+  const unchanged = sha256After === sha256Before && remoteAfter.every((r) => r.sha256 === sha256Before)
   checks.push({
     mode: req.modes[0],
     name: 'image-unchanged',
     durationMs: 0,
     ...(unchanged
-      ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after${sameExtents ? ` (${known ? 'known to the build cache by its extent digest' : 'every byte read during the boots'}; after the boots the same extent digest, ${extentAfter!.allocated} bytes allocated)` : ''}${remoteAfter ? ` (and of the copy on ${host.label} after the boots)` : ''}`}
-      : {verdict: 'fail', evidence: `sha256 changed: ${sha256Before} -> ${sha256After}${remoteAfter ? `, copy on ${host.label}: ${remoteAfter}` : ''}`}),
+      ? {verdict: 'pass', evidence: `sha256 ${sha256After} before and after${sameExtents ? ` (${known ? 'known to the build cache by its extent digest' : 'every byte read during the boots'}; after the boots the same extent digest, ${extentAfter!.allocated} bytes allocated)` : ''}${remoteAfter.length ? ` (and of the ${remoteAfter.length > 1 ? 'copies' : 'copy'} on ${copies} after the boots)` : ''}`}
+      : {verdict: 'fail', evidence: `sha256 changed: ${sha256Before} -> ${sha256After}${remoteAfter.map((r) => `, copy on ${r.label}: ${r.sha256}`).join('')}`}),
   })
   // the PCRs cover the UKI only: the release's disk sha256 covers the rest
   if (req.expectedMeasurements) checks.push({mode: req.modes[0], name: 'release-disk', durationMs: 0, ...releaseDiskOutcome(sha256Before, req.expectedMeasurements)})
-  const bootToSshMs = modes.find((m) => m.bootToSshMs !== undefined)?.bootToSshMs
+  const bootToSshMs = modes.find((m) => m.report.bootToSshMs !== undefined)?.report.bootToSshMs
+  // the one host, or every host of the pool a boot ran on (each boot's is in its mode report)
+  const hostLabel = single ? single.label : [...new Set(modes.map((m) => m.host.label))].join(', ') || 'none'
   const report: ValidationReport = {
     verdict: overallVerdict(checks),
     image: {path: req.disk, sha256Before, sha256After, ukiSha256: uki.sha256, ukiCmdline: parts.cmdline},
-    host: host.label,
-    modes,
+    host: hostLabel,
+    modes: modes.map((m) => m.report),
     checks,
     timings: {totalMs: Date.now() - started, bootToSshMs},
     startedAt: new Date(started).toISOString(),
@@ -258,31 +309,34 @@ const BOOT_CHECK_PREFIX: Record<BootPlan['name'], string | undefined> = {uki: un
 interface BootPlan {
   /** uki: -kernel with extra arguments; disk: firmware boots \EFI\BOOT\BOOTX64.EFI; secure-boot: the same under Secure Boot */
   name: 'uki' | 'disk' | 'secure-boot'
-  kernel?: {path: string; append: string}
-  /** the variable store (on the host) of a Secure Boot boot */
-  secureBootVars?: string
+  /** the UKI boot's command line (the UKI itself is on the site) */
+  ukiAppend?: string
   forcedSwiotlb: boolean
   /** every check; otherwise only what proves the boot (kernel, command line, power-off) */
   full: boolean
 }
 
+/** the report's name of a boot: emulated, emulated-disk-boot, emulated-secure-boot, sev */
+function bootTag(mode: ValidationMode, plan: BootPlan): string {
+  const prefix = mode === 'emulated' ? BOOT_CHECK_PREFIX[plan.name] : undefined
+  return prefix ? `${mode}-${prefix}` : mode
+}
+
 interface BootArgs {
   req: ValidateRequest
   probe: Buffer
-  host: ValidationHost
+  /** the host it runs on, with the disk there */
+  site: Site
   local: ValidationHost
   mode: ValidationMode
   accel: 'tcg' | 'kvm'
   boot: BootPlan
-  work: string
-  hostReport: HostReport
   seedMethod: SeedMethod
   parts: ReturnType<typeof ukiParts>
   /** the UKI's bytes, from which the vTPM's PCRs are predicted */
   ukiImage: Buffer
   /** the boot's OVMF variable store, from which its PCR 7 is predicted */
   varStore: {path: string; bytes?: Buffer}
-  hostDisk: string
   checks: CheckResult[]
   log: (line: string) => void
   progress: (line: string) => void
@@ -292,35 +346,36 @@ interface BootArgs {
 async function runBoot(a: BootArgs): Promise<ModeReport> {
   const {req, mode, boot: plan} = a
   // the report's names: emulated, emulated-disk-boot, emulated-secure-boot, sev; a check of the disk boot is disk-boot:<name>
+  const {site} = a
   const prefix = mode === 'emulated' ? BOOT_CHECK_PREFIX[plan.name] : undefined
-  const tag = prefix ? `${mode}-${prefix}` : mode
+  const tag = bootTag(mode, plan)
   const kind: BootKind = {mode, full: plan.full, secureBoot: plan.name === 'secure-boot'}
   const named = (name: string) => (prefix ? `${prefix}:${name}` : name)
   // a vTPM when the host has swtpm; without one, tpm-pcrs is skipped with why
-  const vtpm = a.hostReport.swtpm.version !== undefined
+  const vtpm = site.hostReport.swtpm.version !== undefined
   const boot = await GuestBoot.prepare({
-    host: a.host,
+    host: site.host,
     local: a.local,
     tag,
     mode,
     accel: a.accel,
-    disk: a.hostDisk,
-    kernel: plan.kernel,
-    secureBootVars: plan.secureBootVars,
+    disk: site.hostDisk,
+    kernel: plan.ukiAppend !== undefined ? {path: site.hostUki, append: plan.ukiAppend} : undefined,
+    secureBootVars: plan.name === 'secure-boot' ? site.hostSecureBootVars : undefined,
     vtpm,
-    work: a.work,
+    work: site.work,
     seed: a.seedMethod,
     templatesDir: req.templatesDir,
     hostname: req.hostname,
     memoryMiB: req.memoryMiB,
     cpus: req.cpus,
-    cbitpos: a.hostReport.sev.cbitpos,
+    cbitpos: site.hostReport.sev.cbitpos,
     bootTimeoutMs: req.bootTimeoutS * 1000,
     signal: req.signal,
     log: a.log,
     progress: a.progress,
   })
-  const report: ModeReport = {mode, boot: tag, accel: a.accel, seed: boot.seedDescription, serialLog: boot.serialLog, qemuArgs: boot.qemuArgs}
+  const report: ModeReport = {mode, boot: tag, host: site.host.label, accel: a.accel, seed: boot.seedDescription, serialLog: boot.serialLog, qemuArgs: boot.qemuArgs}
   const t0 = Date.now()
   try {
     await boot.start()
@@ -348,11 +403,10 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       timeoutMs: CHECK_TIMEOUT_MS,
       uki: a.parts,
       shared: {},
-      snpLaunch: mode === 'snp' ? snpLaunchExpectation(req.expectedMeasurements, req.cpus) : undefined,
       probe: a.probe,
       tpm: !vtpm
-        ? {notAttached: `${a.host.label} has no ${a.hostReport.swtpm.binary} (package swtpm)`}
-        : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.kernel === undefined, secureBoot: plan.name === 'secure-boot'}, a.varStore)},
+        ? {notAttached: `${site.host.label} has no ${site.hostReport.swtpm.binary} (package swtpm)`}
+        : {expected: pcrExpectation(req, a.ukiImage, {firmwareBootsDisk: plan.ukiAppend === undefined, secureBoot: plan.name === 'secure-boot'}, a.varStore)},
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,

@@ -36,7 +36,13 @@ export interface ValidateInputs {
   hostname: string
   /** the kernel line, whose series' marker line the booted kernel must print */
   line: string
-  host: string | null
+  /**
+   * where it runs: null (this machine), the one host, or the pool's hosts, sorted (docs/host-pool.md).
+   * One host is a string, as before pools, so its validations stay cached.
+   */
+  host: string | string[] | null
+  /** a hosts file's pinned keys by address: they reach run() only here (absent without a hosts file) */
+  hostKeys?: Record<string, string>
   skip: boolean
   control: boolean
   seedTemplates: string
@@ -66,6 +72,16 @@ export async function secureBootValidation(options: Pick<BuildContext['options']
   return {notRun: `no OVMF variable store that enrolls ${cert.subject} was given (build --secure-boot-vars), and there is no ${OVMF_VARS} to enroll it into (package ovmf)`}
 }
 
+/** The validate stage's hosts: --host (one or several), or a hosts file's hosts with their keys. */
+function hostInputs(o: Pick<BuildContext['options'], 'validateHost' | 'validateHostsFile'>): Pick<ValidateInputs, 'host' | 'hostKeys'> {
+  const file = o.validateHostsFile
+  const hosts = [...new Set(file ? file.hosts.map((h) => h.address) : (o.validateHost ?? []))].sort()
+  return {
+    host: hosts.length === 0 ? null : hosts.length === 1 ? hosts[0] : hosts,
+    ...(file ? {hostKeys: Object.fromEntries(file.hosts.map((h) => [h.address, h.hostKey]))} : {}),
+  }
+}
+
 /**
  * validate: boots the exact disk assemble made (never modified) under QEMU + OVMF, locally or on
  * an AMD host, and keeps report.json, junit.xml and serial.log. A failed check fails the stage, so
@@ -85,7 +101,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       bootTimeoutS: v.boot_timeout_s,
       hostname: ctx.recipe.recipe.image.hostname,
       line: ctx.recipe.recipe.kernel.line,
-      host: ctx.options.validateHost ?? null,
+      ...hostInputs(ctx.options),
       skip: ctx.options.skipValidation ?? false,
       // a control build keeps its failed validation: showing the failure is its purpose
       control: ctx.options.control ?? false,
@@ -95,7 +111,7 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
     }
   },
   async run(io, inputs) {
-    const {dirs, cacheDir, validateHostKey, validateIdentity, validateIdentityPassphraseFile} = io.env
+    const {dirs, cacheDir, validateHostKey, validateIdentity, validateIdentityPassphraseFile, validateHostWaitMs} = io.env
     const {assemble, compile} = io.upstream
     const disk = join(assemble.dir, 'disk.raw')
     const {modes} = inputs
@@ -120,7 +136,11 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       storeRecord = {file: ENROLLED_STORE, sha256: await sha256File(secureBootVars)}
     }
     // the host key pin (--host-key, parsed in cli/build-context.ts); auth: --identity, else the ssh-agent
-    const report = await validateOnHost({host: inputs.host ?? undefined, ...validateHostKey, identity: validateIdentity, identityPassphraseFile: validateIdentityPassphraseFile, signal: io.signal}, {
+    const hostKeys = inputs.hostKeys
+    const target = hostKeys
+      ? {hosts: Object.entries(hostKeys).map(([address, hostKey]) => ({address, hostKey}))}
+      : {host: inputs.host ?? undefined, ...validateHostKey}
+    const report = await validateOnHost({...target, identity: validateIdentity, identityPassphraseFile: validateIdentityPassphraseFile, hostWaitMs: validateHostWaitMs, signal: io.signal}, {
       disk,
       modes,
       templatesDir: dirs.templates,
@@ -148,6 +168,6 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       })
     }
     // when and where it ran are facts about this validation, kept with its cached result (not inputs)
-    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind: inputs.host ? 'remote' : 'local', bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs, ...(storeRecord ? {secureBootVars: storeRecord} : {})}
+    return {verdict: report.verdict, modes, checks, when: new Date().toISOString(), hostKind: inputs.host ? 'remote' : 'local', boots: report.modes.map((m) => ({boot: m.boot, host: m.host ?? report.host})), bootToSshMs: report.timings.bootToSshMs ?? null, totalMs: report.timings.totalMs, ...(storeRecord ? {secureBootVars: storeRecord} : {})}
   },
 }
