@@ -1,11 +1,11 @@
 import {existsSync} from 'node:fs'
-import {readdir, readFile} from 'node:fs/promises'
+import {readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {parse} from 'yaml'
 import {z} from 'zod'
 
 import {InputError} from '../errors.js'
+import {loadYamlFile} from '../util/yaml-file.js'
 import {ProbeSpec, type Probe} from './fixes.js'
 
 const optionValue = z.union([z.string(), z.boolean(), z.number()]).transform((v) => (v === true ? 'y' : v === false ? 'n' : String(v)))
@@ -60,14 +60,8 @@ export async function loadFeature(kernelsDir: string, name: string): Promise<Fea
   if (!existsSync(file)) {
     throw new InputError(`unknown kernel feature "${name}": no ${file}`, {hint: `known features: ${(await listFeatures(kernelsDir)).join(', ')}`})
   }
-  const r = FeatureSpec.safeParse(parse(await readFile(file, 'utf8')))
-  if (!r.success) {
-    throw new InputError(`${file}: not a valid feature description`, {
-      details: r.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`),
-      hint: 'see kernels/features/sev.yaml for the fields a feature has',
-    })
-  }
-  const s = r.data
+  // a syntax error names file:line:col and exits 2 (src/util/yaml-file.ts), as a series or fixes.yaml does
+  const s = await loadYamlFile(file, FeatureSpec, {noun: 'feature description', hint: 'see kernels/features/sev.yaml for the fields a feature has'})
   const requires: Record<string, string[]> = {}
   for (const [opt, v] of Object.entries(s.requires)) requires[opt] = Array.isArray(v) ? v : [v]
   return {name, file, title: s.title, mainline: s.mainline, stable: s.stable, upstream: s.upstream, fragment: s.fragment, requires, notes: s.notes, carried: s.carried, presentWhen: s.present_when, fixes: s.fixes}
