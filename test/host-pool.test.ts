@@ -164,13 +164,19 @@ describe('a pool of validation hosts: two real sshd on 127.0.0.1, each with its 
     }
   })
 
-  it('a host key that does not match is refused, not skipped as down', async () => {
-    const pool = new HostPool([{address: addr(a), hostKey: b.hostKeyFingerprint}, member(b)], {identity: a.userKeyPath})
+  it('a host key that does not match is refused, not skipped as down: by the check before any work, and by a boot', async () => {
+    const lying = {address: addr(a), hostKey: b.hostKeyFingerprint}
+    const refusal = /host key of 127\.0\.0\.1:\d+ is SHA256:\S+, not the pinned .*refusing to connect/
+    const pool = new HostPool([lying, member(b)], {identity: a.userKeyPath})
+    // a pool of a down host and a good one passes the check: the down one is left for the boots to skip
+    const fine = new HostPool([{address: `${a.user}@127.0.0.1:${await freeLoopbackPort()}`, hostKey: a.hostKeyFingerprint}, member(b)], {identity: a.userKeyPath})
     try {
-      await expect(pool.acquire('emulated')).rejects.toThrow(/host key of 127\.0\.0\.1:\d+ is SHA256:\S+, not the pinned .*refusing to connect/)
+      await expect(pool.connectAll()).rejects.toThrow(refusal)
+      await expect(new HostPool([lying, member(b)], {identity: a.userKeyPath}).acquire('emulated')).rejects.toThrow(refusal)
+      await fine.connectAll()
       expect(existsSync(lockDir(b))).toBe(false)
     } finally {
-      await pool.close()
+      await Promise.all([pool.close(), fine.close()])
     }
   })
 })

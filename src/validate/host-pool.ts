@@ -111,6 +111,39 @@ export class HostPool {
     }
   }
 
+  /**
+   * Connects to every host at once, before any work: a host key that does not match, or a login
+   * that fails, is refused here; a host that is down is left for the boots to skip (and retry).
+   */
+  async connectAll(): Promise<void> {
+    await Promise.all(
+      this.members.map(async (m) => {
+        try {
+          await this.session(m)
+        } catch (e) {
+          if (!(e instanceof SshUnreachableError)) throw e
+        }
+      }),
+    )
+  }
+
+  private async session(m: Member): Promise<SshSession> {
+    if (!m.session) {
+      const session = await connect(m.target.address, {
+        hostKey: m.target.hostKey,
+        knownHostsFile: m.target.knownHostsFile,
+        privateKey: this.opts.identity,
+        passphraseFile: this.opts.identityPassphraseFile,
+        keepaliveInterval: 10_000,
+        readyTimeout: this.opts.connectTimeoutMs ?? 20_000,
+        signal: this.opts.signal,
+      })
+      m.session = session
+      m.host = new RemoteHost(session)
+    }
+    return m.session
+  }
+
   /** Closes every connection: kills what was started, removes temp files, and so releases every lock still held. */
   async close(): Promise<void> {
     this.closed = true
@@ -125,19 +158,7 @@ export class HostPool {
   private async tryMember(m: Member, who: string): Promise<{lease?: HostLease; why?: string}> {
     const {address} = m.target
     try {
-      if (!m.session) {
-        m.session = await connect(address, {
-          hostKey: m.target.hostKey,
-          knownHostsFile: m.target.knownHostsFile,
-          privateKey: this.opts.identity,
-          passphraseFile: this.opts.identityPassphraseFile,
-          keepaliveInterval: 10_000,
-          readyTimeout: this.opts.connectTimeoutMs ?? 20_000,
-          signal: this.opts.signal,
-        })
-        m.host = new RemoteHost(m.session)
-      }
-      const lock = await takeHostLock(m.session, who)
+      const lock = await takeHostLock(await this.session(m), who)
       if (!lock.held) return {why: `busy: its lock is held by ${lock.holder}, for ${lock.ageS} s`}
       if (lock.brokeStale) this.opts.progress?.(`${address}: removed a stale lock of ${lock.brokeStale} (its keeper no longer runs there)`)
       return {

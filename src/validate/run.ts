@@ -143,6 +143,8 @@ async function validateOn(req: ValidateRequest, single: ValidationHost | undefin
     }
     return hostReport
   }
+  // a pool's host keys and logins are checked before any work (a down host is left for the boots to skip)
+  await req.pool?.connectAll()
   // this machine or the one host: probed first, so a host that lacks a mode is refused before any work
   const singleReport = single ? await probed(single, req.hostReport) : undefined
 
