@@ -1,4 +1,4 @@
-import {mkdtempSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -36,6 +36,33 @@ describe('cvm-image validate (the built binary)', () => {
       expect(error.details.join('\n')).toMatch(pieces)
       expect(error.details.join('\n')).toMatch(qemu)
       expect(error.hint).toContain(mode === 'snp' ? 'an AMD host with SEV-SNP enabled and QEMU 9.1+' : 'an Intel host with TDX enabled and QEMU 10.1+')
+    }
+  }, 120_000)
+
+  it('--hosts-file: a line without its pinned key is refused naming file:line (exit 2); one host of the file presenting another key refuses the run (exit 3) before the disk is read, a good file connects to every host (real sshd)', async () => {
+    const [one, two] = await Promise.all([startSshd(), startSshd()])
+    try {
+      const [a, b] = [one, two].map((s) => `${s.user}@127.0.0.1:${s.port}`)
+      const hosts = join(dir, 'hosts')
+      writeFileSync(hosts, `# pool\n${a} ${one.hostKeyFingerprint}\n${b}\n`)
+      const bad = await cli(['validate', disk, '--hosts-file', hosts, '--out', join(dir, 'out-pool'), '--json'])
+      expect(bad.code).toBe(2)
+      expect((JSON.parse(bad.stdout) as {error: {message: string}}).error.message).toBe(`--hosts-file: ${hosts}:3: a host without its pinned host key: ${JSON.stringify(b)}`)
+      // b pinned to a's key: refused, though a is fine; nothing is read of the disk (a 1 KiB non-disk would fail later)
+      writeFileSync(hosts, `${a} ${one.hostKeyFingerprint}\n${b} ${one.hostKeyFingerprint}\n`)
+      const lying = await cli(['validate', disk, '--hosts-file', hosts, '--identity', one.userKeyPath, '--host-wait', '5', '--out', join(dir, 'out-pool'), '--json'])
+      expect(lying.code).toBe(3)
+      expect((JSON.parse(lying.stdout) as {error: {message: string}}).error.message).toMatch(new RegExp(`host key of 127\\.0\\.0\\.1:${two.port} is SHA256:\\S+, not the pinned ${one.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}: refusing to connect`))
+      // each pinned to its own key: both connect, then the 1 KiB non-disk is refused as no disk image, not a host
+      writeFileSync(join(two.dir, 'authorized_keys'), `${readFileSync(`${one.userKeyPath}.pub`, 'utf8')}`, {flag: 'a'})
+      writeFileSync(hosts, `${a} ${one.hostKeyFingerprint}\n${b} ${two.hostKeyFingerprint}\n`)
+      const good = await cli(['validate', disk, '--hosts-file', hosts, '--identity', one.userKeyPath, '--out', join(dir, 'out-pool'), '--json'])
+      expect(good.code).toBe(2)
+      expect((JSON.parse(good.stdout) as {error: {message: string}}).error.message).toContain(disk)
+      expect(good.stdout).not.toMatch(/refusing to connect/)
+      for (const s of [one, two]) expect(s.log()).toMatch(/Accepted publickey/)
+    } finally {
+      await Promise.all([one.stop(), two.stop()])
     }
   }, 120_000)
 
