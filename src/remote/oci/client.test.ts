@@ -177,7 +177,8 @@ describe('registry credentials', () => {
       expect(readRegistryCredentials('r.example', 'x', {DOCKER_CONFIG: d})?.user).toBe('docker')
       expect(readRegistryCredentials('other.example', 'x', env)?.password).toBe('p4')
       expect(readRegistryCredentials('none.example', 'x', env)).toBeUndefined()
-      expect(() => readRegistryCredentials('ecr.example', 'x', env)).toThrow(/docker-credential-ecr-login .* which cvm-image does not run/)
+      // the host's credHelpers entry is run, as docker runs it (src/remote/oci/credentials.test.ts); this one is not installed
+      expect(() => readRegistryCredentials('ecr.example', 'x', {...env, PATH: d})).toThrow(/kept by docker-credential-ecr-login \(named by credHelpers\["ecr\.example"\] in .*config\.json\), which is not on PATH/)
     } finally {
       await rm(d, {recursive: true, force: true})
     }
