@@ -39,6 +39,8 @@ interface Member {
   host?: RemoteHost
   /** given to a boot of this run (or being tried for one) */
   inUse: boolean
+  /** found down: not tried again before this time (a host that times out costs each boot its timeout once a round) */
+  down?: {until: number; why: string}
 }
 
 /**
@@ -79,6 +81,10 @@ export class HostPool {
       for (const m of this.members) {
         if (m.inUse) {
           why.push(`${m.target.address}: running another boot of this validation`)
+          continue
+        }
+        if (m.down && Date.now() < m.down.until) {
+          why.push(`${m.target.address}: ${m.down.why}`)
           continue
         }
         m.inUse = true
@@ -122,6 +128,7 @@ export class HostPool {
           await this.session(m)
         } catch (e) {
           if (!(e instanceof SshUnreachableError)) throw e
+          m.down = {until: Date.now() + (this.opts.retryMs ?? 15_000), why: `down: ${e.message.replace(/^cannot reach SSH server \S+: /, '')}`}
         }
       }),
     )
@@ -159,6 +166,7 @@ export class HostPool {
     const {address} = m.target
     try {
       const lock = await takeHostLock(await this.session(m), who)
+      m.down = undefined
       if (!lock.held) return {why: `busy: its lock is held by ${lock.holder}, for ${lock.ageS} s`}
       if (lock.brokeStale) this.opts.progress?.(`${address}: removed a stale lock of ${lock.brokeStale} (its keeper no longer runs there)`)
       return {
@@ -179,7 +187,9 @@ export class HostPool {
       const h = m.host
       m.host = m.session = undefined
       await h?.cleanup().catch(() => undefined)
-      return {why: `down: ${e instanceof SshUnreachableError ? e.message.replace(/^cannot reach SSH server \S+: /, '') : (e as Error).message}`}
+      const why = `down: ${e instanceof SshUnreachableError ? e.message.replace(/^cannot reach SSH server \S+: /, '') : (e as Error).message}`
+      m.down = {until: Date.now() + (this.opts.retryMs ?? 15_000), why}
+      return {why}
     }
   }
 
