@@ -8,6 +8,7 @@ import type {MeasurementEntry} from '../measure/entry.js'
 import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
 import {extentSha256, knownSha256, rememberSha256} from '../util/extent-hash.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
+import {snpLaunchExpectation} from './attestation.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
 import type {BootKind, CheckContext, CheckResult, ExpectedKernel, PcrExpectation} from './check-types.js'
 import {checksFor, runChecks} from './checks.js'
@@ -405,6 +406,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
       timeoutMs: CHECK_TIMEOUT_MS,
       uki: a.parts,
       shared: {},
+      snpLaunch: mode === 'snp' ? snpLaunchExpectation(req.expectedMeasurements, req.cpus) : undefined,
       probe: a.probe,
       tpm: !vtpm
         ? {notAttached: `${site.host.label} has no ${site.hostReport.swtpm.binary} (package swtpm)`}
