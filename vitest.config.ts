@@ -13,6 +13,7 @@ const HEAVY_FIRST = [
   'test/backport-5.4-control.test.ts',
   'test/kernel-build.test.ts', // the debian-12 kernel (6.1): most of the image tests take it from the cache
   'test/backport-5.4.test.ts',
+  'test/debian-13.test.ts', // its own base and 6.12 kernel (issue #28)
   'test/rhel-family.test.ts',
   'test/backport-5.8.test.ts',
   'test/e2e.test.ts',

@@ -2,7 +2,7 @@ import {existsSync, mkdtempSync, readFileSync} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {checkKernel} from '../src/kernel/check.js'
 import {parseCcacheRemote} from '../src/kernel/ccache-remote.js'
@@ -20,12 +20,28 @@ import {KERNEL_STAGES} from './kernel-fixtures.js'
 const dirs = projectDirs(repoRoot)
 const recipe = new RecipeStore(dirs).load('debian-12')
 let built: RunStagesResult
+// the team's ccache store (issue #27): the build below writes every object it compiles into it
+let redis: Awaited<ReturnType<typeof startRedis>>
+const REDIS_PASSWORD = 'kernel-build-test'
+/** whether this file's own build compiled (nearly) every object, and so filled the store: then no second build has to */
+let storeFilled = false
 
 beforeAll(async () => {
   const cacheDir = sharedTestCache()
-  built = await runStages({recipe, dirs, options: {jobs: 2}, cacheDir}, new StageCache(cacheDir), KERNEL_STAGES, {until: 'compile', renderer: 'silent'})
+  redis = await startRedis({password: REDIS_PASSWORD})
+  const ccacheRemote = parseCcacheRemote(`redis://:${REDIS_PASSWORD}@127.0.0.1:${redis.port}`)
+  // --ccache-remote reaches the compile as environment, not key: the stage key is the full build's
+  built = await runStages({recipe, dirs, options: {jobs: 2, ccacheRemote}, cacheDir}, new StageCache(cacheDir), KERNEL_STAGES, {until: 'compile', renderer: 'silent'})
+  if (built.outcomes.find((o) => o.stage === 'compile')?.status === 'ran') {
+    const line = /ccache: (\d+) local hits, (\d+) from .*, (\d+) compiled/.exec(readFileSync(join(built.results.compile!.dir, 'stage.log'), 'utf8'))
+    if (line) storeFilled = Number(line[3]) >= 0.95 * (Number(line[1]) + Number(line[2]) + Number(line[3]))
+  }
   // a cold build on a loaded 2-core machine has taken over 30 minutes
 }, 4 * 3600_000)
+
+afterAll(async () => {
+  await redis?.stop()
+})
 
 describe('the lean CVM profile on linux-source-6.1 (debian-12)', () => {
   it('builds a bzImage, stripped modules, System.map, config and kernel.json', () => {
@@ -52,12 +68,11 @@ describe('the lean CVM profile on linux-source-6.1 (debian-12)', () => {
     for (const f of recipe.recipe.kernel.config.features) expect(status[f], f).toBe('supported')
   })
 
-  it('a second build (warm local ccache, writing every hit to a Redis remote) and a third (empty local ccache, that remote only) give a byte-identical vmlinuz, the third with 95% of its objects from the remote', async () => {
+  it('a rebuild from an empty local ccache, with the Redis store the build filled (or a reshare build filled), gives a byte-identical vmlinuz with 95% of its objects from the store', async () => {
     const {patch, configure, compile} = built.results
     const expected = await sha256File(join(compile!.dir, 'vmlinuz'))
-    const redis = await startRedis({password: 'kernel-build-test'})
     const scratch = mkdtempSync(join(sharedTestCache(), 'tmp-rebuild-'))
-    const remote = parseCcacheRemote(`redis://:kernel-build-test@127.0.0.1:${redis.port}`)
+    const remote = parseCcacheRemote(`redis://:${REDIS_PASSWORD}@127.0.0.1:${redis.port}`)
     const build = (name: string, o: Partial<CompileRequest>) =>
       compileKernel({
         tree: join(patch!.dir, 'tree'),
@@ -73,15 +88,16 @@ describe('the lean CVM profile on linux-source-6.1 (debian-12)', () => {
         ...o,
       })
     try {
-      // reshare: the warm local cache's hits fill the empty store, so the suite compiles no third kernel
-      const second = await build('second', {ccacheRemote: remote, ccacheReshare: true})
-      expect(second.vmlinuzSha256).toBe(expected)
+      if (!storeFilled) {
+        // the kernel came from the cache (another file or run compiled it): its warm local ccache's hits fill the store
+        const second = await build('second', {ccacheRemote: remote, ccacheReshare: true})
+        expect(second.vmlinuzSha256).toBe(expected)
+      }
       const third = await build('third', {ccacheDir: join(scratch, 'empty-ccache'), ccacheRemote: remote})
       expect(third.vmlinuzSha256).toBe(expected)
       const {local, remote: fromRemote, miss} = third.ccache
       expect(fromRemote / (local + fromRemote + miss), `${fromRemote} remote hits, ${local} local, ${miss} compiled`).toBeGreaterThanOrEqual(0.95)
     } finally {
-      await redis.stop()
       await rm(scratch, {recursive: true, force: true})
     }
   }, 3 * 3_600_000)
