@@ -25,7 +25,7 @@ import {parseOciReference} from '../src/remote/oci/reference.js'
 const repo = join(import.meta.dirname, '..')
 const RECIPE = 'debian-12'
 
-interface Outcome {stage: StageName; key: string; status: 'ran' | 'cached' | 'remote'; seconds: number; dir: string}
+interface Outcome {stage: StageName; key: string; status: 'ran' | 'cached' | 'remote' | 'remote-only'; seconds: number; dir: string}
 interface Built {label: string; wall: number; stages: Outcome[]; disk: {path: string; sha256: string}}
 
 const scratch = mkdtempSync('/var/tmp/cvm-bench-team-cache-')
@@ -97,6 +97,8 @@ try {
       console.log(`  pulled ${s.stage.padEnd(14)} ${mib(bytes).padStart(10)} in ${s.seconds.toFixed(1).padStart(6)} s (${(bytes / 2 ** 20 / Math.max(s.seconds, 0.001)).toFixed(0)} MiB/s)`)
     }
     console.log(`  pulled in all: ${mib(total)} (${total} bytes)`)
+    const left = r.stages.filter((o) => o.status === 'remote-only').map((o) => o.stage)
+    if (left.length) console.log(`  left in the registry (nothing here reads them): ${left.join(', ')}`)
   }
 } finally {
   await registry.stop()

@@ -64,9 +64,9 @@ and exits 0 once validation has a verdict, passed or failed (read validation.ver
   private summarize(r: BuildResult): void {
     if (r.control) this.log(`\n${r.recipe}: CONTROL build (series off but for its build fixes; not published)`)
     const count = (status: string) => r.stages.filter((s) => s.status === status).length
-    const remote = count('remote') ? `, ${count('remote')} from the remote cache` : ''
+    const remote = (count('remote') ? `, ${count('remote')} from the remote cache` : '') + (count('remote-only') ? `, ${count('remote-only')} left in the registry (nothing here reads them)` : '')
     this.log(`\n${r.recipe}: ${count('ran')} stage(s) ran, ${count('cached')} cached${remote}`)
-    for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.dir}`)
+    for (const s of r.stages) this.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)}s  ${s.status === 'remote-only' ? `(not pulled) ${s.dir}` : s.dir}`)
     this.log(`build record: ${r.buildRecord}`)
     const v = r.validation
     if (v) {

@@ -6,7 +6,10 @@ import {BaseCommand} from '../cli/base-command.js'
 import {optionSet, resolveCacheDir} from '../cli/flags.js'
 import {runInterruptible} from '../cli/interrupt.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
-import {describeTarget, publish, type PublishResult} from '../publish/index.js'
+import {StageCache} from '../pipeline/cache.js'
+import {completeFromRegistry} from '../pipeline/complete-record.js'
+import {openRemoteCaches} from '../pipeline/open-remote-cache.js'
+import {describeTarget, publish, STAGES_PUBLISH_READS, type PublishResult} from '../publish/index.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 
 const PUBLISH_FLAGS = [
@@ -21,6 +24,11 @@ const PUBLISH_FLAGS = [
   'attestation-key',
   'attestation-key-passphrase-file',
   'cache-dir',
+  'cache-from',
+  'cache-to',
+  'cache-key',
+  'cache-trust',
+  'cache-ca',
 ] as const
 
 const PUBLISH_OPTIONS = optionSet(PUBLISH_FLAGS, {
@@ -28,6 +36,12 @@ const PUBLISH_OPTIONS = optionSet(PUBLISH_FLAGS, {
   publish: {aliases: ['to']},
   'publish-host-key': {aliases: ['host-key']},
   'publish-identity': {aliases: ['identity']},
+  // publish builds nothing: a registry gives it the entries its build record names that this cache lacks
+  'cache-from': {
+    help: "take the build record's entries this cache lacks, of the stages publish reads (compile, assemble, validate), from this OCI registry repository (oci://HOST[:PORT]/REPO): only one signed by a --cache-trust key",
+  },
+  'cache-to': {help: 'read this OCI registry repository (oci://HOST[:PORT]/REPO) as --cache-from does; publish pushes nothing'},
+  'cache-key': {help: "the runner's Ed25519 private key in PEM (mode 600) that --cache-to needs: publish signs nothing, and trusts the key's public half"},
 })
 
 export default class Publish extends BaseCommand {
@@ -40,13 +54,17 @@ validation failed or did not run is refused unless --allow-unvalidated (recorded
 cannot be written fails with exit 1. \`cvm-image verify\` checks a published release on its own.
 With --release-key (an OpenPGP secret key file) SHA256SUMS.gpg, a detached signature of SHA256SUMS, is added; with
 --attestation-key (an Ed25519 PEM private key) provenance.intoto.json and validation.intoto.json are DSSE envelopes.
-Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache, the logs or the release.`
+Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache, the logs or the release.
+With --cache-from (or --cache-to) a build record made on another runner is published here: the entries it names
+of compile, assemble and validate that this cache lacks are pulled from the registry, each signed by a
+--cache-trust key and checked by digest, and nothing else (docs/remote-cache.md).`
   static examples = [
     '<%= config.bin %> publish debian-12',
     '<%= config.bin %> publish debian-12 --publish dir:/srv/images',
     '<%= config.bin %> publish debian-12 --publish sftp://release@images.example.com/cvm --publish-host-key SHA256:... --publish-identity ~/.ssh/id_ed25519',
     '<%= config.bin %> publish debian-12 --publish dir:/srv/images --release-key release-key.asc --attestation-key attestation-key.pem',
     '<%= config.bin %> publish ~/.cache/cvm-image/builds/debian-12.json --json',
+    '<%= config.bin %> publish runner-a/builds/debian-12.json --cache-from oci://registry.example.com/team/stages --cache-trust team-ci.pub',
   ]
   static args = {build: Args.string({description: 'recipe id (its last build in the cache) or the path of a build record (.json)', required: true})}
   static flags = PUBLISH_OPTIONS.flags
@@ -55,7 +73,15 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
     const {args, flags} = await this.parse(Publish)
     const o = PUBLISH_OPTIONS.parse(flags)
     const cacheDir = resolveCacheDir(o['cache-dir'])
-    const record = await readBuildRecord(cacheDir, args.build)
+    const log = (line: string) => this.jsonEnabled() || process.stderr.write(`${line}\n`)
+    // a record whose disk, validation or kernel entry is not here (built on another runner): pulled, verified, from the registry
+    const {record} = await completeFromRegistry(
+      await readBuildRecord(cacheDir, args.build),
+      new StageCache(cacheDir),
+      openRemoteCaches({cacheFrom: o['cache-from'], cacheTo: o['cache-to'], cacheKey: o['cache-key'], cacheTrust: o['cache-trust'], cacheCa: o['cache-ca']}),
+      STAGES_PUBLISH_READS,
+      (line) => process.stderr.write(`warning: ${line}\n`),
+    )
     let lastShown = 0
     const result = await runInterruptible(
       (signal) =>
@@ -68,7 +94,7 @@ Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache
           attestationKey: o['attestation-key'] ? {keyFile: o['attestation-key'], passphraseFile: o['attestation-key-passphrase-file']} : undefined,
           ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file'], identityFlag: '--publish-identity'},
           signal,
-          log: (line) => this.jsonEnabled() || process.stderr.write(`${line}\n`),
+          log,
           onProgress: ({file, done, total}) => {
             if (this.jsonEnabled() || !process.stderr.isTTY || Date.now() - lastShown < 500) return
             lastShown = Date.now()

@@ -94,15 +94,25 @@ export class RemoteStageCache {
   }
 
   /**
-   * Pulls the entry for (stage, key) into a temp directory, checks its signature, every digest and
-   * that the layer's result.json is the signed config, then renames it into the cache as a locally
-   * built entry appears. Anything short of that leaves nothing and returns why.
+   * The result (result.json) of the entry for (stage, key), read from the signed manifest's config
+   * blob, digest checked, without its layer: what a build records of a stage whose files nothing here
+   * reads (docs/remote-cache.md "Pull only what is read"). Writes nothing.
    */
-  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string; absent?: true; down?: true}> {
+  async peek(stage: StageName, key: string): Promise<{meta: StageResult['meta']} | {reason: string; absent?: true; down?: true}> {
+    const signed = await this.signedEntry(stage, key)
+    if ('reason' in signed) return signed
+    try {
+      return {meta: JSON.parse(signed.result.toString('utf8')) as StageResult['meta']}
+    } catch {
+      return {reason: `${this.client.repo.display} ${entryTag(stage, key)}: its signed result.json is not JSON`}
+    }
+  }
+
+  /** The signed manifest of (stage, key), checked to be a stage entry, and its config blob (result.json), digest checked. */
+  private async signedEntry(stage: StageName, key: string): Promise<{manifest: OciManifest; result: Buffer} | {reason: string; absent?: true; down?: true}> {
     const claim = await this.verifiedClaim(stage, key, this.opts.trusted)
     if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
     const where = `${this.client.repo.display} ${entryTag(stage, key)}`
-    let temp: string | undefined
     try {
       const got = await this.client.getManifest(claim.manifest)
       if (!got) return {reason: `${where}: the manifest its signature names (${claim.manifest}) is gone`}
@@ -110,7 +120,25 @@ export class RemoteStageCache {
       if (m.artifactType !== STAGE_ARTIFACT || m.config.mediaType !== STAGE_RESULT || m.layers.length !== 1 || m.layers[0].mediaType !== STAGE_LAYER) {
         return {reason: `${where}: the signed manifest is not a cvm-image stage entry (artifactType ${JSON.stringify(m.artifactType)})`}
       }
-      const result = await this.client.readBlob(m.config.digest, MAX_RESULT_BYTES)
+      return {manifest: m, result: await this.client.readBlob(m.config.digest, MAX_RESULT_BYTES)}
+    } catch (e) {
+      if (e instanceof RegistryError && e.transport) return {reason: e.message, down: true}
+      return {reason: (e as Error).message}
+    }
+  }
+
+  /**
+   * Pulls the entry for (stage, key) into a temp directory, checks its signature, every digest and
+   * that the layer's result.json is the signed config, then renames it into the cache as a locally
+   * built entry appears. Anything short of that leaves nothing and returns why.
+   */
+  async pull(cache: StageCache, stage: StageName, key: string): Promise<{result: StageResult} | {reason: string; absent?: true; down?: true}> {
+    const signed = await this.signedEntry(stage, key)
+    if ('reason' in signed) return signed
+    const {manifest: m, result} = signed
+    const where = `${this.client.repo.display} ${entryTag(stage, key)}`
+    let temp: string | undefined
+    try {
       temp = await cache.makeTemp(stage, key)
       const layerFile = join(temp, 'entry.tar.gz')
       await this.client.fetchBlob(m.layers[0].digest, m.layers[0].size, layerFile)

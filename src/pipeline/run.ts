@@ -23,8 +23,12 @@ export function chooseRenderer(opts: {json: boolean; isTTY: boolean; ci: boolean
 export interface StageOutcome {
   stage: StageName
   key: string
-  /** ran now, taken from the cache, or pulled from a registry's (--cache-from, --cache-to) */
-  status: 'ran' | 'cached' | 'remote'
+  /**
+   * ran now, taken from the cache, pulled from a registry (--cache-from, --cache-to), or `remote-only`:
+   * signed in a registry, its result read, its files left there because nothing here reads them
+   * (`dir` is where they would be; `publish` pulls those it reads: docs/remote-cache.md)
+   */
+  status: 'ran' | 'cached' | 'remote' | 'remote-only'
   seconds: number
   dir: string
 }
@@ -41,6 +45,12 @@ export interface RunStagesOptions {
   remote?: RemoteCaches
   /** a line a person should see that does not fail the build (a registry down, an entry refused) [default: stderr] */
   warn?: (line: string) => void
+  /**
+   * the stages whose files the caller reads once the stages are done (publish: STAGES_PUBLISH_READS)
+   * [default: every stage]. A stage in a registry that is not among them, and that no stage running
+   * here reads, is not pulled: its result is read from the registry and it is `remote-only`.
+   */
+  read?: readonly StageName[]
 }
 
 export interface RunStagesResult {
@@ -94,6 +104,66 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
     done.set(p.name, {promise, settle})
   }
   const inPlan = new Set(plan.map((p) => p.name))
+  const read = new Set<StageName>(opts.read ?? plan.map((p) => p.name))
+
+  // Pull only what is read: each stage this cache lacks is looked up first (signature, manifest and
+  // result.json, no layer). One whose files neither the caller nor a stage that runs here reads stays
+  // in the registry. With --cache-to, only an entry the pushed-to registry itself holds may stay there.
+  const peeked = new Map<StageName, StageResult>()
+  const lookups = plan.filter((p) => !p.cached && !isForced(opts.force, p.name))
+  // when every stage's files are read, every one is pulled anyway: no lookup beforehand
+  if (remote.readers.length && lookups.some((p) => !read.has(p.name))) {
+    await Promise.all(lookups.map(async (p) => {
+      for (const reader of remote.readers) {
+        if (down.has(reader)) continue
+        const got = await reader.peek(p.name, p.key)
+        if ('meta' in got) {
+          if (!remote.pusher || reader === remote.pusher) peeked.set(p.name, {stage: p.name, key: p.key, dir: cache.entryDir(p.name, p.key), meta: got.meta} as StageResult)
+          return
+        }
+        if ('down' in got && !down.has(reader)) {
+          down.add(reader)
+          warn(`stage ${p.name}: not taken from ${reader.client.repo.display}, built here, and the registry is not asked again in this build: ${got.reason}`)
+        }
+      }
+    }))
+  }
+  // a stage runs here unless it is in this cache or (as far as the lookups tell) in a registry
+  const runsHere = (q: PlannedStage) => isForced(opts.force, q.name) || (!q.cached && !peeked.has(q.name))
+  const leftRemote = new Set(plan.filter((p) => peeked.has(p.name) && !read.has(p.name) && !plan.some((q) => q.stage.needs.includes(p.name) && runsHere(q))).map((p) => p.name))
+  // A stage meant to be pulled may yet run (its pull failed): the upstream it reads is then pulled, or
+  // run, after all. Once per stage, whoever asks first.
+  const fetched = new Map<StageName, Promise<void>>()
+  const ensureFiles = (name: StageName): Promise<void> => {
+    if (!leftRemote.has(name)) return Promise.resolve()
+    let f = fetched.get(name)
+    if (!f) {
+      f = (async () => {
+        const p = plan.find((q) => q.name === name)!
+        const release = await cache.lock(p.name, p.key, {waitMs: opts.lockTimeoutMs ?? 6 * 3600_000, signal})
+        const started = Date.now()
+        let status: StageOutcome['status'] = 'remote'
+        let result: StageResult | undefined
+        try {
+          result = (await cache.lookup(p.name, p.key)) ?? (await pullOne(cache, p, remote.readers.filter((r) => !down.has(r)), warn, down))
+          if (!result) {
+            for (const n of p.stage.needs) await ensureFiles(n)
+            result = await runOne(ctx, cache, p, results, {output: ''}, renderer, signal, opts.signal)
+            status = 'ran'
+          } else await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream, p.code.files)
+        } finally {
+          await release()
+        }
+        leftRemote.delete(name)
+        keep(results, result)
+        const o = outcomes.find((x) => x.stage === name)
+        if (o) Object.assign(o, {status, seconds: o.seconds + (Date.now() - started) / 1000, dir: result.dir})
+        push(p.name, p.key)
+      })()
+      fetched.set(name, f)
+    }
+    return f
+  }
 
   const stage = async (p: PlannedStage, task: {title: string; output: string; skip(msg?: string): void}): Promise<boolean> => {
     const needed = p.stage.needs.filter((n) => inPlan.has(n))
@@ -104,6 +174,13 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
     }
     if (signal.aborted) throw new InterruptedError(`build interrupted before stage ${p.name}`, {hint: 'the next build resumes from the last finished stage'})
     const started = Date.now()
+    if (leftRemote.has(p.name)) {
+      const r = peeked.get(p.name)!
+      keep(results, r)
+      outcomes.push({stage: p.name, key: p.key, status: 'remote-only', seconds: (Date.now() - started) / 1000, dir: r.dir})
+      task.title = `${p.stage.title} [remote, not pulled: nothing here reads it; ${p.key.slice(0, 12)}]`
+      return true
+    }
     let result = p.cached ? await cache.lookup(p.name, p.key) : undefined
     if (result) {
       keep(results, result)
@@ -131,7 +208,11 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
           await cache.recordInputs(ctx.recipe.recipe.id, p.name, p.key, p.inputs, p.upstream, p.code.files)
         }
       }
-      if (!result) result = await runOne(ctx, cache, p, results, task, renderer, signal, opts.signal)
+      if (!result) {
+        // the stages it reads that were left in the registry are pulled (or run) now
+        for (const n of needed) await ensureFiles(n)
+        result = await runOne(ctx, cache, p, results, task, renderer, signal, opts.signal)
+      }
     } finally {
       await release()
     }

@@ -1,4 +1,4 @@
-export {publish, partialName, validatedSecureBootVars, MANIFEST_NAME, CHECKSUMS_NAME, type PublishOptions, type PublishResult, type FileAction} from './publish.js'
+export {publish, partialName, STAGES_PUBLISH_READS, validatedSecureBootVars, MANIFEST_NAME, CHECKSUMS_NAME, type PublishOptions, type PublishResult, type FileAction} from './publish.js'
 export {parseTarget, describeTarget, DEFAULT_TARGET, type PublishTarget} from './target.js'
 export {releaseVersion} from './version.js'
 export {guestOsFeatures, type GuestOsFeature} from './guest-os-features.js'

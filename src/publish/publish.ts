@@ -7,6 +7,7 @@ import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
 import {measureImage} from '../measure/image.js'
 import {releaseLaunchOptions} from '../measure/release-launch.js'
 import {isControlBuild, type BuildRecord} from '../pipeline/build-record.js'
+import type {StageName} from '../pipeline/stage-names.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256, sha256File} from '../util/fsx.js'
@@ -23,6 +24,16 @@ import {transportError, type ReleaseStore} from './store.js'
 import {describeTarget, parseTarget, type PublishTarget} from './target.js'
 import {gateOnValidation} from './validation-gate.js'
 import {releaseVersion} from './version.js'
+
+/**
+ * The stages whose files publish reads; of the others it reads only the build record's results.
+ * assemble: disk.raw. validate: the Secure Boot variable store it booted (checked by sha256) beside
+ * its reports. compile: its .config and its modules, which decide guestOsFeatures (GVNIC needs gve.ko
+ * built; VIRTIO_SCSI_MULTIQUEUE and IDPF their options). A build pulls these from a registry and leaves
+ * the others there; `publish --cache-from` completes a record whose entries of these are not here
+ * (docs/remote-cache.md "Pull only what is read").
+ */
+export const STAGES_PUBLISH_READS = ['compile', 'assemble', 'validate'] as const satisfies readonly StageName[]
 
 export const MANIFEST_NAME = 'manifest.json'
 export const CHECKSUMS_NAME = 'SHA256SUMS'

@@ -10,7 +10,7 @@ import type {ValidateResult} from '../pipeline/results.js'
 import {runStages, type RendererChoice, type StageOutcome} from '../pipeline/run.js'
 import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
-import {publish, type PublishResult, type PublishTarget} from '../publish/index.js'
+import {publish, STAGES_PUBLISH_READS, type PublishResult, type PublishTarget} from '../publish/index.js'
 import type {ConnectOptions} from '../remote/ssh.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
 import {toolVersion} from '../version.js'
@@ -69,6 +69,8 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
     signal: req.signal,
     lockTimeoutMs: req.lockTimeoutMs,
     until: req.until,
+    // a stage in a registry is pulled only when read: by publish (now or later), or by a stage that runs here
+    read: [...STAGES_PUBLISH_READS, ...(req.until ? [req.until] : [])],
   })
   const record: BuildRecord = {
     recipeId: recipe.id,
