@@ -59,6 +59,7 @@ const COMMON: ToolRequirement[] = [
   {tool: 'chromium', package: 'chromium', stages: ['tests'], why: 'load the report page (cvm-image report) headless: its DOM and a screenshot'},
   {tool: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', package: 'fonts-dejavu-core', stages: ['tests'], why: 'a font for the report page\'s screenshot'},
   {tool: '/usr/bin/redis-server', package: 'redis-server', stages: ['tests'], why: "a team's ccache remote storage (--ccache-remote) in the compile tests, on 127.0.0.1"},
+  {tool: '/usr/sbin/iceccd', package: 'icecc', stages: ['tests'], why: "--icecc-scheduler's compile through an icecream farm (icecc, iceccd, icecc-create-env); the icecream test's scheduler and compile host"},
   {tool: '/usr/src/linux-source-6.1.tar.xz', package: 'linux-source-6.1', stages: ['tests'], why: 'the real Kconfig in tests'},
 ]
 
