@@ -1,9 +1,11 @@
 import {existsSync} from 'node:fs'
 import {copyFile, mkdir, readFile, readdir, rm} from 'node:fs/promises'
+import {availableParallelism} from 'node:os'
 import {join} from 'node:path'
 
 import {run} from '../util/exec.js'
 import type {CcacheRemote} from './ccache-remote.js'
+import {joinIcecream, type IceccRun, type IceccScheduler} from './icecc.js'
 import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {parseDotConfig, valueOf} from './dotconfig.js'
 import {kmake} from './kbuild.js'
@@ -24,6 +26,11 @@ export interface CompileRequest {
   ccacheRemote?: CcacheRemote
   /** also write local hits to the remote storage (ccache's reshare): fills a new store from a warm local cache */
   ccacheReshare?: boolean
+  /**
+   * compile through icecream (--icecc-scheduler): a daemon of this build's joins the scheduler's farm
+   * and ccache runs icecc on a miss; the toolchain environment is kept under envCacheDir
+   */
+  icecc?: {scheduler: IceccScheduler; envCacheDir: string}
   /** where expected object counts are remembered between builds */
   statsDir: string
   logFile?: string
@@ -39,7 +46,12 @@ export interface CompiledKernel {
   modules: number
   /** this build's compiler calls by where ccache found them (local, remote) or not (miss) */
   ccache: CcacheCounts
+  /** how the compile went through icecream (--icecc-scheduler) */
+  icecc?: IceccRun
 }
+
+/** How long the compile waits for its icecream daemon to reach the scheduler (two or three of iceccd's 3 s retries) before it compiles without icecream. */
+export const ICECC_CONNECT_WAIT_MS = 20_000
 
 export interface CcacheCounts {
   local: number
@@ -116,6 +128,19 @@ export async function compileKernel(r: CompileRequest): Promise<CompiledKernel> 
 
   const env = {...reproducibleEnv(r.sourceDateEpoch), ...ccacheEnv({ccacheDir: r.ccacheDir, baseDir: src, remote: r.ccacheRemote, reshare: r.ccacheReshare})}
   const vars = {CC: 'ccache gcc', HOSTCC: 'ccache gcc', LOCALVERSION: r.localversion}
+  const icecc = r.icecc && (await joinIcecream({scheduler: r.icecc.scheduler, envCacheDir: r.icecc.envCacheDir, localJobs: availableParallelism(), waitMs: ICECC_CONNECT_WAIT_MS, logFile: r.logFile, signal: r.signal, progress: r.progress}))
+  let made: Omit<CompiledKernel, 'icecc'>
+  try {
+    made = await makeKernel(r, {src, objdir, hasModules, env: {...env, ...icecc?.env}, vars})
+  } finally {
+    await icecc?.finish()
+  }
+  return {...made, ...(icecc ? {icecc: icecc.run} : {})}
+}
+
+/** make bzImage (and modules) in objdir with env and vars, then install the modules and copy out what compile keeps. */
+async function makeKernel(r: CompileRequest, k: {src: string; objdir: string; hasModules: boolean; env: Record<string, string>; vars: Record<string, string>}): Promise<Omit<CompiledKernel, 'icecc'>> {
+  const {src, objdir, hasModules, env, vars} = k
   const statsFile = join(r.statsDir, `${await sha256File(r.config)}.json`)
   const expected = existsSync(statsFile) ? (JSON.parse(await readFile(statsFile, 'utf8')) as {objects: number}).objects : undefined
   let built = 0

@@ -72,6 +72,7 @@ function cases(): Record<BuildOptionName, {value: unknown; recipe?: string; with
     skipValidation: {value: true},
     jobs: {value: 7},
     ccacheRemote: {value: 'redis://s3cret@127.0.0.1:6379'},
+    iceccScheduler: {value: 'icecc.example:10000'},
     cacheFrom: {value: 'oci://registry.example:5000/team/stages'},
     cacheTo: {value: 'oci://registry.example:5000/team/stages', with: {'cache-key': cacheKey}},
     cacheKey: {value: cacheKey},
@@ -177,6 +178,25 @@ describe('parseOptions: every value is judged before any work, all at once', () 
     expect(o['ccache-remote']!.shownAs).toBe('redis://***@cache.example:6380/2|connect-timeout=500')
     expect(parseOptions(['ccache-remote'], {'ccache-remote': 'redis+unix:/run/redis/redis.sock'})['ccache-remote']!.storage()).toBe('redis+unix:/run/redis/redis.sock')
     expect(parseOptions(['ccache-remote'], {'ccache-remote': 'http://cache.example:8080/ccache'})['ccache-remote']!.shownAs).toBe('http://cache.example:8080/ccache')
+  })
+
+  it('takes an icecream scheduler as HOST[:PORT] (8765 by default), from the flag or CVM_IMAGE_ICECC_SCHEDULER, and refuses what icecc cannot reach', () => {
+    expect(parseOptions(['icecc-scheduler'], {'icecc-scheduler': 'icecc.example'})['icecc-scheduler']).toEqual({host: 'icecc.example', port: 8765})
+    expect(parseOptions(['icecc-scheduler'], {'icecc-scheduler': '10.0.0.5:10000'})['icecc-scheduler']).toEqual({host: '10.0.0.5', port: 10000})
+    expect(OPTIONS['icecc-scheduler'].env).toBe('CVM_IMAGE_ICECC_SCHEDULER')
+    for (const [raw, why] of [
+      ['tcp://icecc.example:8765', /it is a URL/],
+      ['[fd00::5]:8765', /IPv4 only/],
+      ['fd00::5', /IPv4 only/],
+      ['icecc.example:0', /port 0 is out of range/],
+      ['icecc.example:70000', /port 70000 is out of range/],
+      ['icecc example', /is not an icecream scheduler address/],
+      ['', /is not an icecream scheduler address/],
+    ] as const) {
+      const e = refused(['icecc-scheduler'], {'icecc-scheduler': raw})
+      expect(e.message, raw).toMatch(/^--icecc-scheduler: /)
+      expect(e.message, raw).toMatch(why)
+    }
   })
 
   it('refuses a port past 65535, and a validation host\'s key or identity without --host', () => {

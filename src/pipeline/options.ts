@@ -4,6 +4,7 @@ import {join, resolve} from 'node:path'
 
 import {checkSigningPair} from '../disk/secure-boot.js'
 import {parseCcacheRemote} from '../kernel/ccache-remote.js'
+import {parseIceccScheduler} from '../kernel/icecc.js'
 import {CvmError, InputError} from '../errors.js'
 import {DEFAULT_TARGET, parseTarget, type PublishTarget} from '../publish/target.js'
 import {IMAGE_FORMATS, VALIDATION_MODES, type ImageFormat, type ValidationMode} from '../recipe/schema.js'
@@ -243,6 +244,14 @@ export const OPTIONS = {
     help: "share compiled objects with a team through ccache's remote storage: redis://[PASSWORD@]HOST[:PORT][/DB], redis+unix:/SOCKET or http://HOST[:PORT]/PATH (give a password through CVM_IMAGE_CCACHE_REMOTE: argv is public)",
     parse: parseCcacheRemote,
     build: {field: 'ccacheRemote', reaches: 'env'},
+  },
+  // distributed compile (docs/sharing-compiles.md "Icecream"): where objects are compiled, never their bytes, so `env`
+  'icecc-scheduler': {
+    kind: 'string',
+    env: 'CVM_IMAGE_ICECC_SCHEDULER',
+    help: "compile the kernel through an icecream farm (Debian's icecc): the farm's scheduler, HOST[:PORT] (port 8765 by default); give --jobs the farm's size",
+    parse: parseIceccScheduler,
+    build: {field: 'iceccScheduler', reaches: 'env'},
   },
   // the stage cache in an OCI registry (src/pipeline/remote-cache.ts): where an output comes from, never its bytes, so `env`
   'cache-from': {
