@@ -1,6 +1,6 @@
 import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import {existsSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
-import {mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, open, readFile, readlink, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import {createServer, connect, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -96,6 +96,38 @@ describe('the stage cache in an OCI registry (docker-registry 2.8)', () => {
     expect(await readFile(join(entry, 'result.json'))).toEqual(await readFile(join(local.entryDir('base', KEY), 'result.json')))
     expect(readdirSync(join(other.root, 'tmp'))).toEqual([])
   }, 120_000)
+
+  it('a sparse file (a disk.raw) travels as its data and holes: the layer is small, the pulled file sparse and equal', async () => {
+    const key = 'f'.repeat(64)
+    const cache = new StageCache(join(dir, 'sparse-src'))
+    const temp = await cache.makeTemp('assemble', key)
+    const disk = join(temp, 'disk.raw')
+    const data = randomBytes(64 << 10)
+    const at = 512 << 20
+    await writeFile(disk, '')
+    const fh = await open(disk, 'r+')
+    await fh.write(data, 0, data.length, at)
+    await fh.truncate(1 << 30)
+    await fh.close()
+    await cache.commit('assemble', key, temp, {diskSha256: 'x'})
+    expect(await new RemoteStageCache(client(), {signer: alice, trusted: []}).push(cache, 'assemble', key)).toBe('pushed')
+    const m = await client().getManifest(entryTag('assemble', key))
+    expect(m!.manifest.layers[0].size).toBeLessThan(1 << 20)
+
+    const other = new StageCache(join(dir, 'sparse-dst'))
+    const r = await new RemoteStageCache(client(), {trusted: [alice.publicKey]}).pull(other, 'assemble', key)
+    expect('result' in r ? r.result.meta : r.reason).toEqual({diskSha256: 'x'})
+    const pulled = join(other.entryDir('assemble', key), 'disk.raw')
+    const st = await stat(pulled)
+    expect(st.size).toBe(1 << 30)
+    expect(st.blocks * 512).toBeLessThan(4 << 20)
+    const back = Buffer.alloc(data.length + 2)
+    const rh = await open(pulled, 'r')
+    await rh.read(back, 0, back.length, at - 1)
+    await rh.close()
+    expect(back.subarray(1, 1 + data.length).equals(data)).toBe(true)
+    expect([back[0], back[back.length - 1]]).toEqual([0, 0])
+  }, 60_000)
 
   it('uses no entry signed by a key it does not trust, and says whose it was', async () => {
     const cache = new StageCache(join(dir, 'untrusting'))

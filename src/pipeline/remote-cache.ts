@@ -55,8 +55,9 @@ export class RemoteStageCache {
     const temp = await cache.makeTemp(stage, key)
     try {
       const layerFile = join(temp, 'entry.tar.gz')
-      // --sort=name: the same entry gives the same member order on every runner
-      await run('tar', ['--create', '--gzip', '--file', layerFile, '--directory', dir, '--sort=name', '--numeric-owner', '.'], {what: `pack the ${stage} cache entry for the registry`})
+      // --sort=name: the same entry gives the same member order on every runner. --sparse: a disk.raw
+      // is mostly holes; they are recorded, not read and gzipped as zeros, and come back as holes
+      await run('tar', ['--create', '--gzip', '--sparse', '--file', layerFile, '--directory', dir, '--sort=name', '--numeric-owner', '.'], {what: `pack the ${stage} cache entry for the registry`})
       const layer = {mediaType: STAGE_LAYER, digest: `sha256:${await sha256File(layerFile)}`, size: (await stat(layerFile)).size}
       await this.client.pushBlob(digestOf(result), result)
       await this.client.pushBlob(layer.digest, {file: layerFile, size: layer.size})
