@@ -6,7 +6,6 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {InputError} from '../src/errors.js'
 import {parseCpuType} from '../src/measure/cpu-types.js'
 import {launchMeasurements} from '../src/measure/launch.js'
 import {kernelLoaderHashes, sevHashesTable} from '../src/measure/sev-hashes.js'
@@ -23,6 +22,7 @@ import {
   type SnpOracleDigest,
 } from './helpers/snp-oracle.js'
 import {pattern, SNP_AMDSEV_LIKE, syntheticOvmf} from './helpers/synthetic-ovmf.js'
+import {inputRefusal as refusal} from './helpers/refusal.js'
 
 /**
  * src/measure's SEV-SNP launch digests against an independent implementation,
@@ -45,17 +45,6 @@ function computed(firmware: FirmwareImage, oracle: SnpOracleDigest[], hashesTabl
   )
 }
 const expected = (oracle: SnpOracleDigest[]) => Object.fromEntries(oracle.map((d) => [key(d), d[4]]))
-
-function refusal(f: () => unknown): InputError {
-  let caught: unknown
-  try {
-    f()
-  } catch (e) {
-    caught = e
-  }
-  expect(caught).toBeInstanceOf(InputError)
-  return caught as InputError
-}
 
 describe('SEV-SNP launch digests against virtee/sev-snp-measure on Debian 12 OVMF', () => {
   for (const fw of BOOKWORM_SNP_OVMF) {

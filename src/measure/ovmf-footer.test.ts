@@ -3,22 +3,11 @@ import {createHash} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
 
 import {AMDSEV_LIKE_ENTRIES, GUIDS, SNP_AMDSEV_LIKE, u32, syntheticOvmf, type SevMetadata} from '../../test/helpers/synthetic-ovmf.js'
-import {InputError} from '../errors.js'
 import {parseOvmfFooterTable, sevEsResetAddress, sevHashesTableArea, sevMetadataSections} from './ovmf-footer.js'
 import {sevEsLaunchDigest, sevLaunchDigest} from './sev.js'
+import {inputRefusal as refusal} from '../../test/helpers/refusal.js'
 
 /** The footer table reader on images made byte by byte (test/helpers/synthetic-ovmf.ts). */
-
-function refusal(f: () => unknown): InputError {
-  let caught: unknown
-  try {
-    f()
-  } catch (e) {
-    caught = e
-  }
-  expect(caught).toBeInstanceOf(InputError)
-  return caught as InputError
-}
 
 describe('reading the footer table', () => {
   it('finds every entry by GUID, with its data, and the SEV-ES reset address and hashes area in them', () => {
