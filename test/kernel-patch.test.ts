@@ -153,13 +153,13 @@ describe('what a tree already has is read from its content', () => {
 
 describe('configure stage on the real Kconfig of linux-source-6.1', () => {
   it('reports a dropped option with the dependency that is off', async () => {
-    const dirs = await kernelProject({features: ['virtio', 'sev-snp'], options: {CONFIG_BLK_DEV: 'n', CONFIG_VIRT_DRIVERS: 'n'}})
+    const dirs = await kernelProject({features: ['virtio', 'sev-guest'], options: {CONFIG_BLK_DEV: 'n', CONFIG_VIRT_DRIVERS: 'n'}})
     const err = await runKernelProject(dirs, 'configure', {force: ['configure']}).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(InputError)
     const text = (err as InputError).render()
     expect(text).toMatch(/dropped by Kconfig: .*CONFIG_VIRTIO_BLK/)
     expect(text).toMatch(/CONFIG_VIRTIO_BLK: wanted y \(virtio\.config\.hbs:\d+\), got n: CONFIG_VIRTIO_BLK depends on "BLK_DEV" \(drivers\/block\/Kconfig:\d+\), which is not met: CONFIG_BLK_DEV=n/)
     // SEV_GUEST sits inside "if VIRT_DRIVERS": the enclosing block is named where it is written
-    expect(text).toMatch(/CONFIG_SEV_GUEST: wanted m \(sev-snp\.config\.hbs:\d+\), got n: CONFIG_SEV_GUEST depends on "VIRT_DRIVERS" \(drivers\/virt\/Kconfig:\d+\), which is not met: CONFIG_VIRT_DRIVERS=n/)
+    expect(text).toMatch(/CONFIG_SEV_GUEST: wanted m \(sev-guest\.config\.hbs:\d+\), got n: CONFIG_SEV_GUEST depends on "VIRT_DRIVERS" \(drivers\/virt\/Kconfig:\d+\), which is not met: CONFIG_VIRT_DRIVERS=n/)
   })
 })
