@@ -1,8 +1,9 @@
 import {generateKeyPairSync} from 'node:crypto'
-import {spawnSync} from 'node:child_process'
+import {execFile} from 'node:child_process'
 import {chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {promisify} from 'node:util'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parse} from 'yaml'
@@ -19,6 +20,8 @@ import {OciClient} from '../src/remote/oci/client.js'
 import {parseOciReference} from '../src/remote/oci/reference.js'
 import {repoRoot} from './helpers/paths.js'
 import {startRegistry, type TestRegistry} from './helpers/registry.js'
+
+const execFileAsync = promisify(execFile)
 
 /**
  * The CI examples of docs/ci.md (docs/ci/*.yml) run here as a runner would run them: each shell step
@@ -127,9 +130,12 @@ describe('docs/ci examples: the same commands, run here against a local registry
     return {work, log, env}
   }
 
-  function bash(script: string, cwd: string, env: Record<string, string>, where: string) {
-    // GitHub's and GitLab's bash: errexit and pipefail
-    const r = spawnSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', script], {cwd, env, encoding: 'utf8', timeout: 120_000})
+  /** A step's script under GitHub's and GitLab's bash (errexit, pipefail), in exactly this environment; asynchronous, so the file's event loop keeps running (docs/testing.md "Stalls") */
+  async function bash(script: string, cwd: string, env: Record<string, string>, where: string): Promise<{stdout: string; stderr: string}> {
+    const r = await execFileAsync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', script], {cwd, env, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 ** 2}).then(
+      (ok) => ({status: 0, stdout: ok.stdout, stderr: ok.stderr}),
+      (e: {code?: number | string; stdout?: string; stderr?: string}) => ({status: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? ''}),
+    )
     expect(r.status, `${where} exited ${r.status}:\n${r.stderr}`).toBe(0)
     return r
   }
@@ -166,7 +172,7 @@ describe('docs/ci examples: the same commands, run here against a local registry
     }
   })
 
-  it('GitHub Actions: the matrix from recipes --json; a push build and a fork pull request build against the registry', () => {
+  it('GitHub Actions: the matrix from recipes --json; a push build and a fork pull request build against the registry', async () => {
     const exprs = {'secrets.CVM_CCACHE_REDIS': 'redis://s3cret-redis@127.0.0.1:6379', 'github.actor': reg.user, 'secrets.GITHUB_TOKEN': reg.password, 'matrix.recipe': 'debian-12', 'steps.list.outputs.recipes': '', 'secrets.CVM_CACHE_KEY': teamPem}
     const workflowEnv = {...expandAll(github.env, exprs), REGISTRY: reg.host}
 
@@ -176,7 +182,7 @@ describe('docs/ci examples: the same commands, run here against a local registry
       const output = join(work, 'github-output')
       writeFileSync(output, '')
       const step = github.jobs.recipes.steps.find((s: any) => s.id === 'list')
-      bash(step.run, work, {...env, ...workflowEnv, GITHUB_OUTPUT: output}, 'recipes.list')
+      await bash(step.run, work, {...env, ...workflowEnv, GITHUB_OUTPUT: output}, 'recipes.list')
       const matrix = JSON.parse(/^recipes=(.*)$/m.exec(readFileSync(output, 'utf8'))![1]) as string[]
       const rows = JSON.parse(readFileSync(join(work, 'recipes.json'), 'utf8')) as Row[]
       expect(matrix.sort()).toEqual(buildable(rows))
@@ -187,7 +193,7 @@ describe('docs/ci examples: the same commands, run here against a local registry
     }
 
     const job = github.jobs.build
-    const runBuildJob = (secretKey: string, trustPub: string) => {
+    const runBuildJob = async (secretKey: string, trustPub: string) => {
       const {work, log, env: base} = workTree(trustPub)
       const runnerTemp = join(work, 'runner-temp')
       mkdirSync(runnerTemp)
@@ -198,7 +204,7 @@ describe('docs/ci examples: the same commands, run here against a local registry
       for (const [i, step] of job.steps.entries()) {
         if (!step.run) continue
         const stepEnv = expandAll(step.env, {...exprs, 'secrets.CVM_CACHE_KEY': secretKey})
-        const r = bash(step.run, work, {...env, ...stepEnv}, `build.steps[${i}]`)
+        const r = await bash(step.run, work, {...env, ...stepEnv}, `build.steps[${i}]`)
         out.push(r.stdout, r.stderr)
         // what a step appends to $GITHUB_ENV is the next steps' environment
         env = {...env, ...Object.fromEntries(readFileSync(githubEnv, 'utf8').trim().split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))}
@@ -213,26 +219,26 @@ describe('docs/ci examples: the same commands, run here against a local registry
     const teamPub = readFileSync(join(dir, 'team.pub'), 'utf8')
 
     // a push to main: the key from the secret signs, --cache-to reads and pushes
-    const push = runBuildJob(teamPem, teamPub)
+    const push = await runBuildJob(teamPem, teamPub)
     expect(push.argv).toEqual([['build', 'debian-12', '--cache-to', repo, '--cache-key', join(push.runnerTemp, 'cache-key.pem'), '--cache-trust', 'ci/cache-trust.pub', '--publish', 'dir:out', '--json']])
     expect(statSync(join(push.runnerTemp, 'cache-key.pem')).mode & 0o077).toBe(0)
     expect(push.plan.stages.map((s) => [s.stage, s.source])).toEqual(push.plan.stages.map((s) => [s.stage, s.stage === 'base' ? 'remote' : 'runs']))
     expect(push.plan.stages[0].reason).toBe(`remote: in ${repo}, signed by a trusted key`)
 
     // a fork's pull request: no key, --cache-from, the team's key trusted through ci/cache-trust.pub
-    const pr = runBuildJob('', teamPub)
+    const pr = await runBuildJob('', teamPub)
     expect(pr.argv).toEqual([['build', 'debian-12', '--cache-from', repo, '--cache-trust', 'ci/cache-trust.pub', '--publish', 'dir:out', '--json']])
     expect(pr.plan.stages[0].source).toBe('remote')
 
     // the same entry, with another key in ci/cache-trust.pub: not taken, every stage runs here
     const stranger = generateKeyPairSync('ed25519').publicKey.export({type: 'spki', format: 'pem'}).toString()
-    const untrusted = runBuildJob('', stranger)
+    const untrusted = await runBuildJob('', stranger)
     expect(untrusted.plan.stages.map((s) => s.source)).toEqual(untrusted.plan.stages.map(() => 'runs'))
   }, 120_000)
 
-  it('GitLab CI: the child pipeline from recipes --json, and its build jobs with and without the protected key', () => {
+  it('GitLab CI: the child pipeline from recipes --json, and its build jobs with and without the protected key', async () => {
     const {work, log, env} = workTree('')
-    bash(gitlab.recipes.script.join('\n'), work, env, 'recipes.script')
+    await bash(gitlab.recipes.script.join('\n'), work, env, 'recipes.script')
     const rows = JSON.parse(readFileSync(join(work, 'recipes.json'), 'utf8')) as Row[]
     const child = parse(readFileSync(join(work, 'builds.yml'), 'utf8')) as Record<string, {extends: string; variables: {RECIPE: string}}>
     expect(Object.values(child).map((j) => j.variables.RECIPE).sort()).toEqual(buildable(rows))
@@ -258,7 +264,7 @@ describe('docs/ci examples: the same commands, run here against a local registry
       }
       // a File variable: GitLab gives the path of a file holding it
       if (protectedKey) vars.CVM_CACHE_KEY = teamKey
-      const r = bash([].concat(gitlabBuild[job.extends].script).join('\n'), w.work, vars, `${job.extends}.script`)
+      const r = await bash([].concat(gitlabBuild[job.extends].script).join('\n'), w.work, vars, `${job.extends}.script`)
       const [argv] = argvs(w.log)
       expect(argv.slice(0, 3)).toEqual(['build', 'debian-12', protectedKey ? '--cache-to' : '--cache-from'])
       expect(argv[3]).toBe(repo)
