@@ -148,7 +148,7 @@ export async function checkSwiotlbActive(ctx: CheckContext): Promise<Outcome> {
   const mapped = firstLine(r.stdout, /software IO TLB: mapped/)
   const cmdline = (firstLine(r.stdout, /^cmdline: /) ?? '').replace(/^cmdline: /, '')
   const nslabs = Number((firstLine(r.stdout, /^nslabs: /) ?? '').replace(/^nslabs: /, '') || 0)
-  const pool = mapped ?? (nslabs > 0 ? `/sys/kernel/debug/swiotlb/io_tlb_nslabs: ${nslabs} (${(nslabs * 2048) >> 20} MiB pool; no "mapped" line: 6.1 prints it only when x86 needs bounce buffers itself)` : undefined)
+  const pool = mapped ?? (nslabs > 0 ? `/sys/kernel/debug/swiotlb/io_tlb_nslabs: ${nslabs} (${(nslabs * 2048) >> 20} MiB pool; no "mapped" line: the kernel prints it only when x86 needs bounce buffers itself)` : undefined)
   if (!pool) return fail(`no "software IO TLB: mapped" line in dmesg and no SWIOTLB slabs in debugfs (cmdline: ${cmdline})`)
   if (ctx.forcedSwiotlb && !/(^|\s)swiotlb=force(\s|$)/.test(cmdline)) return fail(`${pool}; but swiotlb=force is not in /proc/cmdline: ${cmdline}`)
   const forced = ctx.forcedSwiotlb ? `/proc/cmdline: ${cmdline}` : firstLine(r.stdout, /Memory encryption is active and system is using DMA bounce buffers/) ?? 'bounce buffers forced by memory encryption'
