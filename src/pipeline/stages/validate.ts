@@ -150,7 +150,9 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       cpus: inputs.cpus,
       bootTimeoutS: inputs.bootTimeoutS,
       hostname: inputs.hostname,
-      diskBoot: true,
+      // the disk boot proves what publish ships (the firmware's own boot, the vTPM's PCRs); a control
+      // build is never published and shows only what its kernel lacks, which the UKI boot's checks read
+      diskBoot: !inputs.control,
       secureBootVars,
       secureBootNotRun: sb && 'notRun' in sb ? sb.notRun : undefined,
       probeCacheDir: cacheDir,
