@@ -13,8 +13,9 @@ import {decryptedSnakeoilKey, SNAKEOIL_CERT} from './helpers/snakeoil.js'
 // Today's CVMs (issue #28): `cvm-image build debian-13` (trixie's linux-source-6.12, every SEV-SNP
 // and TDX guest piece) through the CLI, signed with Debian's snakeoil key so that one validation
 // boots the UKI with swiotlb=force, the disk by the firmware alone and the signed UKI under Secure
-// Boot, then published. Its own base and kernel: the one compile this file adds to the suite
-// (docs/testing.md).
+// Boot, then published by `cvm-image publish` in the raw format alone: the manifest (flags, SNP
+// digest) is the same for every format, and e2e proves the qcow2 and GCE forms of the same code.
+// Its own base and kernel: the one compile this file adds to the suite (docs/testing.md).
 const work = mkdtempSync(join(tmpdir(), 'cvm-debian-13-'))
 afterAll(() => rm(work, {recursive: true, force: true}))
 
@@ -27,15 +28,15 @@ interface Check {
 interface BuildJson {
   stages: {stage: string; status: string; dir: string}[]
   validation: {verdict: string; checks: Check[]}
-  published: {location: string}
 }
 
 describe('cvm-image build debian-13 (linux-source-6.12)', () => {
   let b: BuildJson
+  let release: string
 
   it('builds, passes every emulated check (NVMe under swiotlb=force, kexec, the vTPM PCRs, Secure Boot) and publishes', async () => {
     const key = await decryptedSnakeoilKey(join(work, 'snakeoil.key'))
-    const r = await cli(['build', 'debian-13', '--cache-dir', sharedTestCache(), '--signing-key', key, '--signing-cert', SNAKEOIL_CERT, '--publish', join(work, 'out'), '--json'], {
+    const r = await cli(['build', 'debian-13', '--cache-dir', sharedTestCache(), '--signing-key', key, '--signing-cert', SNAKEOIL_CERT, '--no-publish', '--json'], {
       cwd: work,
       timeoutMs: 80 * 60_000,
     })
@@ -51,6 +52,15 @@ describe('cvm-image build debian-13 (linux-source-6.12)', () => {
     expect(c.kernel.evidence).toMatch(/6\.12\.\d+-cvm/)
     expect(c['nvme-integrity'].evidence).toMatch(/384\/384/)
     expect(c['memory-encryption'].verdict).toBe('skip') // no SEV here: skipped, never passed
+
+    const p = await cli(['publish', join(sharedTestCache(), 'builds', 'debian-13.json'), '--cache-dir', sharedTestCache(), '--format', 'raw', '--publish', `dir:${join(work, 'out')}`, '--json'], {
+      cwd: work,
+      timeoutMs: 15 * 60_000,
+    })
+    expect(p.code, p.stderr.slice(-4000)).toBe(0)
+    const published = JSON.parse(p.stdout) as {location: string; files: {name: string}[]}
+    expect(published.files.map((f) => f.name)).toContain('disk.raw')
+    release = published.location.replace(/^dir:/, '')
   }, 85 * 60_000)
 
   it('its kernel records every SNP and TDX guest piece as supported, and the release carries the flags and the SNP launch digest that follow', () => {
@@ -61,7 +71,6 @@ describe('cvm-image build debian-13 (linux-source-6.12)', () => {
     const config = readFileSync(join(compile, 'config'), 'utf8')
     for (const o of ['CONFIG_SEV_GUEST=m', 'CONFIG_INTEL_TDX_GUEST=y', 'CONFIG_TDX_GUEST_DRIVER=m', 'CONFIG_UNACCEPTED_MEMORY=y', 'CONFIG_TSM_REPORTS=m', 'CONFIG_GVE=m']) expect(config).toContain(`\n${o}\n`)
 
-    const release = b.published.location.replace(/^dir:/, '')
     const manifest = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8')) as {
       gce: {guestOsFeatures: {type: string}[]}
       measurements: {entries: {kind: string; params: Record<string, unknown>}[]}
