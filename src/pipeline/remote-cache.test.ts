@@ -1,6 +1,6 @@
 import {generateKeyPairSync, randomBytes} from 'node:crypto'
-import {existsSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
-import {mkdir, mkdtemp, open, readFile, readlink, rm, stat, symlink, writeFile} from 'node:fs/promises'
+import {existsSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {link, mkdir, mkdtemp, open, readFile, readlink, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import {createServer, connect, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -95,6 +95,35 @@ describe('the stage cache in an OCI registry (docker-registry 2.8)', () => {
     expect(await readlink(join(entry, 'sub', 'link'))).toBe('../rootfs.tar')
     expect(await readFile(join(entry, 'result.json'))).toEqual(await readFile(join(local.entryDir('base', KEY), 'result.json')))
     expect(readdirSync(join(other.root, 'tmp'))).toEqual([])
+  }, 120_000)
+
+  it('pushes an entry whose files a later stage links (cp -al) while the push reads them: the layer is whole', async () => {
+    // patch links kernel-source's tree, compile patch's (src/kernel/tree.ts): a new link changes a
+    // file's ctime, which tar took for "file changed as we read it" (exit 1) and the push was lost
+    const cache = new StageCache(join(dir, 'runner-linked'))
+    const key = '9'.repeat(64)
+    const temp = await cache.makeTemp('base', key)
+    const big = randomBytes(48 << 20)
+    await writeFile(join(temp, 'rootfs.tar'), big)
+    await cache.commit('base', key, temp, {suite: 'bookworm', bytes: big.length})
+    const remote = new RemoteStageCache(client(), {signer: alice, trusted: []})
+    const pushed = remote.push(cache, 'base', key)
+    // once tar has begun writing the layer it is reading the entry's one big file: link it then
+    const tmp = join(cache.root, 'tmp')
+    let linked = false
+    for (let i = 0; i < 3000 && !linked; i++) {
+      const layer = (existsSync(tmp) ? readdirSync(tmp) : []).map((d) => join(tmp, d, 'entry.tar.gz')).find((f) => existsSync(f) && statSync(f).size > 0)
+      if (layer) {
+        await link(join(cache.entryDir('base', key), 'rootfs.tar'), join(dir, 'linked-rootfs.tar'))
+        linked = true
+      } else await new Promise((r) => setTimeout(r, 5))
+    }
+    expect(linked, 'the push ended before its layer could be seen').toBe(true)
+    expect(await pushed).toBe('pushed')
+    const other = new StageCache(join(dir, 'runner-linked-reader'))
+    const pulled = await new RemoteStageCache(client(), {trusted: [loadTrustedKey(alicePub)]}).pull(other, 'base', key)
+    expect('result' in pulled ? 'pulled' : pulled.reason).toBe('pulled')
+    expect((await readFile(join(other.entryDir('base', key), 'rootfs.tar'))).equals(big)).toBe(true)
   }, 120_000)
 
   it('a sparse file (a disk.raw) travels as its data and holes: the layer is small, the pulled file sparse and equal', async () => {

@@ -55,9 +55,7 @@ export class RemoteStageCache {
     const temp = await cache.makeTemp(stage, key)
     try {
       const layerFile = join(temp, 'entry.tar.gz')
-      // --sort=name: the same entry gives the same member order on every runner. --sparse: a disk.raw
-      // is mostly holes; they are recorded, not read and gzipped as zeros, and come back as holes
-      await run('tar', ['--create', '--gzip', '--sparse', '--file', layerFile, '--directory', dir, '--sort=name', '--numeric-owner', '.'], {what: `pack the ${stage} cache entry for the registry`})
+      await packEntry(stage, dir, layerFile)
       const layer = {mediaType: STAGE_LAYER, digest: `sha256:${await sha256File(layerFile)}`, size: (await stat(layerFile)).size}
       await this.client.pushBlob(digestOf(result), result)
       await this.client.pushBlob(layer.digest, {file: layerFile, size: layer.size})
@@ -189,3 +187,21 @@ export class RemoteStageCache {
 }
 
 const EMPTY_DIGEST = digestOf(EMPTY)
+
+/**
+ * The layer of a finished entry: tar+gzip, --sort=name (the same entry gives the same member order on
+ * every runner), --sparse (a disk.raw is mostly holes; they are recorded, not read and gzipped as
+ * zeros, and come back as holes).
+ *
+ * A finished entry's bytes never change, but its files' inodes do: a later stage copies the entry's
+ * tree with hard links (patch takes kernel-source's, compile patch's: src/kernel/tree.ts) while this
+ * push reads it, and a new link changes the file's ctime. GNU tar reads that as "file changed as we
+ * read it" and exits 1 (the bench team-cache lost kernel-source and patch that way). That one
+ * warning is turned off; any other diagnostic, or an exit above 1, still refuses the pack.
+ */
+async function packEntry(stage: StageName, dir: string, layerFile: string): Promise<void> {
+  const what = `pack the ${stage} cache entry for the registry`
+  const r = await run('tar', ['--create', '--gzip', '--sparse', '--warning=no-file-changed', '--file', layerFile, '--directory', dir, '--sort=name', '--numeric-owner', '.'], {what, reject: false})
+  if (r.exitCode === 0 || (r.exitCode === 1 && r.stderr.trim() === '')) return
+  throw new Error(`${what}: tar exited with ${r.exitCode}: ${r.stderr.trim().slice(-2000)}`)
+}
