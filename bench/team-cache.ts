@@ -101,6 +101,8 @@ try {
     if (left.length) console.log(`  left in the registry (nothing here reads them): ${left.join(', ')}`)
   }
 } finally {
+  // the registry's own log, for a push or pull that warned (kept with the scratch directory)
+  if (process.env.BENCH_KEEP) writeFileSync(join(scratch, 'registry.log'), registry.log())
   await registry.stop()
   await redis.stop()
   if (process.env.BENCH_KEEP) console.log(`kept ${scratch}`)
@@ -129,7 +131,7 @@ function build(label: string, cacheDir: string, root: string, extra: string[]): 
   for (const w of warnings.slice(0, 10)) console.log(`  stderr: ${w}`)
   const raw = res.published?.files.find((f) => f.name.endsWith('.raw'))
   if (!res.published || !raw) throw new Error(`${label}: the build published no .raw disk`)
-  const path = join(res.published.location, raw.name)
+  const path = join(res.published.location.replace(/^dir:/, ''), raw.name)
   if (!existsSync(path)) throw new Error(`${label}: ${path} is not there`)
   // hashed here, not taken from the manifest: the bytes on disk are what is compared
   const sha256 = execFileSync('sha256sum', [path], {encoding: 'utf8'}).split(' ')[0]
