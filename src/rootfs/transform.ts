@@ -473,6 +473,9 @@ export function packEntry(pack: Pack, header: Header, body: Buffer | AsyncIterab
       return
     }
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()))
+    // a pack destroyed under the entry (its output failed: a full disk) destroys the entry's sink
+    // with that error; without a listener of its own the sink's 'error' would crash the process
+    sink.on('error', reject)
     ;(async () => {
       for await (const chunk of body) {
         if (!sink.write(chunk as Buffer)) await once(sink as unknown as NodeJS.EventEmitter, 'drain')
@@ -480,7 +483,6 @@ export function packEntry(pack: Pack, header: Header, body: Buffer | AsyncIterab
       sink.end(undefined)
     })().catch((e) => {
       // the caller reports e; the sink only has to stop
-      sink.on('error', () => undefined)
       sink.destroy()
       reject(e)
     })
