@@ -15,7 +15,7 @@ describe('backport-5.4 --control on the real 5.4.59 tree', () => {
     expect(existsSync(archive), `${archive} missing: CI has ../shared beside the clone; set CVM_TEST_OLD_KERNELS elsewhere`).toBe(true)
   })
 
-  it('the unpatched 5.4.59 fails NVMe integrity through SWIOTLB, with the failing cases as evidence, and is not published', async () => {
+  it('the unpatched 5.4.59 fails NVMe integrity through SWIOTLB, with the failing cases as evidence, and is not published (no disk boot, no kexec)', async () => {
     const b = parseBuild(await buildBackport(cwd, 'backport-5.4', '--control'))
     expect(b.control).toBe(true)
     expect(b.published).toBeUndefined()
@@ -37,5 +37,7 @@ describe('backport-5.4 --control on the real 5.4.59 tree', () => {
     expect(c['nvme-integrity'].evidence).toMatch(/\d+ of 384/)
     // a control is never published: no disk boot (its PCRs would prove nothing), the UKI boot alone
     expect(v.checks.filter((x) => x.name.startsWith('disk-boot:')).map((x) => x.name)).toEqual([])
+    // nor a kexec round trip (a second full boot): reported as not run, with why
+    expect(c.kexec).toMatchObject({verdict: 'skip', evidence: expect.stringMatching(/^not run: a --control build is never published/)})
   }, 60 * 60_000)
 })

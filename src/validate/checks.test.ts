@@ -279,10 +279,10 @@ const debian12Emulated = (): Recorded[] => [
 const afterKexec = () => new RecordedGuest([['cat /proc/sys/kernel/random/boot_id; uname -r; cat /proc/cmdline', `7c9d1e2f-0a1b-4c3d-8e9f-a0b1c2d3e4f5\n6.1.158-cvm\n${FORCED}\n`]])
 const POWER_DOWN = '[   41.028311] reboot: Power down\n'
 
-async function runAll(guest: Recorded[], boot: {mode: ValidationMode; full: boolean}, machine = {afterReconnect: afterKexec() as RecordedGuest | Error, serial: POWER_DOWN}, checks?: readonly Check[]) {
+async function runAll(guest: Recorded[], boot: {mode: ValidationMode; full: boolean}, machine = {afterReconnect: afterKexec() as RecordedGuest | Error, serial: POWER_DOWN}, checks?: readonly Check[], notRun?: Record<string, string>) {
   const ctx = recordedContext(guest, {mode: boot.mode, expected: built, forcedSwiotlb: boot.mode === 'emulated' && boot.full, uki: {cmdline: PLAIN}, machine, probe: PROBE_BINARY})
   const runs: CheckRun[] = []
-  await runChecks(ctx, boot, {timeoutMs: 1000, onDone: (r) => runs.push(r), checks})
+  await runChecks(ctx, boot, {timeoutMs: 1000, onDone: (r) => runs.push(r), checks, notRun})
   return {runs, ctx, verdicts: runs.map((r) => `${r.name}: ${r.verdict}`)}
 }
 
@@ -332,6 +332,20 @@ describe('the check table', () => {
     // after kexec the checks talk to the new kernel's session
     expect(ctx.guest).toBe(ctx.machine.current)
     expect((ctx.guest as RecordedGuest).fired).toEqual(['systemctl poweroff'])
+  })
+
+  it('a check the caller does not need (kexec in a --control validation) is reported skipped with the reason, and the guest never sees it', async () => {
+    const guest = debian12Emulated()
+    const first = recordedContext(guest, {mode: 'emulated', expected: built, forcedSwiotlb: true, uki: {cmdline: PLAIN}, machine: {afterReconnect: afterKexec(), serial: POWER_DOWN}, probe: PROBE_BINARY})
+    const firstGuest = first.guest as RecordedGuest
+    const runs: CheckRun[] = []
+    await runChecks(first, {mode: 'emulated', full: true}, {timeoutMs: 1000, onDone: (r) => runs.push(r), notRun: {kexec: 'a control is never published'}})
+    expect(runs.find((r) => r.name === 'kexec')).toEqual({name: 'kexec', verdict: 'skip', evidence: 'not run: a control is never published', durationMs: 0})
+    expect(runs.find((r) => r.name === 'nvme-integrity')?.verdict).toBe('pass')
+    // no kexec command reached the guest, and power-off went to the first session
+    expect(firstGuest.commands.filter((c) => /kexec/.test(c))).toEqual([])
+    expect(firstGuest.fired).toEqual(['systemctl poweroff'])
+    expect(runs.at(-1)).toMatchObject({name: 'poweroff', verdict: 'pass'})
   })
 
   it('the emulated boot of the disk alone: kernel, the UKI command line, power-off', async () => {

@@ -41,16 +41,22 @@ export function checksFor(boot: BootKind, checks: readonly Check[] = CHECKS): Ch
 
 /**
  * Runs a boot's checks in table order, each within timeoutMs; a check that throws fails with its
- * message. Once the guest is gone (a kexec it did not come back from) the checks left are skipped.
+ * message. Once the guest is gone (a kexec it did not come back from) the checks left are skipped;
+ * so is a check the caller names in notRun, with the caller's reason.
  */
 export async function runChecks(
   ctx: CheckContext,
   boot: BootKind,
-  opts: {timeoutMs: number; onStart?: (name: string) => void; onDone: (run: CheckRun) => void; checks?: readonly Check[]},
+  opts: {timeoutMs: number; onStart?: (name: string) => void; onDone: (run: CheckRun) => void; checks?: readonly Check[]; notRun?: Readonly<Record<string, string>>},
 ): Promise<void> {
   for (const check of checksFor(boot, opts.checks)) {
     if (ctx.machine.gone !== undefined) {
       opts.onDone({name: check.name, ...skip(`not run: ${ctx.machine.gone}`), durationMs: 0})
+      continue
+    }
+    const unasked = opts.notRun && Object.hasOwn(opts.notRun, check.name) ? opts.notRun[check.name] : undefined
+    if (unasked !== undefined) {
+      opts.onDone({name: check.name, ...skip(`not run: ${unasked}`), durationMs: 0})
       continue
     }
     const s = Date.now()

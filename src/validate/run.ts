@@ -46,6 +46,8 @@ export interface ValidateRequest {
   ukiBoot?: boolean
   /** also boot the disk alone (firmware finds \EFI\BOOT\BOOTX64.EFI) in emulated mode */
   diskBoot?: boolean
+  /** checks the caller does not need, by name, with why: each is reported as skipped with that reason, not run */
+  notRun?: Readonly<Record<string, string>>
   /**
    * also boot the disk alone under Secure Boot in emulated mode: the SMM firmware with a copy of
    * this OVMF 4M variable store (a local file), which must have Secure Boot on and enroll the UKI's
@@ -414,6 +416,7 @@ async function runBoot(a: BootArgs): Promise<ModeReport> {
     }
     await runChecks(ctx, kind, {
       timeoutMs: CHECK_TIMEOUT_MS,
+      notRun: req.notRun,
       onStart: (name) => a.progress(`${tag}: ${name}`),
       onDone: ({name, durationMs, ...o}) => {
         a.log(`${tag}: ${name}: ${o.verdict}: ${o.evidence}`)

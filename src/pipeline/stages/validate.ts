@@ -153,6 +153,8 @@ export const validateStage: StageOf<'validate', ValidateInputs, 'assemble' | 'co
       // the disk boot proves what publish ships (the firmware's own boot, the vTPM's PCRs); a control
       // build is never published and shows only what its kernel lacks, which the UKI boot's checks read
       diskBoot: !inputs.control,
+      // nor does it need the kexec round trip (a full second boot under TCG): its proof is nvme-integrity's failure
+      ...(inputs.control ? {notRun: {kexec: 'a --control build is never published: its validation shows what the unpatched kernel lacks (nvme-integrity)'}} : {}),
       secureBootVars,
       secureBootNotRun: sb && 'notRun' in sb ? sb.notRun : undefined,
       probeCacheDir: cacheDir,
