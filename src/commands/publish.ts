@@ -8,6 +8,7 @@ import {runInterruptible} from '../cli/interrupt.js'
 import {readBuildRecord} from '../pipeline/build-record.js'
 import {StageCache} from '../pipeline/cache.js'
 import {completeFromRegistry} from '../pipeline/complete-record.js'
+import {registryFormatShare} from '../pipeline/format-share.js'
 import {openRemoteCaches} from '../pipeline/open-remote-cache.js'
 import {describeTarget, publish, STAGES_PUBLISH_READS, type PublishResult} from '../publish/index.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
@@ -38,10 +39,10 @@ const PUBLISH_OPTIONS = optionSet(PUBLISH_FLAGS, {
   'publish-identity': {aliases: ['identity']},
   // publish builds nothing: a registry gives it the entries its build record names that this cache lacks
   'cache-from': {
-    help: "take the build record's entries this cache lacks, of the stages publish reads (compile, assemble, validate), from this OCI registry repository (oci://HOST[:PORT]/REPO): only one signed by a --cache-trust key",
+    help: "take the build record's entries this cache lacks, of the stages publish reads (compile, assemble, validate), and the format files (qcow2, GCE tarball) of its disk not made here, from this OCI registry repository (oci://HOST[:PORT]/REPO): only one signed by a --cache-trust key",
   },
-  'cache-to': {help: 'read this OCI registry repository (oci://HOST[:PORT]/REPO) as --cache-from does; publish pushes nothing'},
-  'cache-key': {help: "the runner's Ed25519 private key in PEM (mode 600) that --cache-to needs: publish signs nothing, and trusts the key's public half"},
+  'cache-to': {help: 'read this OCI registry repository (oci://HOST[:PORT]/REPO) as --cache-from does, and push the format files publish made or found here that it lacks, signed with --cache-key'},
+  'cache-key': {help: "the runner's Ed25519 private key in PEM (mode 600) that --cache-to needs: it signs the format files publish pushes, and its public half is trusted"},
 })
 
 export default class Publish extends BaseCommand {
@@ -57,7 +58,8 @@ With --release-key (an OpenPGP secret key file) SHA256SUMS.gpg, a detached signa
 Keys are used in a temporary GNUPGHOME or in memory, never copied into the cache, the logs or the release.
 With --cache-from (or --cache-to) a build record made on another runner is published here: the entries it names
 of compile, assemble and validate that this cache lacks are pulled from the registry, each signed by a
---cache-trust key and checked by digest, and nothing else (docs/remote-cache.md).`
+--cache-trust key and checked by digest, and nothing else; so are the format files (qcow2, the GCE tarball) of
+its disk, which --cache-to also pushes (docs/remote-cache.md).`
   static examples = [
     '<%= config.bin %> publish debian-12',
     '<%= config.bin %> publish debian-12 --publish dir:/srv/images',
@@ -75,13 +77,9 @@ of compile, assemble and validate that this cache lacks are pulled from the regi
     const cacheDir = resolveCacheDir(o['cache-dir'])
     const log = (line: string) => this.jsonEnabled() || process.stderr.write(`${line}\n`)
     // a record whose disk, validation or kernel entry is not here (built on another runner): pulled, verified, from the registry
-    const {record} = await completeFromRegistry(
-      await readBuildRecord(cacheDir, args.build),
-      new StageCache(cacheDir),
-      openRemoteCaches({cacheFrom: o['cache-from'], cacheTo: o['cache-to'], cacheKey: o['cache-key'], cacheTrust: o['cache-trust'], cacheCa: o['cache-ca']}),
-      STAGES_PUBLISH_READS,
-      (line) => process.stderr.write(`warning: ${line}\n`),
-    )
+    const remote = openRemoteCaches({cacheFrom: o['cache-from'], cacheTo: o['cache-to'], cacheKey: o['cache-key'], cacheTrust: o['cache-trust'], cacheCa: o['cache-ca']})
+    const warn = (line: string) => void process.stderr.write(`warning: ${line}\n`)
+    const {record} = await completeFromRegistry(await readBuildRecord(cacheDir, args.build), new StageCache(cacheDir), remote, STAGES_PUBLISH_READS, warn)
     let lastShown = 0
     const result = await runInterruptible(
       (signal) =>
@@ -90,6 +88,7 @@ of compile, assemble and validate that this cache lacks are pulled from the regi
           formats: o.format,
           stagingDir: join(cacheDir, 'publish'),
           sha256MemoDir: sha256MemoDir(cacheDir),
+          formatShare: registryFormatShare(remote, warn),
           releaseKey: o['release-key'] ? {keyFile: o['release-key'], passphraseFile: o['release-key-passphrase-file']} : undefined,
           attestationKey: o['attestation-key'] ? {keyFile: o['attestation-key'], passphraseFile: o['attestation-key-passphrase-file']} : undefined,
           ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file'], identityFlag: '--publish-identity'},

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {StageError} from '../errors.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import {sha256ByExtents} from '../util/extent-hash.js'
-import {atomicWriteFile, sha256File} from '../util/fsx.js'
+import {atomicWriteFile, sha256, sha256File} from '../util/fsx.js'
 import {FORMATS} from './table.js'
 
 /** bump when a conversion changes its output bytes: it names the staging directory */
@@ -32,6 +32,24 @@ export interface PrepareOptions {
   gceName: string
   signal?: AbortSignal
   progress?: (line: string) => void
+  /** the team's store of format files (a registry: src/pipeline/format-share.ts): a file not staged here is taken from it before converting, and every file is offered to it */
+  share?: FormatShare
+}
+
+/**
+ * Format files made on other machines (docs/remote-cache.md "Publish's formats"). A file is named by
+ * formatKey: the same disk, time and conversion give the same bytes, wherever they were made.
+ */
+export interface FormatShare {
+  /** puts the file of (format, key) at path, whole and digest-checked, or says why not; writes nothing else */
+  pull(format: ImageFormat, key: string, path: string): Promise<{sha256: string} | {reason: string}>
+  /** offers a file made or found here; a failure is the share's to report, never the caller's */
+  push(format: ImageFormat, key: string, file: {path: string; sha256: string}): Promise<void>
+}
+
+/** What a format file is made of: the disk's sha256, the build's time and the conversion's version. */
+export function formatKey(format: ImageFormat, diskSha256: string, sourceDateEpoch: number): string {
+  return sha256(['cvm-image format file', format, `v${FORMATS_VERSION}`, diskSha256, String(sourceDateEpoch)].join('\0'))
 }
 
 export function publishedName(format: ImageFormat, gceName: string): string {
@@ -56,11 +74,22 @@ export async function prepareFormats(disk: {path: string; sha256: string}, forma
       continue
     }
     const path = join(dir, staged.file)
+    const key = formatKey(format, diskSha256, opts.sourceDateEpoch)
+    let sha256: string | undefined
     if (!existsSync(path)) {
-      opts.progress?.(`converting to ${format}`)
-      await staged.convert(disk.path, path, opts)
+      const pulled = opts.share && (await opts.share.pull(format, key, path))
+      if (pulled && 'sha256' in pulled) {
+        sha256 = pulled.sha256
+        await atomicWriteFile(`${path}.sha256`, sha256 + '\n')
+        opts.progress?.(`${format}: taken from the registry (sha256 ${sha256})`)
+      } else {
+        opts.progress?.(`converting to ${format}`)
+        await staged.convert(disk.path, path, opts)
+      }
     }
-    artifacts.push({format, name, path, size: (await stat(path)).size, sha256: await cachedSha256(path)})
+    sha256 ??= await cachedSha256(path)
+    await opts.share?.push(format, key, {path, sha256})
+    artifacts.push({format, name, path, size: (await stat(path)).size, sha256})
   }
   return artifacts
 }

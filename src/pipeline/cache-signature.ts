@@ -8,9 +8,15 @@ import type {StageName} from './stage-names.js'
 /** DSSE payload type of a remote cache entry's signature: the body names the stage, the key and the manifest digest. */
 export const ENTRY_PAYLOAD_TYPE = 'application/vnd.cvm-image.stage-entry.v1+json'
 
-/** What a signature vouches for: this manifest is the output of this stage under this key (a retag to another key fails). */
+/**
+ * What an entry is the output of: a stage, or one of publish's format files (`format-qcow2`, made
+ * from an assembled disk: docs/remote-cache.md "Publish's formats").
+ */
+export type EntryKind = StageName | `format-${string}`
+
+/** What a signature vouches for: this manifest is the output of this stage (or format) under this key (a retag to another key fails). */
 export interface EntryClaim {
-  stage: StageName
+  stage: EntryKind
   key: string
   manifest: string
 }

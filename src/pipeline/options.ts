@@ -257,7 +257,7 @@ export const OPTIONS = {
   'cache-from': {
     kind: 'string',
     env: 'CVM_IMAGE_CACHE_FROM',
-    help: 'take a stage output this build lacks from this OCI registry repository before running the stage (oci://HOST[:PORT]/REPO): only one signed by a --cache-trust key',
+    help: 'take a stage output this build lacks from this OCI registry repository before running the stage, and a format file publish lacks before converting (oci://HOST[:PORT]/REPO): only one signed by a --cache-trust key',
     parse: (raw: string) => parseOciReference(raw, '--cache-from'),
     build: {field: 'cacheFrom', reaches: 'env'},
   },
@@ -265,7 +265,7 @@ export const OPTIONS = {
     kind: 'string',
     env: 'CVM_IMAGE_CACHE_TO',
     dependsOn: ['cache-key'],
-    help: 'read stage outputs from this OCI registry repository (oci://HOST[:PORT]/REPO) as --cache-from does, and push every one it lacks, signed with --cache-key',
+    help: 'read stage outputs and format files from this OCI registry repository (oci://HOST[:PORT]/REPO) as --cache-from does, and push every one it lacks, signed with --cache-key',
     parse: (raw: string) => parseOciReference(raw, '--cache-to'),
     build: {field: 'cacheTo', reaches: 'env'},
   },

@@ -1,13 +1,14 @@
 import type {KeyObject} from 'node:crypto'
 import {existsSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, rename, rm, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 
 import {OCI_MANIFEST, RegistryError, digestOf, type OciClient, type OciManifest} from '../remote/oci/client.js'
 import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
 import type {StageCache} from './cache.js'
-import {verifyEntryEnvelope, type CacheSigner} from './cache-signature.js'
+import {verifyEntryEnvelope, type CacheSigner, type EntryKind} from './cache-signature.js'
 import type {StageName, StageResult} from './stage.js'
 
 export const STAGE_ARTIFACT = 'application/vnd.cvm-image.stage.v1+json'
@@ -16,6 +17,11 @@ export const STAGE_RESULT = 'application/vnd.cvm-image.stage.result.v1+json'
 /** the one layer: the whole entry directory as a gzip'd tar (hardlinks, modes and symlinks kept by tar itself) */
 export const STAGE_LAYER = 'application/vnd.cvm-image.stage.entry.v1.tar+gzip'
 export const SIGNATURE_ARTIFACT = 'application/vnd.cvm-image.stage.signature.v1+json'
+/** one of publish's format files (qcow2, the GCE tarball) made from an assembled disk: the file itself is the one layer */
+export const FORMAT_ARTIFACT = 'application/vnd.cvm-image.format.v1+json'
+/** its config blob: which format, of which disk, and the file's sha256 and size */
+export const FORMAT_INFO = 'application/vnd.cvm-image.format.info.v1+json'
+export const FORMAT_LAYER = 'application/vnd.cvm-image.format.file.v1'
 const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json'
 const EMPTY_CONFIG = 'application/vnd.oci.empty.v1+json'
 const EMPTY = Buffer.from('{}')
@@ -23,7 +29,7 @@ const MAX_RESULT_BYTES = 16 << 20
 const MAX_ENVELOPE_BYTES = 64 << 10
 
 /** The tag of a stage output; its signature sits at `<tag>.sig`, written last, and is what a reader looks up first. */
-export function entryTag(stage: StageName, key: string): string {
+export function entryTag(stage: EntryKind, key: string): string {
   return `${stage}-${key}`
 }
 
@@ -47,7 +53,6 @@ export class RemoteStageCache {
   async push(cache: StageCache, stage: StageName, key: string): Promise<'pushed' | 'present'> {
     const signer = this.opts.signer
     if (!signer) throw new Error('pushing a stage entry needs a signing key (--cache-key)')
-    const tag = entryTag(stage, key)
     const trusted = [signer.publicKey, ...this.opts.trusted]
     if ((await this.verifiedClaim(stage, key, trusted)).ok) return 'present'
     const dir = cache.entryDir(stage, key)
@@ -67,22 +72,82 @@ export class RemoteStageCache {
         layers: [layer],
         annotations: {'dev.cvm-image.stage': stage, 'dev.cvm-image.key': key},
       }
-      const manifestDigest = await this.client.putManifest(tag, Buffer.from(JSON.stringify(manifest)))
-      const envelope = signer.envelope({stage, key, manifest: manifestDigest})
-      await this.client.pushBlob(EMPTY_DIGEST, EMPTY)
-      await this.client.pushBlob(digestOf(envelope), envelope)
-      const sig: OciManifest = {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType: SIGNATURE_ARTIFACT,
-        config: {mediaType: EMPTY_CONFIG, digest: EMPTY_DIGEST, size: EMPTY.length},
-        layers: [{mediaType: DSSE_ENVELOPE, digest: digestOf(envelope), size: envelope.length}],
-        annotations: {'dev.cvm-image.signed-manifest': manifestDigest},
-      }
-      await this.client.putManifest(`${tag}.sig`, Buffer.from(JSON.stringify(sig)))
+      await this.putSigned(signer, stage, key, manifest)
       return 'pushed'
     } finally {
       await rm(temp, {recursive: true, force: true})
+    }
+  }
+
+  /** The manifest under the entry's tag, then its signature at `<tag>.sig`: written last, so an entry is visible only whole. */
+  private async putSigned(signer: CacheSigner, kind: EntryKind, key: string, manifest: OciManifest): Promise<void> {
+    const tag = entryTag(kind, key)
+    const manifestDigest = await this.client.putManifest(tag, Buffer.from(JSON.stringify(manifest)))
+    const envelope = signer.envelope({stage: kind, key, manifest: manifestDigest})
+    await this.client.pushBlob(EMPTY_DIGEST, EMPTY)
+    await this.client.pushBlob(digestOf(envelope), envelope)
+    const sig: OciManifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: SIGNATURE_ARTIFACT,
+      config: {mediaType: EMPTY_CONFIG, digest: EMPTY_DIGEST, size: EMPTY.length},
+      layers: [{mediaType: DSSE_ENVELOPE, digest: digestOf(envelope), size: envelope.length}],
+      annotations: {'dev.cvm-image.signed-manifest': manifestDigest},
+    }
+    await this.client.putManifest(`${tag}.sig`, Buffer.from(JSON.stringify(sig)))
+  }
+
+  /**
+   * Pushes one of publish's format files (its sha256 known: the staged file's) unless the registry
+   * has it signed by a key we trust. The layer is the file as it is (a qcow2, a .tar.gz): no tar, no
+   * second compression. docs/remote-cache.md "Publish's formats".
+   */
+  async pushFormat(kind: `format-${string}`, key: string, file: {path: string; sha256: string}, info: Record<string, string | number>): Promise<'pushed' | 'present'> {
+    const signer = this.opts.signer
+    if (!signer) throw new Error('pushing a format file needs a signing key (--cache-key)')
+    if ((await this.verifiedClaim(kind, key, [signer.publicKey, ...this.opts.trusted])).ok) return 'present'
+    const size = (await stat(file.path)).size
+    const config = Buffer.from(JSON.stringify({...info, sha256: file.sha256, size}))
+    const layer = {mediaType: FORMAT_LAYER, digest: `sha256:${file.sha256}`, size}
+    await this.client.pushBlob(digestOf(config), config)
+    // the registry checks the upload against its digest: a staged file changed since it was hashed is refused there
+    await this.client.pushBlob(layer.digest, {file: file.path, size})
+    await this.putSigned(signer, kind, key, {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: FORMAT_ARTIFACT,
+      config: {mediaType: FORMAT_INFO, digest: digestOf(config), size: config.length},
+      layers: [layer],
+      annotations: {'dev.cvm-image.stage': kind, 'dev.cvm-image.key': key},
+    })
+    return 'pushed'
+  }
+
+  /**
+   * Pulls the format file of (kind, key) to `dest`: the signature checked, the manifest fetched by the
+   * digest it names, the file streamed to a temp name beside dest, hashed, and renamed into place
+   * only when its bytes are the signed digest. Anything short of that leaves nothing and returns why.
+   */
+  async pullFormat(kind: `format-${string}`, key: string, dest: string): Promise<{sha256: string} | {reason: string; absent?: true; down?: true}> {
+    const claim = await this.verifiedClaim(kind, key, this.opts.trusted)
+    if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
+    const where = `${this.client.repo.display} ${entryTag(kind, key)}`
+    const temp = join(dirname(dest), `.${basename(dest)}.pull-${randomBytes(6).toString('hex')}`)
+    try {
+      const got = await this.client.getManifest(claim.manifest)
+      if (!got) return {reason: `${where}: the manifest its signature names (${claim.manifest}) is gone`}
+      const m = got.manifest
+      if (m.artifactType !== FORMAT_ARTIFACT || m.config.mediaType !== FORMAT_INFO || m.layers.length !== 1 || m.layers[0].mediaType !== FORMAT_LAYER) {
+        return {reason: `${where}: the signed manifest is not a cvm-image format file (artifactType ${JSON.stringify(m.artifactType)})`}
+      }
+      const layer = m.layers[0]
+      await this.client.fetchBlob(layer.digest, layer.size, temp)
+      await rename(temp, dest)
+      return {sha256: layer.digest.slice('sha256:'.length)}
+    } catch (e) {
+      await rm(temp, {force: true})
+      if (e instanceof RegistryError && e.transport) return {reason: e.message, down: true}
+      return {reason: (e as Error).message}
     }
   }
 
@@ -162,7 +227,7 @@ export class RemoteStageCache {
   }
 
   /** The signature at `<tag>.sig`, verified against the keys given and bound to this stage and key. */
-  private async verifiedClaim(stage: StageName, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string; absent?: true; down?: true}> {
+  private async verifiedClaim(stage: EntryKind, key: string, trusted: KeyObject[]): Promise<{ok: true; manifest: string} | {ok: false; reason: string; absent?: true; down?: true}> {
     const tag = entryTag(stage, key)
     const where = `${this.client.repo.display} ${tag}`
     try {

@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {prepareFormats, type ImageArtifact} from '../formats/index.js'
+import {prepareFormats, type FormatShare, type ImageArtifact} from '../formats/index.js'
 import {ConflictError, InputError, StageError, isCvmError} from '../errors.js'
 import {measureImage} from '../measure/image.js'
 import {releaseLaunchOptions} from '../measure/release-launch.js'
@@ -47,6 +47,8 @@ export interface PublishOptions {
   stagingDir?: string
   /** sha256s by extent digest (src/util/extent-hash.ts), shared with assemble and validate: the build cache's; default under stagingDir */
   sha256MemoDir?: string
+  /** format files made on other runners, and where this one's go (--cache-from, --cache-to: src/pipeline/format-share.ts) */
+  formatShare?: FormatShare
   /** the user's OpenPGP release key: SHA256SUMS.gpg is added, and SHA256SUMS then lists manifest.json too */
   releaseKey?: ReleaseKeyOptions
   /** an Ed25519 private key (PEM) and, for an encrypted one, its passphrase file: provenance.intoto.json and validation.intoto.json become DSSE envelopes */
@@ -146,6 +148,7 @@ export async function publish(record: BuildRecord, target: string | PublishTarge
     gceName: `${record.recipeId}-${version}`,
     signal: opts.signal,
     progress: log,
+    share: opts.formatShare,
   })
 
   const kernelConfig = await readBuiltKernelConfig(record)

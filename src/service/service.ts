@@ -5,6 +5,8 @@ import {distroOf} from '../distro/index.js'
 import {requireSourceInputs} from '../kernel/source.js'
 import {writeBuildRecord, type BuildRecord} from '../pipeline/build-record.js'
 import type {StageCache} from '../pipeline/cache.js'
+import {registryFormatShare} from '../pipeline/format-share.js'
+import {openRemoteCaches} from '../pipeline/open-remote-cache.js'
 import type {ForceSpec} from '../pipeline/plan.js'
 import type {ValidateResult} from '../pipeline/results.js'
 import {runStages, type RendererChoice, type StageOutcome} from '../pipeline/run.js'
@@ -90,6 +92,8 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
       allowUnvalidated: req.publish.allowUnvalidated,
       stagingDir: join(cache.root, 'publish'),
       sha256MemoDir: sha256MemoDir(cache.root),
+      // the registries the stages used: publish's format files are pulled from and pushed to them too
+      formatShare: registryFormatShare(openRemoteCaches(ctx.options), (line) => void process.stderr.write(`warning: ${line}\n`)),
       ssh: req.publish.ssh,
       signal: req.signal,
       log: req.log,
