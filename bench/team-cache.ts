@@ -5,7 +5,7 @@
 //   runner B: another empty cache and ccache, --cache-from the same registry (trusting A's key)
 //   runner B again after a change to the 6.1 series that touches one C file (init/cvm_marker.c)
 // and prints, as ratios of one run: B's wall time over A's (goal <= 0.05), whether B's disk is A's byte
-// for byte (sha256), B's compile after the change over A's compile (goal <= 0.25, through ccache's
+// for byte (sha256), and so are its published format files, B's compile after the change over A's compile (goal <= 0.25, through ccache's
 // remote store: B never compiled, so its local ccache is empty), and per stage pulled its bytes and
 // seconds. Asserts nothing but that the builds succeed; takes 25 minutes or more of 2 cores.
 // Run: npm run bench -- team-cache   (BENCH_KEEP=1 keeps the scratch directory)
@@ -26,7 +26,7 @@ const repo = join(import.meta.dirname, '..')
 const RECIPE = 'debian-12'
 
 interface Outcome {stage: StageName; key: string; status: 'ran' | 'cached' | 'remote' | 'remote-only'; seconds: number; dir: string}
-interface Built {label: string; wall: number; stages: Outcome[]; disk: {path: string; sha256: string}}
+interface Built {label: string; wall: number; stages: Outcome[]; disk: {path: string; sha256: string}; files: Record<string, string>}
 
 const scratch = mkdtempSync('/var/tmp/cvm-bench-team-cache-')
 const registry = await startRegistry()
@@ -60,6 +60,9 @@ try {
   const same = a.disk.sha256 === b.disk.sha256
   console.log(`  disk.raw: A ${a.disk.sha256}`)
   console.log(`            B ${b.disk.sha256}  ${same ? 'identical' : 'DIFFERENT'}`)
+  // B's publish takes A's format files from the registry (docs/remote-cache.md "Publish's formats"): the same bytes
+  const sameFiles = Object.entries(a.files).every(([name, sha]) => b.files[name] === sha) && Object.keys(b.files).length === Object.keys(a.files).length
+  console.log(`  published files: ${Object.keys(b.files).join(', ')}: ${sameFiles ? 'the same sha256 as A' : 'DIFFERENT from A'}`)
 
   // the 6.1 series changed in one patch that touches one C file: a copy of the project's data
   const root = join(scratch, 'root')
@@ -81,7 +84,8 @@ try {
   console.log(`  B wall / A wall                 = ${wallRatio.toFixed(3)} (${b.wall.toFixed(1)} s / ${a.wall.toFixed(1)} s; goal <= 0.05) ${wallRatio <= 0.05 ? 'met' : 'MISSED'}`)
   console.log(`  B disk = A disk (sha256)        = ${same ? 'yes' : 'NO'}`)
   console.log(`  B' compile / A compile          = ${compileRatio.toFixed(3)} (${b2Compile?.seconds.toFixed(1)} s / ${aCompile.seconds.toFixed(1)} s; goal <= 0.25) ${compileRatio <= 0.25 ? 'met' : 'MISSED'}`)
-  if (!same) process.exitCode = 1
+  console.log(`  B's published files = A's       = ${sameFiles ? 'yes' : 'NO'}`)
+  if (!same || !sameFiles) process.exitCode = 1
 
   /** Prints each stage a build took from the registry: the bytes of its signature, manifest, config and layer, and its seconds. */
   async function pulled(r: Built): Promise<void> {
@@ -124,7 +128,7 @@ function build(label: string, cacheDir: string, root: string, extra: string[]): 
     console.error(r.stderr.slice(-5000), r.stdout.slice(-3000))
     throw new Error(`${label}: build exited ${r.status}`)
   }
-  const res = JSON.parse(r.stdout) as {stages: Outcome[]; published?: {location: string; files: {name: string}[]}}
+  const res = JSON.parse(r.stdout) as {stages: Outcome[]; published?: {location: string; files: {name: string; sha256: string}[]}}
   console.log(`\n${label}: ${wall.toFixed(1)} s wall`)
   for (const s of res.stages) console.log(`  ${s.stage.padEnd(14)} ${s.status.padEnd(6)} ${s.seconds.toFixed(1).padStart(7)} s`)
   const warnings = r.stderr.split('\n').filter((l) => /warn|registry/i.test(l))
@@ -135,7 +139,9 @@ function build(label: string, cacheDir: string, root: string, extra: string[]): 
   if (!existsSync(path)) throw new Error(`${label}: ${path} is not there`)
   // hashed here, not taken from the manifest: the bytes on disk are what is compared
   const sha256 = execFileSync('sha256sum', [path], {encoding: 'utf8'}).split(' ')[0]
-  return {label, wall, stages: res.stages, disk: {path, sha256}}
+  // the release's own files but its manifest, provenance and sums (they name the build's time and cache)
+  const files = Object.fromEntries(res.published.files.filter((f) => /\.(raw|qcow2|tar\.gz)$/.test(f.name)).map((f) => [f.name, f.sha256]))
+  return {label, wall, stages: res.stages, disk: {path, sha256}, files}
 }
 
 function readLog(dir: string): string[] {
