@@ -61,27 +61,31 @@ export class RemoteStageCache {
     try {
       const layerFile = join(temp, 'entry.tar.gz')
       await packEntry(stage, dir, layerFile)
-      const layer = {mediaType: STAGE_LAYER, digest: `sha256:${await sha256File(layerFile)}`, size: (await stat(layerFile)).size}
-      await this.client.pushBlob(digestOf(result), result)
-      await this.client.pushBlob(layer.digest, {file: layerFile, size: layer.size})
-      const manifest: OciManifest = {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType: STAGE_ARTIFACT,
-        config: {mediaType: STAGE_RESULT, digest: digestOf(result), size: result.length},
-        layers: [layer],
-        annotations: {'dev.cvm-image.stage': stage, 'dev.cvm-image.key': key},
-      }
-      await this.putSigned(signer, stage, key, manifest)
+      await this.pushArtifact(signer, stage, key, STAGE_ARTIFACT, {mediaType: STAGE_RESULT, data: result}, {mediaType: STAGE_LAYER, path: layerFile, sha256: await sha256File(layerFile)})
       return 'pushed'
     } finally {
       await rm(temp, {recursive: true, force: true})
     }
   }
 
-  /** The manifest under the entry's tag, then its signature at `<tag>.sig`: written last, so an entry is visible only whole. */
-  private async putSigned(signer: CacheSigner, kind: EntryKind, key: string, manifest: OciManifest): Promise<void> {
+  /**
+   * One entry: its config and its one layer (a file) as blobs, the manifest under the entry's tag,
+   * then its signature at `<tag>.sig`, written last, so that an entry is visible only whole. The
+   * registry checks each upload against its digest: a file changed since it was hashed is refused.
+   */
+  private async pushArtifact(signer: CacheSigner, kind: EntryKind, key: string, artifactType: string, config: {mediaType: string; data: Buffer}, layerFile: {mediaType: string; path: string; sha256: string}): Promise<void> {
+    const layer = {mediaType: layerFile.mediaType, digest: `sha256:${layerFile.sha256}`, size: (await stat(layerFile.path)).size}
+    await this.client.pushBlob(digestOf(config.data), config.data)
+    await this.client.pushBlob(layer.digest, {file: layerFile.path, size: layer.size})
     const tag = entryTag(kind, key)
+    const manifest: OciManifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType,
+      config: {mediaType: config.mediaType, digest: digestOf(config.data), size: config.data.length},
+      layers: [layer],
+      annotations: {'dev.cvm-image.stage': kind, 'dev.cvm-image.key': key},
+    }
     const manifestDigest = await this.client.putManifest(tag, Buffer.from(JSON.stringify(manifest)))
     const envelope = signer.envelope({stage: kind, key, manifest: manifestDigest})
     await this.client.pushBlob(EMPTY_DIGEST, EMPTY)
@@ -106,20 +110,8 @@ export class RemoteStageCache {
     const signer = this.opts.signer
     if (!signer) throw new Error('pushing a format file needs a signing key (--cache-key)')
     if ((await this.verifiedClaim(kind, key, [signer.publicKey, ...this.opts.trusted])).ok) return 'present'
-    const size = (await stat(file.path)).size
-    const config = Buffer.from(JSON.stringify({...info, sha256: file.sha256, size}))
-    const layer = {mediaType: FORMAT_LAYER, digest: `sha256:${file.sha256}`, size}
-    await this.client.pushBlob(digestOf(config), config)
-    // the registry checks the upload against its digest: a staged file changed since it was hashed is refused there
-    await this.client.pushBlob(layer.digest, {file: file.path, size})
-    await this.putSigned(signer, kind, key, {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: FORMAT_ARTIFACT,
-      config: {mediaType: FORMAT_INFO, digest: digestOf(config), size: config.length},
-      layers: [layer],
-      annotations: {'dev.cvm-image.stage': kind, 'dev.cvm-image.key': key},
-    })
+    const config = Buffer.from(JSON.stringify({...info, sha256: file.sha256, size: (await stat(file.path)).size}))
+    await this.pushArtifact(signer, kind, key, FORMAT_ARTIFACT, {mediaType: FORMAT_INFO, data: config}, {mediaType: FORMAT_LAYER, ...file})
     return 'pushed'
   }
 
