@@ -7,7 +7,8 @@
 // and prints, as ratios of one run: B's wall time over A's (goal <= 0.05), whether B's disk is A's byte
 // for byte (sha256), and so are its published format files, B's compile after the change over A's compile (goal <= 0.25, through ccache's
 // remote store: B never compiled, so its local ccache is empty), and per stage pulled its bytes and
-// seconds. Asserts nothing but that the builds succeed; takes 25 minutes or more of 2 cores.
+// seconds. Fails (exit 1) when a build fails or B's disk or published files are not A's; takes 25
+// minutes or more of 2 cores.
 // Run: npm run bench -- team-cache   (BENCH_KEEP=1 keeps the scratch directory)
 import {execFileSync, spawnSync} from 'node:child_process'
 import {generateKeyPairSync} from 'node:crypto'

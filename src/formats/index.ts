@@ -1,11 +1,12 @@
 import {existsSync} from 'node:fs'
-import {mkdir, readFile, stat} from 'node:fs/promises'
+import {mkdir, readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {StageError} from '../errors.js'
 import type {ImageFormat} from '../recipe/schema.js'
 import {sha256ByExtents} from '../util/extent-hash.js'
-import {atomicWriteFile, sha256, sha256File} from '../util/fsx.js'
+import {atomicWriteFile, sha256, sha256File, tempSibling} from '../util/fsx.js'
+import {placeOnce, sweepStaleTemps} from './staging.js'
 import {FORMATS} from './table.js'
 
 /** bump when a conversion changes its output bytes: it names the staging directory */
@@ -41,13 +42,21 @@ export interface PrepareOptions {
  * formatKey: the same disk, time and conversion give the same bytes, wherever they were made.
  */
 export interface FormatShare {
-  /** puts the file of (format, key) at path, whole and digest-checked, or says why not; writes nothing else */
-  pull(format: ImageFormat, key: string, path: string): Promise<{sha256: string} | {reason: string}>
+  /**
+   * puts the file of (format, key) at path, whole, fsynced and digest-checked, unless a file is there
+   * already (placeOnce: placed says which), or says why not; writes nothing else
+   */
+  pull(format: ImageFormat, key: string, path: string): Promise<{sha256: string; placed: boolean} | {reason: string}>
   /** offers a file made or found here; a failure is the share's to report, never the caller's */
   push(format: ImageFormat, key: string, file: {path: string; sha256: string}): Promise<void>
 }
 
-/** What a format file is made of: the disk's sha256, the build's time and the conversion's version. */
+/**
+ * What a format file is made of: the disk's sha256, the build's time and the conversion's version.
+ * Not the tools' versions: qemu-img, tar or pigz of another version may give other bytes of the same
+ * disk, and runners sharing a registry then publish the bytes of whichever pushed first (each
+ * release names the sha256 of what it holds).
+ */
 export function formatKey(format: ImageFormat, diskSha256: string, sourceDateEpoch: number): string {
   return sha256(['cvm-image format file', format, `v${FORMATS_VERSION}`, diskSha256, String(sourceDateEpoch)].join('\0'))
 }
@@ -63,6 +72,7 @@ export function publishedName(format: ImageFormat, gceName: string): string {
 export async function prepareFormats(disk: {path: string; sha256: string}, formats: readonly ImageFormat[], opts: PrepareOptions): Promise<ImageArtifact[]> {
   const dir = join(opts.stagingDir, `${disk.sha256.slice(0, 16)}-${opts.sourceDateEpoch}-v${FORMATS_VERSION}`)
   await mkdir(dir, {recursive: true})
+  await sweepStaleTemps(dir)
   // every format is made from these bytes, so they are checked first whatever is published
   const diskSha256 = await verifiedDiskSha256(disk, opts.sha256MemoDir, opts.progress, opts.signal)
   const artifacts: ImageArtifact[] = []
@@ -77,14 +87,25 @@ export async function prepareFormats(disk: {path: string; sha256: string}, forma
     const key = formatKey(format, diskSha256, opts.sourceDateEpoch)
     let sha256: string | undefined
     if (!existsSync(path)) {
+      // the sha256 of a staged file removed by hand must not be taken for its successor's
+      await rm(`${path}.sha256`, {force: true})
       const pulled = opts.share && (await opts.share.pull(format, key, path))
       if (pulled && 'sha256' in pulled) {
-        sha256 = pulled.sha256
-        await atomicWriteFile(`${path}.sha256`, sha256 + '\n')
-        opts.progress?.(`${format}: taken from the registry (sha256 ${sha256})`)
+        // placed: the file there is the one whose digest was checked (otherwise another publish's, hashed below)
+        if (pulled.placed) {
+          sha256 = pulled.sha256
+          await atomicWriteFile(`${path}.sha256`, sha256 + '\n')
+        }
+        opts.progress?.(`${format}: taken from the registry (sha256 ${pulled.sha256})`)
       } else {
         opts.progress?.(`converting to ${format}`)
-        await staged.convert(disk.path, path, opts)
+        const tmp = tempSibling(path)
+        try {
+          await staged.convert(disk.path, tmp, opts)
+          await placeOnce(tmp, path)
+        } finally {
+          await rm(tmp, {force: true})
+        }
       }
     }
     sha256 ??= await cachedSha256(path)
@@ -94,7 +115,7 @@ export async function prepareFormats(disk: {path: string; sha256: string}, forma
   return artifacts
 }
 
-/** sha256 of a staged file, kept beside it (the file never changes once renamed into place) */
+/** sha256 of a staged file, kept beside it (the file never changes once placed: placeOnce) */
 async function cachedSha256(path: string): Promise<string> {
   const side = `${path}.sha256`
   if (existsSync(side)) return (await readFile(side, 'utf8')).trim()

@@ -1,5 +1,5 @@
 import {generateKeyPairSync} from 'node:crypto'
-import {existsSync, readdirSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, utimesSync, writeFileSync} from 'node:fs'
 import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -9,6 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {makeGptDisk} from '../../test/helpers/disk-fixture.js'
 import {startRegistry, type TestRegistry} from '../../test/helpers/registry.js'
 import {formatKey, prepareFormats, type PrepareOptions} from '../formats/index.js'
+import {sweepStaleTemps} from '../formats/staging.js'
 import {OciClient} from '../remote/oci/client.js'
 import {parseOciReference} from '../remote/oci/reference.js'
 import {sha256File} from '../util/fsx.js'
@@ -109,6 +110,44 @@ describe("publish's format files in an OCI registry (docker-registry 2.8)", () =
     expect('reason' in r && r.reason).toMatch(/its bytes hash to sha256:[0-9a-f]{64}, not the digest asked for: refused/)
     expect(readdirSync(dest)).toEqual([])
   }, 300_000)
+
+  it('never replaces a staged file: a pull that finds one placed meanwhile keeps it and says so; a side sha256 left by a removed file is not taken for the next', async () => {
+    const epoch = 1700000004
+    const key = formatKey('qcow2', disk.sha256, epoch)
+    const file = join(dir, 'alice.qcow2')
+    writeFileSync(file, 'q'.repeat(50_000))
+    await new RemoteStageCache(client(), {signer: alice, trusted: []}).pushFormat('format-qcow2', key, {path: file, sha256: await sha256File(file)}, {format: 'qcow2'})
+    // another publish of the same disk converted it here first
+    const stage = join(dir, 'race')
+    await mkdir(stage)
+    const dest = join(stage, 'disk.qcow2')
+    writeFileSync(dest, 'converted here')
+    const r = await new RemoteStageCache(client(), {trusted: [alice.publicKey]}).pullFormat('format-qcow2', key, dest)
+    expect(r).toEqual({sha256: await sha256File(file), placed: false})
+    expect(readFileSync(dest, 'utf8')).toBe('converted here')
+    expect(readdirSync(stage)).toEqual(['disk.qcow2'])
+
+    // a staged qcow2 removed by hand, its side sha256 left behind (and wrong for what comes next)
+    const stagingDir = join(dir, 'runner-e')
+    const opts = {stagingDir, sha256MemoDir: join(stagingDir, 'memo'), sourceDateEpoch: epoch, gceName: 'x'}
+    const [first] = await prepareFormats(disk, ['qcow2'], opts)
+    await rm(first.path)
+    writeFileSync(`${first.path}.sha256`, `${'0'.repeat(64)}\n`)
+    const [again] = await prepareFormats(disk, ['qcow2'], opts)
+    expect(again.sha256).toBe(await sha256File(again.path))
+  }, 300_000)
+
+  it('the next publish removes temp files a killed one left in the staging directory after an hour, and leaves younger ones (a publish still at work)', async () => {
+    const stage = join(dir, 'stale')
+    await mkdir(stage)
+    const names = ['.disk.qcow2.pull-0a1b2c', '.disk.qcow2.tmp-123-abcd', '.gce-XYZ', 'disk.qcow2']
+    for (const n of names) writeFileSync(join(stage, n), 'x')
+    const old = (Date.now() - 2 * 3_600_000) / 1000
+    for (const n of names) utimesSync(join(stage, n), old, old)
+    writeFileSync(join(stage, '.disk.raw.pull-young'), 'y')
+    await sweepStaleTemps(stage)
+    expect(readdirSync(stage).sort()).toEqual(['.disk.raw.pull-young', 'disk.qcow2'])
+  })
 
   it('a registry that is down costs one warning: the formats are converted here, nothing is pushed, and the publish goes on', async () => {
     const deadHost = '127.0.0.1:9' // discard: nothing listens

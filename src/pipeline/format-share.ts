@@ -1,5 +1,6 @@
 import type {FormatShare} from '../formats/index.js'
 import type {RemoteCaches} from './open-remote-cache.js'
+import {RegistryError} from '../remote/oci/client.js'
 import type {RemoteStageCache} from './remote-cache.js'
 
 /**
@@ -11,7 +12,8 @@ import type {RemoteStageCache} from './remote-cache.js'
  */
 export function registryFormatShare(remote: RemoteCaches, warn: (line: string) => void): FormatShare | undefined {
   if (remote.readers.length === 0) return undefined
-  const down = new Set<RemoteStageCache>()
+  // shared with the build's stages: a registry they found down is not asked again here
+  const down = remote.down ?? new Set<RemoteStageCache>()
   return {
     async pull(format, key, path) {
       const reasons: string[] = []
@@ -32,6 +34,8 @@ export function registryFormatShare(remote: RemoteCaches, warn: (line: string) =
       try {
         await pusher.pushFormat(`format-${format}`, key, file, {format, key})
       } catch (e) {
+        // down or silent: asked nothing more in this publish
+        if (e instanceof RegistryError && e.transport) down.add(pusher)
         warn(`format ${format}: not pushed to ${pusher.client.repo.display}: ${(e as Error).message}`)
       }
     },

@@ -9,6 +9,8 @@ import {RemoteStageCache} from './remote-cache.js'
 export interface RemoteCaches {
   readers: RemoteStageCache[]
   pusher?: RemoteStageCache
+  /** the registries found down or silent: asked nothing more by the build, nor by its publish */
+  down?: Set<RemoteStageCache>
 }
 
 /**
@@ -18,12 +20,12 @@ export interface RemoteCaches {
  */
 export function openRemoteCaches(options: BuildOptions, env: NodeJS.ProcessEnv = process.env): RemoteCaches {
   const {cacheFrom, cacheTo, cacheKey, cacheTrust, cacheCa} = options
-  if (!cacheFrom && !cacheTo) return {readers: []}
+  if (!cacheFrom && !cacheTo) return {readers: [], down: new Set()}
   const signer = cacheKey ? loadCacheSigner(cacheKey) : undefined
   const trusted = [...(cacheTrust ?? []).map((f) => loadTrustedKey(f)), ...(signer ? [signer.publicKey] : [])]
   const open = (repo: OciRepository) =>
     new RemoteStageCache(new OciClient(repo, {caFile: cacheCa, credentials: readRegistryCredentials(repo.host, repo.repository, env)}), {signer, trusted})
   const pusher = cacheTo ? open(cacheTo) : undefined
   const readers = [...(pusher ? [pusher] : []), ...(cacheFrom && cacheFrom.display !== cacheTo?.display ? [open(cacheFrom)] : [])]
-  return {readers, pusher}
+  return {readers, pusher, down: new Set()}
 }

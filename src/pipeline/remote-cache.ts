@@ -4,6 +4,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
+import {placeOnce} from '../formats/staging.js'
 import {OCI_MANIFEST, RegistryError, digestOf, type OciClient, type OciManifest} from '../remote/oci/client.js'
 import {run} from '../util/exec.js'
 import {sha256File} from '../util/fsx.js'
@@ -53,8 +54,7 @@ export class RemoteStageCache {
   async push(cache: StageCache, stage: StageName, key: string): Promise<'pushed' | 'present'> {
     const signer = this.opts.signer
     if (!signer) throw new Error('pushing a stage entry needs a signing key (--cache-key)')
-    const trusted = [signer.publicKey, ...this.opts.trusted]
-    if ((await this.verifiedClaim(stage, key, trusted)).ok) return 'present'
+    if (await this.presentForPush(signer, stage, key)) return 'present'
     const dir = cache.entryDir(stage, key)
     const result = await readFile(join(dir, 'result.json'))
     const temp = await cache.makeTemp(stage, key)
@@ -66,6 +66,18 @@ export class RemoteStageCache {
     } finally {
       await rm(temp, {recursive: true, force: true})
     }
+  }
+
+  /** Whether the registry already holds the entry signed by a trusted key; a registry found down throws (a transport error: the push is not tried). */
+  private async presentForPush(signer: CacheSigner, kind: EntryKind, key: string): Promise<boolean> {
+    const claim = await this.verifiedClaim(kind, key, [signer.publicKey, ...this.opts.trusted])
+    if (claim.ok) return true
+    if (claim.down) {
+      const e = new RegistryError(claim.reason, {hint: 'the registry did not answer; the next build pushes what it lacks'})
+      e.transport = true
+      throw e
+    }
+    return false
   }
 
   /**
@@ -109,7 +121,7 @@ export class RemoteStageCache {
   async pushFormat(kind: `format-${string}`, key: string, file: {path: string; sha256: string}, info: Record<string, string | number>): Promise<'pushed' | 'present'> {
     const signer = this.opts.signer
     if (!signer) throw new Error('pushing a format file needs a signing key (--cache-key)')
-    if ((await this.verifiedClaim(kind, key, [signer.publicKey, ...this.opts.trusted])).ok) return 'present'
+    if (await this.presentForPush(signer, kind, key)) return 'present'
     const config = Buffer.from(JSON.stringify({...info, sha256: file.sha256, size: (await stat(file.path)).size}))
     await this.pushArtifact(signer, kind, key, FORMAT_ARTIFACT, {mediaType: FORMAT_INFO, data: config}, {mediaType: FORMAT_LAYER, ...file})
     return 'pushed'
@@ -117,10 +129,11 @@ export class RemoteStageCache {
 
   /**
    * Pulls the format file of (kind, key) to `dest`: the signature checked, the manifest fetched by the
-   * digest it names, the file streamed to a temp name beside dest, hashed, and renamed into place
-   * only when its bytes are the signed digest. Anything short of that leaves nothing and returns why.
+   * digest it names, the file streamed to a temp name beside dest, hashed, and placed (fsynced, never
+   * over a file already there: placeOnce) only when its bytes are the signed digest. Anything short of
+   * that leaves nothing and returns why.
    */
-  async pullFormat(kind: `format-${string}`, key: string, dest: string): Promise<{sha256: string} | {reason: string; absent?: true; down?: true}> {
+  async pullFormat(kind: `format-${string}`, key: string, dest: string): Promise<{sha256: string; placed: boolean} | {reason: string; absent?: true; down?: true}> {
     const claim = await this.verifiedClaim(kind, key, this.opts.trusted)
     if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
     const where = `${this.client.repo.display} ${entryTag(kind, key)}`
@@ -134,8 +147,8 @@ export class RemoteStageCache {
       }
       const layer = m.layers[0]
       await this.client.fetchBlob(layer.digest, layer.size, temp)
-      await rename(temp, dest)
-      return {sha256: layer.digest.slice('sha256:'.length)}
+      const placed = await placeOnce(temp, dest)
+      return {sha256: layer.digest.slice('sha256:'.length), placed}
     } catch (e) {
       await rm(temp, {force: true})
       if (e instanceof RegistryError && e.transport) return {reason: e.message, down: true}

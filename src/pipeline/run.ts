@@ -80,10 +80,10 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   // pushes run beside the build; a failed one is a warning, never a failed build
   const pushes: Promise<void>[] = []
   // a registry that is down or silent is asked once, not once per stage
-  const down = new Set<RemoteStageCache>()
+  const down = remote.down ?? new Set<RemoteStageCache>()
   const push = (name: StageName, key: string) => {
     const to = remote.pusher
-    if (!to) return
+    if (!to || down.has(to)) return
     pushes.push(to.push(cache, name, key).then(
       () => undefined,
       (e: unknown) => warn(`stage ${name}: not pushed to ${to.client.repo.display}: ${(e as Error).message}`),

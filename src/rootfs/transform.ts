@@ -1,6 +1,5 @@
 import {createReadStream, createWriteStream} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
-import {once} from 'node:events'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import type {Readable} from 'node:stream'
@@ -478,13 +477,28 @@ export function packEntry(pack: Pack, header: Header, body: Buffer | AsyncIterab
     sink.on('error', reject)
     ;(async () => {
       for await (const chunk of body) {
-        if (!sink.write(chunk as Buffer)) await once(sink as unknown as NodeJS.EventEmitter, 'drain')
+        // destroyed (the pack's output failed): the error listener above has rejected; stop reading
+        if (sink.destroyed) return
+        if (!sink.write(chunk as Buffer)) await drainOrClose(sink as unknown as NodeJS.EventEmitter)
       }
-      sink.end(undefined)
+      if (!sink.destroyed) sink.end(undefined)
     })().catch((e) => {
       // the caller reports e; the sink only has to stop
       sink.destroy()
       reject(e)
     })
+  })
+}
+
+/** Waits for the sink to take more, or to be gone: a sink destroyed while full never drains. */
+function drainOrClose(sink: NodeJS.EventEmitter): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      sink.off('drain', done)
+      sink.off('close', done)
+      resolve()
+    }
+    sink.on('drain', done)
+    sink.on('close', done)
   })
 }

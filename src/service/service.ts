@@ -65,7 +65,10 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
   const {recipe} = ctx.recipe
   checkBuildable(ctx)
   const control = Boolean(ctx.options.control)
+  // opened once (credentials read once): the stages and then publish's format files use them
+  const remote = openRemoteCaches(ctx.options)
   const {results, outcomes} = await runStages(ctx, cache, req.stages ?? STAGES, {
+    remote,
     force: req.force,
     renderer: req.renderer,
     signal: req.signal,
@@ -93,7 +96,7 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
       stagingDir: join(cache.root, 'publish'),
       sha256MemoDir: sha256MemoDir(cache.root),
       // the registries the stages used: publish's format files are pulled from and pushed to them too
-      formatShare: registryFormatShare(openRemoteCaches(ctx.options), (line) => void process.stderr.write(`warning: ${line}\n`)),
+      formatShare: registryFormatShare(remote, (line) => void process.stderr.write(`warning: ${line}\n`)),
       ssh: req.publish.ssh,
       signal: req.signal,
       log: req.log,

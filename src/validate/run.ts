@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 
 
-import {HostError, InputError, StageError} from '../errors.js'
+import {BugError, HostError, InputError, StageError} from '../errors.js'
 import type {MeasurementEntry} from '../measure/entry.js'
 import {DEFAULT_HOSTNAME, VALIDATE_DEFAULTS, type ValidationMode} from '../recipe/schema.js'
 import {extentSha256, knownSha256, rememberSha256} from '../util/extent-hash.js'
@@ -11,7 +11,7 @@ import {atomicWriteFile, sha256File} from '../util/fsx.js'
 import {snpLaunchExpectation} from './attestation.js'
 import {GuestBoot, type SeedMethod} from './boot.js'
 import type {BootKind, CheckContext, CheckResult, ExpectedKernel, PcrExpectation} from './check-types.js'
-import {checksFor, runChecks} from './checks.js'
+import {CHECKS, checksFor, runChecks} from './checks.js'
 import {LocalHost, type ValidationHost} from './host.js'
 import {OVMF_CODE_SECBOOT, OVMF_VARS, probeHost, requireMode, type HostReport} from './host-probe.js'
 import {buildProbe} from './nvme-probe.js'
@@ -129,6 +129,9 @@ async function validateOn(req: ValidateRequest, single: ValidationHost | undefin
   const started = Date.now()
   const log = req.log ?? (() => {})
   const progress = req.progress ?? log
+  // a name that is no check would skip nothing and say nothing: the caller's mistake, not the user's
+  const unknownNotRun = Object.keys(req.notRun ?? {}).filter((name) => !CHECKS.some((c) => c.name === name))
+  if (unknownNotRun.length) throw new BugError(`notRun names no check: ${unknownNotRun.join(', ')}`)
   if (req.modes.includes('emulated') && req.ukiBoot === false && !req.diskBoot && !req.secureBootVars) {
     throw new InputError('emulated mode with no boot asked for: the UKI boot, the disk boot and the Secure Boot boot are all off', {hint: 'keep --uki-boot, or add --disk-boot or --secure-boot-vars'})
   }
