@@ -9,6 +9,7 @@ import {readBuildRecord} from '../pipeline/build-record.js'
 import {StageCache} from '../pipeline/cache.js'
 import {completeFromRegistry} from '../pipeline/complete-record.js'
 import {registryFormatShare} from '../pipeline/format-share.js'
+import {stderrWarning} from '../pipeline/run.js'
 import {openRemoteCaches} from '../pipeline/open-remote-cache.js'
 import {describeTarget, publish, STAGES_PUBLISH_READS, type PublishResult} from '../publish/index.js'
 import {sha256MemoDir} from '../util/extent-hash.js'
@@ -78,8 +79,7 @@ its disk, which --cache-to also pushes (docs/remote-cache.md).`
     const log = (line: string) => this.jsonEnabled() || process.stderr.write(`${line}\n`)
     // a record whose disk, validation or kernel entry is not here (built on another runner): pulled, verified, from the registry
     const remote = openRemoteCaches({cacheFrom: o['cache-from'], cacheTo: o['cache-to'], cacheKey: o['cache-key'], cacheTrust: o['cache-trust'], cacheCa: o['cache-ca']})
-    const warn = (line: string) => void process.stderr.write(`warning: ${line}\n`)
-    const {record} = await completeFromRegistry(await readBuildRecord(cacheDir, args.build), new StageCache(cacheDir), remote, STAGES_PUBLISH_READS, warn)
+    const {record} = await completeFromRegistry(await readBuildRecord(cacheDir, args.build), new StageCache(cacheDir), remote, STAGES_PUBLISH_READS, stderrWarning)
     let lastShown = 0
     const result = await runInterruptible(
       (signal) =>
@@ -88,7 +88,7 @@ its disk, which --cache-to also pushes (docs/remote-cache.md).`
           formats: o.format,
           stagingDir: join(cacheDir, 'publish'),
           sha256MemoDir: sha256MemoDir(cacheDir),
-          formatShare: registryFormatShare(remote, warn),
+          formatShare: registryFormatShare(remote, stderrWarning),
           releaseKey: o['release-key'] ? {keyFile: o['release-key'], passphraseFile: o['release-key-passphrase-file']} : undefined,
           attestationKey: o['attestation-key'] ? {keyFile: o['attestation-key'], passphraseFile: o['attestation-key-passphrase-file']} : undefined,
           ssh: {...o['publish-host-key'], privateKey: o['publish-identity'], passphraseFile: o['publish-identity-passphrase-file'], identityFlag: '--publish-identity'},

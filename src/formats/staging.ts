@@ -1,11 +1,11 @@
-import {link, open, readdir, rename, rm, stat} from 'node:fs/promises'
+import {link, readdir, rename, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
+
+import {syncFile} from '../util/fsx.js'
 
 /** fsyncs a finished file and renames it to its final name, so a crash never leaves a partial one there. */
 export async function renameInto(tmp: string, final: string): Promise<void> {
-  const fh = await open(tmp, 'r')
-  await fh.sync()
-  await fh.close()
+  await syncFile(tmp)
   await rename(tmp, final)
 }
 
@@ -17,9 +17,7 @@ export async function renameInto(tmp: string, final: string): Promise<void> {
  */
 export async function placeOnce(tmp: string, final: string): Promise<boolean> {
   try {
-    const fh = await open(tmp, 'r')
-    await fh.sync()
-    await fh.close()
+    await syncFile(tmp)
     await link(tmp, final)
     return true
   } catch (e) {
@@ -30,13 +28,13 @@ export async function placeOnce(tmp: string, final: string): Promise<boolean> {
   }
 }
 
-/** A temp file of a conversion or a pull (`.<name>.tmp-…`, `.<name>.pull-…`) untouched this long was left by a publish that was killed. */
+/** A temp file of a conversion or a pull (tempSibling's `.<name>.tmp-…`) untouched this long was left by a publish that was killed. */
 const STALE_TEMP_MS = 3_600_000
 
 /** Removes what killed publishes left in a staging directory: their temp files, and the temp directories of GCE tarballs (`.gce-…`). */
 export async function sweepStaleTemps(dir: string, now = Date.now()): Promise<void> {
   for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!/^\.(.+\.(tmp|pull)-|gce-)/.test(name)) continue
+    if (!/^\.(.+\.tmp-|gce-)/.test(name)) continue
     const path = join(dir, name)
     const st = await stat(path).catch(() => undefined)
     if (st && now - st.mtimeMs > STALE_TEMP_MS) await rm(path, {recursive: true, force: true})

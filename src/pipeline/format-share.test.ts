@@ -140,13 +140,13 @@ describe("publish's format files in an OCI registry (docker-registry 2.8)", () =
   it('the next publish removes temp files a killed one left in the staging directory after an hour, and leaves younger ones (a publish still at work)', async () => {
     const stage = join(dir, 'stale')
     await mkdir(stage)
-    const names = ['.disk.qcow2.pull-0a1b2c', '.disk.qcow2.tmp-123-abcd', '.gce-XYZ', 'disk.qcow2']
+    const names = ['.disk.qcow2.tmp-456-0a1b2c', '.disk.qcow2.tmp-123-abcd', '.gce-XYZ', 'disk.qcow2']
     for (const n of names) writeFileSync(join(stage, n), 'x')
     const old = (Date.now() - 2 * 3_600_000) / 1000
     for (const n of names) utimesSync(join(stage, n), old, old)
-    writeFileSync(join(stage, '.disk.raw.pull-young'), 'y')
+    writeFileSync(join(stage, '.disk.raw.tmp-789-young'), 'y')
     await sweepStaleTemps(stage)
-    expect(readdirSync(stage).sort()).toEqual(['.disk.raw.pull-young', 'disk.qcow2'])
+    expect(readdirSync(stage).sort()).toEqual(['.disk.raw.tmp-789-young', 'disk.qcow2'])
   })
 
   it('a registry that is down costs one warning: the formats are converted here, nothing is pushed, and the publish goes on', async () => {

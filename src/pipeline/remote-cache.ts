@@ -1,13 +1,12 @@
 import type {KeyObject} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, rename, rm, stat} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {join} from 'node:path'
 
 import {placeOnce} from '../formats/staging.js'
 import {OCI_MANIFEST, RegistryError, digestOf, type OciClient, type OciManifest} from '../remote/oci/client.js'
 import {run} from '../util/exec.js'
-import {sha256File} from '../util/fsx.js'
+import {sha256File, tempSibling} from '../util/fsx.js'
 import type {StageCache} from './cache.js'
 import {verifyEntryEnvelope, type CacheSigner, type EntryKind} from './cache-signature.js'
 import type {StageName, StageResult} from './stage.js'
@@ -137,7 +136,7 @@ export class RemoteStageCache {
     const claim = await this.verifiedClaim(kind, key, this.opts.trusted)
     if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
     const where = `${this.client.repo.display} ${entryTag(kind, key)}`
-    const temp = join(dirname(dest), `.${basename(dest)}.pull-${randomBytes(6).toString('hex')}`)
+    const temp = tempSibling(dest)
     try {
       const got = await this.client.getManifest(claim.manifest)
       if (!got) return {reason: `${where}: the manifest its signature names (${claim.manifest}) is gone`}

@@ -62,6 +62,9 @@ export interface RunStagesResult {
 /** How often a non-TTY renderer may print a stage's progress line (a kernel build makes thousands). */
 const PROGRESS_EVERY_MS = 15_000
 
+/** A line a person should see that does not fail the command (a registry down, an entry refused), on stderr. */
+export const stderrWarning = (line: string): void => void process.stderr.write(`warning: ${line}\n`)
+
 /**
  * Runs the stages from the cache, each as soon as the stages it needs are done: the base and the
  * kernel stages need nothing of each other and run at once. A cached stage is taken as it is; any
@@ -76,7 +79,7 @@ export async function runStages(ctx: BuildContext, cache: StageCache, stages: St
   const selected = until >= 0 ? stages.slice(0, until + 1) : stages
   const plan = await planBuild(ctx, cache, selected, opts.force ?? [])
   const remote = opts.remote ?? openRemoteCaches(ctx.options)
-  const warn = opts.warn ?? ((line: string) => void process.stderr.write(`warning: ${line}\n`))
+  const warn = opts.warn ?? stderrWarning
   // pushes run beside the build; a failed one is a warning, never a failed build
   const pushes: Promise<void>[] = []
   // a registry that is down or silent is asked once, not once per stage

@@ -9,7 +9,7 @@ import {registryFormatShare} from '../pipeline/format-share.js'
 import {openRemoteCaches} from '../pipeline/open-remote-cache.js'
 import type {ForceSpec} from '../pipeline/plan.js'
 import type {ValidateResult} from '../pipeline/results.js'
-import {runStages, type RendererChoice, type StageOutcome} from '../pipeline/run.js'
+import {runStages, stderrWarning, type RendererChoice, type StageOutcome} from '../pipeline/run.js'
 import {STAGE_NAMES, type BuildContext, type Stage, type StageName} from '../pipeline/stage.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {publish, STAGES_PUBLISH_READS, type PublishResult, type PublishTarget} from '../publish/index.js'
@@ -96,7 +96,7 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
       stagingDir: join(cache.root, 'publish'),
       sha256MemoDir: sha256MemoDir(cache.root),
       // the registries the stages used: publish's format files are pulled from and pushed to them too
-      formatShare: registryFormatShare(remote, (line) => void process.stderr.write(`warning: ${line}\n`)),
+      formatShare: registryFormatShare(remote, stderrWarning),
       ssh: req.publish.ssh,
       signal: req.signal,
       log: req.log,

@@ -39,15 +39,23 @@ export function tempSibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
 }
 
+/** fsyncs a finished file, so that a rename or link of it never shows a partial one after a crash. */
+export async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
 /** Write a file atomically: temp file, fsync, rename. A reader sees the old or the new file, never half. */
 export async function atomicWriteFile(path: string, data: string | Buffer): Promise<void> {
   await mkdir(dirname(path), {recursive: true})
   const tmp = tempSibling(path)
   try {
     await writeFile(tmp, data)
-    const fh = await open(tmp, 'r')
-    await fh.sync()
-    await fh.close()
+    await syncFile(tmp)
     await rename(tmp, path)
   } catch (e) {
     await rm(tmp, {force: true})
