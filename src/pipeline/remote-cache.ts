@@ -133,25 +133,17 @@ export class RemoteStageCache {
    * that leaves nothing and returns why.
    */
   async pullFormat(kind: `format-${string}`, key: string, dest: string): Promise<{sha256: string; placed: boolean} | {reason: string; absent?: true; down?: true}> {
-    const claim = await this.verifiedClaim(kind, key, this.opts.trusted)
-    if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
-    const where = `${this.client.repo.display} ${entryTag(kind, key)}`
+    const signed = await this.signedManifest(kind, key, FORMAT_SHAPE)
+    if ('reason' in signed) return signed
+    const layer = signed.manifest.layers[0]
     const temp = tempSibling(dest)
     try {
-      const got = await this.client.getManifest(claim.manifest)
-      if (!got) return {reason: `${where}: the manifest its signature names (${claim.manifest}) is gone`}
-      const m = got.manifest
-      if (m.artifactType !== FORMAT_ARTIFACT || m.config.mediaType !== FORMAT_INFO || m.layers.length !== 1 || m.layers[0].mediaType !== FORMAT_LAYER) {
-        return {reason: `${where}: the signed manifest is not a cvm-image format file (artifactType ${JSON.stringify(m.artifactType)})`}
-      }
-      const layer = m.layers[0]
       await this.client.fetchBlob(layer.digest, layer.size, temp)
       const placed = await placeOnce(temp, dest)
       return {sha256: layer.digest.slice('sha256:'.length), placed}
     } catch (e) {
       await rm(temp, {force: true})
-      if (e instanceof RegistryError && e.transport) return {reason: e.message, down: true}
-      return {reason: (e as Error).message}
+      return failure(e)
     }
   }
 
@@ -178,20 +170,30 @@ export class RemoteStageCache {
 
   /** The signed manifest of (stage, key), checked to be a stage entry, and its config blob (result.json), digest checked. */
   private async signedEntry(stage: StageName, key: string): Promise<{manifest: OciManifest; result: Buffer} | {reason: string; absent?: true; down?: true}> {
-    const claim = await this.verifiedClaim(stage, key, this.opts.trusted)
+    const signed = await this.signedManifest(stage, key, STAGE_SHAPE)
+    if ('reason' in signed) return signed
+    try {
+      return {manifest: signed.manifest, result: await this.client.readBlob(signed.manifest.config.digest, MAX_RESULT_BYTES)}
+    } catch (e) {
+      return failure(e)
+    }
+  }
+
+  /** The manifest a trusted signature names for (kind, key), fetched by that digest and checked to have the shape of its kind: one config, one layer. */
+  private async signedManifest(kind: EntryKind, key: string, shape: EntryShape): Promise<{manifest: OciManifest} | {reason: string; absent?: true; down?: true}> {
+    const claim = await this.verifiedClaim(kind, key, this.opts.trusted)
     if (!claim.ok) return {reason: claim.reason, ...(claim.absent ? {absent: true} : {}), ...(claim.down ? {down: true} : {})}
-    const where = `${this.client.repo.display} ${entryTag(stage, key)}`
+    const where = `${this.client.repo.display} ${entryTag(kind, key)}`
     try {
       const got = await this.client.getManifest(claim.manifest)
       if (!got) return {reason: `${where}: the manifest its signature names (${claim.manifest}) is gone`}
       const m = got.manifest
-      if (m.artifactType !== STAGE_ARTIFACT || m.config.mediaType !== STAGE_RESULT || m.layers.length !== 1 || m.layers[0].mediaType !== STAGE_LAYER) {
-        return {reason: `${where}: the signed manifest is not a cvm-image stage entry (artifactType ${JSON.stringify(m.artifactType)})`}
+      if (m.artifactType !== shape.artifactType || m.config.mediaType !== shape.config || m.layers.length !== 1 || m.layers[0].mediaType !== shape.layer) {
+        return {reason: `${where}: the signed manifest is not a ${shape.what} (artifactType ${JSON.stringify(m.artifactType)})`}
       }
-      return {manifest: m, result: await this.client.readBlob(m.config.digest, MAX_RESULT_BYTES)}
+      return {manifest: m}
     } catch (e) {
-      if (e instanceof RegistryError && e.transport) return {reason: e.message, down: true}
-      return {reason: (e as Error).message}
+      return failure(e)
     }
   }
 
@@ -248,14 +250,29 @@ export class RemoteStageCache {
       if (!/^sha256:[a-f0-9]{64}$/.test(v.claim.manifest)) return {ok: false, reason: `${where}: its signature names no manifest digest`}
       return {ok: true, manifest: v.claim.manifest}
     } catch (e) {
-      // unreachable or silent: the runner stops asking it for the rest of the build
-      if (e instanceof RegistryError && e.transport) return {ok: false, reason: e.message, down: true}
-      return {ok: false, reason: (e as Error).message}
+      // unreachable or silent (down): the runner stops asking it for the rest of the build
+      return {ok: false, ...failure(e)}
     }
   }
 }
 
 const EMPTY_DIGEST = digestOf(EMPTY)
+
+/** What a manifest of each kind of entry holds: its artifactType, its config's and its one layer's media types. */
+interface EntryShape {
+  artifactType: string
+  config: string
+  layer: string
+  what: string
+}
+const STAGE_SHAPE: EntryShape = {artifactType: STAGE_ARTIFACT, config: STAGE_RESULT, layer: STAGE_LAYER, what: 'cvm-image stage entry'}
+const FORMAT_SHAPE: EntryShape = {artifactType: FORMAT_ARTIFACT, config: FORMAT_INFO, layer: FORMAT_LAYER, what: 'cvm-image format file'}
+
+/** A registry's failure as a reason: down (not reached, no answer in time) when it was the transport's. */
+function failure(e: unknown): {reason: string; down?: true} {
+  if (e instanceof RegistryError && e.transport) return {reason: e.message, down: true}
+  return {reason: (e as Error).message}
+}
 
 /**
  * The layer of a finished entry: tar+gzip, --sort=name (the same entry gives the same member order on
